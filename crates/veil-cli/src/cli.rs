@@ -1,0 +1,26 @@
+//! The command line's top level. Each command group defines its own arguments beside its
+//! code (`commands/<group>.rs`); every help text says what it does, what it needs and an
+//! example.
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::noise;
+
+/// Differentially private aggregates from Parquet exports.
+///
+/// Veil releases counts, sums, means and quantiles per group with exact noise, charges
+/// every release to a persistent privacy budget, and shows what each privacy level costs
+/// in accuracy before anyone commits to it.
+#[derive(Debug, Parser)]
+#[command(name = "veil", version, propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Draw and calibrate noise: diagnostics for Veil's exact samplers.
+    #[command(subcommand)]
+    Noise(noise::NoiseCommand),
+}

@@ -1,0 +1,138 @@
+//! The crate graph and the purity of the math crates, checked mechanically.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// The Veil crates each crate may depend on (normal dependencies; dev-dependencies on
+/// `veil-testkit` are always allowed). A crate missing here is a new crate: add it with
+/// its reason in ARCHITECTURE.md.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("veil-core", &[]),
+    ("veil-testkit", &[]),
+    ("veil-accountant", &["veil-core"]),
+    ("veil-ledger", &["veil-core", "veil-accountant"]),
+    ("veil-ldp", &["veil-core"]),
+    ("veil-engine", &["veil-core", "veil-accountant"]),
+    ("veil-report", &["veil-core", "veil-accountant"]),
+    ("veil-cli", &["*"]),
+    ("veil-bench", &["*"]),
+];
+
+/// Crates that must stay pure: no file, network, environment or terminal access.
+const PURE: &[&str] = &["veil-core", "veil-accountant", "veil-ldp", "veil-report"];
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root exists")
+}
+
+fn metadata() -> Value {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON")
+}
+
+#[test]
+fn crate_graph_follows_the_table() {
+    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+    let metadata = metadata();
+    for package in metadata["packages"].as_array().expect("packages") {
+        let name = package["name"].as_str().expect("name");
+        let Some(allowed_here) = allowed.get(name) else {
+            panic!(
+                "{name} is not in the dependency table: add it to ARCHITECTURE.md and this test"
+            );
+        };
+        for dependency in package["dependencies"].as_array().expect("dependencies") {
+            let dependency_name = dependency["name"].as_str().expect("dependency name");
+            let kind = dependency["kind"].as_str().unwrap_or("normal");
+            if dependency_name == "polars" || dependency_name.starts_with("polars-") {
+                assert_eq!(
+                    name, "veil-engine",
+                    "only veil-engine may depend on Polars, not {name}"
+                );
+            }
+            if !dependency_name.starts_with("veil-") || kind == "dev" || allowed_here.contains(&"*")
+            {
+                continue;
+            }
+            assert!(
+                allowed_here.contains(&dependency_name),
+                "{name} must not depend on {dependency_name} (allowed: {allowed_here:?})"
+            );
+        }
+    }
+}
+
+fn rust_files(directory: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(directory).expect("readable source directory") {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn math_crates_do_no_io() {
+    let forbidden = [
+        "std::fs",
+        "std::net",
+        "std::env",
+        "std::io",
+        "println!",
+        "eprintln!",
+        "print!(",
+        "eprint!(",
+        "SysRng",
+        "thread_rng",
+        "rand::rng(",
+    ];
+    for crate_name in PURE {
+        let source = workspace_root().join("crates").join(crate_name).join("src");
+        if !source.exists() {
+            continue;
+        }
+        let mut files = Vec::new();
+        rust_files(&source, &mut files);
+        for file in files {
+            // Unit tests may print and read the environment; only library code is checked.
+            let is_test = file.file_name().is_some_and(|name| name == "tests.rs");
+            if is_test {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).expect("readable source file");
+            let library_part = text
+                .split("#[cfg(test)]\nmod tests {")
+                .next()
+                .unwrap_or(&text);
+            for word in forbidden {
+                assert!(
+                    !library_part.contains(word),
+                    "{} uses {word}: math crates do no I/O",
+                    file.display()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests of the `veil` binary: one test binary, one module per command.
+
+mod architecture;
+mod noise;
+
+use assert_cmd::Command;
+
+/// The `veil` binary under test.
+pub(crate) fn veil() -> Command {
+    let mut command = Command::cargo_bin("veil").expect("the veil binary is built for tests");
+    command.env_remove("VEIL_LOG");
+    command
+}

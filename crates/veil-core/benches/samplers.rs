@@ -1,0 +1,93 @@
+//! Sampler throughput: Veil's exact samplers next to `rand_distr`'s floating-point ones,
+//! driven by the same ChaCha20 generator, in the same run.
+//!
+//! `cargo bench -p veil-core --bench samplers`
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand::RngExt;
+use rand_distr::{Distribution, Normal};
+use veil_core::Rational;
+use veil_core::sample::{DiscreteGaussian, DiscreteLaplace};
+
+const BATCH: u64 = 10_000;
+
+/// The textbook floating-point Laplace by inverse CDF: the baseline Veil must not use.
+fn float_laplace(rng: &mut impl rand::Rng, scale: f64) -> f64 {
+    let u: f64 = rng.random::<f64>() - 0.5;
+    -scale * u.signum() * (1.0 - 2.0 * u.abs()).ln()
+}
+
+fn laplace(c: &mut Criterion) {
+    let mut group = c.benchmark_group("laplace");
+    group.throughput(Throughput::Elements(BATCH));
+    for scale in [1_u64, 100, 1_000_000] {
+        let sampler = DiscreteLaplace::new(Rational::integer(scale)).expect("valid scale");
+        let mut rng = veil_testkit::seeded_rng(1);
+        group.bench_with_input(BenchmarkId::new("veil-exact", scale), &scale, |b, _| {
+            b.iter(|| {
+                let mut sum = 0_i64;
+                for _ in 0..BATCH {
+                    sum = sum.wrapping_add(sampler.sample(&mut rng));
+                }
+                black_box(sum)
+            });
+        });
+        let mut rng = veil_testkit::seeded_rng(1);
+        #[allow(clippy::cast_precision_loss)]
+        let float_scale = scale as f64;
+        group.bench_with_input(
+            BenchmarkId::new("float-inverse-cdf", scale),
+            &scale,
+            |b, _| {
+                b.iter(|| {
+                    let mut sum = 0.0_f64;
+                    for _ in 0..BATCH {
+                        sum += float_laplace(&mut rng, float_scale);
+                    }
+                    black_box(sum)
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+fn gaussian(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gaussian");
+    group.throughput(Throughput::Elements(BATCH));
+    for sigma in [1_u64, 100, 1_000_000] {
+        let sampler = DiscreteGaussian::new(Rational::integer(sigma * sigma)).expect("valid σ²");
+        let mut rng = veil_testkit::seeded_rng(2);
+        group.bench_with_input(BenchmarkId::new("veil-exact", sigma), &sigma, |b, _| {
+            b.iter(|| {
+                let mut sum = 0_i64;
+                for _ in 0..BATCH {
+                    sum = sum.wrapping_add(sampler.sample(&mut rng));
+                }
+                black_box(sum)
+            });
+        });
+        #[allow(clippy::cast_precision_loss)]
+        let normal = Normal::new(0.0, sigma as f64).expect("valid σ");
+        let mut rng = veil_testkit::seeded_rng(2);
+        group.bench_with_input(
+            BenchmarkId::new("rand_distr-normal", sigma),
+            &sigma,
+            |b, _| {
+                b.iter(|| {
+                    let mut sum = 0.0_f64;
+                    for _ in 0..BATCH {
+                        sum += normal.sample(&mut rng);
+                    }
+                    black_box(sum)
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, laplace, gaussian);
+criterion_main!(benches);
