@@ -1,0 +1,216 @@
+//! The interface between a job and the budget it spends: [`BudgetLedger`].
+
+use core::fmt;
+
+use crate::MechanismProfile;
+
+/// Whose budget a charge is made against: a dataset and the purpose it is used for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct BudgetKey {
+    /// The dataset, as the operator names it (e.g. `events`).
+    pub dataset: String,
+    /// The purpose the data is used for (e.g. `analytics`).
+    pub purpose: String,
+}
+
+impl fmt::Display for BudgetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dataset {:?}, purpose {:?}", self.dataset, self.purpose)
+    }
+}
+
+/// A total privacy budget, in the measure the budget is kept in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum PrivacyBudget {
+    /// Approximate DP: the composition of all charges must stay (ε, δ)-DP.
+    /// `delta = 0` is pure DP.
+    Approx {
+        /// Total ε (finite, >= 0).
+        epsilon: f64,
+        /// Total δ (in `[0, 1)`).
+        delta: f64,
+    },
+    /// Zero-concentrated DP: the ρ of all charges must add up to at most `rho`.
+    Zcdp {
+        /// Total ρ (finite, >= 0).
+        rho: f64,
+    },
+}
+
+impl fmt::Display for PrivacyBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Approx { epsilon, delta } if *delta == 0.0 => write!(f, "ε = {epsilon}"),
+            Self::Approx { epsilon, delta } => write!(f, "ε = {epsilon}, δ = {delta:e}"),
+            Self::Zcdp { rho } => write!(f, "ρ = {rho} (zCDP)"),
+        }
+    }
+}
+
+/// One mechanism of a charge.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ChargeItem {
+    /// What it releases, e.g. `by_country.sum_value`.
+    pub label: String,
+    /// The mechanism.
+    pub profile: MechanismProfile,
+    /// How many times it runs on the same data (e.g. one per quantile level); at least 1.
+    pub times: u32,
+}
+
+/// Everything one job asks to spend: its mechanisms, composed by the accountant.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Charge {
+    /// The job's name.
+    pub job: String,
+    /// A hash of the job file, to trace a charge back to the configuration that made it.
+    pub job_hash: String,
+    /// The mechanisms released.
+    pub items: Vec<ChargeItem>,
+}
+
+/// A charge that the ledger has reserved: budget set aside, nothing released yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The ledger's identifier of the charge.
+    pub id: i64,
+    /// The budget it is charged to.
+    pub key: BudgetKey,
+}
+
+/// What a release wrote, recorded against its charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ReleaseRecord {
+    /// What was released, e.g. the query name.
+    pub name: String,
+    /// Where it was written.
+    pub location: String,
+}
+
+/// A budget and what has been spent of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetStatus {
+    /// Whose budget.
+    pub key: BudgetKey,
+    /// The total.
+    pub total: PrivacyBudget,
+    /// The composition of every committed and reserved charge, in the budget's measure
+    /// (for an approximate-DP budget: ε at the budget's δ).
+    pub spent: PrivacyBudget,
+    /// What is left, in the budget's measure.
+    pub remaining: PrivacyBudget,
+}
+
+/// Why a ledger refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BudgetError {
+    /// No budget exists for this dataset and purpose.
+    #[error(
+        "no privacy budget for {key}; create one with `veil budget init --ledger <file> --dataset {} --purpose {} --epsilon <total> --delta <total>`",
+        key.dataset,
+        key.purpose
+    )]
+    NoBudget {
+        /// The missing budget.
+        key: BudgetKey,
+    },
+    /// The charge would take the composition of all charges past the budget.
+    #[error(
+        "privacy budget exceeded for {key}: requested {requested}, spent {spent}, remaining {remaining} of {total}"
+    )]
+    Exhausted {
+        /// Whose budget.
+        key: BudgetKey,
+        /// What this charge costs on its own.
+        requested: PrivacyBudget,
+        /// What had been spent before it.
+        spent: PrivacyBudget,
+        /// What was left before it.
+        remaining: PrivacyBudget,
+        /// The total.
+        total: PrivacyBudget,
+    },
+    /// A charge cannot be expressed in the budget's measure (e.g. a pure-DP budget asked
+    /// to pay for a Gaussian mechanism).
+    #[error("cannot charge {what} to a budget of {total} for {key}: {reason}")]
+    Incompatible {
+        /// Whose budget.
+        key: BudgetKey,
+        /// The total.
+        total: PrivacyBudget,
+        /// The offending item.
+        what: String,
+        /// Why it cannot be composed.
+        reason: String,
+    },
+    /// A reservation that does not exist or is no longer reserved.
+    #[error("charge {id} is not a reserved charge in this ledger (state: {state})")]
+    NotReserved {
+        /// The charge's id.
+        id: i64,
+        /// Its state, or `missing`.
+        state: String,
+    },
+    /// The ledger's storage failed or is not a Veil ledger.
+    #[error("ledger storage: {message}")]
+    Storage {
+        /// What went wrong, naming the file where there is one.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+/// What the engine needs from a budget ledger.
+///
+/// The protocol of a job: [`reserve`](BudgetLedger::reserve) before any noise is drawn,
+/// [`commit`](BudgetLedger::commit) before anything is published,
+/// [`abort`](BudgetLedger::abort) if anything fails before the commit, then
+/// [`record_release`](BudgetLedger::record_release) for each artifact written. A job
+/// killed at any point leaves a reserved charge (budget lost, never overspent) or a
+/// committed one; nothing is published without a committed charge.
+pub trait BudgetLedger {
+    /// Sets `charge` aside against the budget of `key`.
+    ///
+    /// # Errors
+    /// [`BudgetError::NoBudget`], [`BudgetError::Exhausted`] if the composition of every
+    /// committed and reserved charge plus this one would exceed the total,
+    /// [`BudgetError::Incompatible`], [`BudgetError::Storage`].
+    fn reserve(&mut self, key: &BudgetKey, charge: &Charge) -> Result<Reservation, BudgetError>;
+
+    /// Makes a reservation final.
+    ///
+    /// # Errors
+    /// [`BudgetError::NotReserved`] if it is not reserved; [`BudgetError::Storage`].
+    fn commit(&mut self, reservation: &Reservation) -> Result<(), BudgetError>;
+
+    /// Gives a reservation's budget back (nothing was released).
+    ///
+    /// # Errors
+    /// [`BudgetError::NotReserved`] if it is not reserved; [`BudgetError::Storage`].
+    fn abort(&mut self, reservation: &Reservation) -> Result<(), BudgetError>;
+
+    /// Records an artifact written under a committed charge.
+    ///
+    /// # Errors
+    /// [`BudgetError::Storage`].
+    fn record_release(
+        &mut self,
+        reservation: &Reservation,
+        release: &ReleaseRecord,
+    ) -> Result<(), BudgetError>;
+
+    /// The budget of `key` and what has been spent of it.
+    ///
+    /// # Errors
+    /// [`BudgetError::NoBudget`], [`BudgetError::Storage`].
+    fn status(&self, key: &BudgetKey) -> Result<BudgetStatus, BudgetError>;
+}
