@@ -107,6 +107,31 @@ pub struct BudgetStatus {
     pub remaining: PrivacyBudget,
 }
 
+/// The amounts of a refused charge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exhausted {
+    /// Whose budget.
+    pub key: BudgetKey,
+    /// What this charge costs on its own.
+    pub requested: PrivacyBudget,
+    /// What had been spent before it.
+    pub spent: PrivacyBudget,
+    /// What was left before it.
+    pub remaining: PrivacyBudget,
+    /// The total.
+    pub total: PrivacyBudget,
+}
+
+impl fmt::Display for Exhausted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "privacy budget exceeded for {}: requested {}, spent {}, remaining {} of {}",
+            self.key, self.requested, self.spent, self.remaining, self.total
+        )
+    }
+}
+
 /// Why a ledger refused or failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -122,21 +147,8 @@ pub enum BudgetError {
         key: BudgetKey,
     },
     /// The charge would take the composition of all charges past the budget.
-    #[error(
-        "privacy budget exceeded for {key}: requested {requested}, spent {spent}, remaining {remaining} of {total}"
-    )]
-    Exhausted {
-        /// Whose budget.
-        key: BudgetKey,
-        /// What this charge costs on its own.
-        requested: PrivacyBudget,
-        /// What had been spent before it.
-        spent: PrivacyBudget,
-        /// What was left before it.
-        remaining: PrivacyBudget,
-        /// The total.
-        total: PrivacyBudget,
-    },
+    #[error("{0}")]
+    Exhausted(Box<Exhausted>),
     /// A charge cannot be expressed in the budget's measure (e.g. a pure-DP budget asked
     /// to pay for a Gaussian mechanism).
     #[error("cannot charge {what} to a budget of {total} for {key}: {reason}")]
