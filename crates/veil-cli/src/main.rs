@@ -1,8 +1,8 @@
 //! `veil`: differentially private aggregation over Parquet exports.
 //!
 //! This binary wires Veil's crates together; it holds no privacy mathematics of its own.
-//! `main` runs [`run`], prints any error with its chain of causes, and exits with a code
-//! that scripts can act on (see [`exit`]).
+//! `main` runs `commands::run`, prints any error with its chain of causes, and exits with a code
+//! that scripts can act on (see `exit`).
 
 use std::process::ExitCode;
 
