@@ -22,7 +22,7 @@ use crate::{Delta, Epsilon, L1Sensitivity, L2Sensitivity, ParamError, Rho};
 /// floating-point error of `exp`, `erfc` and sums (all far below 1e-12 here).
 pub const NUMERIC_MARGIN: f64 = 1e-12;
 
-fn pad_up(value: f64) -> f64 {
+pub(crate) fn pad_up(value: f64) -> f64 {
     next_up(value + value.abs() * NUMERIC_MARGIN)
 }
 
@@ -171,7 +171,7 @@ fn gaussian_tail_sum(m: f64, sigma: f64) -> (f64, f64) {
 }
 
 /// Bounds on `P[Y >= m]` for `Y` a discrete Gaussian with parameter σ and an integer `m`.
-fn discrete_gaussian_tail(m: f64, sigma: f64) -> (f64, f64) {
+pub(crate) fn discrete_gaussian_tail(m: f64, sigma: f64) -> (f64, f64) {
     // The normaliser Σ_y exp(-y²/2σ²) = σ·sqrt(2π)·θ with θ in [1, 1 + 2q/(1-q)],
     // q = exp(-2π²σ²), by Poisson summation.
     // For small σ the explicit sum 1 + 2·Σ_{y>=1} is tighter; both bounds are valid.
@@ -329,6 +329,42 @@ pub fn rho_to_epsilon(rho: Rho, delta: Delta) -> Result<Epsilon, ParamError> {
     Epsilon::new(pad_up(epsilon))
 }
 
+/// The largest ρ (up to a relative 1e-9, rounded down) such that ρ-zCDP implies
+/// (ε, δ)-DP by [`rho_to_epsilon`]: how much zCDP budget an (ε, δ) target allows.
+///
+/// # Errors
+/// [`ParamError::OutOfRange`] if `delta` is zero.
+pub fn epsilon_to_rho(epsilon: Epsilon, delta: Delta) -> Result<Rho, ParamError> {
+    positive_delta(delta)?;
+    let fits = |rho: f64| {
+        Rho::new(rho)
+            .ok()
+            .and_then(|rho| rho_to_epsilon(rho, delta).ok())
+            .is_some_and(|converted| converted.get() <= epsilon.get())
+    };
+    // ε >= ρ always, so ρ = ε is too large; bisect between a ρ that fits and one that does not.
+    let (mut low, mut high) = (0.0_f64, epsilon.get());
+    for _ in 0..200 {
+        let middle = 0.5 * (low + high);
+        if fits(middle) {
+            low = middle;
+        } else {
+            high = middle;
+        }
+        if high - low <= high * 1e-10 {
+            break;
+        }
+    }
+    if low <= 0.0 {
+        return Err(ParamError::OutOfRange {
+            param: "epsilon",
+            value: epsilon.get(),
+            expected: "large enough to leave a positive ρ at this δ",
+        });
+    }
+    Rho::new(low)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,5 +502,17 @@ mod tests {
             "{epsilon} vs grid {grid_best}"
         );
         assert!(rho_to_epsilon(rho, delta(0.0)).is_err());
+    }
+
+    #[test]
+    fn epsilon_to_rho_inverts_the_conversion() {
+        for (epsilon, target) in [(1.0, 1e-6), (0.1, 1e-9), (8.0, 1e-5)] {
+            let rho = epsilon_to_rho(eps(epsilon), delta(target)).unwrap();
+            let back = rho_to_epsilon(rho, delta(target)).unwrap().get();
+            assert!(
+                back <= epsilon && back >= epsilon * (1.0 - 1e-6),
+                "ε = {epsilon}: ρ = {rho}, back {back}"
+            );
+        }
     }
 }

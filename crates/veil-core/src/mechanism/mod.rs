@@ -21,9 +21,11 @@ use crate::{Bounds, ParamError, PrivacyLoss, Rational};
 
 mod gaussian;
 mod laplace;
+mod threshold;
 
 pub use gaussian::GaussianMechanism;
 pub use laplace::LaplaceMechanism;
+pub use threshold::{ThresholdMechanism, ThresholdNoise};
 
 /// The confidence level of the intervals Veil reports: 95%.
 pub const DEFAULT_CONFIDENCE: f64 = 0.95;

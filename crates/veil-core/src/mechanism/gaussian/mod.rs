@@ -51,12 +51,33 @@ impl GaussianMechanism {
     /// [`ParamError`] if the sensitivity is not a positive integer or σ² exceeds 2^64.
     pub fn new_zcdp(sensitivity: L2Sensitivity, rho: Rho) -> Result<Self, ParamError> {
         let steps = integer_sensitivity(sensitivity)?;
+        Self::new_zcdp_squared(u128::from(steps) * u128::from(steps), rho)
+    }
+
+    /// The ρ-zCDP mechanism for a vector-valued integer query given the **square** of its
+    /// L2 sensitivity, which is an integer even when the sensitivity is not (a unit that
+    /// adds up to `c` to each of `k` coordinates has `Δ₂² = k·c²`): `σ² = Δ₂²/(2ρ)`, exact
+    /// or rounded up. Adding independent discrete Gaussians to each coordinate is
+    /// `Δ₂²/(2σ²)`-zCDP for a real Δ₂ (Canonne, Kamath and Steinke 2020, Theorem 14).
+    ///
+    /// # Errors
+    /// [`ParamError`] if `sensitivity_squared` is zero or σ² exceeds 2^64.
+    pub fn new_zcdp_squared(sensitivity_squared: u128, rho: Rho) -> Result<Self, ParamError> {
+        if sensitivity_squared == 0 {
+            return Err(ParamError::OutOfRange {
+                param: "sensitivity",
+                value: 0.0,
+                expected: "a positive number of grid steps",
+            });
+        }
         let (rho_numer, rho_denom) = exact_ratio(rho.get())?;
-        let steps = UBig::from(steps);
-        let sigma_squared = ceil_ratio(&steps * &steps * rho_denom, UBig::from(2_u8) * rho_numer)?;
+        let sigma_squared = ceil_ratio(
+            UBig::from(sensitivity_squared) * rho_denom,
+            UBig::from(2_u8) * rho_numer,
+        )?;
         Ok(Self {
             sampler: DiscreteGaussian::new(sigma_squared)?,
-            sensitivity: integer_sensitivity(sensitivity)?,
+            sensitivity: ceil_sqrt(sensitivity_squared),
             loss: PrivacyLoss::Zcdp(rho),
         })
     }
@@ -105,7 +126,7 @@ impl GaussianMechanism {
         self.sampler.sigma()
     }
 
-    /// The sensitivity in steps.
+    /// The L2 sensitivity in steps, rounded up to an integer.
     #[must_use]
     pub fn sensitivity(&self) -> u64 {
         self.sensitivity
@@ -152,6 +173,23 @@ impl Mechanism for GaussianMechanism {
             Mechanism::ci_half_width(self, super::DEFAULT_CONFIDENCE),
         )
     }
+}
+
+/// `⌈sqrt(value)⌉`, exactly.
+fn ceil_sqrt(value: u128) -> u64 {
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    let mut root = libm::sqrt(value as f64) as u128;
+    while root > 0 && (root - 1) * (root - 1) >= value {
+        root -= 1;
+    }
+    while root * root < value {
+        root += 1;
+    }
+    u64::try_from(root).unwrap_or(u64::MAX)
 }
 
 /// `⌈σ·z⌉` with `z` the `1 - α/2` standard normal quantile: a valid half-width for the

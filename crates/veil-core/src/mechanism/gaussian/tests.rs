@@ -19,6 +19,21 @@ fn zcdp_sigma_is_sensitivity_over_root_two_rho() {
 }
 
 #[test]
+fn squared_sensitivity_allows_real_l2_bounds() {
+    // A unit adding at most 5 to each of 3 groups: Δ₂² = 3·25 = 75, Δ₂ ≈ 8.66.
+    let mechanism = GaussianMechanism::new_zcdp_squared(75, Rho::new(0.5).unwrap()).unwrap();
+    assert_eq!(mechanism.sigma_squared(), Rational::integer(75));
+    assert_eq!(mechanism.sensitivity(), 9);
+    assert!(GaussianMechanism::new_zcdp_squared(0, Rho::new(0.5).unwrap()).is_err());
+    assert_eq!(ceil_sqrt(1), 1);
+    assert_eq!(ceil_sqrt(0), 0);
+    assert_eq!(
+        ceil_sqrt(u128::from(u64::MAX) * u128::from(u64::MAX)),
+        u64::MAX
+    );
+}
+
+#[test]
 fn approx_calibration_is_close_to_the_analytic_gaussian() {
     let epsilon = Epsilon::new(1.0).unwrap();
     let delta = Delta::new(1e-5).unwrap();
