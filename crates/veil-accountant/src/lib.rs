@@ -32,7 +32,7 @@ mod ledger;
 mod profile;
 
 pub use ledger::{
-    BudgetError, BudgetKey, BudgetLedger, BudgetStatus, Charge, ChargeItem, PrivacyBudget,
-    ReleaseRecord, Reservation,
+    BudgetError, BudgetKey, BudgetLedger, BudgetStatus, Charge, ChargeItem, Exhausted,
+    PrivacyBudget, ReleaseRecord, Reservation,
 };
 pub use profile::MechanismProfile;

@@ -1,0 +1,210 @@
+//! A job as the engine sees it: validated domain types, built by the CLI from its job file.
+
+use std::path::PathBuf;
+
+use veil_core::{Bounds, Delta, Epsilon, Rho};
+
+/// Where the data comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    /// A file, a directory of files, or a glob (`data/events-*.parquet`).
+    pub path: PathBuf,
+    /// Parquet or CSV.
+    pub format: SourceFormat,
+    /// The column that identifies whose privacy is protected (a person, a device).
+    pub privacy_unit: String,
+}
+
+/// The file format of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFormat {
+    /// Apache Parquet.
+    Parquet,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+impl SourceFormat {
+    /// The format a path's extension suggests: `.csv` (or `.csv.gz`) is CSV, anything else
+    /// Parquet.
+    #[must_use]
+    pub fn from_path(path: &std::path::Path) -> Self {
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        if name.ends_with(".csv") || name.ends_with(".csv.gz") {
+            Self::Csv
+        } else {
+            Self::Parquet
+        }
+    }
+}
+
+/// What a job may spend, in one privacy measure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JobBudget {
+    /// Pure ε-DP: Laplace noise; private partition selection is impossible.
+    Pure(Epsilon),
+    /// (ε, δ)-DP: Gaussian noise accounted in zCDP, converted at the end; δ also pays for
+    /// private partition selection.
+    Approx(Epsilon, Delta),
+    /// ρ-zCDP: Gaussian noise; private partition selection is impossible (it needs a δ).
+    Zcdp(Rho),
+}
+
+/// How many groups, and rows per group, one privacy unit may contribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContributionBounds {
+    /// L0: at most this many groups per unit (at least 1).
+    pub max_groups_per_unit: u32,
+    /// L∞: at most this many rows per unit in each group (at least 1).
+    pub max_rows_per_group: u32,
+}
+
+/// Which groups a query may release.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Partitions {
+    /// Groups found in the data, kept only if enough units are in them (costs δ).
+    Private,
+    /// Exactly these groups: each is released (with noise), including those with no rows,
+    /// and no other group is. Each key has one value per group-by column, as text.
+    Public {
+        /// Where the keys came from, for messages.
+        origin: String,
+        /// The keys.
+        keys: Vec<Vec<String>>,
+    },
+}
+
+/// An aggregate to release for each group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregate {
+    /// The output column name (and prefix of its `_std`, `_ci_low`, `_ci_high` columns).
+    pub name: String,
+    /// What to compute.
+    pub kind: AggregateKind,
+}
+
+/// What an aggregate computes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AggregateKind {
+    /// Number of rows (after bounding).
+    Count,
+    /// Number of distinct privacy units.
+    UnitCount,
+    /// Sum of a column clamped to bounds.
+    Sum(ValueColumn),
+    /// Mean of a column clamped to bounds.
+    Mean(ValueColumn),
+    /// Variance of a column clamped to bounds.
+    Variance(ValueColumn),
+    /// Quantiles of a column clamped to bounds, at levels in `[0, 1]`.
+    Quantiles {
+        /// The column and its bounds.
+        column: ValueColumn,
+        /// The levels, e.g. `[0.5, 0.9]`.
+        levels: Vec<f64>,
+    },
+}
+
+impl AggregateKind {
+    /// The column this aggregate reads, if any.
+    #[must_use]
+    pub fn column(&self) -> Option<&ValueColumn> {
+        match self {
+            Self::Count | Self::UnitCount => None,
+            Self::Sum(column) | Self::Mean(column) | Self::Variance(column) => Some(column),
+            Self::Quantiles { column, .. } => Some(column),
+        }
+    }
+
+    /// The default output name: `count`, `unit_count`, `sum_<column>`, `mean_<column>`,
+    /// `variance_<column>`; quantiles name each level (`q50_<column>`) instead.
+    #[must_use]
+    pub fn default_name(&self) -> String {
+        match self {
+            Self::Count => "count".to_string(),
+            Self::UnitCount => "unit_count".to_string(),
+            Self::Sum(column) => format!("sum_{}", column.name),
+            Self::Mean(column) => format!("mean_{}", column.name),
+            Self::Variance(column) => format!("variance_{}", column.name),
+            Self::Quantiles { column, .. } => format!("quantiles_{}", column.name),
+        }
+    }
+}
+
+/// A numeric column and the bounds its values are clamped to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueColumn {
+    /// The column.
+    pub name: String,
+    /// Values are clamped into these bounds before aggregation.
+    pub bounds: Bounds,
+}
+
+/// One query: groups, bounds, and the aggregates released per group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// A name unique in the job; the output file is named after it.
+    pub name: String,
+    /// Zero or more columns to group by.
+    pub group_by: Vec<String>,
+    /// The contribution bounds.
+    pub bounds: ContributionBounds,
+    /// Which groups may be released.
+    pub partitions: Partitions,
+    /// What to release per group.
+    pub aggregates: Vec<Aggregate>,
+    /// This query's share of the job's budget relative to the others (default 1).
+    pub weight: f64,
+}
+
+/// Where and how outputs are written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// A directory: one file per query plus `release.json`.
+    pub directory: PathBuf,
+    /// The file format.
+    pub format: OutputFormat,
+}
+
+/// The format of released tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Apache Parquet.
+    Parquet,
+    /// CSV with a header row.
+    Csv,
+    /// A JSON array of objects, one per group.
+    Json,
+}
+
+impl OutputFormat {
+    /// The file extension.
+    #[must_use]
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Parquet => "parquet",
+            Self::Csv => "csv",
+            Self::Json => "json",
+        }
+    }
+}
+
+/// A complete, validated job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// The job's name (from its file name).
+    pub name: String,
+    /// A hash of the job file, recorded with every charge and release.
+    pub job_hash: String,
+    /// The data.
+    pub source: Source,
+    /// What the job may spend.
+    pub budget: JobBudget,
+    /// The queries, in order.
+    pub queries: Vec<Query>,
+    /// Where the release goes.
+    pub output: Output,
+}

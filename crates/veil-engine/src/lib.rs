@@ -1,0 +1,393 @@
+//! Veil's batch engine: differentially private aggregates from Parquet (or CSV) exports.
+//!
+//! A job ([`job::Job`]) is planned without reading data ([`plan::plan`]): its measures,
+//! contribution bounds, budget split and noise. The plan's non-private part
+//! ([`plan::ScanPlan`]) is executed with Polars ([`scan::aggregate`]): read only the
+//! declared columns, drop rows without a privacy unit, keep at most `max_rows_per_group`
+//! rows per unit and group and `max_groups_per_unit` groups per unit (chosen by a keyed
+//! hash), and aggregate per group. Only then is the cost reserved in the ledger, exact
+//! noise drawn, groups selected, and the release written ([`run`]).
+//!
+//! This is the only crate that knows Polars; its public API takes and returns Veil types.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use veil_engine::job::Job;
+//! # let job: Job = unimplemented!();
+//! let plan = veil_engine::plan::plan(&job)?;
+//! assert!(!plan.queries.is_empty());
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rand_core::{CryptoRng, Rng};
+use serde_json::json;
+use veil_accountant::{BudgetKey, BudgetLedger, Charge, ReleaseRecord};
+
+mod error;
+pub mod job;
+mod output;
+pub mod plan;
+pub mod release;
+pub mod sample;
+pub mod scan;
+pub mod schema;
+
+pub use error::EngineError;
+use job::{AggregateKind, Job, JobBudget, Partitions};
+use plan::{Measure, Plan, PlannedCost};
+use release::ReleasedTable;
+use scan::{Aggregated, BoundingKey};
+
+/// A step of a run, reported to the caller's progress callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Planning and checking the job against the source's schema.
+    Checking,
+    /// Reading, bounding and aggregating the data.
+    Scanning,
+    /// Reserving the cost in the ledger.
+    Reserving,
+    /// Drawing noise and selecting groups.
+    Noising,
+    /// Writing the release to temporary files.
+    Writing,
+    /// Committing the charge and publishing the files.
+    Committing,
+}
+
+/// What a run needs besides the job.
+pub struct RunContext<'a> {
+    /// The ledger the job is charged to.
+    pub ledger: &'a mut dyn BudgetLedger,
+    /// Whose budget.
+    pub budget_key: BudgetKey,
+    /// When the run happens (RFC 3339), for the manifest.
+    pub created_at: String,
+    /// Why the output is not private (a fixed seed), if it is not.
+    pub not_private: Option<String>,
+    /// Called at each stage.
+    pub progress: &'a mut dyn FnMut(Stage),
+}
+
+/// A published file.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The query.
+    pub query: String,
+    /// Where it was written.
+    pub path: PathBuf,
+    /// The released table (for display).
+    pub table: ReleasedTable,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The plan that was executed.
+    pub plan: Plan,
+    /// The ledger's id of the committed charge.
+    pub charge_id: i64,
+    /// One file per query.
+    pub outputs: Vec<Published>,
+    /// The release manifest.
+    pub manifest: PathBuf,
+    /// Rows read (not private: for the operator).
+    pub rows_read: u64,
+    /// Rows dropped for a null privacy unit (not private: for the operator).
+    pub rows_without_unit: u64,
+    /// Null or NaN values per aggregated column (not private: for the operator).
+    pub missing_values: BTreeMap<String, u64>,
+}
+
+/// Plans the job and checks it against the source's schema, reading no rows.
+///
+/// # Errors
+/// [`EngineError`] naming the job key, file or column at fault.
+pub fn check(job: &Job) -> Result<Plan, EngineError> {
+    let plan = plan::plan(job)?;
+    let schema = scan::source_schema(&job.source)?;
+    schema::check(job, &schema)?;
+    Ok(plan)
+}
+
+/// Runs a job end to end: check, scan, reserve, noise, write, commit, publish.
+///
+/// The cost is reserved only after everything that reads data has succeeded, and
+/// committed only after the release is written to temporary files; anything failing in
+/// between aborts the reservation and publishes nothing.
+///
+/// # Errors
+/// [`EngineError`] at any step; [`EngineError::Budget`] if the ledger refuses the charge.
+pub fn run<R: Rng + CryptoRng + ?Sized>(
+    job: &Job,
+    context: RunContext<'_>,
+    rng: &mut R,
+) -> Result<RunSummary, EngineError> {
+    let RunContext {
+        ledger,
+        budget_key,
+        created_at,
+        not_private,
+        progress,
+    } = context;
+    progress(Stage::Checking);
+    let plan = check(job)?;
+    output::prepare_directory(&job.output.directory)?;
+
+    progress(Stage::Scanning);
+    let aggregated = scan::aggregate(&plan.scan, BoundingKey::random(rng))?;
+
+    progress(Stage::Reserving);
+    let charge = Charge {
+        job: job.name.clone(),
+        job_hash: job.job_hash.clone(),
+        items: plan.charge_items(),
+    };
+    let reservation = ledger.reserve(&budget_key, &charge)?;
+
+    let staged = (|| {
+        progress(Stage::Noising);
+        let tables = release::release(&plan, &aggregated, rng)?;
+        progress(Stage::Writing);
+        let mut staged = Vec::new();
+        for table in &tables {
+            match output::stage_table(table, &job.output.directory, job.output.format) {
+                Ok(file) => staged.push(file),
+                Err(error) => {
+                    staged.into_iter().for_each(output::Staged::discard);
+                    return Err(error);
+                }
+            }
+        }
+        let manifest = manifest(
+            job,
+            &plan,
+            &aggregated,
+            &tables,
+            reservation.id,
+            &budget_key,
+            &created_at,
+            not_private.as_deref(),
+        );
+        let manifest_path = job.output.directory.join("release.json");
+        let staged_manifest = output::stage(manifest_path, |writer| {
+            serde_json::to_writer_pretty(&mut *writer, &manifest).map_err(|e| EngineError::Output {
+                path: job.output.directory.join("release.json"),
+                source: std::io::Error::other(e),
+            })
+        });
+        match staged_manifest {
+            Ok(file) => Ok((tables, staged, file)),
+            Err(error) => {
+                staged.into_iter().for_each(output::Staged::discard);
+                Err(error)
+            }
+        }
+    })();
+    let (tables, staged, staged_manifest) = match staged {
+        Ok(staged) => staged,
+        Err(error) => {
+            // Nothing was published: give the budget back. If even that fails the charge
+            // stays reserved (budget lost, never overspent).
+            let _ = ledger.abort(&reservation);
+            return Err(error);
+        }
+    };
+
+    progress(Stage::Committing);
+    if let Err(error) = ledger.commit(&reservation) {
+        staged.into_iter().for_each(output::Staged::discard);
+        staged_manifest.discard();
+        return Err(error.into());
+    }
+    let mut outputs = Vec::new();
+    for (file, table) in staged.into_iter().zip(tables) {
+        let path = file.publish()?;
+        outputs.push(Published {
+            query: table.query.clone(),
+            path,
+            table,
+        });
+    }
+    let manifest_path = staged_manifest.publish()?;
+    output::sync_directory(&job.output.directory);
+    for published in &outputs {
+        ledger.record_release(
+            &reservation,
+            &ReleaseRecord {
+                name: published.query.clone(),
+                location: published.path.display().to_string(),
+            },
+        )?;
+    }
+    ledger.record_release(
+        &reservation,
+        &ReleaseRecord {
+            name: "release.json".to_string(),
+            location: manifest_path.display().to_string(),
+        },
+    )?;
+    Ok(RunSummary {
+        plan,
+        charge_id: reservation.id,
+        outputs,
+        manifest: manifest_path,
+        rows_read: aggregated.rows_read,
+        rows_without_unit: aggregated.rows_without_unit,
+        missing_values: aggregated.missing_values,
+    })
+}
+
+/// The release manifest: what was released, how, at what cost, under which charge.
+#[allow(clippy::too_many_arguments)]
+fn manifest(
+    job: &Job,
+    plan: &Plan,
+    aggregated: &Aggregated,
+    tables: &[ReleasedTable],
+    charge_id: i64,
+    budget_key: &BudgetKey,
+    created_at: &str,
+    not_private: Option<&str>,
+) -> serde_json::Value {
+    let budget = match job.budget {
+        JobBudget::Pure(epsilon) => json!({ "epsilon": epsilon.get(), "delta": 0.0 }),
+        JobBudget::Approx(epsilon, delta) => {
+            json!({ "epsilon": epsilon.get(), "delta": delta.get() })
+        }
+        JobBudget::Zcdp(rho) => json!({ "rho": rho.get() }),
+    };
+    let cost = match plan.cost {
+        PlannedCost::Basic { epsilon, delta } => {
+            json!({ "composition": "basic", "epsilon": epsilon, "delta": delta })
+        }
+        PlannedCost::Zcdp {
+            rho,
+            conversion_delta,
+            epsilon,
+            selection_delta,
+        } => json!({
+            "composition": "zcdp",
+            "rho": rho,
+            "epsilon": epsilon,
+            "delta": conversion_delta + selection_delta,
+            "conversion_delta": conversion_delta,
+            "selection_delta": selection_delta,
+        }),
+    };
+    let queries: Vec<serde_json::Value> = plan
+        .queries
+        .iter()
+        .zip(tables)
+        .map(|(query, table)| {
+            let selection = query.selection.as_ref().map(|selection| {
+                json!({
+                    "mechanism": format!("{} thresholding", match selection.noise() {
+                        veil_core::mechanism::ThresholdNoise::Laplace(_) => "laplace",
+                        veil_core::mechanism::ThresholdNoise::Gaussian(_) => "gaussian",
+                    }),
+                    "threshold": selection.threshold(),
+                    "noise_std": selection.std_dev(),
+                    "delta": selection.delta().get(),
+                    "units_for_even_odds": selection.units_for_half(),
+                })
+            });
+            let measures: Vec<serde_json::Value> = query
+                .measures
+                .iter()
+                .map(|noisy| {
+                    json!({
+                        "measure": noisy.measure.key(),
+                        "loss": noisy.noise.loss().to_string(),
+                        "noise_std_in_steps": noisy.noise.std_dev(),
+                        "step": measure_step(&noisy.measure),
+                    })
+                })
+                .collect();
+            let aggregates: Vec<serde_json::Value> = query
+                .query
+                .aggregates
+                .iter()
+                .map(|aggregate| {
+                    let column = aggregate.kind.column().map(|column| {
+                        json!({ "name": column.name, "bounds": [column.bounds.lower(), column.bounds.upper()] })
+                    });
+                    json!({
+                        "name": aggregate.name,
+                        "kind": kind_name(&aggregate.kind),
+                        "column": column,
+                        "outputs": plan::output_names_of(aggregate),
+                    })
+                })
+                .collect();
+            json!({
+                "name": query.query.name,
+                "file": format!("{}.{}", query.query.name, job.output.format.extension()),
+                "groups_released": table.groups(),
+                "group_by": query.query.group_by,
+                "max_groups_per_unit": query.query.bounds.max_groups_per_unit,
+                "max_rows_per_group": query.query.bounds.max_rows_per_group,
+                "partitions": match &query.query.partitions {
+                    Partitions::Private => json!("private"),
+                    Partitions::Public { origin, keys } => json!({ "public": origin, "keys": keys.len() }),
+                },
+                "selection": selection,
+                "aggregates": aggregates,
+                "measures": measures,
+            })
+        })
+        .collect();
+    json!({
+        "veil_version": env!("CARGO_PKG_VERSION"),
+        "job": job.name,
+        "job_hash": job.job_hash,
+        "created_at": created_at,
+        "private": not_private.is_none(),
+        "not_private_because": not_private,
+        "ledger": { "charge_id": charge_id, "dataset": budget_key.dataset, "purpose": budget_key.purpose },
+        "budget": budget,
+        "noise": plan.family.to_string(),
+        "cost": cost,
+        "columns_read": plan.scan.columns,
+        "bounding": "rows and groups kept per unit are chosen by a keyed hash with a fresh secret key per run",
+        "queries": queries,
+        "post_processing": [
+            "counts and unit counts are clamped at 0, and so are their interval ends",
+            "means, variances and quantiles are clamped to the values their bounds allow",
+            "intervals are 95%: exact for counts and sums, delta-method approximations for means and variances, and from the noisy cumulative histogram for quantiles",
+        ],
+        "diagnostics_not_private": {
+            "note": "true counts from the data, for the operator: do not publish",
+            "rows_read": aggregated.rows_read,
+            "rows_without_privacy_unit": aggregated.rows_without_unit,
+            "missing_values": aggregated.missing_values,
+        },
+    })
+}
+
+fn measure_step(measure: &Measure) -> Option<f64> {
+    match measure {
+        Measure::Sum { grid, .. } => Some(grid.granularity().to_f64()),
+        Measure::CenteredSum { grid, .. } | Measure::CenteredSquares { grid, .. } => {
+            Some(grid.granularity().to_f64() / 2.0)
+        }
+        _ => None,
+    }
+}
+
+fn kind_name(kind: &AggregateKind) -> &'static str {
+    match kind {
+        AggregateKind::Count => "count",
+        AggregateKind::UnitCount => "unit_count",
+        AggregateKind::Sum(_) => "sum",
+        AggregateKind::Mean(_) => "mean",
+        AggregateKind::Variance(_) => "variance",
+        AggregateKind::Quantiles { .. } => "quantiles",
+    }
+}

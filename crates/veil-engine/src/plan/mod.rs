@@ -1,0 +1,906 @@
+//! Planning: from a job to what to read and aggregate ([`ScanPlan`], the non-private part,
+//! as data that any engine can execute) and how to noise it ([`Plan`]).
+//!
+//! The budget is split evenly across queries (or by their weights) and, within a query,
+//! evenly across the measures it needs. For an (ε, δ) budget two noise families are
+//! planned and the one with less noise is kept:
+//!
+//! - **Laplace**: discrete Laplace noise, composed by adding ε's; δ pays only for private
+//!   partition selection (Laplace thresholding).
+//! - **Gaussian**: discrete Gaussian noise accounted in zCDP, whose ρ's add up and convert
+//!   to (ε, δ) at half of δ; the other half pays for Gaussian thresholding. Its noise grows
+//!   with `sqrt(L0)` instead of `L0`, so it wins when units span many groups or a query has
+//!   many measures.
+
+use std::collections::BTreeSet;
+
+use veil_accountant::{ChargeItem, MechanismProfile};
+use veil_core::calibrate::{epsilon_to_rho, rho_to_epsilon};
+use veil_core::mechanism::{
+    FixedPoint, GaussianMechanism, Granularity, LaplaceMechanism, Mechanism, ThresholdMechanism,
+};
+use veil_core::{Bounds, Delta, Epsilon, L1Sensitivity, PrivacyLoss, Rho};
+
+use crate::EngineError;
+use crate::job::{AggregateKind, ContributionBounds, Job, JobBudget, Partitions, Query};
+
+/// Leaves of the quantile histogram: 16³ bins between the bounds.
+pub const HISTOGRAM_BRANCHING: u32 = 16;
+/// Levels of the quantile histogram tree.
+pub const HISTOGRAM_DEPTH: u32 = 3;
+
+/// A non-private per-group aggregate: what the scan computes before any noise.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measure {
+    /// Rows per group (after bounding).
+    Rows,
+    /// Distinct privacy units per group.
+    Units,
+    /// Σ of a column's values, in steps of `grid`.
+    Sum {
+        /// The column.
+        column: String,
+        /// The grid.
+        grid: FixedPoint,
+    },
+    /// How many rows have a value (not null, not NaN) in a column.
+    ValueCount {
+        /// The column.
+        column: String,
+    },
+    /// Σ of `2·steps − lower − upper`: twice the distance to the middle of the bounds.
+    CenteredSum {
+        /// The column.
+        column: String,
+        /// The grid.
+        grid: FixedPoint,
+    },
+    /// Σ of `(2·steps − lower − upper)²`, on a coarser grid.
+    CenteredSquares {
+        /// The column.
+        column: String,
+        /// The (coarse) grid.
+        grid: FixedPoint,
+    },
+    /// Rows per leaf bin of a column: `branching^depth` equal bins between the bounds.
+    Histogram {
+        /// The column.
+        column: String,
+        /// The bounds.
+        bounds: Bounds,
+    },
+}
+
+impl Measure {
+    /// The name of its column in the aggregated table.
+    #[must_use]
+    pub fn key(&self) -> String {
+        match self {
+            Self::Rows => "rows".to_string(),
+            Self::Units => "units".to_string(),
+            Self::Sum { column, .. } => format!("sum:{column}"),
+            Self::ValueCount { column } => format!("values:{column}"),
+            Self::CenteredSum { column, .. } => format!("centered_sum:{column}"),
+            Self::CenteredSquares { column, .. } => format!("centered_squares:{column}"),
+            Self::Histogram { column, .. } => format!("histogram:{column}"),
+        }
+    }
+
+    /// The column it reads, if any.
+    #[must_use]
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            Self::Rows | Self::Units => None,
+            Self::Sum { column, .. }
+            | Self::ValueCount { column }
+            | Self::CenteredSum { column, .. }
+            | Self::CenteredSquares { column, .. }
+            | Self::Histogram { column, .. } => Some(column),
+        }
+    }
+
+    /// How much one unit can change this measure in one group, given its bounds (for a
+    /// histogram: summed over all levels of the tree).
+    fn per_group_bound(&self, bounds: ContributionBounds) -> u128 {
+        let rows = u128::from(bounds.max_rows_per_group);
+        match self {
+            Self::Rows | Self::ValueCount { .. } => rows,
+            Self::Units => 1,
+            Self::Sum { grid, .. } => rows * u128::from(grid.max_abs_steps()),
+            Self::CenteredSum { grid, .. } => rows * u128::from(grid.width_steps()),
+            Self::CenteredSquares { grid, .. } => {
+                let width = u128::from(grid.width_steps());
+                rows * width * width
+            }
+            Self::Histogram { .. } => rows,
+        }
+    }
+}
+
+/// The non-private part of a query: what to read, bound and aggregate per group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryScan {
+    /// The query's name.
+    pub name: String,
+    /// Group-by columns.
+    pub group_by: Vec<String>,
+    /// Contribution bounds.
+    pub bounds: ContributionBounds,
+    /// For public partitions, the keys (as text); rows of other groups are dropped
+    /// before bounding.
+    pub public_keys: Option<Vec<Vec<String>>>,
+    /// The per-group aggregates to compute.
+    pub measures: Vec<Measure>,
+}
+
+/// The non-private part of a job, as data: read these columns, drop rows with no privacy
+/// unit, bound each unit's contribution per query, and aggregate per group. The local
+/// engine executes it with Polars; another engine can execute the same plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanPlan {
+    /// The source.
+    pub source: crate::job::Source,
+    /// Every column read (data minimisation: nothing else is).
+    pub columns: Vec<String>,
+    /// One entry per query.
+    pub queries: Vec<QueryScan>,
+}
+
+/// The noise family of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoiseFamily {
+    /// Discrete Laplace noise, ε's composed by summing.
+    Laplace,
+    /// Discrete Gaussian noise, accounted in zCDP.
+    Gaussian,
+}
+
+impl std::fmt::Display for NoiseFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Laplace => "laplace",
+            Self::Gaussian => "gaussian",
+        })
+    }
+}
+
+/// Noise for one measure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MeasureNoise {
+    /// Discrete Laplace.
+    Laplace(LaplaceMechanism),
+    /// Discrete Gaussian (zCDP).
+    Gaussian(GaussianMechanism),
+}
+
+impl MeasureNoise {
+    /// The noise standard deviation in steps.
+    #[must_use]
+    pub fn std_dev(&self) -> f64 {
+        match self {
+            Self::Laplace(mechanism) => mechanism.std_dev(),
+            Self::Gaussian(mechanism) => mechanism.sigma(),
+        }
+    }
+
+    /// Half-width of the 95% interval in steps.
+    #[must_use]
+    pub fn ci_half_width(&self) -> f64 {
+        match self {
+            Self::Laplace(mechanism) => {
+                mechanism.ci_half_width(veil_core::mechanism::DEFAULT_CONFIDENCE)
+            }
+            Self::Gaussian(mechanism) => {
+                mechanism.ci_half_width(veil_core::mechanism::DEFAULT_CONFIDENCE)
+            }
+        }
+    }
+
+    /// The privacy loss of one release.
+    #[must_use]
+    pub fn loss(&self) -> PrivacyLoss {
+        match self {
+            Self::Laplace(mechanism) => mechanism.loss(),
+            Self::Gaussian(mechanism) => mechanism.loss(),
+        }
+    }
+
+    fn profile(&self) -> MechanismProfile {
+        match self {
+            Self::Laplace(mechanism) => MechanismProfile::DiscreteLaplace {
+                scale: mechanism.scale().to_f64_up(),
+                sensitivity: mechanism.sensitivity(),
+            },
+            Self::Gaussian(mechanism) => MechanismProfile::Guarantee(mechanism.loss()),
+        }
+    }
+}
+
+/// A measure and its noise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoisyMeasure {
+    /// The measure.
+    pub measure: Measure,
+    /// Its noise (for a histogram: the noise of each node of the tree).
+    pub noise: MeasureNoise,
+    /// The measure's sensitivity across all groups: L1 for Laplace, squared L2 for
+    /// Gaussian, in steps.
+    pub sensitivity: u128,
+}
+
+/// The private part of one query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryPlan {
+    /// The query as written in the job.
+    pub query: Query,
+    /// Private partition selection, for private partitions.
+    pub selection: Option<ThresholdMechanism>,
+    /// The noised measures (the unit count is the selection's when there is one).
+    pub measures: Vec<NoisyMeasure>,
+}
+
+impl QueryPlan {
+    /// The noise of a measure, by key.
+    #[must_use]
+    pub fn noise_of(&self, key: &str) -> Option<&NoisyMeasure> {
+        self.measures
+            .iter()
+            .find(|noisy| noisy.measure.key() == key)
+    }
+}
+
+/// What the plan claims the whole job costs, and how that was computed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PlannedCost {
+    /// Σ ε of Laplace mechanisms (and of Laplace thresholding), Σ δ of thresholding.
+    Basic {
+        /// Total ε.
+        epsilon: f64,
+        /// Total δ.
+        delta: f64,
+    },
+    /// Σ ρ of Gaussian mechanisms, converted to ε at `conversion_delta`, plus the δ of
+    /// Gaussian thresholding.
+    Zcdp {
+        /// Total ρ.
+        rho: f64,
+        /// The δ at which ρ was converted (zero for a ρ budget).
+        conversion_delta: f64,
+        /// The resulting ε (zero for a ρ budget).
+        epsilon: f64,
+        /// The δ of partition selection.
+        selection_delta: f64,
+    },
+}
+
+/// A planned job: what to scan, and how to noise each query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The non-private part.
+    pub scan: ScanPlan,
+    /// The noise family.
+    pub family: NoiseFamily,
+    /// One entry per query.
+    pub queries: Vec<QueryPlan>,
+    /// The job's cost as planned.
+    pub cost: PlannedCost,
+}
+
+impl Plan {
+    /// The charge items of this plan, one per noised measure and per selection, for the
+    /// ledger.
+    #[must_use]
+    pub fn charge_items(&self) -> Vec<ChargeItem> {
+        let mut items = Vec::new();
+        for query in &self.queries {
+            if let Some(selection) = &query.selection {
+                let label = format!("{}.partition_selection", query.query.name);
+                match selection.noise_loss() {
+                    PrivacyLoss::Pure(epsilon) => items.push(ChargeItem {
+                        label,
+                        profile: MechanismProfile::Guarantee(PrivacyLoss::Approx(
+                            epsilon,
+                            selection.delta(),
+                        )),
+                        times: 1,
+                    }),
+                    loss => {
+                        items.push(ChargeItem {
+                            label: format!("{label}.counts"),
+                            profile: MechanismProfile::Guarantee(loss),
+                            times: 1,
+                        });
+                        items.push(ChargeItem {
+                            label: format!("{label}.presence"),
+                            profile: MechanismProfile::Guarantee(PrivacyLoss::Approx(
+                                Epsilon::new(f64::MIN_POSITIVE).expect("positive"),
+                                selection.delta(),
+                            )),
+                            times: 1,
+                        });
+                    }
+                }
+            }
+            for noisy in &query.measures {
+                items.push(ChargeItem {
+                    label: format!("{}.{}", query.query.name, noisy.measure.key()),
+                    profile: noisy.noise.profile(),
+                    times: 1,
+                });
+            }
+        }
+        items
+    }
+}
+
+/// Plans a job: checks it, derives its measures, splits its budget and calibrates the
+/// noise. Reads nothing.
+///
+/// # Errors
+/// [`EngineError::InvalidJob`] or [`EngineError::Param`] naming the job key at fault.
+pub fn plan(job: &Job) -> Result<Plan, EngineError> {
+    validate(job)?;
+    let scan = scan_plan(job)?;
+    let private_queries = job
+        .queries
+        .iter()
+        .filter(|query| selects_privately(query))
+        .count();
+    match job.budget {
+        JobBudget::Pure(epsilon) => {
+            if let Some(index) = job.queries.iter().position(selects_privately) {
+                return Err(EngineError::invalid(
+                    format!("query[{index}].partitions"),
+                    "private partitions need a delta > 0 in [budget] (choosing groups privately always costs some δ); add `delta = 1e-6` or give public partitions",
+                ));
+            }
+            laplace_plan(job, scan, epsilon, None)
+        }
+        JobBudget::Zcdp(rho) => {
+            if let Some(index) = job.queries.iter().position(selects_privately) {
+                return Err(EngineError::invalid(
+                    format!("query[{index}].partitions"),
+                    "private partitions need an (epsilon, delta) budget: a ρ-zCDP budget cannot pay the δ of partition selection; give public partitions or budget epsilon and delta",
+                ));
+            }
+            gaussian_plan(job, scan, rho, 0.0, 0.0, 0)
+        }
+        JobBudget::Approx(epsilon, delta) => {
+            let laplace = laplace_plan(job, scan.clone(), epsilon, Some(delta))?;
+            if delta.get() == 0.0 {
+                return Ok(laplace);
+            }
+            let selection_delta = if private_queries > 0 {
+                delta.get() / 2.0
+            } else {
+                0.0
+            };
+            let conversion_delta = delta.get() - selection_delta;
+            let rho = epsilon_to_rho(
+                epsilon,
+                Delta::new(conversion_delta).map_err(|e| EngineError::param("budget.delta", e))?,
+            )
+            .map_err(|e| EngineError::param("budget.epsilon", e))?;
+            let gaussian = gaussian_plan(
+                job,
+                scan,
+                rho,
+                conversion_delta,
+                selection_delta,
+                private_queries,
+            )?;
+            Ok(if score(&gaussian) < score(&laplace) {
+                gaussian
+            } else {
+                laplace
+            })
+        }
+    }
+}
+
+/// The sum of log noise standard deviations (and log units needed per selection): lower
+/// is better. Both families plan the same measures, so the comparison is like for like.
+fn score(plan: &Plan) -> f64 {
+    plan.queries
+        .iter()
+        .map(|query| {
+            let measures: f64 = query
+                .measures
+                .iter()
+                .map(|noisy| noisy.noise.std_dev().max(1e-12).ln())
+                .sum();
+            #[allow(clippy::cast_precision_loss)]
+            let selection = query
+                .selection
+                .as_ref()
+                .map_or(0.0, |selection| (selection.units_for_half() as f64).ln());
+            measures + selection
+        })
+        .sum()
+}
+
+/// Checks what the types cannot: names, bounds, duplicates.
+fn validate(job: &Job) -> Result<(), EngineError> {
+    if job.queries.is_empty() {
+        return Err(EngineError::invalid(
+            "query",
+            "the job has no [[query]]: add at least one",
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (index, query) in job.queries.iter().enumerate() {
+        let key = format!("query[{index}]");
+        if query.name.trim().is_empty() {
+            return Err(EngineError::invalid(
+                format!("{key}.name"),
+                "a query needs a non-empty name",
+            ));
+        }
+        if !query
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(EngineError::invalid(
+                format!("{key}.name"),
+                format!(
+                    "{:?} names an output file: use letters, digits, '_' and '-' only",
+                    query.name
+                ),
+            ));
+        }
+        if !names.insert(query.name.as_str()) {
+            return Err(EngineError::invalid(
+                format!("{key}.name"),
+                format!("duplicate query name {:?}", query.name),
+            ));
+        }
+        if query.bounds.max_groups_per_unit == 0 {
+            return Err(EngineError::invalid(
+                format!("{key}.max_groups_per_unit"),
+                "must be at least 1",
+            ));
+        }
+        if query.bounds.max_rows_per_group == 0 {
+            return Err(EngineError::invalid(
+                format!("{key}.max_rows_per_group"),
+                "must be at least 1",
+            ));
+        }
+        if !(query.weight.is_finite() && query.weight > 0.0) {
+            return Err(EngineError::invalid(
+                format!("{key}.weight"),
+                format!("{} must be finite and > 0", query.weight),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for column in &query.group_by {
+            if *column == job.source.privacy_unit {
+                return Err(EngineError::invalid(
+                    format!("{key}.group_by"),
+                    format!(
+                        "{column:?} is the privacy unit: grouping by it would release one row per person"
+                    ),
+                ));
+            }
+            if !seen.insert(column) {
+                return Err(EngineError::invalid(
+                    format!("{key}.group_by"),
+                    format!("{column:?} appears twice"),
+                ));
+            }
+        }
+        if query.aggregates.is_empty() {
+            return Err(EngineError::invalid(
+                format!("{key}.aggregates"),
+                "a query needs at least one aggregate",
+            ));
+        }
+        if let Partitions::Public { keys, origin } = &query.partitions {
+            if query.group_by.is_empty() {
+                return Err(EngineError::invalid(
+                    format!("{key}.partitions"),
+                    "public partitions need group_by columns to match",
+                ));
+            }
+            for (row, values) in keys.iter().enumerate() {
+                if values.len() != query.group_by.len() {
+                    return Err(EngineError::invalid(
+                        format!("{key}.partitions"),
+                        format!(
+                            "key {} of {origin} has {} values for {} group_by columns",
+                            row + 1,
+                            values.len(),
+                            query.group_by.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut output_names = BTreeSet::new();
+        for (aggregate_index, aggregate) in query.aggregates.iter().enumerate() {
+            let aggregate_key = format!("{key}.aggregates[{aggregate_index}]");
+            if let Some(column) = aggregate.kind.column() {
+                if column.name == job.source.privacy_unit {
+                    return Err(EngineError::invalid(
+                        format!("{aggregate_key}.column"),
+                        format!(
+                            "{:?} is the privacy unit: aggregate another column",
+                            column.name
+                        ),
+                    ));
+                }
+                if column.bounds.lower() >= column.bounds.upper() {
+                    return Err(EngineError::invalid(
+                        format!("{aggregate_key}.bounds"),
+                        format!(
+                            "[{}, {}] is empty: the lower bound must be below the upper bound",
+                            column.bounds.lower(),
+                            column.bounds.upper()
+                        ),
+                    ));
+                }
+            }
+            if let AggregateKind::Quantiles { levels, .. } = &aggregate.kind {
+                if levels.is_empty() {
+                    return Err(EngineError::invalid(
+                        format!("{aggregate_key}.q"),
+                        "give at least one quantile level, e.g. q = [0.5]",
+                    ));
+                }
+                for level in levels {
+                    if !(0.0..=1.0).contains(level) {
+                        return Err(EngineError::invalid(
+                            format!("{aggregate_key}.q"),
+                            format!("{level} is not in [0, 1]"),
+                        ));
+                    }
+                }
+            }
+            for name in output_names_of(aggregate) {
+                if !output_names.insert(name.clone()) || query.group_by.contains(&name) {
+                    return Err(EngineError::invalid(
+                        format!("{aggregate_key}.name"),
+                        format!(
+                            "output column {name:?} appears twice in query {:?}; set `name` to tell them apart",
+                            query.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The value columns an aggregate writes (each also gets `_std`, `_ci_low`, `_ci_high`).
+#[must_use]
+pub fn output_names_of(aggregate: &crate::job::Aggregate) -> Vec<String> {
+    match &aggregate.kind {
+        AggregateKind::Quantiles { column, levels } => levels
+            .iter()
+            .map(|level| {
+                let percent = level * 100.0;
+                let label = if (percent - percent.round()).abs() < 1e-9 {
+                    format!("{percent:.0}")
+                } else {
+                    format!("{percent}").replace('.', "_")
+                };
+                if aggregate.name == aggregate.kind.default_name() {
+                    format!("q{label}_{}", column.name)
+                } else {
+                    format!("{}_q{label}", aggregate.name)
+                }
+            })
+            .collect(),
+        _ => vec![aggregate.name.clone()],
+    }
+}
+
+/// The measures a query needs, without duplicates, in a stable order.
+fn measures_of(query: &Query) -> Result<Vec<Measure>, EngineError> {
+    let mut measures: Vec<Measure> = Vec::new();
+    let mut push = |measure: Measure| {
+        if !measures
+            .iter()
+            .any(|existing| existing.key() == measure.key())
+        {
+            measures.push(measure);
+        }
+    };
+    for (index, aggregate) in query.aggregates.iter().enumerate() {
+        let key = format!("query {:?}, aggregates[{index}]", query.name);
+        match &aggregate.kind {
+            AggregateKind::Count => push(Measure::Rows),
+            AggregateKind::UnitCount => push(Measure::Units),
+            AggregateKind::Sum(column) => {
+                let grid = FixedPoint::new(column.bounds, Granularity::for_bounds(column.bounds))
+                    .map_err(|e| EngineError::param(format!("{key}.bounds"), e))?;
+                push(Measure::Sum {
+                    column: column.name.clone(),
+                    grid,
+                });
+            }
+            AggregateKind::Mean(column) | AggregateKind::Variance(column) => {
+                push(Measure::ValueCount {
+                    column: column.name.clone(),
+                });
+                push(Measure::CenteredSum {
+                    column: column.name.clone(),
+                    grid: width_grid(column.bounds, 16, &key)?,
+                });
+                if matches!(aggregate.kind, AggregateKind::Variance(_)) {
+                    push(Measure::CenteredSquares {
+                        column: column.name.clone(),
+                        grid: width_grid(column.bounds, 8, &key)?,
+                    });
+                }
+            }
+            AggregateKind::Quantiles { column, .. } => {
+                push(Measure::Histogram {
+                    column: column.name.clone(),
+                    bounds: column.bounds,
+                });
+            }
+        }
+    }
+    Ok(measures)
+}
+
+/// A grid with about `2^bits` steps across the bounds' width (a power of two).
+fn width_grid(bounds: Bounds, bits: i32, key: &str) -> Result<FixedPoint, EngineError> {
+    let width = bounds.width();
+    #[allow(clippy::cast_possible_truncation)]
+    let exponent = (width.log2().floor() as i32 - bits).clamp(-100, 100);
+    let granularity = Granularity::power_of_two(exponent)
+        .map_err(|e| EngineError::param(format!("{key}.bounds"), e))?;
+    FixedPoint::new(bounds, granularity).map_err(|e| EngineError::param(format!("{key}.bounds"), e))
+}
+
+fn scan_plan(job: &Job) -> Result<ScanPlan, EngineError> {
+    let mut columns = vec![job.source.privacy_unit.clone()];
+    let mut queries = Vec::new();
+    for query in &job.queries {
+        let measures = measures_of(query)?;
+        for column in query
+            .group_by
+            .iter()
+            .map(String::as_str)
+            .chain(measures.iter().filter_map(Measure::column))
+        {
+            if !columns.iter().any(|existing| existing == column) {
+                columns.push(column.to_string());
+            }
+        }
+        let public_keys = match &query.partitions {
+            Partitions::Public { keys, .. } => Some(keys.clone()),
+            Partitions::Private => None,
+        };
+        queries.push(QueryScan {
+            name: query.name.clone(),
+            group_by: query.group_by.clone(),
+            bounds: query.bounds,
+            public_keys,
+            measures,
+        });
+    }
+    Ok(ScanPlan {
+        source: job.source.clone(),
+        columns,
+        queries,
+    })
+}
+
+/// Whether a query selects partitions privately: private partitions with at least one
+/// group-by column (the single global group of a query without one always exists, so it
+/// is released like a public partition).
+fn selects_privately(query: &Query) -> bool {
+    query.partitions == Partitions::Private && !query.group_by.is_empty()
+}
+
+/// Each query's share of the budget and how many parts it is split into.
+fn shares(job: &Job, scan: &ScanPlan) -> Vec<(f64, usize)> {
+    let total_weight: f64 = job.queries.iter().map(|query| query.weight).sum();
+    job.queries
+        .iter()
+        .zip(&scan.queries)
+        .map(|(query, query_scan)| {
+            let noised = query_scan
+                .measures
+                .iter()
+                .filter(|measure| **measure != Measure::Units)
+                .count();
+            let has_units = query_scan.measures.contains(&Measure::Units);
+            let parts = noised + usize::from(has_units || selects_privately(query));
+            (query.weight / total_weight, parts.max(1))
+        })
+        .collect()
+}
+
+fn laplace_plan(
+    job: &Job,
+    scan: ScanPlan,
+    epsilon: Epsilon,
+    delta: Option<Delta>,
+) -> Result<Plan, EngineError> {
+    let private_queries = job
+        .queries
+        .iter()
+        .filter(|query| selects_privately(query))
+        .count();
+    let mut queries = Vec::new();
+    let mut total_epsilon = 0.0;
+    let mut total_delta = 0.0;
+    for ((query, query_scan), (share, parts)) in job
+        .queries
+        .iter()
+        .zip(&scan.queries)
+        .zip(shares(job, &scan))
+    {
+        #[allow(clippy::cast_precision_loss)]
+        let part = epsilon.get() * share / parts as f64;
+        let part = Epsilon::new(part).map_err(|e| EngineError::param("budget.epsilon", e))?;
+        let l0 = u128::from(query.bounds.max_groups_per_unit);
+        let mut selection = None;
+        if selects_privately(query) {
+            let delta = delta
+                .ok_or_else(|| EngineError::Internal("private partitions without δ".into()))?;
+            #[allow(clippy::cast_precision_loss)]
+            let query_delta = Delta::new(delta.get() / private_queries as f64)
+                .map_err(|e| EngineError::param("budget.delta", e))?;
+            let mechanism = ThresholdMechanism::laplace(
+                u64::from(query.bounds.max_groups_per_unit),
+                part,
+                query_delta,
+            )
+            .map_err(|e| {
+                EngineError::param(format!("query {:?}: partition selection", query.name), e)
+            })?;
+            total_epsilon += part.get();
+            total_delta += query_delta.get();
+            selection = Some(mechanism);
+        }
+        let mut measures = Vec::new();
+        for measure in &query_scan.measures {
+            if *measure == Measure::Units && selection.is_some() {
+                continue;
+            }
+            let per_group = measure.per_group_bound(query.bounds)
+                * if matches!(measure, Measure::Histogram { .. }) {
+                    u128::from(HISTOGRAM_DEPTH)
+                } else {
+                    1
+                };
+            let sensitivity = l0 * per_group;
+            let l1 = u64::try_from(sensitivity).map_err(|_| too_sensitive(query, measure))?;
+            let mechanism =
+                LaplaceMechanism::new(L1Sensitivity::integer(l1), part).map_err(|e| {
+                    EngineError::param(format!("query {:?}: {}", query.name, measure.key()), e)
+                })?;
+            total_epsilon += part.get();
+            measures.push(NoisyMeasure {
+                measure: measure.clone(),
+                noise: MeasureNoise::Laplace(mechanism),
+                sensitivity,
+            });
+        }
+        queries.push(QueryPlan {
+            query: query.clone(),
+            selection,
+            measures,
+        });
+    }
+    Ok(Plan {
+        scan,
+        family: NoiseFamily::Laplace,
+        queries,
+        cost: PlannedCost::Basic {
+            epsilon: total_epsilon,
+            delta: total_delta,
+        },
+    })
+}
+
+fn gaussian_plan(
+    job: &Job,
+    scan: ScanPlan,
+    rho: Rho,
+    conversion_delta: f64,
+    selection_delta: f64,
+    private_queries: usize,
+) -> Result<Plan, EngineError> {
+    let mut queries = Vec::new();
+    let mut total_rho = 0.0;
+    for ((query, query_scan), (share, parts)) in job
+        .queries
+        .iter()
+        .zip(&scan.queries)
+        .zip(shares(job, &scan))
+    {
+        #[allow(clippy::cast_precision_loss)]
+        let part = Rho::new(rho.get() * share / parts as f64)
+            .map_err(|e| EngineError::param("budget", e))?;
+        let l0 = u128::from(query.bounds.max_groups_per_unit);
+        let mut selection = None;
+        if selects_privately(query) {
+            #[allow(clippy::cast_precision_loss)]
+            let query_delta = Delta::new(selection_delta / private_queries.max(1) as f64)
+                .map_err(|e| EngineError::param("budget.delta", e))?;
+            let mechanism = ThresholdMechanism::gaussian(
+                u64::from(query.bounds.max_groups_per_unit),
+                part,
+                query_delta,
+            )
+            .map_err(|e| {
+                EngineError::param(format!("query {:?}: partition selection", query.name), e)
+            })?;
+            total_rho += part.get();
+            selection = Some(mechanism);
+        }
+        let mut measures = Vec::new();
+        for measure in &query_scan.measures {
+            if *measure == Measure::Units && selection.is_some() {
+                continue;
+            }
+            let per_group = measure.per_group_bound(query.bounds);
+            let levels = if matches!(measure, Measure::Histogram { .. }) {
+                u128::from(HISTOGRAM_DEPTH)
+            } else {
+                1
+            };
+            let sensitivity = per_group
+                .checked_mul(per_group)
+                .and_then(|square| square.checked_mul(l0 * levels))
+                .ok_or_else(|| too_sensitive(query, measure))?;
+            let mechanism =
+                GaussianMechanism::new_zcdp_squared(sensitivity, part).map_err(|e| {
+                    EngineError::param(format!("query {:?}: {}", query.name, measure.key()), e)
+                })?;
+            total_rho += part.get();
+            measures.push(NoisyMeasure {
+                measure: measure.clone(),
+                noise: MeasureNoise::Gaussian(mechanism),
+                sensitivity,
+            });
+        }
+        queries.push(QueryPlan {
+            query: query.clone(),
+            selection,
+            measures,
+        });
+    }
+    let epsilon = if conversion_delta > 0.0 {
+        let rho = Rho::new(total_rho).map_err(|e| EngineError::param("budget", e))?;
+        let delta =
+            Delta::new(conversion_delta).map_err(|e| EngineError::param("budget.delta", e))?;
+        rho_to_epsilon(rho, delta)
+            .map_err(|e| EngineError::param("budget", e))?
+            .get()
+    } else {
+        0.0
+    };
+    Ok(Plan {
+        scan,
+        family: NoiseFamily::Gaussian,
+        queries,
+        cost: PlannedCost::Zcdp {
+            rho: total_rho,
+            conversion_delta,
+            epsilon,
+            selection_delta,
+        },
+    })
+}
+
+fn too_sensitive(query: &Query, measure: &Measure) -> EngineError {
+    EngineError::invalid(
+        format!("query {:?}", query.name),
+        format!(
+            "the sensitivity of {} is too large to noise exactly; lower the contribution bounds or narrow the value bounds",
+            measure.key()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests;

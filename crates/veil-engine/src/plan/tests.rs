@@ -1,0 +1,286 @@
+use super::*;
+use crate::job::{Aggregate, Output, OutputFormat, Source, SourceFormat, ValueColumn};
+
+fn aggregate(kind: AggregateKind) -> Aggregate {
+    Aggregate {
+        name: kind.default_name(),
+        kind,
+    }
+}
+
+fn value(name: &str) -> ValueColumn {
+    ValueColumn {
+        name: name.to_string(),
+        bounds: Bounds::new(0.0, 100.0).unwrap(),
+    }
+}
+
+fn query(name: &str, l0: u32, linf: u32, aggregates: Vec<Aggregate>) -> Query {
+    Query {
+        name: name.to_string(),
+        group_by: vec!["country".to_string()],
+        bounds: ContributionBounds {
+            max_groups_per_unit: l0,
+            max_rows_per_group: linf,
+        },
+        partitions: Partitions::Private,
+        aggregates,
+        weight: 1.0,
+    }
+}
+
+fn job(budget: JobBudget, queries: Vec<Query>) -> Job {
+    Job {
+        name: "test".to_string(),
+        job_hash: "0".to_string(),
+        source: Source {
+            path: "events.parquet".into(),
+            format: SourceFormat::Parquet,
+            privacy_unit: "user_id".to_string(),
+        },
+        budget,
+        queries,
+        output: Output {
+            directory: "out".into(),
+            format: OutputFormat::Csv,
+        },
+    }
+}
+
+fn approx(epsilon: f64, delta: f64) -> JobBudget {
+    JobBudget::Approx(Epsilon::new(epsilon).unwrap(), Delta::new(delta).unwrap())
+}
+
+fn invalid_key(job: &Job) -> String {
+    match plan(job) {
+        Err(EngineError::InvalidJob { key, .. } | EngineError::Param { key, .. }) => key,
+        other => panic!("expected an invalid job, got {other:?}"),
+    }
+}
+
+#[test]
+fn pure_budget_uses_laplace_with_l1_sensitivity() {
+    let mut query = query("q", 3, 5, vec![aggregate(AggregateKind::Count)]);
+    query.partitions = Partitions::Public {
+        origin: "keys.csv".into(),
+        keys: vec![vec!["DE".into()]],
+    };
+    let plan = plan(&job(
+        JobBudget::Pure(Epsilon::new(1.0).unwrap()),
+        vec![query],
+    ))
+    .unwrap();
+    assert_eq!(plan.family, NoiseFamily::Laplace);
+    let count = &plan.queries[0].measures[0];
+    assert_eq!(count.sensitivity, 15, "L0 · L∞ = 3 · 5");
+    let MeasureNoise::Laplace(mechanism) = &count.noise else {
+        panic!("Laplace expected")
+    };
+    assert_eq!(mechanism.scale().to_string(), "15", "scale = Δ₁/ε = 15");
+    assert_eq!(
+        plan.cost,
+        PlannedCost::Basic {
+            epsilon: 1.0,
+            delta: 0.0
+        }
+    );
+}
+
+#[test]
+fn private_partitions_need_delta() {
+    let job = job(
+        JobBudget::Pure(Epsilon::new(1.0).unwrap()),
+        vec![query("q", 1, 1, vec![aggregate(AggregateKind::Count)])],
+    );
+    assert_eq!(invalid_key(&job), "query[0].partitions");
+    let job = crate::plan::tests::job(JobBudget::Zcdp(Rho::new(0.5).unwrap()), job.queries);
+    assert_eq!(invalid_key(&job), "query[0].partitions");
+}
+
+#[test]
+fn many_groups_per_unit_choose_gaussian() {
+    let aggregates = vec![
+        aggregate(AggregateKind::Count),
+        aggregate(AggregateKind::UnitCount),
+        aggregate(AggregateKind::Sum(value("value"))),
+        aggregate(AggregateKind::Mean(value("value"))),
+    ];
+    let plan = plan(&job(
+        approx(1.0, 1e-6),
+        vec![query("q", 20, 5, aggregates.clone())],
+    ))
+    .unwrap();
+    assert_eq!(plan.family, NoiseFamily::Gaussian);
+    let PlannedCost::Zcdp {
+        epsilon,
+        conversion_delta,
+        selection_delta,
+        ..
+    } = plan.cost
+    else {
+        panic!("zCDP cost expected")
+    };
+    assert!(epsilon <= 1.0 && epsilon > 0.99, "{epsilon}");
+    assert!((conversion_delta + selection_delta - 1e-6).abs() < 1e-18);
+    // One group per unit and a single count: Laplace is better.
+    let single = super::plan(&job(
+        approx(1.0, 1e-6),
+        vec![query("q", 1, 1, vec![aggregate(AggregateKind::Count)])],
+    ))
+    .unwrap();
+    assert_eq!(single.family, NoiseFamily::Laplace);
+    let PlannedCost::Basic { epsilon, delta } = single.cost else {
+        panic!("basic cost expected")
+    };
+    assert!(epsilon <= 1.0 + 1e-12 && delta <= 1e-6 + 1e-18);
+}
+
+#[test]
+fn gaussian_sensitivity_is_squared_l2() {
+    let budget = JobBudget::Zcdp(Rho::new(0.5).unwrap());
+    let mut query = query("q", 4, 3, vec![aggregate(AggregateKind::Count)]);
+    query.group_by.clear();
+    let plan = plan(&job(budget, vec![query])).unwrap();
+    let count = &plan.queries[0].measures[0];
+    assert_eq!(count.sensitivity, 36, "L0 · L∞² = 4 · 9");
+    let MeasureNoise::Gaussian(mechanism) = &count.noise else {
+        panic!("Gaussian expected")
+    };
+    assert_eq!(
+        mechanism.sigma_squared().to_string(),
+        "36",
+        "σ² = Δ₂²/(2ρ) = 36"
+    );
+}
+
+#[test]
+fn measures_are_shared_between_aggregates() {
+    let aggregates = vec![
+        aggregate(AggregateKind::Mean(value("value"))),
+        aggregate(AggregateKind::Variance(value("value"))),
+        aggregate(AggregateKind::UnitCount),
+    ];
+    let plan = plan(&job(approx(1.0, 1e-6), vec![query("q", 1, 1, aggregates)])).unwrap();
+    let keys: Vec<String> = plan.queries[0]
+        .measures
+        .iter()
+        .map(|noisy| noisy.measure.key())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "values:value",
+            "centered_sum:value",
+            "centered_squares:value"
+        ]
+    );
+    assert!(
+        plan.queries[0].selection.is_some(),
+        "the unit count comes from partition selection"
+    );
+    let items = plan.charge_items();
+    assert!(items.len() >= 4, "{items:?}");
+}
+
+#[test]
+fn budget_is_split_by_weight() {
+    let mut first = query("a", 1, 1, vec![aggregate(AggregateKind::Count)]);
+    let mut second = query("b", 1, 1, vec![aggregate(AggregateKind::Count)]);
+    for query in [&mut first, &mut second] {
+        query.partitions = Partitions::Public {
+            origin: "keys".into(),
+            keys: vec![vec!["x".into()]],
+        };
+    }
+    second.weight = 3.0;
+    let plan = plan(&job(
+        JobBudget::Pure(Epsilon::new(1.0).unwrap()),
+        vec![first, second],
+    ))
+    .unwrap();
+    let epsilon = |index: usize| match plan.queries[index].measures[0].noise.loss() {
+        PrivacyLoss::Pure(epsilon) => epsilon.get(),
+        other => panic!("{other:?}"),
+    };
+    assert!((epsilon(0) - 0.25).abs() < 1e-12 && (epsilon(1) - 0.75).abs() < 1e-12);
+}
+
+#[test]
+fn invalid_jobs_name_their_key() {
+    let count = || vec![aggregate(AggregateKind::Count)];
+    let mut unit_group = query("q", 1, 1, count());
+    unit_group.group_by = vec!["user_id".into()];
+    assert_eq!(
+        invalid_key(&job(approx(1.0, 1e-6), vec![unit_group])),
+        "query[0].group_by"
+    );
+    let duplicate = vec![query("q", 1, 1, count()), query("q", 1, 1, count())];
+    assert_eq!(
+        invalid_key(&job(approx(1.0, 1e-6), duplicate)),
+        "query[1].name"
+    );
+    assert_eq!(
+        invalid_key(&job(approx(1.0, 1e-6), vec![query("q", 0, 1, count())])),
+        "query[0].max_groups_per_unit"
+    );
+    assert_eq!(
+        invalid_key(&job(approx(1.0, 1e-6), vec![query("q", 1, 0, count())])),
+        "query[0].max_rows_per_group"
+    );
+    assert_eq!(
+        invalid_key(&job(
+            approx(1.0, 1e-6),
+            vec![query("bad/name", 1, 1, count())]
+        )),
+        "query[0].name"
+    );
+    assert_eq!(invalid_key(&job(approx(1.0, 1e-6), vec![])), "query");
+    let same_bounds = ValueColumn {
+        name: "value".into(),
+        bounds: Bounds::new(5.0, 5.0).unwrap(),
+    };
+    let empty_bounds = query("q", 1, 1, vec![aggregate(AggregateKind::Sum(same_bounds))]);
+    assert_eq!(
+        invalid_key(&job(approx(1.0, 1e-6), vec![empty_bounds])),
+        "query[0].aggregates[0].bounds"
+    );
+    let quantiles = AggregateKind::Quantiles {
+        column: value("value"),
+        levels: vec![1.5],
+    };
+    assert_eq!(
+        invalid_key(&job(
+            approx(1.0, 1e-6),
+            vec![query("q", 1, 1, vec![aggregate(quantiles)])]
+        )),
+        "query[0].aggregates[0].q"
+    );
+    let twice = vec![
+        aggregate(AggregateKind::Count),
+        aggregate(AggregateKind::Count),
+    ];
+    assert_eq!(
+        invalid_key(&job(approx(1.0, 1e-6), vec![query("q", 1, 1, twice)])),
+        "query[0].aggregates[1].name"
+    );
+}
+
+#[test]
+fn quantile_output_names() {
+    let quantiles = aggregate(AggregateKind::Quantiles {
+        column: value("value"),
+        levels: vec![0.5, 0.9, 0.995],
+    });
+    assert_eq!(
+        output_names_of(&quantiles),
+        ["q50_value", "q90_value", "q99_5_value"]
+    );
+    let named = Aggregate {
+        name: "latency".into(),
+        kind: quantiles.kind,
+    };
+    assert_eq!(
+        output_names_of(&named),
+        ["latency_q50", "latency_q90", "latency_q99_5"]
+    );
+}

@@ -1,0 +1,565 @@
+//! Executes a [`ScanPlan`] with Polars: read, drop rows without a unit, bound each
+//! unit's contribution, aggregate per group. Nothing here is private yet; the result
+//! never leaves the engine except through the release step (or, flagged as not private,
+//! to the utility report).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::EngineError;
+use crate::job::{Source, SourceFormat};
+use crate::plan::{HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, QueryScan, ScanPlan};
+
+/// The secret that decides which rows and groups survive bounding: a keyed hash of each
+/// row (and of each unit–group pair), so the choice is uniform, reproducible within a
+/// run, and independent of other units' data and of file order. Drawn fresh per run
+/// from the caller's cryptographic RNG.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BoundingKey([u64; 8]);
+
+impl std::fmt::Debug for BoundingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoundingKey(..)")
+    }
+}
+
+impl BoundingKey {
+    /// A fresh key from `rng`.
+    pub fn random<R: rand_core::Rng + rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut key = [0_u64; 8];
+        for word in &mut key {
+            *word = rng.next_u64();
+        }
+        Self(key)
+    }
+
+    /// A fixed key, for tests and for comparing engines on the same data.
+    #[must_use]
+    pub fn from_words(words: [u64; 8]) -> Self {
+        Self(words)
+    }
+}
+
+/// The per-group aggregates of one query, before noise.
+#[derive(Debug, Clone)]
+pub struct QueryAggregates {
+    /// Group-by columns, then one `Int64` column per measure key.
+    pub(crate) groups: DataFrame,
+    /// Per histogram column: group-by columns, `leaf`, `rows`.
+    pub(crate) histograms: BTreeMap<String, DataFrame>,
+}
+
+impl QueryAggregates {
+    /// How many groups have at least one unit after bounding.
+    #[must_use]
+    pub fn group_count(&self) -> usize {
+        self.groups.height()
+    }
+
+    /// Each group's key, one text value per group-by column (`None` for null).
+    ///
+    /// # Errors
+    /// [`EngineError`] if a group column is missing (a bug).
+    pub fn group_keys(&self, group_by: &[String]) -> Result<Vec<Vec<Option<String>>>, EngineError> {
+        let keys = crate::release::row_keys(&self.groups, group_by)?;
+        Ok(keys
+            .into_iter()
+            .map(|key| {
+                key.into_iter()
+                    .map(|value| (value != crate::release::NULL_KEY).then_some(value))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// The true (bounded, not noisy) values of a measure per group, in the order of
+    /// [`QueryAggregates::group_keys`]; `None` if the query has no such measure.
+    #[must_use]
+    pub fn measure(&self, key: &str) -> Option<Vec<i64>> {
+        self.groups.column(key).ok()?;
+        crate::release::int_column(&self.groups, key).ok()
+    }
+
+    /// The true leaf counts of a histogram column: `(group index, leaf, rows)`.
+    #[must_use]
+    pub fn histogram(&self, column: &str, group_by: &[String]) -> Option<Vec<(usize, i64, i64)>> {
+        let frame = self.histograms.get(column)?;
+        let index: BTreeMap<Vec<String>, usize> = crate::release::row_keys(&self.groups, group_by)
+            .ok()?
+            .into_iter()
+            .enumerate()
+            .map(|(row, key)| (key, row))
+            .collect();
+        let keys = crate::release::row_keys(frame, group_by).ok()?;
+        let leaves = crate::release::int_column(frame, "leaf").ok()?;
+        let rows = crate::release::int_column(frame, "rows").ok()?;
+        Some(
+            keys.into_iter()
+                .zip(leaves)
+                .zip(rows)
+                .filter_map(|((key, leaf), rows)| index.get(&key).map(|&group| (group, leaf, rows)))
+                .collect(),
+        )
+    }
+}
+
+/// What a scan produced: the aggregates and what was dropped on the way.
+#[derive(Debug, Clone)]
+pub struct Aggregated {
+    /// Per query, in the plan's order.
+    pub queries: Vec<QueryAggregates>,
+    /// Rows read.
+    pub rows_read: u64,
+    /// Rows dropped because their privacy unit was null.
+    pub rows_without_unit: u64,
+    /// Per aggregated column, rows whose value was null or NaN (dropped from that column's
+    /// aggregates).
+    pub missing_values: BTreeMap<String, u64>,
+}
+
+/// The files a source path names: a file, a directory (every Parquet or CSV file below
+/// it), or a glob.
+pub(crate) fn source_files(source: &Source) -> Result<Vec<PathBuf>, EngineError> {
+    let path = &source.path;
+    let text = path.to_string_lossy();
+    let mut files = Vec::new();
+    if text.contains(['*', '?', '[']) {
+        let (directory, pattern) = match text.rfind('/') {
+            Some(at) => (PathBuf::from(&text[..at]), text[at + 1..].to_string()),
+            None => (PathBuf::from("."), text.to_string()),
+        };
+        if let Ok(entries) = std::fs::read_dir(&directory) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if glob_match(&pattern, &name) && entry.path().is_file() {
+                    files.push(entry.path());
+                }
+            }
+        }
+    } else if path.is_dir() {
+        collect_files(path, source.format, &mut files).map_err(|source| EngineError::Output {
+            path: path.clone(),
+            source,
+        })?;
+    } else if path.is_file() {
+        files.push(path.clone());
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(EngineError::SourceNotFound { path: path.clone() });
+    }
+    Ok(files)
+}
+
+fn collect_files(
+    directory: &Path,
+    format: SourceFormat,
+    found: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(directory)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_files(&path, format, found)?;
+        } else if SourceFormat::from_path(&path) == format
+            && !path
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with('.'))
+        {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// `*` and `?` matching of one file name.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    fn matches(pattern: &[char], name: &[char]) -> bool {
+        match (pattern.first(), name.first()) {
+            (None, None) => true,
+            (Some('*'), _) => {
+                matches(&pattern[1..], name) || (!name.is_empty() && matches(pattern, &name[1..]))
+            }
+            (Some('?'), Some(_)) => matches(&pattern[1..], &name[1..]),
+            (Some(p), Some(n)) if p == n => matches(&pattern[1..], &name[1..]),
+            _ => false,
+        }
+    }
+    let pattern: Vec<char> = pattern.chars().collect();
+    let name: Vec<char> = name.chars().collect();
+    matches(&pattern, &name)
+}
+
+fn format_name(format: SourceFormat) -> &'static str {
+    match format {
+        SourceFormat::Parquet => "Parquet",
+        SourceFormat::Csv => "CSV",
+    }
+}
+
+/// A lazy scan of the source (nothing is read until it is collected).
+pub(crate) fn scan_source(source: &Source) -> Result<LazyFrame, EngineError> {
+    let files = source_files(source)?;
+    let unreadable = |error: PolarsError| EngineError::SourceUnreadable {
+        path: source.path.clone(),
+        format: format_name(source.format),
+        reason: error.to_string(),
+    };
+    let paths: Vec<PlRefPath> = files
+        .iter()
+        .map(|file| PlRefPath::new(file.to_string_lossy().as_ref()))
+        .collect();
+    match source.format {
+        SourceFormat::Parquet => {
+            let args = ScanArgsParquet {
+                glob: false,
+                ..ScanArgsParquet::default()
+            };
+            LazyFrame::scan_parquet_files(paths.into_iter().collect(), args).map_err(unreadable)
+        }
+        SourceFormat::Csv => LazyCsvReader::new_paths(paths.into_iter().collect())
+            .with_has_header(true)
+            .with_infer_schema_length(Some(10_000))
+            .finish()
+            .map_err(unreadable),
+    }
+}
+
+/// The source's schema, read from file metadata (Parquet) or the first rows (CSV).
+pub(crate) fn source_schema(source: &Source) -> Result<Schema, EngineError> {
+    let mut frame = scan_source(source)?;
+    let schema = frame
+        .collect_schema()
+        .map_err(|error| EngineError::SourceUnreadable {
+            path: source.path.clone(),
+            format: format_name(source.format),
+            reason: error.to_string(),
+        })?;
+    Ok(schema.as_ref().clone())
+}
+
+const ROW_PRIORITY: &str = "__veil_row_priority";
+const PAIR_PRIORITY: &str = "__veil_pair_priority";
+const LEAF: &str = "leaf";
+
+/// The per-row value of a measure (null where the column has no value).
+fn row_value(measure: &Measure) -> Expr {
+    match measure {
+        Measure::Rows | Measure::Units => lit(1_i64),
+        Measure::Sum { column, grid } => steps(column, grid),
+        Measure::ValueCount { column } => value_present(column).cast(DataType::Int64),
+        Measure::CenteredSum { column, grid } => centered(column, grid),
+        Measure::CenteredSquares { column, grid } => {
+            let centered = centered(column, grid);
+            centered.clone() * centered
+        }
+        Measure::Histogram { column, bounds } => leaf(column, *bounds),
+    }
+}
+
+fn value_present(column: &str) -> Expr {
+    col(column).is_not_null().and(
+        col(column)
+            .cast(DataType::Float64)
+            .is_nan()
+            .not()
+            .fill_null(lit(false)),
+    )
+}
+
+/// The value in steps of the grid, rounded and clamped in integers; null for null or NaN.
+fn steps(column: &str, grid: &veil_core::mechanism::FixedPoint) -> Expr {
+    let (lower, upper) = grid.bounds_in_steps();
+    let inverse = 1.0 / grid.granularity().to_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let scaled = (col(column).cast(DataType::Float64) * lit(inverse))
+        .round(0, RoundMode::HalfAwayFromZero)
+        .clip(lit(lower as f64), lit(upper as f64));
+    when(value_present(column))
+        .then(scaled.cast(DataType::Int64).clip(lit(lower), lit(upper)))
+        .otherwise(lit(NULL).cast(DataType::Int64))
+}
+
+/// `2·steps − lower − upper`: twice the distance to the middle of the bounds, in steps.
+fn centered(column: &str, grid: &veil_core::mechanism::FixedPoint) -> Expr {
+    let (lower, upper) = grid.bounds_in_steps();
+    lit(2_i64) * steps(column, grid) - lit(lower + upper)
+}
+
+/// The leaf bin of the quantile histogram; null for null or NaN.
+fn leaf(column: &str, bounds: veil_core::Bounds) -> Expr {
+    let leaves = i64::from(HISTOGRAM_BRANCHING.pow(HISTOGRAM_DEPTH));
+    #[allow(clippy::cast_precision_loss)]
+    let per_unit = leaves as f64 / (bounds.upper() - bounds.lower());
+    let bin = ((col(column).cast(DataType::Float64) - lit(bounds.lower())) * lit(per_unit))
+        .floor()
+        .clip(lit(0.0), lit(leaves_as_f64(leaves) - 1.0));
+    when(value_present(column))
+        .then(bin.cast(DataType::Int64).clip(lit(0_i64), lit(leaves - 1)))
+        .otherwise(lit(NULL).cast(DataType::Int64))
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn leaves_as_f64(leaves: i64) -> f64 {
+    leaves as f64
+}
+
+fn keyed_hash(columns: &[String], key: &[u64]) -> Expr {
+    let fields: Vec<Expr> = columns.iter().map(|name| col(name.as_str())).collect();
+    as_struct(fields).hash(key[0], key[1], key[2], key[3])
+}
+
+fn group_exprs(group_by: &[String]) -> Vec<Expr> {
+    group_by.iter().map(|name| col(name.as_str())).collect()
+}
+
+/// The bounded rows of one query and the unit–group pairs that survive L0, lazily.
+fn bounded(
+    base: &LazyFrame,
+    unit: &str,
+    query: &QueryScan,
+    key: BoundingKey,
+) -> Result<(LazyFrame, LazyFrame), EngineError> {
+    let mut columns: Vec<String> = vec![unit.to_string()];
+    columns.extend(query.group_by.iter().cloned());
+    for measure in &query.measures {
+        if let Some(column) = measure.column()
+            && !columns.iter().any(|existing| existing == column)
+        {
+            columns.push(column.to_string());
+        }
+    }
+    let mut rows = base.clone().select(
+        columns
+            .iter()
+            .map(|name| col(name.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    if let Some(keys) = &query.public_keys {
+        // Public partitions: group columns as text, rows of other groups dropped before
+        // bounding so that no contribution is spent on them.
+        let key_columns: Vec<Column> = query
+            .group_by
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                Column::new(
+                    name.as_str().into(),
+                    keys.iter()
+                        .map(|key| key[index].clone())
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        let keys_frame = DataFrame::new(keys.len(), key_columns)
+            .map_err(|e| EngineError::polars("reading public partitions", &e))?;
+        rows = rows
+            .with_columns(
+                query
+                    .group_by
+                    .iter()
+                    .map(|name| col(name.as_str()).cast(DataType::String))
+                    .collect::<Vec<_>>(),
+            )
+            .join(
+                keys_frame.lazy(),
+                group_exprs(&query.group_by),
+                group_exprs(&query.group_by),
+                JoinArgs::new(JoinType::Semi),
+            );
+    }
+    // L∞: in each (unit, group), keep the rows with the smallest keyed hashes.
+    let mut partition: Vec<Expr> = vec![col(unit)];
+    partition.extend(group_exprs(&query.group_by));
+    let rank = RankOptions {
+        method: RankMethod::Ordinal,
+        descending: false,
+    };
+    let over = |expr: Expr, partition: Vec<Expr>| {
+        expr.over(partition)
+            .map_err(|e| EngineError::polars("planning the scan", &e))
+    };
+    let rows = rows
+        .with_column(keyed_hash(&columns, &key.0[..4]).alias(ROW_PRIORITY))
+        .filter(
+            over(col(ROW_PRIORITY).rank(rank, None), partition.clone())?
+                .lt_eq(lit(query.bounds.max_rows_per_group)),
+        )
+        .drop(cols([ROW_PRIORITY]));
+    // Per (unit, group) partial aggregates, then L0: keep each unit's groups with the
+    // smallest keyed hashes of (unit, group).
+    let mut pair_aggregates: Vec<Expr> = Vec::new();
+    for measure in &query.measures {
+        match measure {
+            Measure::Histogram { .. } | Measure::Units => {}
+            Measure::Rows => pair_aggregates.push(len().cast(DataType::Int64).alias(measure.key())),
+            other => pair_aggregates.push(row_value(other).sum().alias(other.key())),
+        }
+    }
+    pair_aggregates.push(len().alias("__veil_pair_rows"));
+    let mut pair_columns = vec![unit.to_string()];
+    pair_columns.extend(query.group_by.iter().cloned());
+    let pairs = rows
+        .clone()
+        .group_by(partition)
+        .agg(pair_aggregates)
+        .with_column(keyed_hash(&pair_columns, &key.0[4..]).alias(PAIR_PRIORITY))
+        .filter(
+            over(col(PAIR_PRIORITY).rank(rank, None), vec![col(unit)])?
+                .lt_eq(lit(query.bounds.max_groups_per_unit)),
+        )
+        .drop(cols([PAIR_PRIORITY, "__veil_pair_rows"]));
+    Ok((rows, pairs))
+}
+
+/// Runs the scan plan: one pass over the source for all queries.
+///
+/// # Errors
+/// [`EngineError`] if the source cannot be read or an aggregation fails.
+pub fn aggregate(plan: &ScanPlan, key: BoundingKey) -> Result<Aggregated, EngineError> {
+    let unit = plan.source.privacy_unit.as_str();
+    let projected = scan_source(&plan.source)?.select(
+        plan.columns
+            .iter()
+            .map(|name| col(name.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let base = projected.clone().filter(col(unit).is_not_null());
+
+    // Diagnostics for the operator (not released): rows read, rows without a unit, and
+    // missing values per aggregated column.
+    let value_columns: Vec<String> = plan
+        .queries
+        .iter()
+        .flat_map(|query| {
+            query
+                .measures
+                .iter()
+                .filter_map(Measure::column)
+                .map(str::to_string)
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut diagnostics = vec![
+        len().cast(DataType::UInt64).alias("rows"),
+        col(unit)
+            .null_count()
+            .cast(DataType::UInt64)
+            .alias("no_unit"),
+    ];
+    for column in &value_columns {
+        diagnostics.push(
+            value_present(column)
+                .not()
+                .sum()
+                .cast(DataType::UInt64)
+                .alias(format!("missing:{column}")),
+        );
+    }
+    let mut frames = vec![projected.select(diagnostics)];
+    let mut layout = Vec::new();
+    for query in &plan.queries {
+        let (rows, pairs) = bounded(&base, unit, query, key)?;
+        let mut sums: Vec<Expr> = Vec::new();
+        for measure in &query.measures {
+            match measure {
+                Measure::Histogram { .. } => {}
+                Measure::Units => sums.push(len().cast(DataType::Int64).alias(measure.key())),
+                other => sums.push(
+                    col(other.key())
+                        .sum()
+                        .cast(DataType::Int64)
+                        .alias(other.key()),
+                ),
+            }
+        }
+        let groups = if query.group_by.is_empty() {
+            pairs.clone().select(sums)
+        } else {
+            pairs
+                .clone()
+                .group_by(group_exprs(&query.group_by))
+                .agg(sums)
+        };
+        frames.push(groups);
+        let mut histogram_columns = Vec::new();
+        for measure in &query.measures {
+            if let Measure::Histogram { column, .. } = measure {
+                let mut join_on: Vec<Expr> = vec![col(unit)];
+                join_on.extend(group_exprs(&query.group_by));
+                let mut by = group_exprs(&query.group_by);
+                by.push(col(LEAF));
+                let histogram = rows
+                    .clone()
+                    .join(
+                        pairs.clone().select(join_on.clone()),
+                        join_on.clone(),
+                        join_on,
+                        JoinArgs::new(JoinType::Semi),
+                    )
+                    .with_column(row_value(measure).alias(LEAF))
+                    .filter(col(LEAF).is_not_null())
+                    .group_by(by)
+                    .agg([len().cast(DataType::Int64).alias("rows")]);
+                frames.push(histogram);
+                histogram_columns.push(column.clone());
+            }
+        }
+        layout.push(histogram_columns);
+    }
+    let plans: Vec<DslPlan> = frames.into_iter().map(|frame| frame.logical_plan).collect();
+    let mut results = LazyFrame::collect_all_with_engine(plans, Engine::Auto, OptFlags::default())
+        .map_err(|e| EngineError::polars("aggregating", &e))?
+        .into_iter();
+    let diagnostics = results
+        .next()
+        .ok_or_else(|| EngineError::Internal("no diagnostics frame".into()))?;
+    let read = |name: &str| -> Result<u64, EngineError> {
+        diagnostics
+            .column(name)
+            .and_then(|column| column.u64().map(|values| values.get(0).unwrap_or(0)))
+            .map_err(|e| EngineError::polars("counting rows", &e))
+    };
+    let rows_read = read("rows")?;
+    let rows_without_unit = read("no_unit")?;
+    let mut missing_values = BTreeMap::new();
+    for column in &value_columns {
+        missing_values.insert(column.clone(), read(&format!("missing:{column}"))?);
+    }
+    let mut queries = Vec::new();
+    for histogram_columns in layout {
+        let groups = results
+            .next()
+            .ok_or_else(|| EngineError::Internal("missing aggregate frame".into()))?;
+        let mut histograms = BTreeMap::new();
+        for column in histogram_columns {
+            let frame = results
+                .next()
+                .ok_or_else(|| EngineError::Internal("missing histogram frame".into()))?;
+            histograms.insert(column, frame);
+        }
+        queries.push(QueryAggregates { groups, histograms });
+    }
+    Ok(Aggregated {
+        queries,
+        rows_read,
+        rows_without_unit,
+        missing_values,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs_match_file_names() {
+        assert!(glob_match("events-*.parquet", "events-2026.parquet"));
+        assert!(glob_match("*.parquet", "a.parquet"));
+        assert!(!glob_match("*.parquet", "a.csv"));
+        assert!(glob_match("part-?.csv", "part-1.csv"));
+        assert!(!glob_match("part-?.csv", "part-12.csv"));
+    }
+}
