@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::noise;
+use crate::commands::{explain, noise, sample_data};
 
 /// Differentially private aggregates from Parquet exports.
 ///
@@ -20,6 +20,12 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Show what a job will read, how it bounds and noises, and what it costs, reading no row.
+    Explain(explain::ExplainArgs),
+
+    /// Write a synthetic events table for examples, tests and benchmarks.
+    SampleData(sample_data::SampleDataArgs),
+
     /// Draw and calibrate noise: diagnostics for Veil's exact samplers.
     #[command(subcommand)]
     Noise(noise::NoiseCommand),

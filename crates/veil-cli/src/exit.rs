@@ -1,4 +1,5 @@
-//! Exit codes: 0 success, 1 a failure while running, 2 a usage or configuration error.
+//! Exit codes: 0 success, 1 a failure while running, 2 a usage or configuration error,
+//! 3 a release refused because the privacy budget would be exceeded.
 
 use std::error::Error;
 use std::fmt;
@@ -9,12 +10,15 @@ use std::process::ExitCode;
 pub(crate) enum Failure {
     /// The command line or a configuration file is wrong: fix it and run again.
     Usage,
+    /// The ledger refused the charge: the budget is spent.
+    BudgetRefused,
 }
 
 impl Failure {
     fn code(self) -> u8 {
         match self {
             Self::Usage => 2,
+            Self::BudgetRefused => 3,
         }
     }
 }
@@ -66,6 +70,48 @@ pub(crate) fn code_for(error: &anyhow::Error) -> ExitCode {
         .find_map(|cause| cause.downcast_ref::<Classified>())
         .map(|tagged| tagged.failure);
     ExitCode::from(failure.map_or(1, Failure::code))
+}
+
+/// An engine error, classified: the job, its files and columns are usage errors; a
+/// refused charge is `BudgetRefused`; the rest are failures while running.
+pub(crate) fn engine(error: veil_engine::EngineError) -> anyhow::Error {
+    use veil_engine::EngineError as E;
+    let failure = match &error {
+        E::InvalidJob { .. }
+        | E::Param { .. }
+        | E::SourceNotFound { .. }
+        | E::SourceUnreadable { .. }
+        | E::ColumnNotFound { .. }
+        | E::ColumnType { .. } => Some(Failure::Usage),
+        E::Budget(budget) => budget_failure(budget),
+        _ => None,
+    };
+    classified(error, failure)
+}
+
+/// The class of a ledger error: exhausted → `BudgetRefused`, no budget or an incompatible
+/// charge → `Usage`.
+pub(crate) fn budget_failure(error: &veil_accountant::BudgetError) -> Option<Failure> {
+    use veil_accountant::BudgetError as B;
+    match error {
+        B::Exhausted(_) => Some(Failure::BudgetRefused),
+        B::NoBudget { .. } | B::Incompatible { .. } => Some(Failure::Usage),
+        _ => None,
+    }
+}
+
+/// Wraps an error with an optional class.
+pub(crate) fn classified<E: Error + Send + Sync + 'static>(
+    error: E,
+    failure: Option<Failure>,
+) -> anyhow::Error {
+    match failure {
+        Some(failure) => anyhow::Error::new(Classified {
+            failure,
+            inner: Box::new(error),
+        }),
+        None => anyhow::Error::new(error),
+    }
 }
 
 /// A usage error with a message.

@@ -10,6 +10,7 @@ use clap::Parser;
 
 mod cli;
 mod commands;
+mod config;
 mod exit;
 mod rng;
 

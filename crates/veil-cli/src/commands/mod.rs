@@ -4,11 +4,15 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
+pub(crate) mod explain;
 pub(crate) mod noise;
+pub(crate) mod sample_data;
 
 /// Runs the parsed command line.
 pub(crate) fn run(args: Cli) -> anyhow::Result<ExitCode> {
     match args.command {
+        Command::Explain(args) => explain::run(&args),
         Command::Noise(command) => noise::run(command),
+        Command::SampleData(args) => sample_data::run(&args),
     }
 }

@@ -1,4 +1,5 @@
 //! End-to-end tests of the `veil` binary: one test binary, one module per command.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod architecture;
 mod noise;

@@ -1,0 +1,317 @@
+//! `veil explain`: what a job will read, how it bounds and noises, and what it costs,
+//! without reading a row.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::json;
+use veil_core::mechanism::ThresholdNoise;
+use veil_engine::job::{AggregateKind, Job, JobBudget, Partitions};
+use veil_engine::plan::{Measure, Plan, PlannedCost, QueryPlan, output_names_of};
+
+use crate::config::{self, LoadedJob};
+use crate::exit::{self, Classify};
+
+/// Show what a job will do, without reading any row.
+///
+/// Prints the columns read (nothing else is), the contribution bounds, the noise and 95%
+/// error of every released value, how groups are selected, and what the job costs.
+///
+/// Example:
+///   veil explain configs/quickstart.toml
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct ExplainArgs {
+    /// The job file.
+    job: PathBuf,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(&args.job).usage()?;
+    let plan = veil_engine::check(&loaded.job).map_err(exit::engine)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan_json(&loaded, &plan))?
+        );
+    } else {
+        print!("{}", describe(&args.job, &loaded, &plan));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The job's budget in words.
+pub(crate) fn budget_text(budget: JobBudget) -> String {
+    match budget {
+        JobBudget::Pure(epsilon) => format!("ε = {epsilon}"),
+        JobBudget::Approx(epsilon, delta) => format!("ε = {epsilon}, δ = {:e}", delta.get()),
+        JobBudget::Zcdp(rho) => format!("ρ = {rho} (zCDP)"),
+    }
+}
+
+fn cost_text(cost: PlannedCost) -> String {
+    match cost {
+        PlannedCost::Basic {
+            epsilon,
+            delta: 0.0,
+        } => format!("ε = {} (sum of the parts)", round(epsilon)),
+        PlannedCost::Basic { epsilon, delta } => {
+            format!("ε = {}, δ = {delta:e} (sums of the parts)", round(epsilon))
+        }
+        PlannedCost::Zcdp {
+            rho,
+            conversion_delta,
+            epsilon,
+            selection_delta,
+        } if conversion_delta > 0.0 => format!(
+            "ρ = {} (zCDP) → ε = {} at δ = {conversion_delta:e}, plus δ = {selection_delta:e} for partition selection",
+            round(rho),
+            round(epsilon)
+        ),
+        PlannedCost::Zcdp { rho, .. } => format!("ρ = {} (zCDP)", round(rho)),
+    }
+}
+
+fn round(value: f64) -> String {
+    format!("{value:.6}")
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_string()
+}
+
+/// Significant digits for display.
+fn short(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return format!("{value}");
+    }
+    let magnitude = value.abs().log10().floor();
+    if (-3.0..6.0).contains(&magnitude) {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let decimals = (2.0 - magnitude).max(0.0) as usize;
+        format!("{value:.decimals$}")
+    } else {
+        format!("{value:.2e}")
+    }
+}
+
+/// The noise of one released value, in its own units, in words.
+fn noise_text(query: &QueryPlan, kind: &AggregateKind) -> (String, String) {
+    let std_of = |key: &str| query.noise_of(key).map(|noisy| noisy.noise.std_dev());
+    let step_of = |key: &str| {
+        query.noise_of(key).and_then(|noisy| match &noisy.measure {
+            Measure::Sum { grid, .. } => Some(grid.granularity().to_f64()),
+            Measure::CenteredSum { grid, .. } | Measure::CenteredSquares { grid, .. } => {
+                Some(grid.granularity().to_f64() / 2.0)
+            }
+            _ => None,
+        })
+    };
+    let z = 1.96;
+    match kind {
+        AggregateKind::Count => std_of("rows").map_or_else(Default::default, |std| {
+            (short(std), format!("± {}", short(z * std)))
+        }),
+        AggregateKind::UnitCount => {
+            let std = query
+                .selection
+                .as_ref()
+                .map(veil_core::mechanism::ThresholdMechanism::std_dev)
+                .or_else(|| std_of("units"));
+            std.map_or_else(Default::default, |std| {
+                (short(std), format!("± {}", short(z * std)))
+            })
+        }
+        AggregateKind::Sum(column) => {
+            let key = format!("sum:{}", column.name);
+            match (std_of(&key), step_of(&key)) {
+                (Some(std), Some(step)) => {
+                    (short(std * step), format!("± {}", short(z * std * step)))
+                }
+                _ => Default::default(),
+            }
+        }
+        AggregateKind::Mean(column) | AggregateKind::Variance(column) => {
+            let key = format!("centered_sum:{}", column.name);
+            match (std_of(&key), step_of(&key)) {
+                (Some(std), Some(step)) => (
+                    format!("≈ {} / n", short(std * step)),
+                    format!("≈ ± {} / n (n values in the group)", short(z * std * step)),
+                ),
+                _ => Default::default(),
+            }
+        }
+        AggregateKind::Quantiles { .. } => (
+            "rank error".to_string(),
+            "from the noisy histogram".to_string(),
+        ),
+    }
+}
+
+fn selection_text(query: &QueryPlan) -> String {
+    match (&query.query.partitions, &query.selection) {
+        (Partitions::Public { origin, keys }, _) => {
+            format!("public: exactly the {} keys in {origin}", keys.len())
+        }
+        (Partitions::Private, Some(selection)) => {
+            let noise = match selection.noise() {
+                ThresholdNoise::Laplace(_) => "Laplace",
+                ThresholdNoise::Gaussian(_) => "Gaussian",
+            };
+            format!(
+                "private: a group is released if its noisy count of units reaches {} ({noise} thresholding, δ = {:e}); a group of {} units has even odds",
+                selection.threshold(),
+                selection.delta().get(),
+                selection.units_for_half()
+            )
+        }
+        (Partitions::Private, None) => "one group for all rows".to_string(),
+    }
+}
+
+/// The plan in words, for people.
+pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) -> String {
+    let job: &Job = &loaded.job;
+    let mut text = String::new();
+    let mut line = |value: String| {
+        text.push_str(&value);
+        text.push('\n');
+    };
+    line(format!(
+        "Job {} (sha256 {}…)",
+        path.display(),
+        &job.job_hash[..12]
+    ));
+    line(format!(
+        "  source        {} ({:?}), privacy unit {:?}",
+        job.source.path.display(),
+        job.source.format,
+        job.source.privacy_unit
+    ));
+    line(format!(
+        "  columns read  {} (nothing else is read)",
+        plan.scan.columns.join(", ")
+    ));
+    line(format!(
+        "  budget        {} from ledger {}, dataset {:?}, purpose {:?}",
+        budget_text(job.budget),
+        loaded.budget.ledger.display(),
+        loaded.budget.dataset,
+        loaded.budget.purpose
+    ));
+    line(format!(
+        "  noise         {} (exact, discrete); planned cost {}",
+        plan.family,
+        cost_text(plan.cost)
+    ));
+    line(format!(
+        "  output        {}/<query>.{} and release.json",
+        job.output.directory.display(),
+        job.output.format.extension()
+    ));
+    for query in &plan.queries {
+        let group_by = if query.query.group_by.is_empty() {
+            "(all rows)".to_string()
+        } else {
+            query.query.group_by.join(", ")
+        };
+        line(String::new());
+        line(format!("Query {:?}: group by {group_by}", query.query.name));
+        line(format!(
+            "  bounds        at most {} groups per unit, {} rows per unit in each group",
+            query.query.bounds.max_groups_per_unit, query.query.bounds.max_rows_per_group
+        ));
+        line(format!("  groups        {}", selection_text(query)));
+        let mut table = Table::new();
+        table.load_style(UTF8_FULL_CONDENSED).set_header([
+            "value",
+            "clamped to",
+            "noise std",
+            "95% error",
+        ]);
+        for aggregate in &query.query.aggregates {
+            let bounds = aggregate.kind.column().map_or_else(String::new, |column| {
+                format!(
+                    "{} in [{}, {}]",
+                    column.name,
+                    column.bounds.lower(),
+                    column.bounds.upper()
+                )
+            });
+            let (std, error) = noise_text(query, &aggregate.kind);
+            for name in output_names_of(aggregate) {
+                table.add_row([name, bounds.clone(), std.clone(), error.clone()]);
+            }
+        }
+        for row in table.to_string().lines() {
+            line(format!("  {row}"));
+        }
+    }
+    text
+}
+
+fn plan_json(loaded: &LoadedJob, plan: &Plan) -> serde_json::Value {
+    let job = &loaded.job;
+    let queries: Vec<serde_json::Value> = plan
+        .queries
+        .iter()
+        .map(|query| {
+            let aggregates: Vec<serde_json::Value> = query
+                .query
+                .aggregates
+                .iter()
+                .map(|aggregate| {
+                    let (std, error) = noise_text(query, &aggregate.kind);
+                    json!({ "outputs": output_names_of(aggregate), "noise_std": std, "error_95": error })
+                })
+                .collect();
+            let measures: Vec<serde_json::Value> = query
+                .measures
+                .iter()
+                .map(|noisy| json!({ "measure": noisy.measure.key(), "loss": noisy.noise.loss().to_string(), "noise_std_in_steps": noisy.noise.std_dev() }))
+                .collect();
+            json!({
+                "name": query.query.name,
+                "group_by": query.query.group_by,
+                "max_groups_per_unit": query.query.bounds.max_groups_per_unit,
+                "max_rows_per_group": query.query.bounds.max_rows_per_group,
+                "groups": selection_text(query),
+                "selection_threshold": query.selection.as_ref().map(veil_core::mechanism::ThresholdMechanism::threshold),
+                "aggregates": aggregates,
+                "measures": measures,
+            })
+        })
+        .collect();
+    let cost = match plan.cost {
+        PlannedCost::Basic { epsilon, delta } => {
+            json!({ "composition": "basic", "epsilon": epsilon, "delta": delta })
+        }
+        PlannedCost::Zcdp {
+            rho,
+            conversion_delta,
+            epsilon,
+            selection_delta,
+        } => json!({
+            "composition": "zcdp", "rho": rho, "epsilon": epsilon, "delta": conversion_delta + selection_delta,
+        }),
+    };
+    json!({
+        "job": job.name,
+        "job_hash": job.job_hash,
+        "source": job.source.path,
+        "privacy_unit": job.source.privacy_unit,
+        "columns_read": plan.scan.columns,
+        "budget": budget_text(job.budget),
+        "ledger": loaded.budget.ledger,
+        "dataset": loaded.budget.dataset,
+        "purpose": loaded.budget.purpose,
+        "noise": plan.family.to_string(),
+        "cost": cost,
+        "queries": queries,
+    })
+}

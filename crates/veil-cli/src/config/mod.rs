@@ -1,0 +1,456 @@
+//! Job files: TOML parsed into typed structs, then converted into the engine's validated
+//! domain types. Unknown keys are errors, and every error names its key path
+//! (`query[2].aggregates[0].bounds`) and file.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use veil_core::{Bounds, Delta, Epsilon, Rho};
+use veil_engine::job::{
+    Aggregate, AggregateKind, ContributionBounds, Job, JobBudget, Output, OutputFormat, Partitions,
+    Query, Source, SourceFormat, ValueColumn,
+};
+
+/// A job file that cannot be used, with the key at fault.
+#[derive(Debug)]
+pub(crate) struct ConfigError {
+    /// The file.
+    pub(crate) file: PathBuf,
+    /// The key path, e.g. `query[0].aggregates[1].bounds`, or empty for the whole file.
+    pub(crate) key: String,
+    /// What is wrong.
+    pub(crate) reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobFile {
+    source: SourceConfig,
+    budget: BudgetConfig,
+    #[serde(rename = "query", default)]
+    queries: Vec<QueryConfig>,
+    output: OutputConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceConfig {
+    path: PathBuf,
+    privacy_unit: String,
+    format: Option<SourceFormatName>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SourceFormatName {
+    Parquet,
+    Csv,
+}
+
+/// The `[budget]` table: what the job spends, and against which ledger budget.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BudgetConfig {
+    /// The ledger file.
+    pub(crate) ledger: PathBuf,
+    /// The dataset's name in the ledger.
+    pub(crate) dataset: String,
+    /// The purpose's name in the ledger.
+    pub(crate) purpose: String,
+    epsilon: Option<f64>,
+    delta: Option<f64>,
+    rho: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryConfig {
+    name: String,
+    #[serde(default)]
+    group_by: Vec<String>,
+    max_groups_per_unit: Option<u32>,
+    max_rows_per_group: Option<u32>,
+    partitions: Option<toml::Value>,
+    weight: Option<f64>,
+    #[serde(default)]
+    aggregates: Vec<AggregateConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AggregateConfig {
+    kind: AggregateKindName,
+    name: Option<String>,
+    column: Option<String>,
+    bounds: Option<Vec<f64>>,
+    q: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum AggregateKindName {
+    Count,
+    UnitCount,
+    Sum,
+    Mean,
+    Variance,
+    Quantiles,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputConfig {
+    path: PathBuf,
+    #[serde(default = "default_output_format")]
+    format: OutputFormatName,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OutputFormatName {
+    Parquet,
+    Csv,
+    Json,
+}
+
+fn default_output_format() -> OutputFormatName {
+    OutputFormatName::Parquet
+}
+
+/// A loaded job: the engine's job plus what only the CLI needs.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadedJob {
+    /// The validated job.
+    pub(crate) job: Job,
+    /// The `[budget]` table (ledger file, dataset, purpose).
+    pub(crate) budget: BudgetConfig,
+}
+
+/// Reads and validates a job file.
+pub(crate) fn load(path: &Path) -> Result<LoadedJob, ConfigError> {
+    let error = |key: &str, reason: String| ConfigError {
+        file: path.to_path_buf(),
+        key: key.to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| error("", format!("cannot read the job file: {e}")))?;
+    parse(path, &text)
+}
+
+/// Parses job-file text (`path` names it in errors and gives the job its name).
+pub(crate) fn parse(path: &Path, text: &str) -> Result<LoadedJob, ConfigError> {
+    let error = |key: &str, reason: String| ConfigError {
+        file: path.to_path_buf(),
+        key: key.to_string(),
+        reason,
+    };
+    let deserializer =
+        toml::Deserializer::parse(text).map_err(|e| error("", e.to_string().trim().to_string()))?;
+    let file: JobFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        error(&key, e.into_inner().to_string().trim().to_string())
+    })?;
+    let name = path.file_stem().map_or_else(
+        || "job".to_string(),
+        |stem| stem.to_string_lossy().to_string(),
+    );
+    let job_hash = hex(&Sha256::digest(text.as_bytes()));
+    convert(path, file, name, job_hash)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn convert(
+    path: &Path,
+    file: JobFile,
+    name: String,
+    job_hash: String,
+) -> Result<LoadedJob, ConfigError> {
+    let error = |key: String, reason: String| ConfigError {
+        file: path.to_path_buf(),
+        key,
+        reason,
+    };
+    let format = match file.source.format {
+        Some(SourceFormatName::Parquet) => SourceFormat::Parquet,
+        Some(SourceFormatName::Csv) => SourceFormat::Csv,
+        None => SourceFormat::from_path(&file.source.path),
+    };
+    if file.source.privacy_unit.trim().is_empty() {
+        return Err(error(
+            "source.privacy_unit".into(),
+            "name the column that identifies a person (or device)".into(),
+        ));
+    }
+    let source = Source {
+        path: file.source.path.clone(),
+        format,
+        privacy_unit: file.source.privacy_unit.clone(),
+    };
+    let budget = job_budget(&file.budget).map_err(|(key, reason)| error(key, reason))?;
+    if file.queries.is_empty() {
+        return Err(error(
+            "query".into(),
+            "the job has no [[query]] table: add at least one".into(),
+        ));
+    }
+    let mut queries = Vec::new();
+    for (index, query) in file.queries.into_iter().enumerate() {
+        queries.push(convert_query(index, query).map_err(|(key, reason)| error(key, reason))?);
+    }
+    let output = Output {
+        directory: file.output.path,
+        format: match file.output.format {
+            OutputFormatName::Parquet => OutputFormat::Parquet,
+            OutputFormatName::Csv => OutputFormat::Csv,
+            OutputFormatName::Json => OutputFormat::Json,
+        },
+    };
+    Ok(LoadedJob {
+        job: Job {
+            name,
+            job_hash,
+            source,
+            budget,
+            queries,
+            output,
+        },
+        budget: file.budget,
+    })
+}
+
+type KeyError = (String, String);
+
+fn job_budget(budget: &BudgetConfig) -> Result<JobBudget, KeyError> {
+    let param =
+        |key: &str, error: veil_core::ParamError| (format!("budget.{key}"), error.to_string());
+    match (budget.epsilon, budget.delta, budget.rho) {
+        (Some(epsilon), delta, None) => {
+            let epsilon = Epsilon::new(epsilon).map_err(|e| param("epsilon", e))?;
+            match delta {
+                None => Ok(JobBudget::Pure(epsilon)),
+                Some(delta) => {
+                    let delta = Delta::new(delta).map_err(|e| param("delta", e))?;
+                    Ok(if delta.get() == 0.0 {
+                        JobBudget::Pure(epsilon)
+                    } else {
+                        JobBudget::Approx(epsilon, delta)
+                    })
+                }
+            }
+        }
+        (None, None, Some(rho)) => Ok(JobBudget::Zcdp(Rho::new(rho).map_err(|e| param("rho", e))?)),
+        (None, Some(_), None) => Err((
+            "budget.epsilon".into(),
+            "delta needs an epsilon: give epsilon (and delta), or rho".into(),
+        )),
+        (None, None, None) => Err((
+            "budget".into(),
+            "give epsilon (and optionally delta), or rho for zCDP".into(),
+        )),
+        (Some(_), _, Some(_)) | (None, Some(_), Some(_)) => Err((
+            "budget.rho".into(),
+            "give either epsilon (and delta) or rho, not both".into(),
+        )),
+    }
+}
+
+fn convert_query(index: usize, query: QueryConfig) -> Result<Query, KeyError> {
+    let key = |field: &str| format!("query[{index}].{field}");
+    let required = |value: Option<u32>, field: &str| -> Result<u32, KeyError> {
+        value.ok_or_else(|| {
+            (
+                key(field),
+                "missing: every query on unit-keyed data needs contribution bounds (max_groups_per_unit and max_rows_per_group)".into(),
+            )
+        })
+    };
+    let bounds = ContributionBounds {
+        max_groups_per_unit: required(query.max_groups_per_unit, "max_groups_per_unit")?,
+        max_rows_per_group: required(query.max_rows_per_group, "max_rows_per_group")?,
+    };
+    let partitions = partitions(query.partitions.as_ref(), &query.group_by)
+        .map_err(|reason| (key("partitions"), reason))?;
+    let mut aggregates = Vec::new();
+    for (aggregate_index, aggregate) in query.aggregates.into_iter().enumerate() {
+        let aggregate_key =
+            |field: &str| format!("query[{index}].aggregates[{aggregate_index}].{field}");
+        aggregates.push(
+            convert_aggregate(aggregate)
+                .map_err(|(field, reason)| (aggregate_key(&field), reason))?,
+        );
+    }
+    Ok(Query {
+        name: query.name,
+        group_by: query.group_by,
+        bounds,
+        partitions,
+        aggregates,
+        weight: query.weight.unwrap_or(1.0),
+    })
+}
+
+fn convert_aggregate(aggregate: AggregateConfig) -> Result<Aggregate, KeyError> {
+    let needs_column = !matches!(
+        aggregate.kind,
+        AggregateKindName::Count | AggregateKindName::UnitCount
+    );
+    let value_column = if needs_column {
+        let name = aggregate.column.clone().ok_or_else(|| {
+            (
+                "column".to_string(),
+                "this aggregate needs a column".to_string(),
+            )
+        })?;
+        let bounds = aggregate.bounds.as_ref().ok_or_else(|| {
+            (
+                "bounds".to_string(),
+                "give the bounds values are clamped to, e.g. bounds = [0.0, 100.0]".to_string(),
+            )
+        })?;
+        let [lower, upper] = bounds.as_slice() else {
+            return Err((
+                "bounds".into(),
+                format!(
+                    "expected two numbers [lower, upper], found {}",
+                    bounds.len()
+                ),
+            ));
+        };
+        let bounds =
+            Bounds::new(*lower, *upper).map_err(|e| ("bounds".to_string(), e.to_string()))?;
+        Some(ValueColumn { name, bounds })
+    } else {
+        for (field, present) in [
+            ("column", aggregate.column.is_some()),
+            ("bounds", aggregate.bounds.is_some()),
+        ] {
+            if present {
+                return Err((
+                    field.into(),
+                    "count and unit_count take no column or bounds".into(),
+                ));
+            }
+        }
+        None
+    };
+    if aggregate.q.is_some() && aggregate.kind != AggregateKindName::Quantiles {
+        return Err(("q".into(), "only quantiles take q".into()));
+    }
+    let kind = match (aggregate.kind, value_column) {
+        (AggregateKindName::Count, _) => AggregateKind::Count,
+        (AggregateKindName::UnitCount, _) => AggregateKind::UnitCount,
+        (AggregateKindName::Sum, Some(column)) => AggregateKind::Sum(column),
+        (AggregateKindName::Mean, Some(column)) => AggregateKind::Mean(column),
+        (AggregateKindName::Variance, Some(column)) => AggregateKind::Variance(column),
+        (AggregateKindName::Quantiles, Some(column)) => {
+            let levels = aggregate.q.ok_or_else(|| {
+                (
+                    "q".to_string(),
+                    "give the quantile levels, e.g. q = [0.5, 0.9]".to_string(),
+                )
+            })?;
+            AggregateKind::Quantiles { column, levels }
+        }
+        (_, None) => return Err(("column".into(), "this aggregate needs a column".into())),
+    };
+    let name = aggregate.name.unwrap_or_else(|| kind.default_name());
+    Ok(Aggregate { name, kind })
+}
+
+fn partitions(value: Option<&toml::Value>, group_by: &[String]) -> Result<Partitions, String> {
+    match value {
+        None => Ok(Partitions::Private),
+        Some(toml::Value::String(text)) if text == "private" => Ok(Partitions::Private),
+        Some(toml::Value::Table(table)) if table.len() == 1 && table.contains_key("public") => {
+            let Some(toml::Value::String(path)) = table.get("public") else {
+                return Err("public = \"path/to/keys.csv\": a CSV file whose header names the group_by columns".into());
+            };
+            let keys = read_keys(Path::new(path), group_by)?;
+            Ok(Partitions::Public {
+                origin: path.clone(),
+                keys,
+            })
+        }
+        Some(_) => Err("expected \"private\" or { public = \"path/to/keys.csv\" }".into()),
+    }
+}
+
+/// Reads a public-partitions keys file: a CSV whose header names the group-by columns.
+fn read_keys(path: &Path, group_by: &[String]) -> Result<Vec<Vec<String>>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read keys file {}: {e}", path.display()))?;
+    let mut lines = text.lines().filter(|line| !line.trim().is_empty());
+    let header: Vec<String> = lines
+        .next()
+        .ok_or_else(|| {
+            format!(
+                "keys file {} is empty: its first line must name the group_by columns",
+                path.display()
+            )
+        })?
+        .split(',')
+        .map(|field| field.trim().trim_matches('"').to_string())
+        .collect();
+    let mut positions = Vec::new();
+    for column in group_by {
+        let position = header
+            .iter()
+            .position(|name| name == column)
+            .ok_or_else(|| {
+                format!(
+                    "keys file {} has no column {column:?} (its header is {})",
+                    path.display(),
+                    header.join(",")
+                )
+            })?;
+        positions.push(position);
+    }
+    let mut keys = Vec::new();
+    for (line_number, line) in lines.enumerate() {
+        let fields: Vec<&str> = line
+            .split(',')
+            .map(|field| field.trim().trim_matches('"'))
+            .collect();
+        if fields.len() != header.len() {
+            return Err(format!(
+                "keys file {} line {}: {} fields, the header has {}",
+                path.display(),
+                line_number + 2,
+                fields.len(),
+                header.len()
+            ));
+        }
+        keys.push(
+            positions
+                .iter()
+                .map(|&position| fields[position].to_string())
+                .collect(),
+        );
+    }
+    if keys.is_empty() {
+        return Err(format!("keys file {} lists no keys", path.display()));
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests;
