@@ -1,0 +1,1 @@
+//! Integration tests of veil-ldp: one test binary, one module per area.
