@@ -206,6 +206,19 @@ impl Oracle {
         }
     }
 
+    /// How likely a report is to support an item, for the known-domain frequency oracles
+    /// (`None` for the count-mean sketch and numeric mechanisms).
+    #[must_use]
+    pub fn support(&self) -> Option<crate::oracle::Support> {
+        match self {
+            Self::Grr(oracle) => Some(oracle.support()),
+            Self::Oue(oracle) => Some(oracle.support()),
+            Self::Olh(oracle) => Some(oracle.support()),
+            Self::Hadamard(oracle) => Some(oracle.support()),
+            _ => None,
+        }
+    }
+
     /// The ε of the rounded probabilities (never above the requested ε).
     #[must_use]
     pub fn actual_epsilon(&self) -> f64 {

@@ -1,1 +1,3 @@
 //! Integration tests of veil-ldp: one test binary, one module per area.
+
+mod variance;
