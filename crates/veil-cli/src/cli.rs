@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::noise;
+use crate::commands::{ldp, noise};
 
 /// Differentially private aggregates from Parquet exports.
 ///
@@ -23,4 +23,8 @@ pub(crate) enum Command {
     /// Draw and calibrate noise: diagnostics for Veil's exact samplers.
     #[command(subcommand)]
     Noise(noise::NoiseCommand),
+
+    /// Local differential privacy: protocol descriptors, client randomization, estimates.
+    #[command(subcommand)]
+    Ldp(ldp::LdpCommand),
 }

@@ -4,11 +4,13 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
+pub(crate) mod ldp;
 pub(crate) mod noise;
 
 /// Runs the parsed command line.
 pub(crate) fn run(args: Cli) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Noise(command) => noise::run(command),
+        Command::Ldp(command) => ldp::run(command),
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `veil` binary: one test binary, one module per command.
 
 mod architecture;
+mod ldp;
 mod noise;
 
 use assert_cmd::Command;
