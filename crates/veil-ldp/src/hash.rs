@@ -168,10 +168,11 @@ const OLH_KEY_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
 /// with `a = fmix64(seed) | 1` and `b = fmix64(seed ^ 0x9e3779b97f4a7c15)`.
 ///
 /// For distinct `v`, `v'` and a uniformly random seed, `a·(v - v')` is (near-)uniform
-/// over the multiples of the largest power of two dividing `v - v'`, so the two values
-/// collide with probability `1/g` up to a relative error below `2^-30` for domains
-/// under `2^32` and `g` under `2^16`. Estimates need nothing more (see OLH's
-/// `PRIVACY.md`); privacy needs nothing of the hash at all.
+/// over the odd multiples of `2^t`, the largest power of two dividing `v - v'`, so the two
+/// values collide with probability `1/g` up to a relative error of about `2^(t+1)·g/2^64`:
+/// below `2^-23` for the domains (at most `2^24` values) and bucket counts (at most
+/// `2^16`) Veil allows. Estimates need nothing more (see OLH's `PRIVACY.md`); privacy needs
+/// nothing of the hash at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OlhHash {
     multiplier: u64,

@@ -42,8 +42,10 @@ pub(crate) enum LdpCommand {
     /// Randomize each row of a Parquet column as a client would, writing reports (Parquet).
     ///
     /// For tests and previews, and for data a team wants to protect before it leaves a
-    /// source system. Null rows and values outside the domain are counted and skipped
-    /// (refused with --strict); numbers are clamped to the protocol's range and counted.
+    /// source system. Each row is one client's report, randomized afresh (memoisation only
+    /// matters across one client's repeated reports). Null rows and values outside the
+    /// domain are counted and skipped (refused with --strict); numbers are clamped to the
+    /// protocol's range and counted.
     ///
     /// Example:
     ///   veil ldp simulate --protocol country.toml --input data.parquet --column country \
