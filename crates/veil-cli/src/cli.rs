@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{explain, noise, sample_data};
+use crate::commands::{explain, ldp, noise, sample_data};
 
 /// Differentially private aggregates from Parquet exports.
 ///
@@ -29,4 +29,8 @@ pub(crate) enum Command {
     /// Draw and calibrate noise: diagnostics for Veil's exact samplers.
     #[command(subcommand)]
     Noise(noise::NoiseCommand),
+
+    /// Local differential privacy: protocol descriptors, client randomization, estimates.
+    #[command(subcommand)]
+    Ldp(ldp::LdpCommand),
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 
 pub(crate) mod explain;
+pub(crate) mod ldp;
 pub(crate) mod noise;
 pub(crate) mod sample_data;
 
@@ -14,5 +15,6 @@ pub(crate) fn run(args: Cli) -> anyhow::Result<ExitCode> {
         Command::Explain(args) => explain::run(&args),
         Command::Noise(command) => noise::run(command),
         Command::SampleData(args) => sample_data::run(&args),
+        Command::Ldp(command) => ldp::run(command),
     }
 }

@@ -14,6 +14,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("veil-accountant", &["veil-core"]),
     ("veil-ledger", &["veil-core", "veil-accountant"]),
     ("veil-ldp", &["veil-core"]),
+    // A build check that veil-ldp's client part links without `std` (see its crate doc).
+    ("veil-ldp-nostd", &["veil-ldp"]),
     ("veil-engine", &["veil-core", "veil-accountant"]),
     ("veil-report", &["veil-core", "veil-accountant"]),
     ("veil-cli", &["*"]),
@@ -21,7 +23,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Crates that must stay pure: no file, network, environment or terminal access.
-const PURE: &[&str] = &["veil-core", "veil-accountant", "veil-ldp", "veil-report"];
+const PURE: &[&str] = &[
+    "veil-core",
+    "veil-accountant",
+    "veil-ldp",
+    "veil-ldp-nostd",
+    "veil-report",
+];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,573 @@
+//! `veil ldp protocol`, `veil ldp simulate` and `veil ldp aggregate`: local differential
+//! privacy from the command line. The randomizers and estimators are `veil-ldp`'s; this
+//! module reads and writes descriptors (TOML), Parquet and CSV.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use veil_core::{Bounds, Epsilon};
+use veil_ldp::server::{Aggregator, Consistency, Estimates};
+use veil_ldp::{
+    DEFAULT_SKETCH_HASHES, DEFAULT_SKETCH_WIDTH, Domain, LdpError, Longitudinal, OracleName,
+    Protocol, ProtocolConfig, ProtocolDescriptor,
+};
+
+use crate::exit::{Classify, usage_error};
+use crate::rng;
+
+mod columns;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LdpCommand {
+    /// Write a protocol descriptor (TOML) that clients and the server share.
+    ///
+    /// The descriptor records the oracle, ε, the domain and every integer derived from them,
+    /// and its id; the server refuses reports made under any other descriptor.
+    ///
+    /// Oracles: grr, oue, olh, hadamard, hcms (open domains), auto (least variance);
+    /// numeric: duchi, piecewise, hybrid (auto picks hybrid).
+    ///
+    /// Examples:
+    ///   veil ldp protocol --oracle auto --epsilon 1 --domain-size 1024
+    ///   veil ldp protocol --oracle grr --epsilon 2 --domain-file countries.txt > country.toml
+    ///   veil ldp protocol --oracle hybrid --epsilon 1 --numeric 0,100
+    ///   veil ldp protocol --oracle hcms --epsilon 4 --open --candidates words.txt
+    #[command(verbatim_doc_comment)]
+    Protocol(ProtocolArgs),
+
+    /// Randomize each row of a Parquet column as a client would, writing reports (Parquet).
+    ///
+    /// For tests and previews, and for data a team wants to protect before it leaves a
+    /// source system. Each row is one client's report, randomized afresh (memoisation only
+    /// matters across one client's repeated reports). Null rows and values outside the
+    /// domain are counted and skipped (refused with --strict); numbers are clamped to the
+    /// protocol's range and counted.
+    ///
+    /// Example:
+    ///   veil ldp simulate --protocol country.toml --input data.parquet --column country \
+    ///       --output reports.parquet
+    #[command(verbatim_doc_comment)]
+    Simulate(SimulateArgs),
+
+    /// Estimate counts (or the mean) from reports, writing CSV.
+    ///
+    /// Columns: value, estimate, std_error, ci_low, ci_high, consistent_estimate. Estimates
+    /// are counts of reports carrying each value, with standard errors in the same units
+    /// and 95% intervals; consistent_estimate is post-processed (non-negative, summing to
+    /// the number of reports). Numeric protocols give one row, value `mean`. Reports made
+    /// under another descriptor and corrupt reports are counted and skipped (refused with
+    /// --strict).
+    ///
+    /// Example:
+    ///   veil ldp aggregate --protocol country.toml --reports reports.parquet \
+    ///       --output estimates.csv
+    #[command(verbatim_doc_comment)]
+    Aggregate(AggregateArgs),
+}
+
+/// An oracle name on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OracleArg {
+    /// Generalized randomized response: small domains.
+    Grr,
+    /// Optimized unary encoding.
+    Oue,
+    /// Optimized local hashing.
+    Olh,
+    /// Hadamard response.
+    Hadamard,
+    /// Hadamard count-mean sketch, for open domains (--open).
+    Hcms,
+    /// The least-variance oracle for the domain and ε.
+    Auto,
+    /// Duchi et al., for numbers (--numeric).
+    Duchi,
+    /// Piecewise mechanism, for numbers (--numeric).
+    Piecewise,
+    /// Hybrid of duchi and piecewise, for numbers (--numeric).
+    Hybrid,
+}
+
+impl From<OracleArg> for OracleName {
+    fn from(arg: OracleArg) -> Self {
+        match arg {
+            OracleArg::Grr => Self::Grr,
+            OracleArg::Oue => Self::Oue,
+            OracleArg::Olh => Self::Olh,
+            OracleArg::Hadamard => Self::Hadamard,
+            OracleArg::Hcms => Self::Hcms,
+            OracleArg::Auto => Self::Auto,
+            OracleArg::Duchi => Self::Duchi,
+            OracleArg::Piecewise => Self::Piecewise,
+            OracleArg::Hybrid => Self::Hybrid,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
+pub(crate) struct ProtocolArgs {
+    /// The oracle or numeric mechanism.
+    #[arg(long, default_value = "auto")]
+    pub(crate) oracle: OracleArg,
+
+    /// ε per report (finite, > 0; at most 40).
+    #[arg(long)]
+    pub(crate) epsilon: f64,
+
+    /// A domain of this many values, reported by index 0..N.
+    #[arg(long, group = "domain")]
+    pub(crate) domain_size: Option<u32>,
+
+    /// A domain listed in a file, one value per line (blank lines are skipped).
+    #[arg(long, group = "domain")]
+    pub(crate) domain_file: Option<PathBuf>,
+
+    /// Numbers in the range LOWER,UPPER (e.g. 0,100); values outside are clamped.
+    #[arg(long, group = "domain", value_name = "LOWER,UPPER")]
+    pub(crate) numeric: Option<String>,
+
+    /// An open domain: any string, hashed into a count-mean sketch (oracle hcms).
+    #[arg(long, group = "domain")]
+    pub(crate) open: bool,
+
+    /// Open domain: strings the server estimates by default, one per line.
+    #[arg(long, requires = "open")]
+    pub(crate) candidates: Option<PathBuf>,
+
+    /// Open domain: the number of hash functions.
+    #[arg(long, default_value_t = DEFAULT_SKETCH_HASHES, requires = "open")]
+    pub(crate) hashes: u32,
+
+    /// Open domain: the sketch width (a power of two).
+    #[arg(long, default_value_t = DEFAULT_SKETCH_WIDTH, requires = "open")]
+    pub(crate) sketch_width: u32,
+
+    /// Open domain: the seed of the hash functions (default: random). Public: it is
+    /// written in the descriptor.
+    #[arg(long, requires = "open")]
+    pub(crate) hash_seed: Option<u64>,
+
+    /// Clients memoise one permanent answer per value and resend it (RAPPOR-style), so
+    /// repeated reports of a value cost ε once instead of once per report.
+    #[arg(long)]
+    pub(crate) memoize: bool,
+
+    /// Write the descriptor to this file instead of stdout.
+    #[arg(long)]
+    pub(crate) output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SimulateArgs {
+    /// The protocol descriptor (TOML, from `veil ldp protocol`).
+    #[arg(long)]
+    pub(crate) protocol: PathBuf,
+
+    /// The Parquet file with one client value per row.
+    #[arg(long)]
+    pub(crate) input: PathBuf,
+
+    /// The column to randomize: text for listed domains and open domains, integers for
+    /// --domain-size protocols, numbers for numeric ones.
+    #[arg(long)]
+    pub(crate) column: String,
+
+    /// The Parquet file of reports to write.
+    #[arg(long)]
+    pub(crate) output: PathBuf,
+
+    /// Refuse (exit 1) on the first null or out-of-domain row instead of skipping it.
+    #[arg(long)]
+    pub(crate) strict: bool,
+
+    /// Seed the generator for a reproducible run. The reports are then NOT private.
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+}
+
+/// A consistency post-processing method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ConsistencyArg {
+    /// Zero the negatives, shift the rest by one amount so they sum to n.
+    NormSub,
+    /// Euclidean projection onto the non-negative vectors summing to n.
+    Projection,
+    /// Zero estimates below a Bonferroni-corrected 95% significance threshold.
+    BaseCut,
+}
+
+impl From<ConsistencyArg> for Consistency {
+    fn from(arg: ConsistencyArg) -> Self {
+        match arg {
+            ConsistencyArg::NormSub => Self::NormSub,
+            ConsistencyArg::Projection => Self::Projection,
+            ConsistencyArg::BaseCut => Self::BaseCut,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AggregateArgs {
+    /// The protocol descriptor the clients used.
+    #[arg(long)]
+    pub(crate) protocol: PathBuf,
+
+    /// The Parquet file of reports (as `veil ldp simulate` writes them, or one binary
+    /// column `report` in Veil's compact encoding).
+    #[arg(long)]
+    pub(crate) reports: PathBuf,
+
+    /// The CSV file to write.
+    #[arg(long)]
+    pub(crate) output: PathBuf,
+
+    /// How consistent_estimate is computed.
+    #[arg(long, default_value = "norm-sub")]
+    pub(crate) consistency: ConsistencyArg,
+
+    /// Open domains: the strings to estimate, one per line (default: the descriptor's
+    /// candidates).
+    #[arg(long)]
+    pub(crate) candidates: Option<PathBuf>,
+
+    /// Write only the TOP items with the largest estimates, largest first.
+    #[arg(long)]
+    pub(crate) top: Option<usize>,
+
+    /// Threads for OLH decoding (default: all cores).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+
+    /// Refuse (exit 1) on the first report from another protocol or a corrupt report.
+    #[arg(long)]
+    pub(crate) strict: bool,
+}
+
+pub(crate) fn run(command: LdpCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LdpCommand::Protocol(args) => protocol(&args),
+        LdpCommand::Simulate(args) => simulate(&args),
+        LdpCommand::Aggregate(args) => aggregate(&args),
+    }
+}
+
+fn read_lines(path: &Path, what: &str) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {what} {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|line| line.trim_end_matches('\r').to_string())
+        .filter(|line| !line.trim().is_empty())
+        .collect())
+}
+
+fn parse_numeric(text: &str) -> anyhow::Result<Bounds> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    let [lower, upper] = parts.as_slice() else {
+        return Err(usage_error(format!(
+            "--numeric {text:?}: expected LOWER,UPPER such as 0,100"
+        )));
+    };
+    let number = |value: &str| {
+        value.parse::<f64>().map_err(|_| {
+            usage_error(format!(
+                "--numeric {text:?}: {value:?} is not a number; expected LOWER,UPPER such as 0,100"
+            ))
+        })
+    };
+    Bounds::new(number(lower)?, number(upper)?)
+        .usage()
+        .context("--numeric")
+}
+
+fn protocol(args: &ProtocolArgs) -> anyhow::Result<ExitCode> {
+    let epsilon = Epsilon::new(args.epsilon).usage().context("--epsilon")?;
+    let domain = if let Some(size) = args.domain_size {
+        Domain::Size(size)
+    } else if let Some(path) = &args.domain_file {
+        Domain::Values(
+            read_lines(path, "domain file").map_err(|error| usage_error(format!("{error:#}")))?,
+        )
+    } else if let Some(text) = &args.numeric {
+        Domain::Numeric(parse_numeric(text)?)
+    } else if args.open {
+        let candidates = match &args.candidates {
+            Some(path) => read_lines(path, "candidates file")
+                .map_err(|error| usage_error(format!("{error:#}")))?,
+            None => Vec::new(),
+        };
+        let seed = match args.hash_seed {
+            Some(seed) => seed,
+            None => rand_core::Rng::next_u64(&mut rng::os_seeded()?),
+        };
+        Domain::Open {
+            hashes: args.hashes,
+            width: args.sketch_width,
+            seed,
+            candidates,
+        }
+    } else {
+        return Err(usage_error(
+            "give the domain: --domain-size N, --domain-file FILE, --numeric LOWER,UPPER or --open",
+        ));
+    };
+    let longitudinal = if args.memoize {
+        Longitudinal::Memoize
+    } else {
+        Longitudinal::Independent
+    };
+    let built = Protocol::new(ProtocolConfig {
+        oracle: args.oracle.into(),
+        epsilon,
+        domain,
+        longitudinal,
+    })
+    .usage()
+    .context("building the protocol")?;
+    let text = descriptor_text(&built)?;
+    match &args.output {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("writing the descriptor to {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    eprintln!(
+        "protocol {}: oracle {}, epsilon {} per report (actual {:.9})",
+        built.id(),
+        built.oracle().name(),
+        built.epsilon(),
+        built.actual_epsilon()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn descriptor_text(built: &Protocol) -> anyhow::Result<String> {
+    let body = toml::to_string(&built.descriptor()).context("writing the descriptor as TOML")?;
+    Ok(format!(
+        "# Veil local-DP protocol descriptor. Share it unchanged with the clients and the server:\n\
+         # every report carries the first 16 hex digits of `id`, and the server refuses reports\n\
+         # made under any other descriptor. `derived` holds every integer the randomizer uses\n\
+         # (probabilities are integers over 2^64); editing any field invalidates the descriptor.\n\
+         # Each report is epsilon-LDP; see [longitudinal] for what repeated reports cost.\n\n{body}"
+    ))
+}
+
+fn load_protocol(path: &Path) -> anyhow::Result<Protocol> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the protocol descriptor {}", path.display()))?;
+    let descriptor: ProtocolDescriptor = toml::from_str(&text)
+        .usage()
+        .with_context(|| format!("reading the protocol descriptor {}", path.display()))?;
+    Protocol::from_descriptor(&descriptor)
+        .usage()
+        .with_context(|| format!("checking the protocol descriptor {}", path.display()))
+}
+
+/// Rows that a command skipped, by reason.
+#[derive(Debug, Default)]
+struct Skipped {
+    nulls: u64,
+    out_of_domain: u64,
+    other_protocol: u64,
+    corrupt: u64,
+}
+
+fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    let built = load_protocol(&args.protocol)?;
+    let mut rng = rng::from_optional_seed(args.seed)?;
+    let mut reader = columns::open_column(&args.input, &args.column)?;
+    let mut writer = columns::ReportWriter::create(&args.output, &built)?;
+    let (mut written, mut clamped) = (0_u64, 0_u64);
+    let mut skipped = Skipped::default();
+    let mut row = 0_u64;
+    let numeric = built.oracle().name().is_numeric();
+    while let Some(values) = reader.next_batch()? {
+        for value in values {
+            row += 1;
+            let outcome = match value {
+                columns::Value::Null => {
+                    if args.strict {
+                        bail!("row {row} of column {:?} is null (--strict)", args.column);
+                    }
+                    skipped.nulls += 1;
+                    continue;
+                }
+                columns::Value::Text(text) => built.randomize_value(&text, &mut rng),
+                #[allow(clippy::cast_precision_loss)]
+                columns::Value::Integer(integer) if numeric => built
+                    .randomize_number(integer as f64, &mut rng)
+                    .map(|outcome| {
+                        clamped += u64::from(outcome.clamped);
+                        outcome.report
+                    }),
+                columns::Value::Integer(integer) => match u32::try_from(integer) {
+                    Ok(index) => built.randomize_index(index, &mut rng),
+                    Err(_) => Err(LdpError::OutOfDomain {
+                        index: u64::try_from(integer).unwrap_or(u64::MAX),
+                        size: u64::from(built.domain_size().unwrap_or(0)),
+                    }),
+                },
+                columns::Value::Number(number) => {
+                    built.randomize_number(number, &mut rng).map(|numeric| {
+                        clamped += u64::from(numeric.clamped);
+                        numeric.report
+                    })
+                }
+            };
+            match outcome {
+                Ok(report) => {
+                    writer.push(&report)?;
+                    written += 1;
+                }
+                Err(
+                    error @ (LdpError::UnknownValue { .. }
+                    | LdpError::OutOfDomain { .. }
+                    | LdpError::NotANumber),
+                ) => {
+                    if args.strict {
+                        return Err(error).with_context(|| {
+                            format!("row {row} of column {:?} (--strict)", args.column)
+                        });
+                    }
+                    skipped.out_of_domain += 1;
+                }
+                Err(error) => {
+                    return Err(error).usage().with_context(|| {
+                        format!(
+                            "column {:?} does not fit protocol {}",
+                            args.column,
+                            args.protocol.display()
+                        )
+                    });
+                }
+            }
+        }
+    }
+    writer.finish()?;
+    eprintln!(
+        "randomized {written} of {row} rows into {} (oracle {}, epsilon {} per report); skipped {} null and {} outside the domain; clamped {clamped} into the range",
+        args.output.display(),
+        built.oracle().name(),
+        built.epsilon(),
+        skipped.nulls,
+        skipped.out_of_domain,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
+    let built = load_protocol(&args.protocol)?;
+    let mut aggregator = Aggregator::new(&built);
+    if let Some(threads) = args.threads {
+        aggregator.threads(threads);
+    }
+    let mut reader = columns::ReportReader::open(&args.reports, &built)?;
+    let mut skipped = Skipped::default();
+    let mut row = 0_u64;
+    while let Some(batch) = reader.next_batch()? {
+        for report in batch {
+            row += 1;
+            let outcome = report.and_then(|report| aggregator.add(&report));
+            match outcome {
+                Ok(()) => {}
+                Err(error) => {
+                    if args.strict {
+                        return Err(error).with_context(|| {
+                            format!("report {row} of {} (--strict)", args.reports.display())
+                        });
+                    }
+                    match error {
+                        LdpError::WrongProtocol { .. } => skipped.other_protocol += 1,
+                        _ => skipped.corrupt += 1,
+                    }
+                }
+            }
+        }
+    }
+    let candidates = match &args.candidates {
+        Some(path) => Some(
+            read_lines(path, "candidates file")
+                .map_err(|error| usage_error(format!("{error:#}")))?,
+        ),
+        None => None,
+    };
+    let reports = aggregator.reports();
+    let estimates = match candidates {
+        Some(candidates) => aggregator.finish_candidates(&candidates),
+        None => aggregator.finish(),
+    }
+    .context("estimating")?;
+    let file = File::create(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    let mut out = BufWriter::new(file);
+    write_estimates(&mut out, &estimates, args.consistency.into(), args.top)
+        .and_then(|()| out.flush())
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "aggregated {reports} of {row} reports into {} (oracle {}); skipped {} made under another protocol and {} corrupt",
+        args.output.display(),
+        built.oracle().name(),
+        skipped.other_protocol,
+        skipped.corrupt,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+fn write_estimates(
+    out: &mut impl Write,
+    estimates: &Estimates,
+    consistency: Consistency,
+    top: Option<usize>,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "value,estimate,std_error,ci_low,ci_high,consistent_estimate"
+    )?;
+    match estimates {
+        Estimates::Frequencies(frequencies) => {
+            let consistent = frequencies.consistent(consistency);
+            let mut order: Vec<usize> = (0..frequencies.items().len()).collect();
+            if let Some(top) = top {
+                order.sort_by(|&a, &b| {
+                    frequencies.items()[b]
+                        .estimate
+                        .total_cmp(&frequencies.items()[a].estimate)
+                });
+                order.truncate(top);
+            }
+            for index in order {
+                let item = &frequencies.items()[index];
+                writeln!(
+                    out,
+                    "{},{},{},{},{},{}",
+                    csv_field(&item.label),
+                    item.estimate,
+                    item.std_error,
+                    item.ci_low,
+                    item.ci_high,
+                    consistent[index]
+                )?;
+            }
+        }
+        Estimates::Mean(mean) => {
+            writeln!(
+                out,
+                "mean,{},{},{},{},{}",
+                mean.mean, mean.std_error, mean.ci_low, mean.ci_high, mean.consistent
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! End to end: `veil ldp protocol` → `simulate` → `aggregate` on small generated Parquet
+//! files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BinaryArray, Float64Array, RecordBatch, StringArray};
+use arrow_schema::{Field, Schema};
+use parquet::arrow::ArrowWriter;
+use predicates::prelude::*;
+
+use crate::veil;
+
+const COUNTRIES: [&str; 5] = ["FR", "DE", "IT", "ES", "PL"];
+
+fn write_parquet(path: &Path, name: &str, column: ArrayRef) {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        name,
+        column.data_type().clone(),
+        true,
+    )]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![column]).expect("a batch");
+    let file = std::fs::File::create(path).expect("create parquet");
+    let mut writer = ArrowWriter::try_new(file, schema, None).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+}
+
+/// 4000 rows: FR 40%, DE 30%, IT 20%, ES 10%, PL never; plus 2 nulls and 3 values
+/// outside the domain.
+fn countries(dir: &Path) -> PathBuf {
+    let mut values: Vec<Option<&str>> = (0..4000)
+        .map(|i| {
+            Some(match i % 10 {
+                0..=3 => "FR",
+                4..=6 => "DE",
+                7 | 8 => "IT",
+                _ => "ES",
+            })
+        })
+        .collect();
+    values.extend([None, None, Some("XX"), Some("ZZ"), Some("fr")]);
+    let path = dir.join("data.parquet");
+    write_parquet(&path, "country", Arc::new(StringArray::from(values)));
+    path
+}
+
+fn protocol(dir: &Path, args: &[&str]) -> PathBuf {
+    let path = dir.join("protocol.toml");
+    let output = veil()
+        .args(["ldp", "protocol"])
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    std::fs::write(&path, output).expect("write descriptor");
+    path
+}
+
+fn domain_file(dir: &Path) -> PathBuf {
+    let path = dir.join("countries.txt");
+    std::fs::write(&path, COUNTRIES.join("\n")).expect("write domain");
+    path
+}
+
+fn read_csv(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .expect("csv written")
+        .lines()
+        .map(|line| line.split(',').map(String::from).collect())
+        .collect()
+}
+
+fn number(cell: &str) -> f64 {
+    cell.parse().expect("a number")
+}
+
+fn simulate(
+    protocol: &Path,
+    input: &Path,
+    column: &str,
+    output: &Path,
+) -> assert_cmd::assert::Assert {
+    veil()
+        .args(["ldp", "simulate", "--protocol"])
+        .arg(protocol)
+        .arg("--input")
+        .arg(input)
+        .args(["--column", column, "--output"])
+        .arg(output)
+        .args(["--seed", "7"])
+        .assert()
+}
+
+fn aggregate(protocol: &Path, reports: &Path, output: &Path) -> assert_cmd::assert::Assert {
+    veil()
+        .args(["ldp", "aggregate", "--protocol"])
+        .arg(protocol)
+        .arg("--reports")
+        .arg(reports)
+        .arg("--output")
+        .arg(output)
+        .assert()
+}
+
+#[test]
+fn protocol_simulate_aggregate_for_every_categorical_oracle() {
+    for oracle in ["grr", "oue", "olh", "hadamard", "auto"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = countries(dir.path());
+        let domain = domain_file(dir.path());
+        let descriptor = protocol(
+            dir.path(),
+            &[
+                "--oracle",
+                oracle,
+                "--epsilon",
+                "4",
+                "--domain-file",
+                domain.to_str().expect("utf-8"),
+            ],
+        );
+        let reports = dir.path().join("reports.parquet");
+        simulate(&descriptor, &input, "country", &reports)
+            .success()
+            .stderr(predicate::str::contains("randomized 4000 of 4005 rows"))
+            .stderr(predicate::str::contains(
+                "skipped 2 null and 3 outside the domain",
+            ))
+            .stderr(predicate::str::contains("NOT private"));
+        let estimates = dir.path().join("estimates.csv");
+        aggregate(&descriptor, &reports, &estimates)
+            .success()
+            .stderr(predicate::str::contains("aggregated 4000 of 4000 reports"));
+        let rows = read_csv(&estimates);
+        assert_eq!(
+            rows[0],
+            [
+                "value",
+                "estimate",
+                "std_error",
+                "ci_low",
+                "ci_high",
+                "consistent_estimate"
+            ]
+        );
+        assert_eq!(rows.len(), 1 + COUNTRIES.len(), "{oracle}");
+        let truth = [1600.0, 1200.0, 800.0, 400.0, 0.0];
+        let mut consistent_total = 0.0;
+        for (row, (country, truth)) in rows[1..].iter().zip(COUNTRIES.iter().zip(truth)) {
+            assert_eq!(row[0], *country);
+            let (estimate, std_error) = (number(&row[1]), number(&row[2]));
+            assert!(
+                (estimate - truth).abs() < 5.0 * std_error,
+                "{oracle} {country}: {estimate} vs {truth} ± {std_error}"
+            );
+            assert!(
+                (number(&row[3]) - (estimate - 1.959_963_984_540_054 * std_error)).abs() < 1e-6
+            );
+            let consistent = number(&row[5]);
+            assert!(consistent >= 0.0);
+            consistent_total += consistent;
+        }
+        assert!(
+            (consistent_total - 4000.0).abs() < 1e-6,
+            "{oracle}: {consistent_total}"
+        );
+    }
+}
+
+#[test]
+fn strict_simulate_refuses_values_outside_the_domain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = countries(dir.path());
+    let domain = domain_file(dir.path());
+    let descriptor = protocol(
+        dir.path(),
+        &[
+            "--oracle",
+            "grr",
+            "--epsilon",
+            "1",
+            "--domain-file",
+            domain.to_str().expect("utf-8"),
+        ],
+    );
+    let reports = dir.path().join("reports.parquet");
+    veil()
+        .args(["ldp", "simulate", "--strict", "--protocol"])
+        .arg(&descriptor)
+        .arg("--input")
+        .arg(&input)
+        .args(["--column", "country", "--output"])
+        .arg(&reports)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("row 4001"))
+        .stderr(predicate::str::contains("null"));
+    // A missing column is a usage error that lists the columns.
+    simulate(&descriptor, &input, "nation", &reports)
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no column \"nation\" (columns: country)",
+        ));
+}
+
+#[test]
+fn reports_of_another_protocol_and_corrupt_reports_are_skipped_or_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = countries(dir.path());
+    let domain = domain_file(dir.path());
+    let domain = domain.to_str().expect("utf-8");
+    let mine = protocol(
+        dir.path(),
+        &["--oracle", "grr", "--epsilon", "1", "--domain-file", domain],
+    );
+    let theirs = dir.path().join("theirs.toml");
+    std::fs::rename(&mine, &theirs).expect("rename");
+    let mine = protocol(
+        dir.path(),
+        &["--oracle", "grr", "--epsilon", "2", "--domain-file", domain],
+    );
+    let reports = dir.path().join("reports.parquet");
+    simulate(&theirs, &input, "country", &reports).success();
+    let estimates = dir.path().join("estimates.csv");
+    aggregate(&mine, &reports, &estimates)
+        .success()
+        .stderr(predicate::str::contains(
+            "skipped 4000 made under another protocol",
+        ));
+    veil()
+        .args(["ldp", "aggregate", "--strict", "--protocol"])
+        .arg(&mine)
+        .arg("--reports")
+        .arg(&reports)
+        .arg("--output")
+        .arg(&estimates)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("made under protocol"));
+
+    // Binary reports: one good, one truncated, one corrupt.
+    let built = veil_ldp::Protocol::from_descriptor(
+        &toml::from_str(&std::fs::read_to_string(&mine).expect("descriptor")).expect("toml"),
+    )
+    .expect("valid descriptor");
+    let mut rng = veil_testkit::seeded_rng(1);
+    let good = built
+        .randomize_value("FR", &mut rng)
+        .expect("in domain")
+        .encode();
+    let mut corrupt = good.clone();
+    corrupt[9] = 42;
+    let binary = dir.path().join("binary.parquet");
+    let column: ArrayRef = Arc::new(BinaryArray::from(vec![
+        good.as_slice(),
+        &good[..good.len() - 1],
+        corrupt.as_slice(),
+    ]));
+    write_parquet(&binary, "report", column);
+    aggregate(&mine, &binary, &estimates)
+        .success()
+        .stderr(predicate::str::contains("aggregated 1 of 3 reports"))
+        .stderr(predicate::str::contains("2 corrupt"));
+}
+
+#[test]
+fn edited_descriptors_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = countries(dir.path());
+    let descriptor = protocol(
+        dir.path(),
+        &["--oracle", "grr", "--epsilon", "1", "--domain-size", "5"],
+    );
+    let text = std::fs::read_to_string(&descriptor).expect("descriptor");
+    let edited = text.replace("epsilon = 1.0", "epsilon = 0.5");
+    std::fs::write(&descriptor, edited).expect("write");
+    simulate(
+        &descriptor,
+        &input,
+        "country",
+        &dir.path().join("r.parquet"),
+    )
+    .code(2)
+    .stderr(predicate::str::contains("regenerate the descriptor"));
+}
+
+#[test]
+fn numeric_protocols_estimate_the_mean_and_count_clamped_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut values: Vec<Option<f64>> = (0..5000).map(|i| Some(f64::from(i % 101))).collect();
+    values.extend([Some(250.0), Some(-3.0), None]);
+    let input = dir.path().join("numbers.parquet");
+    write_parquet(&input, "age", Arc::new(Float64Array::from(values)));
+    for oracle in ["duchi", "piecewise", "hybrid"] {
+        let descriptor = protocol(
+            dir.path(),
+            &["--oracle", oracle, "--epsilon", "2", "--numeric", "0,100"],
+        );
+        let reports = dir.path().join("reports.parquet");
+        simulate(&descriptor, &input, "age", &reports)
+            .success()
+            .stderr(predicate::str::contains("randomized 5002 of 5003 rows"))
+            .stderr(predicate::str::contains("clamped 2 into the range"));
+        let estimates = dir.path().join("estimates.csv");
+        aggregate(&descriptor, &reports, &estimates).success();
+        let rows = read_csv(&estimates);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1][0], "mean");
+        let (mean, std_error) = (number(&rows[1][1]), number(&rows[1][2]));
+        let truth = (5000.0 * 50.0 + 100.0) / 5002.0;
+        assert!(
+            (mean - truth).abs() < 5.0 * std_error,
+            "{oracle}: {mean} vs {truth}"
+        );
+        assert!((0.0..=100.0).contains(&number(&rows[1][5])));
+    }
+}
+
+#[test]
+fn protocol_refuses_bad_parameters() {
+    veil()
+        .args(["ldp", "protocol", "--epsilon", "-1", "--domain-size", "10"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("epsilon"));
+    veil()
+        .args(["ldp", "protocol", "--epsilon", "1", "--domain-size", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("at least 2 values"));
+    veil()
+        .args([
+            "ldp",
+            "protocol",
+            "--oracle",
+            "duchi",
+            "--epsilon",
+            "1",
+            "--domain-size",
+            "10",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("numeric range"));
+    veil()
+        .args(["ldp", "protocol", "--epsilon", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("give the domain"));
+}
+
+#[test]
+fn example_config_is_a_valid_descriptor() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/ldp-country.toml");
+    let text = std::fs::read_to_string(&config).expect("configs/ldp-country.toml exists");
+    let descriptor: veil_ldp::ProtocolDescriptor = toml::from_str(&text).expect("valid TOML");
+    let built = veil_ldp::Protocol::from_descriptor(&descriptor).expect("valid descriptor");
+    assert_eq!(built.domain_size(), Some(10));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = countries(dir.path());
+    simulate(&config, &input, "country", &dir.path().join("r.parquet"))
+        .success()
+        .stderr(predicate::str::contains("randomized 4000"));
+}
