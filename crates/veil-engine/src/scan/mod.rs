@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::EngineError;
+
+mod hash;
 use crate::job::{Source, SourceFormat};
 use crate::plan::{HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, QueryScan, ScanPlan};
 
@@ -17,7 +19,7 @@ use crate::plan::{HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, QueryScan, Scan
 /// run, and independent of other units' data and of file order. Drawn fresh per run
 /// from the caller's cryptographic RNG.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct BoundingKey([u64; 8]);
+pub struct BoundingKey([u64; 2]);
 
 impl std::fmt::Debug for BoundingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -28,17 +30,25 @@ impl std::fmt::Debug for BoundingKey {
 impl BoundingKey {
     /// A fresh key from `rng`.
     pub fn random<R: rand_core::Rng + rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
-        let mut key = [0_u64; 8];
+        let mut key = [0_u64; 2];
         for word in &mut key {
             *word = rng.next_u64();
         }
         Self(key)
     }
 
-    /// A fixed key, for tests and for comparing engines on the same data.
+    /// A fixed key, for tests and for comparing engines on the same data: the first word
+    /// keys the row hash (L∞), the second the unit–group hash (L0).
     #[must_use]
-    pub fn from_words(words: [u64; 8]) -> Self {
+    pub fn from_words(words: [u64; 2]) -> Self {
         Self(words)
+    }
+
+    /// The two key words (rows, then unit–group pairs), for an engine that computes the
+    /// same hashes elsewhere.
+    #[must_use]
+    pub fn words(&self) -> [u64; 2] {
+        self.0
     }
 }
 
@@ -305,11 +315,6 @@ fn leaves_as_f64(leaves: i64) -> f64 {
     leaves as f64
 }
 
-fn keyed_hash(columns: &[String], key: &[u64]) -> Expr {
-    let fields: Vec<Expr> = columns.iter().map(|name| col(name.as_str())).collect();
-    as_struct(fields).hash(key[0], key[1], key[2], key[3])
-}
-
 fn group_exprs(group_by: &[String]) -> Vec<Expr> {
     group_by.iter().map(|name| col(name.as_str())).collect()
 }
@@ -381,7 +386,7 @@ fn bounded(
             .map_err(|e| EngineError::polars("planning the scan", &e))
     };
     let rows = rows
-        .with_column(keyed_hash(&columns, &key.0[..4]).alias(ROW_PRIORITY))
+        .with_column(hash::keyed_hash(&columns, key.0[0]).alias(ROW_PRIORITY))
         .filter(
             over(col(ROW_PRIORITY).rank(rank, None), partition.clone())?
                 .lt_eq(lit(query.bounds.max_rows_per_group)),
@@ -404,7 +409,7 @@ fn bounded(
         .clone()
         .group_by(partition)
         .agg(pair_aggregates)
-        .with_column(keyed_hash(&pair_columns, &key.0[4..]).alias(PAIR_PRIORITY))
+        .with_column(hash::keyed_hash(&pair_columns, key.0[1]).alias(PAIR_PRIORITY))
         .filter(
             over(col(PAIR_PRIORITY).rank(rank, None), vec![col(unit)])?
                 .lt_eq(lit(query.bounds.max_groups_per_unit)),
