@@ -105,13 +105,57 @@ pub struct RunSummary {
     pub missing_values: BTreeMap<String, u64>,
 }
 
+/// Executes the non-private part of a plan: read, filter, bound, aggregate. The local
+/// executor is Polars ([`LocalExecutor`]); another engine can execute the same plan and
+/// hand back only the per-group aggregates ([`Aggregated::from_external`]).
+pub trait Executor {
+    /// The source's columns and their kinds, from metadata only.
+    ///
+    /// # Errors
+    /// [`EngineError`] if the source cannot be found or read.
+    fn schema(&self, source: &job::Source) -> Result<schema::SourceSchema, EngineError>;
+
+    /// Reads, bounds and aggregates.
+    ///
+    /// # Errors
+    /// [`EngineError`] if the source cannot be read or the computation fails.
+    fn aggregate(&self, plan: &plan::ScanPlan, key: BoundingKey)
+    -> Result<Aggregated, EngineError>;
+}
+
+/// The local executor: Polars on this machine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalExecutor;
+
+impl Executor for LocalExecutor {
+    fn schema(&self, source: &job::Source) -> Result<schema::SourceSchema, EngineError> {
+        scan::source_schema(source)
+    }
+
+    fn aggregate(
+        &self,
+        plan: &plan::ScanPlan,
+        key: BoundingKey,
+    ) -> Result<Aggregated, EngineError> {
+        scan::aggregate(plan, key)
+    }
+}
+
 /// Plans the job and checks it against the source's schema, reading no rows.
 ///
 /// # Errors
 /// [`EngineError`] naming the job key, file or column at fault.
 pub fn check(job: &Job) -> Result<Plan, EngineError> {
+    check_with(job, &LocalExecutor)
+}
+
+/// [`check`] with the schema read by `executor`.
+///
+/// # Errors
+/// [`EngineError`] naming the job key, file or column at fault.
+pub fn check_with(job: &Job, executor: &dyn Executor) -> Result<Plan, EngineError> {
     let plan = plan::plan(job)?;
-    let schema = scan::source_schema(&job.source)?;
+    let schema = executor.schema(&job.source)?;
     schema::check(job, &schema)?;
     Ok(plan)
 }

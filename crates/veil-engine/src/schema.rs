@@ -1,35 +1,103 @@
-//! Checks a job against the source's schema before any row is read.
+//! A source's schema, and the check of a job against it before any row is read.
 
-use polars::prelude::{DataType, Schema};
+use std::fmt;
+
+use polars::prelude::DataType;
 
 use crate::EngineError;
 use crate::job::Job;
 
-/// Whether a column type can hold numeric values to aggregate.
-fn is_numeric(dtype: &DataType) -> bool {
-    dtype.is_primitive_numeric() || matches!(dtype, DataType::Boolean)
+/// The kind of values a source column holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Integers of any width.
+    Integer,
+    /// Floating-point numbers.
+    Float,
+    /// Booleans.
+    Boolean,
+    /// Text (including categoricals).
+    String,
+    /// Calendar dates.
+    Date,
+    /// Timestamps.
+    Timestamp,
+    /// Anything else, by the reader's name for it.
+    Other(String),
 }
 
-/// Whether a column type can be a group key.
-fn is_groupable(dtype: &DataType) -> bool {
-    matches!(
-        dtype,
-        DataType::String
-            | DataType::Boolean
-            | DataType::Date
-            | DataType::Datetime(..)
-            | DataType::Categorical(..)
-            | DataType::Enum(..)
-    ) || dtype.is_integer()
+impl fmt::Display for ColumnKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Integer => f.write_str("integer"),
+            Self::Float => f.write_str("float"),
+            Self::Boolean => f.write_str("boolean"),
+            Self::String => f.write_str("string"),
+            Self::Date => f.write_str("date"),
+            Self::Timestamp => f.write_str("timestamp"),
+            Self::Other(name) => f.write_str(name),
+        }
+    }
+}
+
+impl ColumnKind {
+    pub(crate) fn of(dtype: &DataType) -> Self {
+        match dtype {
+            dtype if dtype.is_integer() => Self::Integer,
+            dtype if dtype.is_float() => Self::Float,
+            DataType::Boolean => Self::Boolean,
+            DataType::String | DataType::Categorical(..) | DataType::Enum(..) => Self::String,
+            DataType::Date => Self::Date,
+            DataType::Datetime(..) => Self::Timestamp,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    /// Whether values of this kind can be aggregated as numbers.
+    #[must_use]
+    pub fn is_numeric(&self) -> bool {
+        matches!(self, Self::Integer | Self::Float | Self::Boolean)
+    }
+
+    /// Whether values of this kind can be group keys.
+    #[must_use]
+    pub fn is_groupable(&self) -> bool {
+        matches!(
+            self,
+            Self::Integer | Self::Boolean | Self::String | Self::Date | Self::Timestamp
+        )
+    }
+}
+
+/// A source's columns and the kinds of their values, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourceSchema {
+    /// `(name, kind)` per column.
+    pub columns: Vec<(String, ColumnKind)>,
+}
+
+impl SourceSchema {
+    /// The kind of a column, if the source has it.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&ColumnKind> {
+        self.columns
+            .iter()
+            .find(|(column, _)| column == name)
+            .map(|(_, kind)| kind)
+    }
 }
 
 /// Every column the job names exists in `schema` with a usable type.
 ///
 /// # Errors
 /// [`EngineError::ColumnNotFound`] or [`EngineError::ColumnType`] naming the job key.
-pub fn check(job: &Job, schema: &Schema) -> Result<(), EngineError> {
-    let available: Vec<String> = schema.iter_names().map(|name| name.to_string()).collect();
-    let find = |key: &str, column: &str| -> Result<DataType, EngineError> {
+pub fn check(job: &Job, schema: &SourceSchema) -> Result<(), EngineError> {
+    let available: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect();
+    let find = |key: &str, column: &str| -> Result<ColumnKind, EngineError> {
         schema
             .get(column)
             .cloned()
@@ -41,7 +109,7 @@ pub fn check(job: &Job, schema: &Schema) -> Result<(), EngineError> {
             })
     };
     let unit = find("source.privacy_unit", &job.source.privacy_unit)?;
-    if matches!(unit, DataType::Float32 | DataType::Float64) || unit.is_nested() {
+    if !matches!(unit, ColumnKind::Integer | ColumnKind::String) {
         return Err(EngineError::ColumnType {
             key: "source.privacy_unit".to_string(),
             column: job.source.privacy_unit.clone(),
@@ -53,7 +121,7 @@ pub fn check(job: &Job, schema: &Schema) -> Result<(), EngineError> {
         for column in &query.group_by {
             let key = format!("query[{index}].group_by");
             let dtype = find(&key, column)?;
-            if !is_groupable(&dtype) {
+            if !dtype.is_groupable() {
                 return Err(EngineError::ColumnType {
                     key,
                     column: column.clone(),
@@ -66,7 +134,7 @@ pub fn check(job: &Job, schema: &Schema) -> Result<(), EngineError> {
             if let Some(column) = aggregate.kind.column() {
                 let key = format!("query[{index}].aggregates[{aggregate_index}].column");
                 let dtype = find(&key, &column.name)?;
-                if !is_numeric(&dtype) {
+                if !dtype.is_numeric() {
                     return Err(EngineError::ColumnType {
                         key,
                         column: column.name.clone(),

@@ -129,6 +129,92 @@ pub struct Aggregated {
     pub missing_values: BTreeMap<String, u64>,
 }
 
+/// Per-group aggregates computed by another engine, in Veil types.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExternalAggregates {
+    /// Group-by columns.
+    pub group_by: Vec<String>,
+    /// One key per group, one value per group-by column (`None` for null).
+    pub keys: Vec<Vec<Option<String>>>,
+    /// Per measure key (see `Measure::key`), one value per group.
+    pub measures: BTreeMap<String, Vec<i64>>,
+    /// Per histogram column: `(group index, leaf, rows)`.
+    pub histograms: BTreeMap<String, Vec<(usize, i64, i64)>>,
+}
+
+impl Aggregated {
+    /// Aggregates computed elsewhere (another engine executing the same plan), one entry
+    /// per query in the plan's order. Group keys become text columns.
+    ///
+    /// # Errors
+    /// [`EngineError::Internal`] if a measure or key has the wrong number of values.
+    pub fn from_external(
+        queries: Vec<ExternalAggregates>,
+        rows_read: u64,
+        rows_without_unit: u64,
+        missing_values: BTreeMap<String, u64>,
+    ) -> Result<Self, EngineError> {
+        let mut converted = Vec::new();
+        for query in queries {
+            let height = query.keys.len();
+            let mut columns = Vec::new();
+            for (index, name) in query.group_by.iter().enumerate() {
+                let values: Vec<Option<String>> = query
+                    .keys
+                    .iter()
+                    .map(|key| key.get(index).cloned().flatten())
+                    .collect();
+                columns.push(Column::new(name.as_str().into(), values));
+            }
+            for (key, values) in &query.measures {
+                if values.len() != height {
+                    return Err(EngineError::Internal(format!(
+                        "measure {key} has {} values for {height} groups",
+                        values.len()
+                    )));
+                }
+                columns.push(Column::new(key.as_str().into(), values.clone()));
+            }
+            let groups = DataFrame::new(height, columns)
+                .map_err(|e| EngineError::polars("reading external aggregates", &e))?;
+            let mut histograms = BTreeMap::new();
+            for (column, rows) in query.histograms {
+                let mut frame_columns = Vec::new();
+                for (index, name) in query.group_by.iter().enumerate() {
+                    let values: Vec<Option<String>> = rows
+                        .iter()
+                        .map(|(group, _, _)| {
+                            query
+                                .keys
+                                .get(*group)
+                                .and_then(|key| key.get(index).cloned().flatten())
+                        })
+                        .collect();
+                    frame_columns.push(Column::new(name.as_str().into(), values));
+                }
+                frame_columns.push(Column::new(
+                    "leaf".into(),
+                    rows.iter().map(|row| row.1).collect::<Vec<_>>(),
+                ));
+                frame_columns.push(Column::new(
+                    "rows".into(),
+                    rows.iter().map(|row| row.2).collect::<Vec<_>>(),
+                ));
+                let frame = DataFrame::new(rows.len(), frame_columns)
+                    .map_err(|e| EngineError::polars("reading external aggregates", &e))?;
+                histograms.insert(column, frame);
+            }
+            converted.push(QueryAggregates { groups, histograms });
+        }
+        Ok(Self {
+            queries: converted,
+            rows_read,
+            rows_without_unit,
+            missing_values,
+        })
+    }
+}
+
 /// The files a source path names: a file, a directory (every Parquet or CSV file below
 /// it), or a glob.
 pub(crate) fn source_files(source: &Source) -> Result<Vec<PathBuf>, EngineError> {
@@ -237,7 +323,7 @@ pub(crate) fn scan_source(source: &Source) -> Result<LazyFrame, EngineError> {
 }
 
 /// The source's schema, read from file metadata (Parquet) or the first rows (CSV).
-pub(crate) fn source_schema(source: &Source) -> Result<Schema, EngineError> {
+pub(crate) fn source_schema(source: &Source) -> Result<crate::schema::SourceSchema, EngineError> {
     let mut frame = scan_source(source)?;
     let schema = frame
         .collect_schema()
@@ -246,15 +332,35 @@ pub(crate) fn source_schema(source: &Source) -> Result<Schema, EngineError> {
             format: format_name(source.format),
             reason: error.to_string(),
         })?;
-    Ok(schema.as_ref().clone())
+    Ok(crate::schema::SourceSchema {
+        columns: schema
+            .iter()
+            .map(|(name, dtype)| (name.to_string(), crate::schema::ColumnKind::of(dtype)))
+            .collect(),
+    })
 }
 
 const ROW_PRIORITY: &str = "__veil_row_priority";
 const PAIR_PRIORITY: &str = "__veil_pair_priority";
 const LEAF: &str = "leaf";
 
+/// The rows a plan reads: only its columns, from the source, lazily.
+pub(crate) fn source_rows(plan: &ScanPlan) -> Result<LazyFrame, EngineError> {
+    Ok(scan_source(&plan.source)?.select(
+        plan.columns
+            .iter()
+            .map(|name| col(name.as_str()))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// `rows` without the rows whose privacy unit is null.
+pub(crate) fn with_unit(rows: LazyFrame, unit: &str) -> LazyFrame {
+    rows.filter(col(unit).is_not_null())
+}
+
 /// The per-row value of a measure (null where the column has no value).
-fn row_value(measure: &Measure) -> Expr {
+pub(crate) fn row_value(measure: &Measure) -> Expr {
     match measure {
         Measure::Rows | Measure::Units => lit(1_i64),
         Measure::Sum { column, grid } => steps(column, grid),
@@ -268,7 +374,7 @@ fn row_value(measure: &Measure) -> Expr {
     }
 }
 
-fn value_present(column: &str) -> Expr {
+pub(crate) fn value_present(column: &str) -> Expr {
     col(column).is_not_null().and(
         col(column)
             .cast(DataType::Float64)
@@ -320,7 +426,7 @@ fn group_exprs(group_by: &[String]) -> Vec<Expr> {
 }
 
 /// The bounded rows of one query and the unit–group pairs that survive L0, lazily.
-fn bounded(
+pub(crate) fn bounded(
     base: &LazyFrame,
     unit: &str,
     query: &QueryScan,
@@ -424,13 +530,8 @@ fn bounded(
 /// [`EngineError`] if the source cannot be read or an aggregation fails.
 pub fn aggregate(plan: &ScanPlan, key: BoundingKey) -> Result<Aggregated, EngineError> {
     let unit = plan.source.privacy_unit.as_str();
-    let projected = scan_source(&plan.source)?.select(
-        plan.columns
-            .iter()
-            .map(|name| col(name.as_str()))
-            .collect::<Vec<_>>(),
-    );
-    let base = projected.clone().filter(col(unit).is_not_null());
+    let projected = source_rows(plan)?;
+    let base = with_unit(projected.clone(), unit);
 
     // Diagnostics for the operator (not released): rows read, rows without a unit, and
     // missing values per aggregated column.
