@@ -192,6 +192,69 @@ impl OutputFormat {
     }
 }
 
+/// The purpose a job serves, as its registry declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purpose {
+    /// Its name (the ledger's purpose).
+    pub name: String,
+    /// What it is for, in plain language.
+    pub description: String,
+    /// The columns it may read besides the privacy unit; `None` when the job names no
+    /// registry (any column may be read).
+    pub columns: Option<Vec<String>>,
+    /// How far back it may look, in milliseconds; `None` for no limit.
+    pub retention_ms: Option<i64>,
+}
+
+/// Where consent comes from: a log of grant and revoke events per unit and purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    /// The consent table (Parquet or CSV).
+    pub path: PathBuf,
+    /// Its format.
+    pub format: SourceFormat,
+    /// The column holding the privacy unit.
+    pub unit_column: String,
+    /// The column holding the purpose.
+    pub purpose_column: String,
+    /// The column holding the action: `grant` or `revoke`.
+    pub action_column: String,
+    /// The column holding when the event happened.
+    pub time_column: String,
+}
+
+/// Consent, purpose and retention: which rows a job may read at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Governance {
+    /// The purpose.
+    pub purpose: Purpose,
+    /// Consent; `None` when the job names no consent table (every unit contributes).
+    pub consent: Option<Consent>,
+    /// The source's time column (needed when the purpose has a retention period).
+    pub time_column: Option<String>,
+    /// The time the job runs as of, in milliseconds since the Unix epoch (UTC): consent in
+    /// force then, and the retention window ending then.
+    pub as_of_ms: i64,
+}
+
+impl Governance {
+    /// No registry, no consent table, no retention: a job that only names its purpose.
+    #[must_use]
+    pub fn unrestricted(purpose: &str, as_of_ms: i64) -> Self {
+        Self {
+            purpose: Purpose {
+                name: purpose.to_string(),
+                description: String::new(),
+                columns: None,
+                retention_ms: None,
+            },
+            consent: None,
+            time_column: None,
+            as_of_ms,
+        }
+    }
+}
+
 /// A complete, validated job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
@@ -207,4 +270,6 @@ pub struct Job {
     pub queries: Vec<Query>,
     /// Where the release goes.
     pub output: Output,
+    /// Purpose, consent and retention.
+    pub governance: Governance,
 }

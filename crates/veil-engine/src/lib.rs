@@ -22,7 +22,6 @@
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use rand_core::{CryptoRng, Rng};
@@ -33,6 +32,7 @@ mod error;
 pub mod job;
 mod output;
 pub mod plan;
+pub mod purge;
 pub mod release;
 pub mod sample;
 pub mod scan;
@@ -97,12 +97,8 @@ pub struct RunSummary {
     pub outputs: Vec<Published>,
     /// The release manifest.
     pub manifest: PathBuf,
-    /// Rows read (not private: for the operator).
-    pub rows_read: u64,
-    /// Rows dropped for a null privacy unit (not private: for the operator).
-    pub rows_without_unit: u64,
-    /// Null or NaN values per aggregated column (not private: for the operator).
-    pub missing_values: BTreeMap<String, u64>,
+    /// What the scan read and dropped (true counts: not private, for the operator).
+    pub counts: scan::ScanCounts,
 }
 
 /// Executes the non-private part of a plan: read, filter, bound, aggregate. The local
@@ -157,6 +153,14 @@ pub fn check_with(job: &Job, executor: &dyn Executor) -> Result<Plan, EngineErro
     let plan = plan::plan(job)?;
     let schema = executor.schema(&job.source)?;
     schema::check(job, &schema)?;
+    if let Some(consent) = &job.governance.consent {
+        let table = job::Source {
+            path: consent.path.clone(),
+            format: consent.format,
+            privacy_unit: consent.unit_column.clone(),
+        };
+        schema::check_consent(consent, &executor.schema(&table)?)?;
+    }
     Ok(plan)
 }
 
@@ -282,9 +286,7 @@ pub fn run<R: Rng + CryptoRng + ?Sized>(
         charge_id: reservation.id,
         outputs,
         manifest: manifest_path,
-        rows_read: aggregated.rows_read,
-        rows_without_unit: aggregated.rows_without_unit,
-        missing_values: aggregated.missing_values,
+        counts: aggregated.counts,
     })
 }
 
@@ -398,7 +400,22 @@ fn manifest(
         "budget": budget,
         "noise": plan.family.to_string(),
         "cost": cost,
+        "purpose": {
+            "name": job.governance.purpose.name,
+            "description": job.governance.purpose.description,
+        },
         "columns_read": plan.scan.columns,
+        "as_of": as_of_text(job.governance.as_of_ms),
+        "retention_window": plan.scan.time_window.as_ref().map(|window| json!({
+            "column": window.column,
+            "from": as_of_text(window.from_ms),
+            "to": as_of_text(window.to_ms),
+        })),
+        "consent": plan.scan.consent.as_ref().map(|consent| json!({
+            "table": consent.table.path,
+            "rule": format!("units whose latest event for purpose {:?} at or before the as-of time is a grant", consent.purpose),
+            "as_of": as_of_text(consent.as_of_ms),
+        })),
         "bounding": "rows and groups kept per unit are chosen by a keyed hash with a fresh secret key per run",
         "queries": queries,
         "post_processing": [
@@ -408,11 +425,46 @@ fn manifest(
         ],
         "diagnostics_not_private": {
             "note": "true counts from the data, for the operator: do not publish",
-            "rows_read": aggregated.rows_read,
-            "rows_without_privacy_unit": aggregated.rows_without_unit,
-            "missing_values": aggregated.missing_values,
+            "rows_read": aggregated.counts.rows_read,
+            "rows_outside_retention": aggregated.counts.rows_outside_retention,
+            "rows_without_consent": aggregated.counts.rows_without_consent,
+            "rows_without_privacy_unit": aggregated.counts.rows_without_unit,
+            "missing_values": aggregated.counts.missing_values,
         },
     })
+}
+
+/// Milliseconds since the Unix epoch as an RFC 3339 UTC timestamp (`2026-11-01T00:00:00Z`).
+#[must_use]
+pub fn as_of_text(milliseconds: i64) -> String {
+    let days = milliseconds.div_euclid(86_400_000);
+    let rest = milliseconds.rem_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (hours, minutes, seconds, millis) = (
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000,
+    );
+    if millis == 0 {
+        format!("{year:04}-{month:02}-{day:02}T{hours:02}:{minutes:02}:{seconds:02}Z")
+    } else {
+        format!("{year:04}-{month:02}-{day:02}T{hours:02}:{minutes:02}:{seconds:02}.{millis:03}Z")
+    }
 }
 
 fn measure_step(measure: &Measure) -> Option<f64> {

@@ -5,7 +5,7 @@ use std::fmt;
 use polars::prelude::DataType;
 
 use crate::EngineError;
-use crate::job::Job;
+use crate::job::{Consent, Job};
 
 /// The kind of values a source column holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +117,17 @@ pub fn check(job: &Job, schema: &SourceSchema) -> Result<(), EngineError> {
             expected: "an identifier (integer or string)",
         });
     }
+    if let Some(column) = &job.governance.time_column {
+        let kind = find("source.time_column", column)?;
+        if !matches!(kind, ColumnKind::Timestamp | ColumnKind::Date) {
+            return Err(EngineError::ColumnType {
+                key: "source.time_column".to_string(),
+                column: column.clone(),
+                found: kind.to_string(),
+                expected: "a timestamp or date column",
+            });
+        }
+    }
     for (index, query) in job.queries.iter().enumerate() {
         for column in &query.group_by {
             let key = format!("query[{index}].group_by");
@@ -144,6 +155,65 @@ pub fn check(job: &Job, schema: &SourceSchema) -> Result<(), EngineError> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// The consent table has the four columns a consent log needs, with usable types.
+///
+/// # Errors
+/// [`EngineError::ColumnNotFound`] or [`EngineError::ColumnType`] naming the `consent` key.
+pub fn check_consent(consent: &Consent, schema: &SourceSchema) -> Result<(), EngineError> {
+    let available: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect();
+    let columns = [
+        ("consent.unit_column", &consent.unit_column, None),
+        (
+            "consent.purpose_column",
+            &consent.purpose_column,
+            Some((ColumnKind::String, "a string column")),
+        ),
+        (
+            "consent.action_column",
+            &consent.action_column,
+            Some((ColumnKind::String, "a string column of grant or revoke")),
+        ),
+        ("consent.time_column", &consent.time_column, None),
+    ];
+    for (key, column, expected) in columns {
+        let kind = schema
+            .get(column)
+            .ok_or_else(|| EngineError::ColumnNotFound {
+                key: key.to_string(),
+                column: column.clone(),
+                path: consent.path.clone(),
+                available: available.clone(),
+            })?;
+        if let Some((expected_kind, expected_text)) = expected
+            && *kind != expected_kind
+        {
+            return Err(EngineError::ColumnType {
+                key: key.to_string(),
+                column: column.clone(),
+                found: kind.to_string(),
+                expected: expected_text,
+            });
+        }
+    }
+    let time = schema
+        .get(&consent.time_column)
+        .cloned()
+        .unwrap_or(ColumnKind::Other(String::new()));
+    if !matches!(time, ColumnKind::Timestamp | ColumnKind::Date) {
+        return Err(EngineError::ColumnType {
+            key: "consent.time_column".to_string(),
+            column: consent.time_column.clone(),
+            found: time.to_string(),
+            expected: "a timestamp or date column",
+        });
     }
     Ok(())
 }

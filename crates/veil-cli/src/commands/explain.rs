@@ -30,10 +30,15 @@ pub(crate) struct ExplainArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+
+    /// Judge consent and retention as of this time (RFC 3339 or a date); default: the job
+    /// file's `as_of`, else now.
+    #[arg(long, value_parser = crate::clock::parse_as_of)]
+    as_of: Option<i64>,
 }
 
 pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
-    let loaded = config::load(&args.job).usage()?;
+    let loaded = config::load(&args.job, config::AsOf::from_flag(args.as_of)).usage()?;
     let plan = veil_engine::check(&loaded.job).map_err(exit::engine)?;
     if args.json {
         println!(
@@ -204,6 +209,9 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
         loaded.budget.dataset,
         loaded.budget.purpose
     ));
+    for governance_line in governance_lines(loaded, plan) {
+        line(governance_line);
+    }
     line(format!(
         "  noise         {} (exact, discrete); planned cost {}",
         plan.family,
@@ -253,6 +261,47 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
         }
     }
     text
+}
+
+/// Purpose, retention and consent, in words.
+pub(crate) fn governance_lines(loaded: &LoadedJob, plan: &Plan) -> Vec<String> {
+    let governance = &loaded.job.governance;
+    let mut lines = Vec::new();
+    let registry = loaded.registry.as_ref().map_or_else(
+        || "no purposes registry".to_string(),
+        |registry| format!("registry {}", registry.file.display()),
+    );
+    if governance.purpose.description.is_empty() {
+        lines.push(format!(
+            "  purpose       {:?} ({registry})",
+            governance.purpose.name
+        ));
+    } else {
+        lines.push(format!(
+            "  purpose       {:?}: {} ({registry})",
+            governance.purpose.name, governance.purpose.description
+        ));
+    }
+    match &plan.scan.time_window {
+        Some(window) => lines.push(format!(
+            "  retention     only rows with {} from {} to {} ({}); older and later rows are never read",
+            window.column,
+            veil_engine::as_of_text(window.from_ms),
+            veil_engine::as_of_text(window.to_ms),
+            veil_engine::plan::describe_duration(governance.purpose.retention_ms.unwrap_or_default())
+        )),
+        None => lines.push("  retention     none declared: rows of any age are read".to_string()),
+    }
+    match &plan.scan.consent {
+        Some(consent) => lines.push(format!(
+            "  consent       only units whose latest consent event for {:?} at or before {} is a grant ({})",
+            consent.purpose,
+            veil_engine::as_of_text(consent.as_of_ms),
+            consent.table.path.display()
+        )),
+        None => lines.push("  consent       no consent table: every unit in the source contributes".to_string()),
+    }
+    lines
 }
 
 fn plan_json(loaded: &LoadedJob, plan: &Plan) -> serde_json::Value {
@@ -310,6 +359,14 @@ fn plan_json(loaded: &LoadedJob, plan: &Plan) -> serde_json::Value {
         "ledger": loaded.budget.ledger,
         "dataset": loaded.budget.dataset,
         "purpose": loaded.budget.purpose,
+        "purpose_description": job.governance.purpose.description,
+        "as_of": veil_engine::as_of_text(job.governance.as_of_ms),
+        "retention_window": plan.scan.time_window.as_ref().map(|window| json!({
+            "column": window.column,
+            "from": veil_engine::as_of_text(window.from_ms),
+            "to": veil_engine::as_of_text(window.to_ms),
+        })),
+        "consent_table": plan.scan.consent.as_ref().map(|consent| consent.table.path.clone()),
         "noise": plan.family.to_string(),
         "cost": cost,
         "queries": queries,

@@ -38,6 +38,18 @@ pub(crate) struct SampleDataArgs {
     /// Seed of the generator (the data is synthetic; the seed only makes it reproducible).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+
+    /// Also write a consent log for the same users (grants, revokes, re-grants per purpose).
+    #[arg(long)]
+    consent: Option<PathBuf>,
+
+    /// The purposes of the consent log.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "analytics,recommendations"
+    )]
+    purposes: Vec<String>,
 }
 
 pub(crate) fn run(args: &SampleDataArgs) -> anyhow::Result<ExitCode> {
@@ -73,5 +85,17 @@ pub(crate) fn run(args: &SampleDataArgs) -> anyhow::Result<ExitCode> {
         summary.users_with_rows,
         args.out.display()
     );
+    if let Some(consent) = &args.consent {
+        let purposes: Vec<&str> = args.purposes.iter().map(String::as_str).collect();
+        let rows =
+            veil_engine::sample::write_sample_consent(args.users, &purposes, consent, &mut rng)
+                .map_err(exit::engine)
+                .with_context(|| format!("writing {}", consent.display()))?;
+        eprintln!(
+            "wrote {rows} consent events for purposes {} to {}",
+            args.purposes.join(", "),
+            consent.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use veil_core::{Bounds, Delta, Epsilon, Rho};
 use veil_engine::job::{
-    Aggregate, AggregateKind, ContributionBounds, Job, JobBudget, Output, OutputFormat, Partitions,
-    Query, Source, SourceFormat, ValueColumn,
+    Aggregate, AggregateKind, Consent, ContributionBounds, Governance, Job, JobBudget, Output,
+    OutputFormat, Partitions, Purpose, Query, Source, SourceFormat, ValueColumn,
 };
 
 /// A job file that cannot be used, with the key at fault.
@@ -39,11 +39,27 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JobFile {
+    /// Consent and retention are judged as of this time (RFC 3339 or a date); the command
+    /// line's `--as-of` wins; default now.
+    as_of: Option<String>,
     source: SourceConfig,
     budget: BudgetConfig,
+    consent: Option<ConsentConfig>,
     #[serde(rename = "query", default)]
     queries: Vec<QueryConfig>,
     output: OutputConfig,
+}
+
+/// The `[consent]` table: where the consent log is and how its columns are named.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentConfig {
+    path: PathBuf,
+    format: Option<SourceFormatName>,
+    unit_column: Option<String>,
+    purpose_column: Option<String>,
+    action_column: Option<String>,
+    time_column: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +68,7 @@ struct SourceConfig {
     path: PathBuf,
     privacy_unit: String,
     format: Option<SourceFormatName>,
+    time_column: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -69,8 +86,10 @@ pub(crate) struct BudgetConfig {
     pub(crate) ledger: PathBuf,
     /// The dataset's name in the ledger.
     pub(crate) dataset: String,
-    /// The purpose's name in the ledger.
+    /// The purpose's name in the ledger (and in the registry, if there is one).
     pub(crate) purpose: String,
+    /// The purposes registry.
+    pub(crate) purposes: Option<PathBuf>,
     epsilon: Option<f64>,
     delta: Option<f64>,
     rho: Option<f64>,
@@ -138,10 +157,29 @@ pub(crate) struct LoadedJob {
     pub(crate) job: Job,
     /// The `[budget]` table (ledger file, dataset, purpose).
     pub(crate) budget: BudgetConfig,
+    /// The purposes registry, if the job names one.
+    pub(crate) registry: Option<purposes::Registry>,
+}
+
+/// The as-of time of a run: given on the command line (wins over the job file), or now
+/// (used when the job file gives none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AsOf {
+    /// `--as-of`, in ms since the Unix epoch.
+    Given(i64),
+    /// The current time, in ms since the Unix epoch.
+    Now(i64),
+}
+
+impl AsOf {
+    /// From an optional `--as-of` flag.
+    pub(crate) fn from_flag(flag: Option<i64>) -> Self {
+        flag.map_or_else(|| Self::Now(crate::clock::now_ms()), Self::Given)
+    }
 }
 
 /// Reads and validates a job file.
-pub(crate) fn load(path: &Path) -> Result<LoadedJob, ConfigError> {
+pub(crate) fn load(path: &Path, as_of_ms: AsOf) -> Result<LoadedJob, ConfigError> {
     let error = |key: &str, reason: String| ConfigError {
         file: path.to_path_buf(),
         key: key.to_string(),
@@ -149,11 +187,11 @@ pub(crate) fn load(path: &Path) -> Result<LoadedJob, ConfigError> {
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| error("", format!("cannot read the job file: {e}")))?;
-    parse(path, &text)
+    parse(path, &text, as_of_ms)
 }
 
 /// Parses job-file text (`path` names it in errors and gives the job its name).
-pub(crate) fn parse(path: &Path, text: &str) -> Result<LoadedJob, ConfigError> {
+pub(crate) fn parse(path: &Path, text: &str, as_of_ms: AsOf) -> Result<LoadedJob, ConfigError> {
     let error = |key: &str, reason: String| ConfigError {
         file: path.to_path_buf(),
         key: key.to_string(),
@@ -171,7 +209,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<LoadedJob, ConfigError> {
         |stem| stem.to_string_lossy().to_string(),
     );
     let job_hash = hex(&Sha256::digest(text.as_bytes()));
-    convert(path, file, name, job_hash)
+    convert(path, file, name, job_hash, as_of_ms)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -183,6 +221,7 @@ fn convert(
     file: JobFile,
     name: String,
     job_hash: String,
+    as_of_ms: AsOf,
 ) -> Result<LoadedJob, ConfigError> {
     let error = |key: String, reason: String| ConfigError {
         file: path.to_path_buf(),
@@ -224,6 +263,75 @@ fn convert(
             OutputFormatName::Json => OutputFormat::Json,
         },
     };
+    let registry = file
+        .budget
+        .purposes
+        .as_deref()
+        .map(purposes::load)
+        .transpose()?;
+    let purpose = match &registry {
+        None => Purpose {
+            name: file.budget.purpose.clone(),
+            description: String::new(),
+            columns: None,
+            retention_ms: None,
+        },
+        Some(registry) => {
+            let entry = registry.purposes.get(&file.budget.purpose).ok_or_else(|| {
+                error(
+                    "budget.purpose".into(),
+                    format!(
+                        "purpose {:?} is not in the registry {}; it declares: {}",
+                        file.budget.purpose,
+                        registry.file.display(),
+                        registry
+                            .purposes
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?;
+            Purpose {
+                name: file.budget.purpose.clone(),
+                description: entry.description("en"),
+                columns: Some(entry.columns.clone()),
+                retention_ms: entry.retention_ms,
+            }
+        }
+    };
+    let consent = file.consent.map(|consent| Consent {
+        format: match consent.format {
+            Some(SourceFormatName::Parquet) => SourceFormat::Parquet,
+            Some(SourceFormatName::Csv) => SourceFormat::Csv,
+            None => SourceFormat::from_path(&consent.path),
+        },
+        path: consent.path,
+        unit_column: consent
+            .unit_column
+            .unwrap_or_else(|| file.source.privacy_unit.clone()),
+        purpose_column: consent
+            .purpose_column
+            .unwrap_or_else(|| "purpose".to_string()),
+        action_column: consent
+            .action_column
+            .unwrap_or_else(|| "action".to_string()),
+        time_column: consent.time_column.unwrap_or_else(|| "at".to_string()),
+    });
+    let as_of_ms = match (as_of_ms, &file.as_of) {
+        (AsOf::Given(ms), _) => ms,
+        (AsOf::Now(_), Some(text)) => {
+            crate::clock::parse_as_of(text).map_err(|reason| error("as_of".into(), reason))?
+        }
+        (AsOf::Now(ms), None) => ms,
+    };
+    let governance = Governance {
+        purpose,
+        consent,
+        time_column: file.source.time_column.clone(),
+        as_of_ms,
+    };
     Ok(LoadedJob {
         job: Job {
             name,
@@ -232,8 +340,10 @@ fn convert(
             budget,
             queries,
             output,
+            governance,
         },
         budget: file.budget,
+        registry,
     })
 }
 
@@ -451,6 +561,8 @@ fn read_keys(path: &Path, group_by: &[String]) -> Result<Vec<Vec<String>>, Strin
     }
     Ok(keys)
 }
+
+pub(crate) mod purposes;
 
 #[cfg(test)]
 mod tests;

@@ -31,7 +31,7 @@ format = "csv"
 "#;
 
 fn load_text(text: &str) -> Result<LoadedJob, ConfigError> {
-    parse(Path::new("job.toml"), text)
+    parse(Path::new("job.toml"), text, AsOf::Now(0))
 }
 
 /// Replaces the first occurrence of `from` in the valid job and expects an error at `key`

@@ -142,8 +142,36 @@ pub struct ScanPlan {
     pub source: crate::job::Source,
     /// Every column read (data minimisation: nothing else is).
     pub columns: Vec<String>,
+    /// Rows outside this time window are never read (retention).
+    pub time_window: Option<TimeWindow>,
+    /// Only units with consent in force contribute any row.
+    pub consent: Option<ConsentFilter>,
     /// One entry per query.
     pub queries: Vec<QueryScan>,
+}
+
+/// The retention window: rows whose time is outside `[from_ms, to_ms]` (or null) are not
+/// read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// The source's time column.
+    pub column: String,
+    /// The earliest time kept (as-of minus retention), in ms since the Unix epoch, UTC.
+    pub from_ms: i64,
+    /// The latest time kept (the as-of time).
+    pub to_ms: i64,
+}
+
+/// Consent: a unit contributes only if its latest consent event for `purpose` at or before
+/// `as_of_ms` is a grant. No event means no consent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentFilter {
+    /// The consent table and its columns.
+    pub table: crate::job::Consent,
+    /// The job's purpose.
+    pub purpose: String,
+    /// The as-of time, in ms since the Unix epoch, UTC.
+    pub as_of_ms: i64,
 }
 
 /// The noise family of a plan.
@@ -658,10 +686,24 @@ fn width_grid(bounds: Bounds, bits: i32, key: &str) -> Result<FixedPoint, Engine
 }
 
 fn scan_plan(job: &Job) -> Result<ScanPlan, EngineError> {
+    let governance = &job.governance;
     let mut columns = vec![job.source.privacy_unit.clone()];
+    // Where each column is named, for data-minimisation errors.
+    let mut named_at: Vec<(String, String)> = Vec::new();
     let mut queries = Vec::new();
-    for query in &job.queries {
+    for (index, query) in job.queries.iter().enumerate() {
         let measures = measures_of(query)?;
+        for column in &query.group_by {
+            named_at.push((column.clone(), format!("query[{index}].group_by")));
+        }
+        for (aggregate_index, aggregate) in query.aggregates.iter().enumerate() {
+            if let Some(column) = aggregate.kind.column() {
+                named_at.push((
+                    column.name.clone(),
+                    format!("query[{index}].aggregates[{aggregate_index}].column"),
+                ));
+            }
+        }
         for column in query
             .group_by
             .iter()
@@ -684,11 +726,75 @@ fn scan_plan(job: &Job) -> Result<ScanPlan, EngineError> {
             measures,
         });
     }
+    let time_window = match (governance.purpose.retention_ms, &governance.time_column) {
+        (Some(retention), Some(column)) => {
+            named_at.push((column.clone(), "source.time_column".to_string()));
+            if !columns.contains(column) {
+                columns.push(column.clone());
+            }
+            Some(TimeWindow {
+                column: column.clone(),
+                from_ms: governance.as_of_ms.saturating_sub(retention),
+                to_ms: governance.as_of_ms,
+            })
+        }
+        (Some(retention), None) => {
+            return Err(EngineError::invalid(
+                "source.time_column",
+                format!(
+                    "purpose {:?} keeps data for {}: name the source's timestamp column with `time_column` so older rows are never read",
+                    governance.purpose.name,
+                    describe_duration(retention)
+                ),
+            ));
+        }
+        (None, _) => None,
+    };
+    if let Some(allowed) = &governance.purpose.columns {
+        for (column, key) in &named_at {
+            if column != &job.source.privacy_unit && !allowed.contains(column) {
+                return Err(EngineError::invalid(
+                    key.clone(),
+                    format!(
+                        "column {column:?} is not among the columns purpose {:?} may read ({}); add it to the purpose in the registry or use another column",
+                        governance.purpose.name,
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    let consent = governance.consent.as_ref().map(|table| ConsentFilter {
+        table: table.clone(),
+        purpose: governance.purpose.name.clone(),
+        as_of_ms: governance.as_of_ms,
+    });
     Ok(ScanPlan {
         source: job.source.clone(),
         columns,
+        time_window,
+        consent,
         queries,
     })
+}
+
+/// A duration in words: `90 days`, `12 hours`.
+#[must_use]
+pub fn describe_duration(milliseconds: i64) -> String {
+    const DAY: i64 = 86_400_000;
+    const HOUR: i64 = 3_600_000;
+    if milliseconds % DAY == 0 {
+        let days = milliseconds / DAY;
+        if days == 1 {
+            "1 day".to_string()
+        } else {
+            format!("{days} days")
+        }
+    } else if milliseconds % HOUR == 0 {
+        format!("{} hours", milliseconds / HOUR)
+    } else {
+        format!("{} seconds", milliseconds / 1000)
+    }
 }
 
 /// Whether a query selects partitions privately: private partitions with at least one

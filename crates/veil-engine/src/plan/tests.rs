@@ -44,6 +44,7 @@ fn job(budget: JobBudget, queries: Vec<Query>) -> Job {
             directory: "out".into(),
             format: OutputFormat::Csv,
         },
+        governance: crate::job::Governance::unrestricted("analytics", 0),
     }
 }
 

@@ -12,7 +12,9 @@ use crate::EngineError;
 
 mod hash;
 use crate::job::{Source, SourceFormat};
-use crate::plan::{HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, QueryScan, ScanPlan};
+use crate::plan::{
+    ConsentFilter, HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, QueryScan, ScanPlan,
+};
 
 /// The secret that decides which rows and groups survive bounding: a keyed hash of each
 /// row (and of each unit–group pair), so the choice is uniform, reproducible within a
@@ -120,8 +122,20 @@ impl QueryAggregates {
 pub struct Aggregated {
     /// Per query, in the plan's order.
     pub queries: Vec<QueryAggregates>,
-    /// Rows read.
+    /// What was read and dropped.
+    pub counts: ScanCounts,
+}
+
+/// What a scan read and dropped: true counts from the data, for the operator (not
+/// private, never released).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScanCounts {
+    /// Rows in the source.
     pub rows_read: u64,
+    /// Rows outside the retention window (or without a time), never used.
+    pub rows_outside_retention: u64,
+    /// Rows of units without consent in force, never used.
+    pub rows_without_consent: u64,
     /// Rows dropped because their privacy unit was null.
     pub rows_without_unit: u64,
     /// Per aggregated column, rows whose value was null or NaN (dropped from that column's
@@ -150,9 +164,7 @@ impl Aggregated {
     /// [`EngineError::Internal`] if a measure or key has the wrong number of values.
     pub fn from_external(
         queries: Vec<ExternalAggregates>,
-        rows_read: u64,
-        rows_without_unit: u64,
-        missing_values: BTreeMap<String, u64>,
+        counts: ScanCounts,
     ) -> Result<Self, EngineError> {
         let mut converted = Vec::new();
         for query in queries {
@@ -208,9 +220,7 @@ impl Aggregated {
         }
         Ok(Self {
             queries: converted,
-            rows_read,
-            rows_without_unit,
-            missing_values,
+            counts,
         })
     }
 }
@@ -317,6 +327,7 @@ pub(crate) fn scan_source(source: &Source) -> Result<LazyFrame, EngineError> {
         SourceFormat::Csv => LazyCsvReader::new_paths(paths.into_iter().collect())
             .with_has_header(true)
             .with_infer_schema_length(Some(10_000))
+            .with_try_parse_dates(true)
             .finish()
             .map_err(unreadable),
     }
@@ -344,14 +355,246 @@ const ROW_PRIORITY: &str = "__veil_row_priority";
 const PAIR_PRIORITY: &str = "__veil_pair_priority";
 const LEAF: &str = "leaf";
 
-/// The rows a plan reads: only its columns, from the source, lazily.
+/// The rows a plan reads, lazily: only its columns, only inside the retention window, only
+/// of units with consent in force.
 pub(crate) fn source_rows(plan: &ScanPlan) -> Result<LazyFrame, EngineError> {
-    Ok(scan_source(&plan.source)?.select(
+    let (rows, _) = filtered_rows(plan)?;
+    Ok(rows)
+}
+
+/// The source's rows inside the retention window (all of them without one), with the
+/// schema of the source.
+fn windowed(plan: &ScanPlan) -> Result<(LazyFrame, Schema), EngineError> {
+    let mut rows = scan_source(&plan.source)?;
+    let schema = rows
+        .collect_schema()
+        .map_err(|e| EngineError::polars("reading the source's schema", &e))?
+        .as_ref()
+        .clone();
+    if let Some(window) = &plan.time_window {
+        let dtype = schema.get(&window.column).cloned().ok_or_else(|| {
+            EngineError::Internal(format!("time column {} vanished", window.column))
+        })?;
+        rows = rows.filter(time_between(
+            &window.column,
+            &dtype,
+            window.from_ms,
+            window.to_ms,
+        )?);
+    }
+    Ok((rows, schema))
+}
+
+/// [`source_rows`] and the source's schema.
+fn filtered_rows(plan: &ScanPlan) -> Result<(LazyFrame, Schema), EngineError> {
+    let (rows, schema) = windowed(plan)?;
+    let mut rows = rows.select(
         plan.columns
             .iter()
             .map(|name| col(name.as_str()))
             .collect::<Vec<_>>(),
-    ))
+    );
+    if let Some(consent) = &plan.consent {
+        let unit = plan.source.privacy_unit.as_str();
+        let unit_type = schema
+            .get(unit)
+            .cloned()
+            .ok_or_else(|| EngineError::Internal(format!("unit column {unit} vanished")))?;
+        let granted = consented_units(consent, unit, &unit_type)?;
+        rows = rows.join(
+            granted,
+            [col(unit)],
+            [col(unit)],
+            JoinArgs::new(JoinType::Semi),
+        );
+    }
+    Ok((rows, schema))
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// `column` is within `[from_ms, to_ms]` (and not null), compared in the column's own type
+/// so that Parquet statistics can skip whole row groups.
+fn time_between(
+    column: &str,
+    dtype: &DataType,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Expr, EngineError> {
+    let (low, high) = match dtype {
+        DataType::Datetime(unit, _) => {
+            let per_ms: i64 = match unit {
+                TimeUnit::Milliseconds => 1,
+                TimeUnit::Microseconds => 1_000,
+                TimeUnit::Nanoseconds => 1_000_000,
+            };
+            (
+                lit(from_ms.saturating_mul(per_ms)).cast(dtype.clone()),
+                lit(to_ms.saturating_mul(per_ms)).cast(dtype.clone()),
+            )
+        }
+        DataType::Date => {
+            // A date counts as its midnight (UTC).
+            let first = from_ms.div_euclid(DAY_MS) + i64::from(from_ms.rem_euclid(DAY_MS) != 0);
+            let last = to_ms.div_euclid(DAY_MS);
+            let clamp = |days: i64| {
+                i32::try_from(days).unwrap_or(if days < 0 { i32::MIN } else { i32::MAX })
+            };
+            (
+                lit(clamp(first)).cast(DataType::Date),
+                lit(clamp(last)).cast(DataType::Date),
+            )
+        }
+        other => {
+            return Err(EngineError::ColumnType {
+                key: "source.time_column".to_string(),
+                column: column.to_string(),
+                found: other.to_string(),
+                expected: "a timestamp or date column",
+            });
+        }
+    };
+    Ok(col(column).gt_eq(low).and(col(column).lt_eq(high)))
+}
+
+const CONSENT_UNIT: &str = "__veil_consent_unit";
+const CONSENT_AT: &str = "__veil_consent_at";
+const CONSENT_REVOKE: &str = "__veil_consent_revoke";
+const CONSENT_ACTION: &str = "__veil_consent_action";
+const CONSENT_LATEST: &str = "__veil_consent_latest";
+
+fn consent_source(consent: &ConsentFilter) -> Source {
+    Source {
+        path: consent.table.path.clone(),
+        format: consent.table.format,
+        privacy_unit: consent.table.unit_column.clone(),
+    }
+}
+
+/// The units whose latest consent event for the purpose at or before the as-of time is a
+/// grant, as a one-column frame named like the source's unit column. On a tie in time a
+/// revoke wins.
+pub(crate) fn consented_units(
+    consent: &ConsentFilter,
+    unit: &str,
+    unit_type: &DataType,
+) -> Result<LazyFrame, EngineError> {
+    let table = &consent.table;
+    let mut log = scan_source(&consent_source(consent))?;
+    let schema = log
+        .collect_schema()
+        .map_err(|e| EngineError::polars("reading the consent table's schema", &e))?;
+    let at_type = schema
+        .get(&table.time_column)
+        .cloned()
+        .ok_or_else(|| EngineError::Internal("consent time column vanished".into()))?;
+    let not_after = time_between(&table.time_column, &at_type, i64::MIN / 4, consent.as_of_ms)
+        .map_err(|_| EngineError::ColumnType {
+            key: "consent.time_column".to_string(),
+            column: table.time_column.clone(),
+            found: at_type.to_string(),
+            expected: "a timestamp or date column",
+        })?;
+    let action = col(table.action_column.as_str()).cast(DataType::String);
+    Ok(log
+        .filter(
+            col(table.purpose_column.as_str())
+                .cast(DataType::String)
+                .eq(lit(consent.purpose.as_str())),
+        )
+        .filter(not_after)
+        .select([
+            col(table.unit_column.as_str())
+                .cast(unit_type.clone())
+                .alias(CONSENT_UNIT),
+            col(table.time_column.as_str()).alias(CONSENT_AT),
+            action
+                .clone()
+                .eq(lit("revoke"))
+                .cast(DataType::Int8)
+                .alias(CONSENT_REVOKE),
+            action.alias(CONSENT_ACTION),
+        ])
+        .filter(col(CONSENT_UNIT).is_not_null())
+        .group_by([col(CONSENT_UNIT)])
+        .agg([col(CONSENT_ACTION)
+            .sort_by(
+                [col(CONSENT_AT), col(CONSENT_REVOKE)],
+                SortMultipleOptions::default(),
+            )
+            .last()
+            .alias(CONSENT_LATEST)])
+        .filter(col(CONSENT_LATEST).eq(lit("grant")))
+        .select([col(CONSENT_UNIT).alias(unit)]))
+}
+
+/// The distinct units with any consent event at or before `as_of_ms` (any purpose), as a
+/// one-column frame named like the source's unit column.
+pub(crate) fn consent_log_units(
+    consent: &crate::job::Consent,
+    unit: &str,
+    unit_type: &DataType,
+    as_of_ms: i64,
+) -> Result<LazyFrame, EngineError> {
+    let filter = ConsentFilter {
+        table: consent.clone(),
+        purpose: String::new(),
+        as_of_ms,
+    };
+    let mut log = scan_source(&consent_source(&filter))?;
+    let schema = log
+        .collect_schema()
+        .map_err(|e| EngineError::polars("reading the consent table's schema", &e))?;
+    let at_type = schema
+        .get(&consent.time_column)
+        .cloned()
+        .ok_or_else(|| EngineError::Internal("consent time column vanished".into()))?;
+    let not_after = time_between(&consent.time_column, &at_type, i64::MIN / 4, as_of_ms)?;
+    Ok(log
+        .filter(not_after)
+        .select([col(consent.unit_column.as_str())
+            .cast(unit_type.clone())
+            .alias(unit)])
+        .filter(col(unit).is_not_null())
+        .unique(None, UniqueKeepStrategy::Any))
+}
+
+/// `column >= from_ms` in the column's own type; rows with no time are kept (`true`).
+pub(crate) fn time_at_least(
+    rows: &LazyFrame,
+    column: &str,
+    from_ms: i64,
+) -> Result<Expr, EngineError> {
+    let schema = rows
+        .clone()
+        .collect_schema()
+        .map_err(|e| EngineError::polars("reading the source's schema", &e))?;
+    let dtype = schema
+        .get(column)
+        .cloned()
+        .ok_or_else(|| EngineError::ColumnNotFound {
+            key: "source.time_column".to_string(),
+            column: column.to_string(),
+            path: std::path::PathBuf::new(),
+            available: schema.iter_names().map(ToString::to_string).collect(),
+        })?;
+    let between = time_between(column, &dtype, from_ms, i64::MAX / 4)?;
+    Ok(between.fill_null(lit(true)))
+}
+
+/// Counts consent events whose action is neither `grant` nor `revoke` (an error).
+fn unknown_actions(consent: &ConsentFilter) -> Result<LazyFrame, EngineError> {
+    let action = col(consent.table.action_column.as_str()).cast(DataType::String);
+    let known = action
+        .clone()
+        .eq(lit("grant"))
+        .or(action.clone().eq(lit("revoke")));
+    Ok(scan_source(&consent_source(consent))?.select([known
+        .not()
+        .and(action.is_not_null())
+        .sum()
+        .cast(DataType::UInt64)
+        .alias("unknown")]))
 }
 
 /// `rows` without the rows whose privacy unit is null.
@@ -564,7 +807,16 @@ pub fn aggregate(plan: &ScanPlan, key: BoundingKey) -> Result<Aggregated, Engine
                 .alias(format!("missing:{column}")),
         );
     }
-    let mut frames = vec![projected.select(diagnostics)];
+    // Rows in the source and inside the retention window, for the operator.
+    let count = || [len().cast(DataType::UInt64).alias("rows")];
+    let mut frames = vec![
+        projected.select(diagnostics),
+        scan_source(&plan.source)?.select(count()),
+        windowed(plan)?.0.select(count()),
+    ];
+    if let Some(consent) = &plan.consent {
+        frames.push(unknown_actions(consent)?);
+    }
     let mut layout = Vec::new();
     for query in &plan.queries {
         let (rows, pairs) = bounded(&base, unit, query, key)?;
@@ -619,21 +871,50 @@ pub fn aggregate(plan: &ScanPlan, key: BoundingKey) -> Result<Aggregated, Engine
     let mut results = LazyFrame::collect_all_with_engine(plans, Engine::Auto, OptFlags::default())
         .map_err(|e| EngineError::polars("aggregating", &e))?
         .into_iter();
-    let diagnostics = results
-        .next()
-        .ok_or_else(|| EngineError::Internal("no diagnostics frame".into()))?;
-    let read = |name: &str| -> Result<u64, EngineError> {
-        diagnostics
+    let mut next = || {
+        results
+            .next()
+            .ok_or_else(|| EngineError::Internal("a result frame is missing".into()))
+    };
+    let diagnostics = next()?;
+    let in_source = next()?;
+    let in_window = next()?;
+    let read = |frame: &DataFrame, name: &str| -> Result<u64, EngineError> {
+        frame
             .column(name)
             .and_then(|column| column.u64().map(|values| values.get(0).unwrap_or(0)))
             .map_err(|e| EngineError::polars("counting rows", &e))
     };
-    let rows_read = read("rows")?;
-    let rows_without_unit = read("no_unit")?;
+    if let Some(consent) = &plan.consent {
+        let unknown = read(&next()?, "unknown")?;
+        if unknown > 0 {
+            return Err(EngineError::InvalidJob {
+                key: "consent.action_column".to_string(),
+                reason: format!(
+                    "{unknown} rows of {} have an action other than \"grant\" or \"revoke\" in column {:?}; fix the consent log before running",
+                    consent.table.path.display(),
+                    consent.table.action_column
+                ),
+            });
+        }
+    }
+    let rows_read = read(&in_source, "rows")?;
+    let rows_in_window = read(&in_window, "rows")?;
+    let rows_with_consent = read(&diagnostics, "rows")?;
     let mut missing_values = BTreeMap::new();
     for column in &value_columns {
-        missing_values.insert(column.clone(), read(&format!("missing:{column}"))?);
+        missing_values.insert(
+            column.clone(),
+            read(&diagnostics, &format!("missing:{column}"))?,
+        );
     }
+    let counts = ScanCounts {
+        rows_read,
+        rows_outside_retention: rows_read.saturating_sub(rows_in_window),
+        rows_without_consent: rows_in_window.saturating_sub(rows_with_consent),
+        rows_without_unit: read(&diagnostics, "no_unit")?,
+        missing_values,
+    };
     let mut queries = Vec::new();
     for histogram_columns in layout {
         let groups = results
@@ -648,12 +929,7 @@ pub fn aggregate(plan: &ScanPlan, key: BoundingKey) -> Result<Aggregated, Engine
         }
         queries.push(QueryAggregates { groups, histograms });
     }
-    Ok(Aggregated {
-        queries,
-        rows_read,
-        rows_without_unit,
-        missing_values,
-    })
+    Ok(Aggregated { queries, counts })
 }
 
 #[cfg(test)]

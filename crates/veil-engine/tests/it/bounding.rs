@@ -65,7 +65,7 @@ fn bounds_hold_exactly() {
         let units: i64 = groups.measure("units").unwrap().iter().sum();
         assert_eq!(rows, 49 + 2 * 3, "user 1 keeps 2 groups of 3 rows");
         assert_eq!(units, 49 + 2, "user 1 counts in exactly 2 groups");
-        assert_eq!(aggregated.rows_read, 449);
+        assert_eq!(aggregated.counts.rows_read, 449);
     }
 }
 
@@ -183,10 +183,10 @@ fn missing_units_and_values_are_dropped_and_counted() {
     let mut sum = sum;
     sum.name = "sums".into();
     let aggregated = run_scan(&source, vec![mean, sum], key(3));
-    assert_eq!(aggregated.rows_read, 7);
-    assert_eq!(aggregated.rows_without_unit, 1);
+    assert_eq!(aggregated.counts.rows_read, 7);
+    assert_eq!(aggregated.counts.rows_without_unit, 1);
     assert_eq!(
-        aggregated.missing_values.get("value"),
+        aggregated.counts.missing_values.get("value"),
         Some(&2),
         "null and NaN"
     );

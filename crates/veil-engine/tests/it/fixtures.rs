@@ -9,8 +9,8 @@ use veil_accountant::{
 };
 use veil_core::{Bounds, Delta, Epsilon};
 use veil_engine::job::{
-    Aggregate, AggregateKind, ContributionBounds, Job, JobBudget, Output, OutputFormat, Partitions,
-    Query, Source, SourceFormat, ValueColumn,
+    Aggregate, AggregateKind, ContributionBounds, Governance, Job, JobBudget, Output, OutputFormat,
+    Partitions, Query, Source, SourceFormat, ValueColumn,
 };
 
 /// Writes rows `(user_id, country, value)` to a Parquet file.
@@ -74,6 +74,7 @@ pub(crate) fn job(source: &Path, output: &Path, budget: JobBudget, queries: Vec<
             directory: output.to_path_buf(),
             format: OutputFormat::Csv,
         },
+        governance: Governance::unrestricted("analytics", veil_engine::sample::SAMPLE_END_MS),
     }
 }
 

@@ -3,4 +3,5 @@
 
 mod bounding;
 mod fixtures;
+mod governance;
 mod run;
