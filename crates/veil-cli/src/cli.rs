@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{explain, ldp, noise, sample_data};
+use crate::commands::{explain, ldp, noise, purge, purposes, sample_data};
 
 /// Differentially private aggregates from Parquet exports.
 ///
@@ -25,6 +25,12 @@ pub(crate) enum Command {
 
     /// Write a synthetic events table for examples, tests and benchmarks.
     SampleData(sample_data::SampleDataArgs),
+
+    /// Summarize the purposes registry in plain language (text or HTML).
+    Purposes(purposes::PurposesArgs),
+
+    /// Rewrite exports without data past retention or of people who withdrew consent.
+    Purge(purge::PurgeArgs),
 
     /// Draw and calibrate noise: diagnostics for Veil's exact samplers.
     #[command(subcommand)]

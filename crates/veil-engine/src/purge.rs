@@ -86,7 +86,7 @@ pub fn purge(
         };
         let not_withdrawn = match &withdrawn {
             Some(units) => col(source.privacy_unit.as_str())
-                .is_in(lit(units.clone()), false)
+                .is_in(lit(units.clone()).implode(false), false)
                 .not(),
             None => lit(true),
         };

@@ -7,6 +7,8 @@ use crate::cli::{Cli, Command};
 pub(crate) mod explain;
 pub(crate) mod ldp;
 pub(crate) mod noise;
+pub(crate) mod purge;
+pub(crate) mod purposes;
 pub(crate) mod sample_data;
 
 /// Runs the parsed command line.
@@ -15,6 +17,8 @@ pub(crate) fn run(args: Cli) -> anyhow::Result<ExitCode> {
         Command::Explain(args) => explain::run(&args),
         Command::Noise(command) => noise::run(command),
         Command::SampleData(args) => sample_data::run(&args),
+        Command::Purposes(args) => purposes::run(&args),
+        Command::Purge(args) => purge::run(&args),
         Command::Ldp(command) => ldp::run(command),
     }
 }

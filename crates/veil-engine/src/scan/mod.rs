@@ -421,7 +421,19 @@ fn time_between(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<Expr, EngineError> {
-    let (low, high) = match dtype {
+    time_bounds(column, dtype, Some(from_ms), Some(to_ms))
+}
+
+/// `column >= from_ms` and/or `column <= to_ms`; true when neither bound is given (null
+/// times compare as null). Timestamps compare as their physical value (UTC epoch in the
+/// column's unit), dates as days, so time zones never change the comparison.
+fn time_bounds(
+    column: &str,
+    dtype: &DataType,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+) -> Result<Expr, EngineError> {
+    let (physical, scale): (Expr, Box<dyn Fn(i64, bool) -> Expr>) = match dtype {
         DataType::Datetime(unit, _) => {
             let per_ms: i64 = match unit {
                 TimeUnit::Milliseconds => 1,
@@ -429,22 +441,19 @@ fn time_between(
                 TimeUnit::Nanoseconds => 1_000_000,
             };
             (
-                lit(from_ms.saturating_mul(per_ms)).cast(dtype.clone()),
-                lit(to_ms.saturating_mul(per_ms)).cast(dtype.clone()),
+                col(column).cast(DataType::Int64),
+                Box::new(move |ms: i64, _| lit(ms.saturating_mul(per_ms))),
             )
         }
-        DataType::Date => {
+        DataType::Date => (
+            col(column).cast(DataType::Int32),
             // A date counts as its midnight (UTC).
-            let first = from_ms.div_euclid(DAY_MS) + i64::from(from_ms.rem_euclid(DAY_MS) != 0);
-            let last = to_ms.div_euclid(DAY_MS);
-            let clamp = |days: i64| {
-                i32::try_from(days).unwrap_or(if days < 0 { i32::MIN } else { i32::MAX })
-            };
-            (
-                lit(clamp(first)).cast(DataType::Date),
-                lit(clamp(last)).cast(DataType::Date),
-            )
-        }
+            Box::new(|ms: i64, rounding_up: bool| {
+                let days =
+                    ms.div_euclid(DAY_MS) + i64::from(rounding_up && ms.rem_euclid(DAY_MS) != 0);
+                lit(i32::try_from(days).unwrap_or(if days < 0 { i32::MIN } else { i32::MAX }))
+            }),
+        ),
         other => {
             return Err(EngineError::ColumnType {
                 key: "source.time_column".to_string(),
@@ -454,7 +463,13 @@ fn time_between(
             });
         }
     };
-    Ok(col(column).gt_eq(low).and(col(column).lt_eq(high)))
+    let lower = from_ms.map(|from| physical.clone().gt_eq(scale(from, true)));
+    let upper = to_ms.map(|to| physical.clone().lt_eq(scale(to, false)));
+    Ok(match (lower, upper) {
+        (Some(lower), Some(upper)) => lower.and(upper),
+        (Some(bound), None) | (None, Some(bound)) => bound,
+        (None, None) => lit(true),
+    })
 }
 
 const CONSENT_UNIT: &str = "__veil_consent_unit";
@@ -488,7 +503,7 @@ pub(crate) fn consented_units(
         .get(&table.time_column)
         .cloned()
         .ok_or_else(|| EngineError::Internal("consent time column vanished".into()))?;
-    let not_after = time_between(&table.time_column, &at_type, i64::MIN / 4, consent.as_of_ms)
+    let not_after = time_bounds(&table.time_column, &at_type, None, Some(consent.as_of_ms))
         .map_err(|_| EngineError::ColumnType {
             key: "consent.time_column".to_string(),
             column: table.time_column.clone(),
@@ -549,7 +564,7 @@ pub(crate) fn consent_log_units(
         .get(&consent.time_column)
         .cloned()
         .ok_or_else(|| EngineError::Internal("consent time column vanished".into()))?;
-    let not_after = time_between(&consent.time_column, &at_type, i64::MIN / 4, as_of_ms)?;
+    let not_after = time_bounds(&consent.time_column, &at_type, None, Some(as_of_ms))?;
     Ok(log
         .filter(not_after)
         .select([col(consent.unit_column.as_str())
@@ -578,7 +593,7 @@ pub(crate) fn time_at_least(
             path: std::path::PathBuf::new(),
             available: schema.iter_names().map(ToString::to_string).collect(),
         })?;
-    let between = time_between(column, &dtype, from_ms, i64::MAX / 4)?;
+    let between = time_bounds(column, &dtype, Some(from_ms), None)?;
     Ok(between.fill_null(lit(true)))
 }
 
