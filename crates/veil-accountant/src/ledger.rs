@@ -170,6 +170,38 @@ pub enum BudgetError {
         /// Its state, or `missing`.
         state: String,
     },
+    /// A record was expected to be committed (e.g. to record a release under it).
+    #[error("charge {id} is not committed (state: {state}); record releases only after commit")]
+    NotCommitted {
+        /// The charge's id.
+        id: i64,
+        /// Its state, or `missing`.
+        state: String,
+    },
+    /// A budget already exists for this dataset and purpose.
+    #[error("a privacy budget already exists for {key}; see it with `veil budget status`")]
+    AlreadyExists {
+        /// The existing budget.
+        key: BudgetKey,
+    },
+    /// A budget's total is out of range.
+    #[error("invalid budget for {key}: {source}")]
+    InvalidBudget {
+        /// Whose budget.
+        key: BudgetKey,
+        /// What is wrong.
+        #[source]
+        source: veil_core::ParamError,
+    },
+    /// The accountant refused a charge's mechanisms (invalid parameters).
+    #[error("cannot account for a charge to {key}: {source}")]
+    Accountant {
+        /// Whose budget.
+        key: BudgetKey,
+        /// The accountant's error.
+        #[source]
+        source: crate::AccountantError,
+    },
     /// The ledger's storage failed or is not a Veil ledger.
     #[error("ledger storage: {message}")]
     Storage {
@@ -213,7 +245,8 @@ pub trait BudgetLedger {
     /// Records an artifact written under a committed charge.
     ///
     /// # Errors
-    /// [`BudgetError::Storage`].
+    /// [`BudgetError::NotCommitted`] if the charge is not committed (the ledgers in Veil
+    /// refuse it); [`BudgetError::Storage`].
     fn record_release(
         &mut self,
         reservation: &Reservation,
