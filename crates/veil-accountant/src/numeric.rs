@@ -47,6 +47,16 @@ pub(crate) fn mul_up(a: f64, b: f64) -> f64 {
     }
 }
 
+/// `a · b` rounded down.
+pub(crate) fn mul_down(a: f64, b: f64) -> f64 {
+    let product = a * b;
+    if a.mul_add(b, -product) < 0.0 {
+        product.next_down()
+    } else {
+        product
+    }
+}
+
 /// `ln(e^a + e^b)` without overflow.
 pub(crate) fn log_add(a: f64, b: f64) -> f64 {
     if a == f64::NEG_INFINITY {

@@ -395,9 +395,9 @@ pub fn total_rho(components: &[Component]) -> Result<f64, AccountantError> {
         })?;
         #[allow(clippy::cast_precision_loss)]
         let times = component.times as f64;
-        rho += single * times;
+        rho = add_up(rho, mul_up(single, times));
     }
-    Ok(pad_up(rho))
+    Ok(rho)
 }
 
 fn basic_method(components: &[Component], delta: f64) -> Result<f64, AccountantError> {

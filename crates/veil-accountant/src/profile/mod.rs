@@ -6,7 +6,7 @@ use core::str::FromStr;
 use veil_core::{Delta, Epsilon, PrivacyLoss, Rho};
 
 use crate::AccountantError;
-use crate::numeric::{div_down, div_up, pad_up};
+use crate::numeric::{div_down, div_up, mul_down, mul_up};
 
 /// A mechanism as the accountant sees it: the noise it adds relative to the sensitivity
 /// of the query it answers, or, for a mechanism known only by its guarantee, that
@@ -398,7 +398,7 @@ impl MechanismProfile {
             return Some(0.0);
         }
         if let Some(epsilon) = self.pure_epsilon() {
-            return Some(pad_up(epsilon * epsilon / 2.0));
+            return Some(mul_up(epsilon, epsilon) / 2.0);
         }
         match *self {
             Self::Gaussian {
@@ -407,13 +407,17 @@ impl MechanismProfile {
             | Self::SubsampledGaussian {
                 sigma_over_sensitivity,
                 sampling_rate: 1.0,
-            } => Some(pad_up(
-                1.0 / (2.0 * sigma_over_sensitivity * sigma_over_sensitivity),
+            } => Some(div_up(
+                1.0,
+                mul_down(2.0 * sigma_over_sensitivity, sigma_over_sensitivity),
             )),
             Self::DiscreteGaussian { sigma, sensitivity } => {
                 #[allow(clippy::cast_precision_loss)]
                 let sensitivity = sensitivity as f64;
-                Some(pad_up(sensitivity * sensitivity / (2.0 * sigma * sigma)))
+                Some(div_up(
+                    mul_up(sensitivity, sensitivity),
+                    mul_down(2.0 * sigma, sigma),
+                ))
             }
             Self::Guarantee(PrivacyLoss::Zcdp(rho)) => Some(rho.get()),
             _ => None,
