@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::noise;
+use crate::commands::{accountant, budget, noise};
 
 /// Differentially private aggregates from Parquet exports.
 ///
@@ -23,4 +23,12 @@ pub(crate) enum Command {
     /// Draw and calibrate noise: diagnostics for Veil's exact samplers.
     #[command(subcommand)]
     Noise(noise::NoiseCommand),
+
+    /// Compose privacy costs and calibrate noise for repeated releases.
+    #[command(subcommand)]
+    Accountant(accountant::AccountantCommand),
+
+    /// Create and inspect privacy budgets in a ledger file.
+    #[command(subcommand)]
+    Budget(budget::BudgetCommand),
 }

@@ -24,7 +24,7 @@
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 use veil_core::PrivacyLoss;
-use veil_core::special::{normal_cdf, normal_sf};
+use veil_core::special::normal_sf;
 
 use crate::numeric::log_mix;
 use crate::{AccountantError, MechanismProfile};
@@ -46,6 +46,18 @@ pub(crate) struct Pld {
     offset: i64,
     masses: Vec<f64>,
     infinity: f64,
+}
+
+/// `(Φ(z), 1 - Φ(z))` from one `erfc`: the smaller one directly, the other as its
+/// complement (no cancellation: the complement is at least 1/2).
+fn normal_pair(z: f64) -> (f64, f64) {
+    if z >= 0.0 {
+        let upper = normal_sf(z);
+        (1.0 - upper, upper)
+    } else {
+        let lower = normal_sf(-z);
+        (lower, 1.0 - lower)
+    }
 }
 
 /// Sizes up to which convolution is direct (exact up to relative rounding).
@@ -92,8 +104,9 @@ impl DiscreteGaussianTail {
                 suffix: Vec::new(),
             };
         }
+        // Beyond 38σ the weights exp(-y²/2σ²) are below 1e-313: zero for our purposes.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let reach = (45.0 * sigma + 45.0) as usize;
+        let reach = (38.0 * sigma + 45.0) as usize;
         let mut suffix = vec![0.0; reach + 2];
         for y in (0..=reach).rev() {
             #[allow(clippy::cast_precision_loss)]
@@ -139,9 +152,9 @@ impl Model {
         match *self {
             Self::Gaussian { mu } => {
                 let sd = (2.0 * mu).sqrt();
-                let p = (t - mu) / sd;
-                let q = (t + mu) / sd;
-                [normal_cdf(p), normal_sf(p), normal_cdf(q), normal_sf(q)]
+                let (p_le, p_gt) = normal_pair((t - mu) / sd);
+                let (q_le, q_gt) = normal_pair((t + mu) / sd);
+                [p_le, p_gt, q_le, q_gt]
             }
             Self::Laplace { epsilon } => {
                 if t < -epsilon {
@@ -192,12 +205,13 @@ impl Model {
                     return [0.0, 1.0, 0.0, 1.0];
                 }
                 let x = sigma * sigma * (shifted.ln() - rate.ln()) + 0.5;
-                let (z0, z1) = (x / sigma, (x - 1.0) / sigma);
+                let (le0, gt0) = normal_pair(x / sigma);
+                let (le1, gt1) = normal_pair((x - 1.0) / sigma);
                 [
-                    (1.0 - rate) * normal_cdf(z0) + rate * normal_cdf(z1),
-                    (1.0 - rate) * normal_sf(z0) + rate * normal_sf(z1),
-                    normal_cdf(z0),
-                    normal_sf(z0),
+                    (1.0 - rate) * le0 + rate * le1,
+                    (1.0 - rate) * gt0 + rate * gt1,
+                    le0,
+                    gt0,
                 ]
             }
             Self::SubsampledAdd { sigma, rate } => {
@@ -207,12 +221,13 @@ impl Model {
                     return [1.0, 0.0, 1.0, 0.0];
                 }
                 let x = sigma * sigma * (shifted.ln() - rate.ln()) + 0.5;
-                let (z0, z1) = (x / sigma, (x - 1.0) / sigma);
+                let (le0, gt0) = normal_pair(x / sigma);
+                let (le1, gt1) = normal_pair((x - 1.0) / sigma);
                 [
-                    normal_sf(z0),
-                    normal_cdf(z0),
-                    (1.0 - rate) * normal_sf(z0) + rate * normal_sf(z1),
-                    (1.0 - rate) * normal_cdf(z0) + rate * normal_cdf(z1),
+                    gt0,
+                    le0,
+                    (1.0 - rate) * gt0 + rate * gt1,
+                    (1.0 - rate) * le0 + rate * le1,
                 ]
             }
         }

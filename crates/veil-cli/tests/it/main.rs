@@ -1,6 +1,8 @@
 //! End-to-end tests of the `veil` binary: one test binary, one module per command.
 
+mod accountant;
 mod architecture;
+mod budget;
 mod noise;
 
 use assert_cmd::Command;
