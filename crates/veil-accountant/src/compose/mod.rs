@@ -424,7 +424,8 @@ fn basic_method(components: &[Component], delta: f64) -> Result<f64, AccountantE
         ));
     }
     if needs_delta > 0.0 {
-        let share = (delta - own_delta) / needs_delta;
+        // Each share is rounded down a little so that the shares never add up past δ.
+        let share = (delta - own_delta) / needs_delta * (1.0 - 1e-12);
         if share <= 0.0 {
             return Err(no_finite(
                 delta,

@@ -26,7 +26,7 @@ use rustfft::num_complex::Complex;
 use veil_core::PrivacyLoss;
 use veil_core::special::normal_sf;
 
-use crate::numeric::log_mix;
+use crate::numeric::{div_up, log_mix, mul_down};
 use crate::{AccountantError, MechanismProfile};
 
 /// Which way round the neighbouring datasets are: `Remove` compares the larger dataset
@@ -46,6 +46,30 @@ pub(crate) struct Pld {
     offset: i64,
     masses: Vec<f64>,
     infinity: f64,
+}
+
+/// Compensated summation (Neumaier 1974): the error does not grow with the number of
+/// terms.
+#[derive(Debug, Clone, Copy, Default)]
+struct Neumaier {
+    sum: f64,
+    compensation: f64,
+}
+
+impl Neumaier {
+    fn add(&mut self, value: f64) {
+        let total = self.sum + value;
+        if self.sum.abs() >= value.abs() {
+            self.compensation += (self.sum - total) + value;
+        } else {
+            self.compensation += (value - total) + self.sum;
+        }
+        self.sum = total;
+    }
+
+    fn value(self) -> f64 {
+        self.sum + self.compensation
+    }
 }
 
 /// `(Φ(z), 1 - Φ(z))` from one `erfc`: the smaller one directly, the other as its
@@ -107,11 +131,15 @@ impl DiscreteGaussianTail {
         // Beyond 38σ the weights exp(-y²/2σ²) are below 1e-313: zero for our purposes.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let reach = (38.0 * sigma + 45.0) as usize;
+        // Compensated (Neumaier) summation from the smallest term up: each suffix sum is
+        // accurate to a few ulps however many terms it has.
         let mut suffix = vec![0.0; reach + 2];
+        let mut sum = Neumaier::default();
         for y in (0..=reach).rev() {
             #[allow(clippy::cast_precision_loss)]
             let y_f = y as f64;
-            suffix[y] = suffix[y + 1] + (-y_f * y_f / (2.0 * sigma * sigma)).exp();
+            sum.add((-y_f * y_f / (2.0 * sigma * sigma)).exp());
+            suffix[y] = sum.value();
         }
         // Z = w(0) + 2·Σ_{y>=1} w(y); the terms beyond `reach` are below e^-1000.
         let normaliser = suffix[0] + suffix[1];
@@ -308,10 +336,12 @@ impl Model {
     }
 }
 
-/// Absolute padding of an interval mass computed as a difference of two CDF values:
-/// a few ulps of the operands (libm's `erfc` and `exp` are accurate to about one ulp).
+/// Absolute padding of an interval mass computed as a difference of two CDF values.
+/// libm's `erfc` and `exp` are accurate to about one ulp, but an argument `z` computed
+/// with a relative error of a few ulps moves a normal tail by about `z²` times that; the
+/// pad covers `|z|` up to about 17, beyond which tails are below 1e-64 and folded away.
 fn difference_pad(first: f64, second: f64) -> f64 {
-    1e-15 * (first.abs() + second.abs())
+    1e-13 * (first.abs() + second.abs())
 }
 
 fn grid_index(value: f64) -> Result<i64, AccountantError> {
@@ -373,12 +403,15 @@ impl Pld {
                 sigma_over_sensitivity,
                 sampling_rate: 1.0,
             } => Model::Gaussian {
-                mu: 1.0 / (2.0 * sigma_over_sensitivity * sigma_over_sensitivity),
+                mu: div_up(
+                    1.0,
+                    mul_down(2.0 * sigma_over_sensitivity, sigma_over_sensitivity),
+                ),
             },
             MechanismProfile::Laplace {
                 scale_over_sensitivity,
             } => Model::Laplace {
-                epsilon: 1.0 / scale_over_sensitivity,
+                epsilon: div_up(1.0, scale_over_sensitivity),
             },
             MechanismProfile::DiscreteLaplace { scale, sensitivity } => {
                 #[allow(clippy::cast_precision_loss)]
@@ -581,21 +614,27 @@ impl Pld {
 
     /// The smallest `ε >= 0` with `δ(ε) <= delta`, or `None` if the mass at `+∞` exceeds
     /// `delta`. Solved exactly on each interval between grid points, where
-    /// `δ(ε) = A - e^ε·B`, then padded up (relative 1e-12, absolute 1e-9).
+    /// `δ(ε) = A - e^ε·B`, with `A` and `B` summed with compensation and `delta` lowered
+    /// by a relative 1e-12 to cover their rounding; the result is padded up (relative
+    /// 1e-12, absolute 1e-9, which also covers ulp-level errors in the grid's losses over
+    /// up to 10⁶ compositions).
     pub(crate) fn epsilon(&self, delta: f64) -> Option<f64> {
+        let delta = delta * (1.0 - 1e-12);
         if self.infinity > delta {
             return None;
         }
-        let mut above = self.infinity; // A
-        let mut weighted = 0.0; // B
+        let mut above_sum = Neumaier::default();
+        above_sum.add(self.infinity);
+        let mut weighted_sum = Neumaier::default();
         for index in (0..self.masses.len()).rev() {
             let loss = self.loss_at(index);
             if loss <= 0.0 {
                 // δ(0) <= delta already held at the previous point; ε = 0 suffices.
                 return Some(1e-9);
             }
-            above += self.masses[index];
-            weighted += self.masses[index] * (-loss).exp();
+            above_sum.add(self.masses[index]);
+            weighted_sum.add(self.masses[index] * (-loss).exp());
+            let (above, weighted) = (above_sum.value(), weighted_sum.value());
             let below = if index == 0 {
                 0.0
             } else {
