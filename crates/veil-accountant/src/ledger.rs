@@ -20,7 +20,8 @@ impl fmt::Display for BudgetKey {
     }
 }
 
-/// A total privacy budget, in the measure the budget is kept in.
+/// A total privacy budget, in the measure the budget is kept in. Also used for amounts
+/// spent and remaining ([`PrivacyBudget::amount`] is the headline number).
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -100,8 +101,10 @@ pub struct BudgetStatus {
     pub key: BudgetKey,
     /// The total.
     pub total: PrivacyBudget,
-    /// The composition of every committed and reserved charge, in the budget's measure
-    /// (for an approximate-DP budget: ε at the budget's δ).
+    /// The composition of every committed and reserved charge in the budget's current
+    /// period, in the budget's measure (for an approximate-DP budget: the accountant's
+    /// [`Method::Best`](crate::Method::Best) ε at the budget's δ; for a zCDP budget: the
+    /// sum of ρ). See [`budget::cost`](crate::budget::cost).
     pub spent: PrivacyBudget,
     /// What is left, in the budget's measure.
     pub remaining: PrivacyBudget,

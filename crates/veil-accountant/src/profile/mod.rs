@@ -60,6 +60,28 @@ pub enum MechanismProfile {
     Guarantee(PrivacyLoss),
 }
 
+impl From<&veil_core::mechanism::LaplaceMechanism> for MechanismProfile {
+    /// The exact profile of a veil-core Laplace mechanism: a discrete Laplace whose scale
+    /// is rounded *down* to an `f64` (less noise, so a loss that is never understated).
+    fn from(mechanism: &veil_core::mechanism::LaplaceMechanism) -> Self {
+        Self::DiscreteLaplace {
+            scale: mechanism.scale().to_f64_down(),
+            sensitivity: mechanism.sensitivity(),
+        }
+    }
+}
+
+impl From<&veil_core::mechanism::GaussianMechanism> for MechanismProfile {
+    /// The exact profile of a veil-core Gaussian mechanism: a discrete Gaussian whose σ
+    /// is rounded *down* (from σ² rounded down).
+    fn from(mechanism: &veil_core::mechanism::GaussianMechanism) -> Self {
+        Self::DiscreteGaussian {
+            sigma: mechanism.sigma_squared().to_f64_down().sqrt().next_down(),
+            sensitivity: mechanism.sensitivity(),
+        }
+    }
+}
+
 /// A mechanism run `times` times on the same data: one term of a composition.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Component {

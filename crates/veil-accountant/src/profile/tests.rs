@@ -91,3 +91,23 @@ fn measures_of_each_mechanism() {
             .is_free()
     );
 }
+
+#[test]
+fn veil_core_mechanisms_describe_themselves() {
+    use veil_core::mechanism::{GaussianMechanism, LaplaceMechanism};
+    use veil_core::{L1Sensitivity, L2Sensitivity};
+    let laplace =
+        LaplaceMechanism::new(L1Sensitivity::integer(3), Epsilon::new(0.3).unwrap()).unwrap();
+    let profile = MechanismProfile::from(&laplace);
+    let epsilon = profile.pure_epsilon().unwrap();
+    assert!((0.3..0.3 * (1.0 + 1e-9)).contains(&epsilon), "{epsilon}");
+    let gaussian =
+        GaussianMechanism::new_zcdp(L2Sensitivity::integer(2), Rho::new(0.125).unwrap()).unwrap();
+    let profile = MechanismProfile::from(&gaussian);
+    let rho = profile.rho().unwrap();
+    assert!((0.125..0.125 * (1.0 + 1e-9)).contains(&rho), "{rho}");
+    assert!(matches!(
+        profile,
+        MechanismProfile::DiscreteGaussian { sensitivity: 2, .. }
+    ));
+}
