@@ -319,8 +319,6 @@ pub fn check_charge(
         Err(AccountantError::NoFiniteEpsilon { .. }) => None,
         Err(error) => return Err(accountant_error(key, total, error)),
     };
-    let spent =
-        cost(total, spent_components).map_err(|error| accountant_error(key, total, error))?;
     let mut all = spent_components.to_vec();
     all.extend(new);
     let after = match cost(total, &all) {
@@ -331,6 +329,9 @@ pub fn check_charge(
     match after {
         Some(after) if after.amount() <= total.amount() => Ok(after),
         _ => {
+            // Only a refusal needs what was spent before (one more composition).
+            let spent = cost(total, spent_components)
+                .map_err(|error| accountant_error(key, total, error))?;
             let infinite = match *total {
                 PrivacyBudget::Approx { delta, .. } => PrivacyBudget::Approx {
                     epsilon: f64::INFINITY,

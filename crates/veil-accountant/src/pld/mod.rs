@@ -48,6 +48,12 @@ pub(crate) struct Pld {
     infinity: f64,
 }
 
+/// `∫_m^∞ exp(-x²/(2σ²)) dx = σ·sqrt(π/2)·erfc(m / (σ√2))`, padded up.
+fn gaussian_integral_above(m: f64, sigma: f64) -> f64 {
+    let value = sigma * (core::f64::consts::PI / 2.0).sqrt() * 2.0 * normal_sf(m / sigma);
+    (value * (1.0 + 1e-12)).next_up()
+}
+
 /// Compensated summation (Neumaier 1974): the error does not grow with the number of
 /// terms.
 #[derive(Debug, Clone, Copy, Default)]
@@ -128,13 +134,18 @@ impl DiscreteGaussianTail {
                 suffix: Vec::new(),
             };
         }
-        // Beyond 38σ the weights exp(-y²/2σ²) are below 1e-313: zero for our purposes.
+        // The table reaches 10σ, past the 1e-15 tails that PLDs keep (about 8σ); the
+        // weights beyond it are bounded by their integral and added to every entry, so
+        // each entry is an upper bound and differences of entries are exact sums.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let reach = (38.0 * sigma + 45.0) as usize;
+        let reach = (10.0 * sigma + 45.0) as usize;
+        #[allow(clippy::cast_precision_loss)]
+        let beyond = gaussian_integral_above(reach as f64, sigma);
+        let mut suffix = vec![beyond; reach + 2];
         // Compensated (Neumaier) summation from the smallest term up: each suffix sum is
         // accurate to a few ulps however many terms it has.
-        let mut suffix = vec![0.0; reach + 2];
         let mut sum = Neumaier::default();
+        sum.add(beyond);
         for y in (0..=reach).rev() {
             #[allow(clippy::cast_precision_loss)]
             let y_f = y as f64;
@@ -170,7 +181,12 @@ impl DiscreteGaussianTail {
         }
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let index = m as usize;
-        self.suffix.get(index).copied().unwrap_or(0.0)
+        // Past the table, its last entry bounds the tail from above.
+        self.suffix
+            .get(index)
+            .or(self.suffix.last())
+            .copied()
+            .unwrap_or(0.0)
     }
 }
 
