@@ -17,7 +17,26 @@ use crate::{
 /// window. Windows are anchored at the budget's creation time. Invariant: at least one
 /// second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "String", into = "String")
+)]
 pub struct BudgetPeriod(u64);
+
+impl TryFrom<String> for BudgetPeriod {
+    type Error = veil_core::ParamError;
+
+    fn try_from(text: String) -> Result<Self, veil_core::ParamError> {
+        text.parse()
+    }
+}
+
+impl From<BudgetPeriod> for String {
+    fn from(period: BudgetPeriod) -> String {
+        period.to_string()
+    }
+}
 
 impl BudgetPeriod {
     /// A period of `seconds`.
@@ -97,6 +116,8 @@ impl FromStr for BudgetPeriod {
 
 /// The state of a charge in a ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ChargeState {
     /// Budget set aside; nothing released yet. Counts as spent.
     Reserved,

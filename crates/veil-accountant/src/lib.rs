@@ -9,7 +9,7 @@
 //!   distributions (PLD, connect-the-dots discretisation composed by FFT), Rényi DP,
 //!   zCDP, Kairouz–Oh–Viswanath's optimal composition of pure DP, basic composition, or
 //!   [`Method::Best`], the smallest of them. Every method returns an upper bound on the
-//!   true ε.
+//!   true ε. [`compose_delta`] gives the other side of the privacy curve: δ at an ε.
 //! - [`smallest_noise`] calibrates in reverse: the least noise for a target after `k` runs.
 //! - [`Charge`] is what a job asks to spend; [`BudgetLedger`] is what the engine needs
 //!   from a ledger: reserve a charge against the budget of a (dataset, purpose), commit
@@ -54,7 +54,9 @@ pub mod rdp;
 
 pub use budget::{BudgetPeriod, ChargeState};
 pub use calibrate::{NoiseFamily, smallest_noise};
-pub use compose::{Composition, Method, PldOptions, compose, compose_with, kov_delta, total_rho};
+pub use compose::{
+    Composition, Method, PldOptions, compose, compose_delta, compose_with, kov_delta, total_rho,
+};
 pub use error::AccountantError;
 pub use ledger::{
     BudgetError, BudgetKey, BudgetLedger, BudgetStatus, Charge, ChargeItem, Exhausted,

@@ -327,6 +327,58 @@ fn pld_epsilon(
     Ok(worst)
 }
 
+/// An upper bound on the δ at which `components` together are (ε, δ)-DP, from their
+/// privacy loss distributions (the worse of the two directions of neighbouring datasets):
+/// a point of the composition's privacy curve.
+///
+/// # Errors
+/// [`AccountantError::InvalidProfile`]; [`AccountantError::Unsupported`] for a mechanism
+/// known only by its zCDP ρ.
+///
+/// ```
+/// use veil_accountant::{Component, MechanismProfile, PldOptions, compose_delta};
+/// use veil_core::Epsilon;
+/// let gaussian = Component::new(MechanismProfile::Gaussian { sigma_over_sensitivity: 4.0 }, 16);
+/// let delta = compose_delta(&[gaussian], Epsilon::new(1.0)?, &PldOptions::default())?;
+/// assert!(delta > 0.12 && delta < 0.13); // 16 Gaussians with σ = 4 are one with σ = 1
+/// Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn compose_delta(
+    components: &[Component],
+    epsilon: Epsilon,
+    options: &PldOptions,
+) -> Result<f64, AccountantError> {
+    for component in components {
+        component.profile.validate()?;
+    }
+    let components = merged(components);
+    if components.is_empty() {
+        return Ok(0.0);
+    }
+    let step = options
+        .discretization
+        .unwrap_or_else(|| auto_step(&components));
+    let asymmetric = components.iter().any(|c| !c.profile.is_symmetric());
+    let directions: &[Direction] = if asymmetric {
+        &[Direction::Remove, Direction::Add]
+    } else {
+        &[Direction::Remove]
+    };
+    let mut planner = FftPlanner::new();
+    let mut worst: f64 = 0.0;
+    for &direction in directions {
+        let composed = compose_plds(
+            &components,
+            direction,
+            step,
+            options.tail_mass,
+            &mut planner,
+        )?;
+        worst = worst.max(composed.delta(epsilon.get()));
+    }
+    Ok(worst)
+}
+
 /// The composed PLD of `components` in `direction` on a grid of `step`: each mechanism
 /// self-composed by repeated squaring, then all merged smallest first.
 pub(crate) fn compose_plds(

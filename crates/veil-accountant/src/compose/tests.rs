@@ -229,3 +229,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn compose_delta_bounds_the_exact_gaussian_curve() {
+    // 25 Gaussians with σ = 5 are one with σ = 1.
+    let components = [gaussian(5.0, 25)];
+    for epsilon in [0.5, 1.0, 2.0, 4.0] {
+        let exact = normal_cdf(0.5 - epsilon) - f64::exp(epsilon) * normal_cdf(-0.5 - epsilon);
+        let ours = compose_delta(
+            &components,
+            Epsilon::new(epsilon).unwrap(),
+            &PldOptions::default(),
+        )
+        .unwrap();
+        assert!(
+            ours >= exact && ours <= exact * 1.001 + 1e-12,
+            "ε={epsilon}: {ours} vs {exact}"
+        );
+    }
+}

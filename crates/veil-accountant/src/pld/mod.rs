@@ -609,17 +609,18 @@ impl Pld {
         self.trimmed()
     }
 
-    /// `δ(ε)` of this PLD (an upper bound on the mechanism's, by construction).
-    #[cfg(test)]
+    /// `δ(ε)` of this PLD (an upper bound on the mechanism's, by construction), summed
+    /// with compensation and padded up by a relative 1e-12.
     pub(crate) fn delta(&self, epsilon: f64) -> f64 {
-        let mut delta = self.infinity;
+        let mut delta = Neumaier::default();
+        delta.add(self.infinity);
         for (index, &mass) in self.masses.iter().enumerate() {
             let loss = self.loss_at(index);
             if loss > epsilon {
-                delta += mass * (-(epsilon - loss).exp_m1());
+                delta.add(mass * (-(epsilon - loss).exp_m1()));
             }
         }
-        delta.min(1.0)
+        (delta.value() * (1.0 + 1e-12)).min(1.0)
     }
 
     fn loss_at(&self, index: usize) -> f64 {
