@@ -83,7 +83,8 @@ pub struct PldOptions {
     /// (1/1000 of its standard deviation, finer for many mechanisms), between 1e-6 and
     /// 1e-2. Default `None`.
     pub discretization: Option<f64>,
-    /// The mass of each tail folded pessimistically at each step (default 1e-15).
+    /// The mass of each tail folded pessimistically at each step, in `[0, 1e-3]`
+    /// (default 1e-15). Folding is always sound; a larger mass only loosens the bound.
     pub tail_mass: f64,
 }
 
@@ -288,21 +289,35 @@ fn auto_step(components: &[Component]) -> f64 {
     }
 }
 
+/// The grid step to use, after checking the options.
+fn checked_step(components: &[Component], options: &PldOptions) -> Result<f64, AccountantError> {
+    if !(0.0..=1e-3).contains(&options.tail_mass) {
+        return Err(AccountantError::Param(veil_core::ParamError::OutOfRange {
+            param: "tail mass",
+            value: options.tail_mass,
+            expected: "in [0, 1e-3]",
+        }));
+    }
+    let step = options
+        .discretization
+        .unwrap_or_else(|| auto_step(components));
+    if step.is_finite() && step > 0.0 {
+        Ok(step)
+    } else {
+        Err(AccountantError::Param(veil_core::ParamError::OutOfRange {
+            param: "discretization",
+            value: step,
+            expected: "finite and > 0",
+        }))
+    }
+}
+
 fn pld_epsilon(
     components: &[Component],
     delta: f64,
     options: &PldOptions,
 ) -> Result<f64, AccountantError> {
-    let step = options
-        .discretization
-        .unwrap_or_else(|| auto_step(components));
-    if !(step.is_finite() && step > 0.0) {
-        return Err(AccountantError::Param(veil_core::ParamError::OutOfRange {
-            param: "discretization",
-            value: step,
-            expected: "finite and > 0",
-        }));
-    }
+    let step = checked_step(components, options)?;
     let asymmetric = components.iter().any(|c| !c.profile.is_symmetric());
     let directions: &[Direction] = if asymmetric {
         &[Direction::Remove, Direction::Add]
@@ -355,9 +370,7 @@ pub fn compose_delta(
     if components.is_empty() {
         return Ok(0.0);
     }
-    let step = options
-        .discretization
-        .unwrap_or_else(|| auto_step(&components));
+    let step = checked_step(&components, options)?;
     let asymmetric = components.iter().any(|c| !c.profile.is_symmetric());
     let directions: &[Direction] = if asymmetric {
         &[Direction::Remove, Direction::Add]

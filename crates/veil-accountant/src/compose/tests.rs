@@ -248,3 +248,34 @@ fn compose_delta_bounds_the_exact_gaussian_curve() {
         );
     }
 }
+
+#[test]
+fn pld_options_are_checked() {
+    let bad = [
+        PldOptions {
+            discretization: Some(0.0),
+            tail_mass: 1e-15,
+        },
+        PldOptions {
+            discretization: Some(f64::NAN),
+            tail_mass: 1e-15,
+        },
+        PldOptions {
+            discretization: None,
+            tail_mass: 0.5,
+        },
+    ];
+    for options in bad {
+        assert!(matches!(
+            compose_with(&[gaussian(1.0, 2)], delta(1e-6), Method::Pld, &options),
+            Err(AccountantError::Param(_))
+        ));
+    }
+    let folded = PldOptions {
+        discretization: None,
+        tail_mass: 1e-9,
+    };
+    let loose = compose_with(&[gaussian(1.0, 2)], delta(1e-6), Method::Pld, &folded).unwrap();
+    let tight = compose(&[gaussian(1.0, 2)], delta(1e-6), Method::Pld).unwrap();
+    assert!(loose.epsilon.get() >= tight.epsilon.get() * (1.0 - 1e-6));
+}
