@@ -20,7 +20,8 @@ impl fmt::Display for BudgetKey {
     }
 }
 
-/// A total privacy budget, in the measure the budget is kept in.
+/// A total privacy budget, in the measure the budget is kept in. Also used for amounts
+/// spent and remaining ([`PrivacyBudget::amount`] is the headline number).
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -100,8 +101,10 @@ pub struct BudgetStatus {
     pub key: BudgetKey,
     /// The total.
     pub total: PrivacyBudget,
-    /// The composition of every committed and reserved charge, in the budget's measure
-    /// (for an approximate-DP budget: ε at the budget's δ).
+    /// The composition of every committed and reserved charge in the budget's current
+    /// period, in the budget's measure (for an approximate-DP budget: the accountant's
+    /// [`Method::Best`](crate::Method::Best) ε at the budget's δ; for a zCDP budget: the
+    /// sum of ρ). See [`budget::cost`](crate::budget::cost).
     pub spent: PrivacyBudget,
     /// What is left, in the budget's measure.
     pub remaining: PrivacyBudget,
@@ -170,6 +173,38 @@ pub enum BudgetError {
         /// Its state, or `missing`.
         state: String,
     },
+    /// A record was expected to be committed (e.g. to record a release under it).
+    #[error("charge {id} is not committed (state: {state}); record releases only after commit")]
+    NotCommitted {
+        /// The charge's id.
+        id: i64,
+        /// Its state, or `missing`.
+        state: String,
+    },
+    /// A budget already exists for this dataset and purpose.
+    #[error("a privacy budget already exists for {key}; see it with `veil budget status`")]
+    AlreadyExists {
+        /// The existing budget.
+        key: BudgetKey,
+    },
+    /// A budget's total is out of range.
+    #[error("invalid budget for {key}: {source}")]
+    InvalidBudget {
+        /// Whose budget.
+        key: BudgetKey,
+        /// What is wrong.
+        #[source]
+        source: veil_core::ParamError,
+    },
+    /// The accountant refused a charge's mechanisms (invalid parameters).
+    #[error("cannot account for a charge to {key}: {source}")]
+    Accountant {
+        /// Whose budget.
+        key: BudgetKey,
+        /// The accountant's error.
+        #[source]
+        source: crate::AccountantError,
+    },
     /// The ledger's storage failed or is not a Veil ledger.
     #[error("ledger storage: {message}")]
     Storage {
@@ -213,7 +248,8 @@ pub trait BudgetLedger {
     /// Records an artifact written under a committed charge.
     ///
     /// # Errors
-    /// [`BudgetError::Storage`].
+    /// [`BudgetError::NotCommitted`] if the charge is not committed (the ledgers in Veil
+    /// refuse it); [`BudgetError::Storage`].
     fn record_release(
         &mut self,
         reservation: &Reservation,

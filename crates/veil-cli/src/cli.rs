@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{explain, ldp, noise, purge, purposes, sample_data};
+use crate::commands::{accountant, budget, explain, ldp, noise, purge, purposes, sample_data};
 
 /// Differentially private aggregates from Parquet exports.
 ///
@@ -39,4 +39,12 @@ pub(crate) enum Command {
     /// Local differential privacy: protocol descriptors, client randomization, estimates.
     #[command(subcommand)]
     Ldp(ldp::LdpCommand),
+
+    /// Compose privacy costs and calibrate noise for repeated releases.
+    #[command(subcommand)]
+    Accountant(accountant::AccountantCommand),
+
+    /// Create and inspect privacy budgets in a ledger file.
+    #[command(subcommand)]
+    Budget(budget::BudgetCommand),
 }

@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
+pub(crate) mod accountant;
+pub(crate) mod budget;
 pub(crate) mod explain;
 pub(crate) mod ldp;
 pub(crate) mod noise;
@@ -20,5 +22,7 @@ pub(crate) fn run(args: Cli) -> anyhow::Result<ExitCode> {
         Command::Purposes(args) => purposes::run(&args),
         Command::Purge(args) => purge::run(&args),
         Command::Ldp(command) => ldp::run(command),
+        Command::Accountant(command) => accountant::run(command),
+        Command::Budget(command) => budget::run(command),
     }
 }

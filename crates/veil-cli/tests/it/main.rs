@@ -1,7 +1,9 @@
 //! End-to-end tests of the `veil` binary: one test binary, one module per command.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accountant;
 mod architecture;
+mod budget;
 mod governance;
 mod ldp;
 mod noise;

@@ -1,0 +1,62 @@
+//! The ledger's schema and its migrations.
+//!
+//! A Veil ledger is marked by `PRAGMA application_id` ([`APPLICATION_ID`]) and records its
+//! schema version in `PRAGMA user_version`. Opening a ledger applies the migrations it
+//! lacks, in one transaction; a file from a newer Veil is refused.
+
+/// `PRAGMA application_id` of a Veil ledger: "VEIL" in ASCII.
+pub const APPLICATION_ID: i32 = 0x5645_494C;
+
+/// Each migration takes the schema from version `index` to `index + 1`.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // Version 1: budgets, charges with their mechanisms, releases.
+    "
+    CREATE TABLE budgets (
+        id             INTEGER PRIMARY KEY,
+        dataset        TEXT    NOT NULL,
+        purpose        TEXT    NOT NULL,
+        measure        TEXT    NOT NULL CHECK (measure IN ('approx', 'zcdp')),
+        epsilon        REAL,
+        delta          REAL,
+        rho            REAL,
+        period_seconds INTEGER CHECK (period_seconds IS NULL OR period_seconds > 0),
+        created_at     INTEGER NOT NULL,
+        UNIQUE (dataset, purpose),
+        CHECK ((measure = 'approx' AND epsilon >= 0 AND delta >= 0 AND delta < 1 AND rho IS NULL)
+            OR (measure = 'zcdp' AND rho >= 0 AND epsilon IS NULL AND delta IS NULL))
+    );
+    CREATE TABLE charges (
+        id         INTEGER PRIMARY KEY,
+        budget_id  INTEGER NOT NULL REFERENCES budgets (id),
+        job        TEXT    NOT NULL,
+        job_hash   TEXT    NOT NULL,
+        state      TEXT    NOT NULL CHECK (state IN ('reserved', 'committed', 'aborted')),
+        cost       REAL    NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX charges_by_budget ON charges (budget_id, state, created_at);
+    CREATE TABLE charge_items (
+        id        INTEGER PRIMARY KEY,
+        charge_id INTEGER NOT NULL REFERENCES charges (id),
+        label     TEXT    NOT NULL,
+        mechanism TEXT    NOT NULL,
+        times     INTEGER NOT NULL CHECK (times >= 0)
+    );
+    CREATE INDEX charge_items_by_charge ON charge_items (charge_id);
+    CREATE TABLE releases (
+        id         INTEGER PRIMARY KEY,
+        charge_id  INTEGER NOT NULL REFERENCES charges (id),
+        name       TEXT    NOT NULL,
+        location   TEXT    NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX releases_by_charge ON releases (charge_id);
+    ",
+];
+
+/// The schema version this build writes.
+#[must_use]
+pub fn current_version() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
