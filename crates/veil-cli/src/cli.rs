@@ -4,7 +4,9 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{accountant, budget, explain, ldp, noise, purge, purposes, sample_data};
+use crate::commands::{
+    accountant, budget, consent, explain, ldp, noise, purge, purposes, run, sample_data,
+};
 
 /// Differentially private aggregates from Parquet exports.
 ///
@@ -20,6 +22,9 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run a job: release private aggregates with error bars and charge the budget.
+    Run(run::RunArgs),
+
     /// Show what a job will read, how it bounds and noises, and what it costs, reading no row.
     Explain(explain::ExplainArgs),
 
@@ -31,6 +36,10 @@ pub(crate) enum Command {
 
     /// Rewrite exports without data past retention or of people who withdrew consent.
     Purge(purge::PurgeArgs),
+
+    /// Private consent metrics: grants, revocations and consent in force per period.
+    #[command(subcommand)]
+    Consent(consent::ConsentCommand),
 
     /// Draw and calibrate noise: diagnostics for Veil's exact samplers.
     #[command(subcommand)]

@@ -5,6 +5,11 @@ pub(crate) fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
+/// Now as an RFC 3339 timestamp in UTC.
+pub(crate) fn now_text() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
 /// Parses `--as-of`: an RFC 3339 timestamp (`2026-11-01T00:00:00Z`) or a date
 /// (`2026-11-01`, midnight UTC).
 pub(crate) fn parse_as_of(text: &str) -> Result<i64, String> {

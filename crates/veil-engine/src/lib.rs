@@ -28,6 +28,7 @@ use rand_core::{CryptoRng, Rng};
 use serde_json::json;
 use veil_accountant::{BudgetKey, BudgetLedger, Charge, ReleaseRecord};
 
+pub mod consent_stats;
 mod error;
 pub mod job;
 mod output;
@@ -420,6 +421,7 @@ fn manifest(
         "queries": queries,
         "post_processing": [
             "counts and unit counts are clamped at 0, and so are their interval ends",
+            "sums of values bounded below by 0 (or above by 0) are clamped to that sign, interval ends too",
             "means, variances and quantiles are clamped to the values their bounds allow",
             "intervals are 95%: exact for counts and sums, delta-method approximations for means and variances, and from the noisy cumulative histogram for quantiles",
         ],

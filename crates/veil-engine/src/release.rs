@@ -488,7 +488,18 @@ fn cells_for(
         AggregateKind::Sum(column) => {
             let key = format!("sum:{}", column.name);
             let grid = measure_grid(query, &key).ok_or_else(|| missing(&key))?;
-            vec![Cell::from_released(&get(&key)?.to_real(grid.granularity()))]
+            let mut cell = Cell::from_released(&get(&key)?.to_real(grid.granularity()));
+            // A sum of values that are all >= 0 (or all <= 0) keeps that sign
+            // (post-processing).
+            let (low, high) = match (column.bounds.lower() >= 0.0, column.bounds.upper() <= 0.0) {
+                (true, _) => (0.0, f64::INFINITY),
+                (_, true) => (f64::NEG_INFINITY, 0.0),
+                _ => (f64::NEG_INFINITY, f64::INFINITY),
+            };
+            cell.value = cell.value.clamp(low, high);
+            cell.low = cell.low.clamp(low, high);
+            cell.high = cell.high.clamp(low, high);
+            vec![cell]
         }
         AggregateKind::Mean(column) => vec![mean_cell(query, &column.name, column.bounds, group)?],
         AggregateKind::Variance(column) => {

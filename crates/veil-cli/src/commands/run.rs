@@ -1,0 +1,326 @@
+//! `veil run`: the main job — read, bound, aggregate, charge, noise, release.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use indicatif::{ProgressBar, ProgressStyle};
+use veil_accountant::{BudgetError, BudgetKey, BudgetLedger, BudgetPeriod, PrivacyBudget};
+use veil_engine::release::ReleasedTable;
+use veil_engine::{RunContext, RunSummary, Stage};
+use veil_ledger::SqliteLedger;
+
+use crate::config::{self, AsOf, LoadedJob};
+use crate::exit::{self, Classify, usage_error};
+use crate::rng;
+
+/// Run a job: release differentially private aggregates and charge the privacy budget.
+///
+/// Reads only the job's columns, keeps only rows inside the purpose's retention window and
+/// units with consent in force, bounds each unit's contribution, aggregates, reserves the
+/// cost in the ledger, adds exact noise, selects groups, writes one file per query and
+/// release.json, and commits the charge. Anything that fails before the commit releases
+/// nothing and gives the budget back.
+///
+/// Exit codes: 0 released, 1 failed while running, 2 the job or its files are wrong,
+/// 3 the budget would be exceeded (nothing released).
+///
+/// Examples:
+///   veil run configs/quickstart.toml
+///   veil run jobs/daily.toml --as-of 2026-11-01
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct RunArgs {
+    /// The job file.
+    job: PathBuf,
+
+    /// Judge consent and retention as of this time (RFC 3339 or a date); default: the job
+    /// file's `as_of`, else now.
+    #[arg(long, value_parser = crate::clock::parse_as_of)]
+    as_of: Option<i64>,
+
+    /// How many groups of each table to print (0 for none).
+    #[arg(long, default_value_t = 10)]
+    show: usize,
+
+    /// Use this ledger file instead of the job's `[budget] ledger`.
+    #[arg(long)]
+    ledger: Option<PathBuf>,
+
+    /// Write the release here instead of the job's `[output] path`.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+fn stage_message(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Checking => "checking the job against the source's schema",
+        Stage::Scanning => "reading, bounding and aggregating",
+        Stage::Reserving => "reserving the cost in the ledger",
+        Stage::Noising => "adding noise and selecting groups",
+        Stage::Writing => "writing the release",
+        Stage::Committing => "committing the charge and publishing",
+    }
+}
+
+/// The budget the purposes registry declares for the job's purpose, if any.
+fn registry_budget(
+    loaded: &LoadedJob,
+) -> anyhow::Result<Option<(PrivacyBudget, Option<BudgetPeriod>)>> {
+    let Some(registry) = &loaded.registry else {
+        return Ok(None);
+    };
+    let Some(budget) = registry
+        .purposes
+        .get(&loaded.budget.purpose)
+        .and_then(|entry| entry.budget)
+    else {
+        return Ok(None);
+    };
+    let total = match (budget.epsilon, budget.rho) {
+        (Some(epsilon), _) => PrivacyBudget::Approx {
+            epsilon,
+            delta: budget.delta.unwrap_or(0.0),
+        },
+        (None, Some(rho)) => PrivacyBudget::Zcdp { rho },
+        (None, None) => return Ok(None),
+    };
+    let period = budget
+        .period_ms
+        .map(|ms| BudgetPeriod::from_seconds(u64::try_from(ms / 1000).unwrap_or(0)))
+        .transpose()
+        .usage()?;
+    Ok(Some((total, period)))
+}
+
+/// Opens the job's ledger. When the job's purposes registry declares a budget for its
+/// purpose and the ledger has none for (dataset, purpose), the budget (and the ledger
+/// file) is created from the registry. Otherwise a missing ledger is a usage error that
+/// says how to create it.
+pub(crate) fn open_ledger(loaded: &LoadedJob) -> anyhow::Result<SqliteLedger> {
+    let path = &loaded.budget.ledger;
+    if let Some((total, period)) = registry_budget(loaded)? {
+        let mut ledger = SqliteLedger::create(path).map_err(|error| {
+            let failure = exit::budget_failure(&error);
+            exit::classified(error, failure)
+        })?;
+        let key = BudgetKey {
+            dataset: loaded.budget.dataset.clone(),
+            purpose: loaded.budget.purpose.clone(),
+        };
+        match ledger.status(&key) {
+            Ok(status) => {
+                if status.total != total {
+                    eprintln!(
+                        "warning: the ledger's budget for {key} is {}, the registry now says {}; the ledger's stands",
+                        budget_text(&status.total),
+                        budget_text(&total)
+                    );
+                }
+            }
+            Err(BudgetError::NoBudget { .. }) => {
+                ledger.init_budget(&key, total, period).map_err(|error| {
+                    let failure = exit::budget_failure(&error);
+                    exit::classified(error, failure)
+                })?;
+                eprintln!(
+                    "created the budget for {key} from the registry: {}{} in {}",
+                    budget_text(&total),
+                    period.map_or_else(String::new, |period| format!(", renewing every {period}")),
+                    path.display()
+                );
+            }
+            Err(error) => {
+                let failure = exit::budget_failure(&error);
+                return Err(exit::classified(error, failure));
+            }
+        }
+        return Ok(ledger);
+    }
+    if !path.exists() {
+        return Err(usage_error(format!(
+            "budget.ledger: no ledger at {}; create it and the budget with `veil budget init --ledger {} --dataset {} --purpose {} --epsilon <total> --delta <total>`",
+            path.display(),
+            path.display(),
+            loaded.budget.dataset,
+            loaded.budget.purpose
+        )));
+    }
+    SqliteLedger::open(path).map_err(|error| {
+        let failure = exit::budget_failure(&error);
+        exit::classified(error, failure)
+    })
+}
+
+pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let mut loaded = config::load(&args.job, AsOf::from_flag(args.as_of)).usage()?;
+    if let Some(ledger) = &args.ledger {
+        loaded.budget.ledger.clone_from(ledger);
+    }
+    if let Some(output) = &args.output {
+        loaded.job.output.directory.clone_from(output);
+    }
+    let mut ledger = open_ledger(&loaded)?;
+    let key = BudgetKey {
+        dataset: loaded.budget.dataset.clone(),
+        purpose: loaded.budget.purpose.clone(),
+    };
+    let mut rng = rng::os_seeded()?;
+    let spinner = if std::io::stderr().is_terminal() {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::hidden()
+    };
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("the template is valid"),
+    );
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let mut progress = |stage: Stage| spinner.set_message(stage_message(stage));
+    let context = RunContext {
+        ledger: &mut ledger,
+        budget_key: key.clone(),
+        created_at: crate::clock::now_text(),
+        not_private: None,
+        progress: &mut progress,
+    };
+    let summary = veil_engine::run(&loaded.job, context, &mut rng).map_err(exit::engine);
+    spinner.finish_and_clear();
+    let summary = summary?;
+    report(&loaded, &summary, args.show);
+    match ledger.status(&key) {
+        Ok(status) => eprintln!(
+            "budget left for dataset {:?}, purpose {:?}: {} of {}",
+            key.dataset,
+            key.purpose,
+            budget_text(&status.remaining),
+            budget_text(&status.total)
+        ),
+        Err(error) => {
+            eprintln!("warning: released, but the budget's status cannot be read: {error}")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn budget_text(budget: &PrivacyBudget) -> String {
+    match budget {
+        PrivacyBudget::Approx { epsilon, delta } if *delta == 0.0 => format!("ε = {epsilon:.4}"),
+        PrivacyBudget::Approx { epsilon, delta } => format!("ε = {epsilon:.4} (δ = {delta:e})"),
+        PrivacyBudget::Zcdp { rho } => format!("ρ = {rho:.4}"),
+    }
+}
+
+fn report(loaded: &LoadedJob, summary: &RunSummary, show: usize) {
+    println!(
+        "Released {} {} under charge {} in {} (as of {}).",
+        summary.outputs.len(),
+        if summary.outputs.len() == 1 {
+            "table"
+        } else {
+            "tables"
+        },
+        summary.charge_id,
+        loaded.budget.ledger.display(),
+        veil_engine::as_of_text(loaded.job.governance.as_of_ms)
+    );
+    for published in &summary.outputs {
+        println!(
+            "  {}: {} groups → {}",
+            published.query,
+            published.table.groups(),
+            published.path.display()
+        );
+        if show > 0 {
+            for line in preview(&published.table, show).lines() {
+                println!("    {line}");
+            }
+        }
+    }
+    println!("  manifest → {}", summary.manifest.display());
+    let counts = &summary.counts;
+    eprintln!(
+        "not private, for you only: read {} rows; {} outside retention, {} without consent, {} without a privacy unit",
+        counts.rows_read,
+        counts.rows_outside_retention,
+        counts.rows_without_consent,
+        counts.rows_without_unit
+    );
+    for (column, missing) in &counts.missing_values {
+        if *missing > 0 {
+            eprintln!(
+                "  {missing} rows had no value in {column:?} and were left out of its aggregates"
+            );
+        }
+    }
+}
+
+/// The first `rows` groups of a table: keys and each value with its 95% interval.
+fn preview(table: &ReleasedTable, rows: usize) -> String {
+    let columns = table.columns();
+    let values: Vec<&String> = columns
+        .iter()
+        .filter(|name| {
+            !name.ends_with("_std") && !name.ends_with("_ci_low") && !name.ends_with("_ci_high")
+        })
+        .collect();
+    let mut header = Vec::new();
+    let mut cells: Vec<Vec<String>> = vec![Vec::new(); table.groups().min(rows)];
+    for name in &values {
+        let interval = columns.contains(&format!("{name}_ci_low"));
+        header.push(if interval {
+            format!("{name} (95% CI)")
+        } else {
+            (*name).clone()
+        });
+        let text = table.column_as_strings(name).unwrap_or_default();
+        let low = table.column_as_f64(&format!("{name}_ci_low"));
+        let high = table.column_as_f64(&format!("{name}_ci_high"));
+        for (row, cell) in cells.iter_mut().enumerate() {
+            let value = text.get(row).cloned().unwrap_or_default();
+            let shown = match (&low, &high) {
+                (Some(low), Some(high)) => format!(
+                    "{} [{}, {}]",
+                    short(&value),
+                    round(low[row]),
+                    round(high[row])
+                ),
+                _ => value,
+            };
+            cell.push(shown);
+        }
+    }
+    let mut out = Table::new();
+    out.load_style(UTF8_FULL_CONDENSED).set_header(header);
+    for row in cells {
+        out.add_row(row);
+    }
+    let mut text = out.to_string();
+    if table.groups() > rows {
+        text.push_str(&format!("\n… and {} more groups", table.groups() - rows));
+    }
+    text
+}
+
+fn round(value: f64) -> String {
+    if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn short(text: &str) -> String {
+    text.parse::<f64>().map_or_else(
+        |_| text.to_string(),
+        |value| {
+            if text.contains('.') {
+                round(value)
+            } else {
+                text.to_string()
+            }
+        },
+    )
+}

@@ -1,0 +1,197 @@
+//! `veil run` end to end, and every file in `configs/`.
+
+use std::path::{Path, PathBuf};
+
+use predicates::prelude::*;
+
+use crate::veil;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn files_in(directory: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(directory)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn run_quickstart(ledger: &Path, output: &Path) -> assert_cmd::assert::Assert {
+    veil()
+        .current_dir(workspace())
+        .args(["run", "configs/quickstart.toml", "--ledger"])
+        .arg(ledger)
+        .arg("--output")
+        .arg(output)
+        .assert()
+}
+
+#[test]
+fn quickstart_releases_and_charges_until_the_budget_is_spent() {
+    let directory = tempfile::tempdir().unwrap();
+    let ledger = directory.path().join("ledger.sqlite");
+    // A small budget: the quickstart's ε = 1 job fits once, not twice.
+    veil()
+        .args(["budget", "init", "--ledger"])
+        .arg(&ledger)
+        .args([
+            "--dataset",
+            "events",
+            "--purpose",
+            "analytics",
+            "--epsilon",
+            "1.5",
+            "--delta",
+            "1e-5",
+        ])
+        .assert()
+        .success();
+    let first = directory.path().join("first");
+    run_quickstart(&ledger, &first)
+        .success()
+        .stdout(predicate::str::contains("by_country:"))
+        .stderr(predicate::str::contains("without consent"));
+    assert_eq!(files_in(&first), ["by_country.csv", "release.json"]);
+    let table = std::fs::read_to_string(first.join("by_country.csv")).unwrap();
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with("country,count,count_std,count_ci_low,count_ci_high,unit_count"),
+        "{header}"
+    );
+    assert!(
+        table.lines().count() > 10,
+        "the large countries are released"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("release.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["purpose"]["name"], "analytics");
+    assert_eq!(manifest["as_of"], "2026-11-01T00:00:00Z");
+    assert_eq!(
+        manifest["columns_read"],
+        serde_json::json!(["user_id", "country", "value", "event_time"])
+    );
+
+    let second = directory.path().join("second");
+    run_quickstart(&ledger, &second)
+        .code(3)
+        .stderr(predicate::str::contains("privacy budget exceeded"))
+        .stderr(predicate::str::contains("requested"));
+    assert!(
+        files_in(&second).is_empty(),
+        "a refused job releases nothing: {:?}",
+        files_in(&second)
+    );
+    let status = veil()
+        .args(["budget", "status", "--json", "--ledger"])
+        .arg(&ledger)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let status = String::from_utf8(status).unwrap();
+    assert!(status.contains("analytics"), "{status}");
+}
+
+#[test]
+fn quickstart_creates_its_budget_from_the_registry() {
+    let directory = tempfile::tempdir().unwrap();
+    let ledger = directory.path().join("ledger.sqlite");
+    run_quickstart(&ledger, &directory.path().join("out"))
+        .success()
+        .stderr(predicate::str::contains(
+            "created the budget for dataset \"events\", purpose \"analytics\" from the registry",
+        ));
+    veil()
+        .args(["budget", "history", "--ledger"])
+        .arg(&ledger)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("quickstart"));
+}
+
+#[test]
+fn missing_ledger_without_registry_budget_says_how_to_create_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let job = directory.path().join("job.toml");
+    let text = std::fs::read_to_string(workspace().join("configs/quickstart.toml")).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("purposes = \"configs/purposes.toml\"\n", ""),
+    )
+    .unwrap();
+    veil()
+        .current_dir(workspace())
+        .arg("run")
+        .arg(&job)
+        .arg("--ledger")
+        .arg(directory.path().join("none.sqlite"))
+        .arg("--output")
+        .arg(directory.path().join("out"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("veil budget init --ledger"));
+}
+
+/// Every file in `configs/` runs: jobs release (into a temporary ledger and directory),
+/// purposes registries render, LDP protocols load.
+#[test]
+fn every_config_runs() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(workspace().join("configs")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        if text.contains("[source]") {
+            veil()
+                .current_dir(workspace())
+                .arg("run")
+                .arg(&path)
+                .arg("--ledger")
+                .arg(directory.path().join(format!("{name}.sqlite")))
+                .arg("--output")
+                .arg(directory.path().join(&name))
+                .assert()
+                .success();
+        } else if text.contains("[purpose.") {
+            veil()
+                .args(["purposes", "--purposes"])
+                .arg(&path)
+                .assert()
+                .success();
+        } else {
+            // A local-DP protocol descriptor: clients randomize the sample's countries.
+            veil()
+                .current_dir(workspace())
+                .args(["ldp", "simulate", "--protocol"])
+                .arg(&path)
+                .args([
+                    "--input",
+                    "data/events.parquet",
+                    "--column",
+                    "country",
+                    "--output",
+                ])
+                .arg(directory.path().join(format!("{name}-reports.parquet")))
+                .assert()
+                .success();
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 3,
+        "configs/ holds the quickstart, the purposes registry and an LDP protocol"
+    );
+}
