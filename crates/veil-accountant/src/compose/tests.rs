@@ -279,3 +279,39 @@ fn pld_options_are_checked() {
     let tight = compose(&[gaussian(1.0, 2)], delta(1e-6), Method::Pld).unwrap();
     assert!(loose.epsilon.get() >= tight.epsilon.get() * (1.0 - 1e-6));
 }
+
+#[test]
+fn extreme_parameters_finish_and_stay_sound() {
+    // Almost no privacy loss: ε is tiny but the answer comes back.
+    let quiet = epsilon_of(&[gaussian(1e9, 1)], 1e-6, Method::Best);
+    assert!(quiet < 1e-6);
+    // An enormous composition: PLD declines, Best answers from zCDP and RDP, above the
+    // mean privacy loss Σρ (ε at δ < 1/2 always is).
+    let times = 1_u64 << 31;
+    assert!(matches!(
+        compose(&[gaussian(1.0, times)], delta(1e-6), Method::Pld),
+        Err(AccountantError::Unsupported { .. })
+    ));
+    let huge = epsilon_of(&[gaussian(1.0, times)], 1e-6, Method::Best);
+    #[allow(clippy::cast_precision_loss)]
+    let mean_loss = 0.5 * times as f64;
+    assert!(huge > mean_loss && huge < mean_loss * 1.001, "{huge}");
+}
+
+/// Regression: losses above ~700 overflowed `exp` in the final ε solve, which returned an
+/// ε below the true one. References: the exact ε of one Gaussian with σ = 1/√k at
+/// δ = 1e-6, solved in log space with scipy (`norm.logcdf`, `brentq`).
+#[test]
+fn large_epsilons_are_solved_without_overflow() {
+    for (times, exact) in [
+        (1_000_u64, 649.385_089_471_481_6),
+        (10_000, 5_474.365_500_194_638),
+        (100_000, 51_502.172_194_660_28),
+    ] {
+        let value = epsilon_of(&[gaussian(1.0, times)], 1e-6, Method::Pld);
+        assert!(
+            value >= exact && value <= exact * 1.01,
+            "k = {times}: {value} vs {exact}"
+        );
+    }
+}

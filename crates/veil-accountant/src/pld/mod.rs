@@ -640,26 +640,40 @@ impl Pld {
         if self.infinity > delta {
             return None;
         }
+        // A = mass above ε; B = Σ mass·e^(reference - loss) over the same points, kept
+        // relative to a reference loss within 500 of the current one so that no
+        // exponential overflows or underflows whatever the size of the losses.
         let mut above_sum = Neumaier::default();
         above_sum.add(self.infinity);
         let mut weighted_sum = Neumaier::default();
+        let mut reference = match self.masses.len().checked_sub(1) {
+            Some(top) => self.loss_at(top),
+            None => return Some(1e-9),
+        };
         for index in (0..self.masses.len()).rev() {
             let loss = self.loss_at(index);
             if loss <= 0.0 {
                 // δ(0) <= delta already held at the previous point; ε = 0 suffices.
                 return Some(1e-9);
             }
+            if reference - loss > 500.0 {
+                let rebased = weighted_sum.value() * (loss - reference).exp();
+                weighted_sum = Neumaier::default();
+                weighted_sum.add(rebased);
+                reference = loss;
+            }
             above_sum.add(self.masses[index]);
-            weighted_sum.add(self.masses[index] * (-loss).exp());
-            let (above, weighted) = (above_sum.value(), weighted_sum.value());
+            weighted_sum.add(self.masses[index] * (reference - loss).exp());
+            // Lowering B by 1e-12 raises δ(ε) above its rounding error.
+            let (above, weighted) = (above_sum.value(), weighted_sum.value() * (1.0 - 1e-12));
             let below = if index == 0 {
                 0.0
             } else {
                 self.loss_at(index - 1).max(0.0)
             };
-            let delta_below = above - below.exp() * weighted;
+            let delta_below = above - (below - reference).exp() * weighted;
             if delta_below > delta {
-                let epsilon = ((above - delta) / weighted).ln().clamp(below, loss);
+                let epsilon = (reference + ((above - delta) / weighted).ln()).clamp(below, loss);
                 return Some(epsilon + epsilon.abs() * 1e-12 + 1e-9);
             }
         }
@@ -683,7 +697,11 @@ impl Pld {
     }
 
     /// `self` composed with itself `times` times, by repeated squaring, folding tails of
-    /// `tail_mass` after each step.
+    /// `tail_mass` after each step. Mass folded to `+∞` in a partial power is multiplied
+    /// by how often that power is used, so the total at `+∞` grows to about
+    /// `2·times·tail_mass` (plus the FFT error bounds, likewise): fine up to millions of
+    /// runs; past that the final ε check reports a δ too small to reach, and `Best`
+    /// answers from RDP and zCDP.
     pub(crate) fn self_compose(
         &self,
         times: u64,
