@@ -34,11 +34,12 @@ fn epsilon_of(components: &[Component], target: f64, method: Method) -> f64 {
 /// The exact ε of one Gaussian with σ/Δ = `sigma` at `delta` (Balle and Wang 2018,
 /// Theorem 8), by bisection, without padding.
 fn exact_gaussian_epsilon(sigma: f64, delta: f64) -> f64 {
+    // e^ε·Φ(b) as exp(ε + ln Φ(b)): finite for every ε here (b > -38).
     let delta_at = |epsilon: f64| {
         normal_cdf(0.5 / sigma - epsilon * sigma)
-            - epsilon.exp() * normal_cdf(-0.5 / sigma - epsilon * sigma)
+            - (epsilon + normal_cdf(-0.5 / sigma - epsilon * sigma).ln()).exp()
     };
-    let (mut low, mut high) = (0.0, 1000.0);
+    let (mut low, mut high) = (0.0, 1e6);
     for _ in 0..200 {
         let middle = 0.5 * (low + high);
         if delta_at(middle) > delta {
@@ -313,5 +314,26 @@ fn large_epsilons_are_solved_without_overflow() {
             value >= exact && value <= exact * 1.01,
             "k = {times}: {value} vs {exact}"
         );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Over a wide range of noise, counts and δ, the PLD bound is never below the exact
+    /// ε of the equivalent single Gaussian, and within 1% (or 1e-6) of it.
+    #[test]
+    fn pld_is_never_below_the_exact_gaussian(
+        effective in 0.05..20.0_f64,
+        times in 1..2000_u64,
+        log_delta in -10.0..-3.0_f64,
+    ) {
+        let target = 10_f64.powf(log_delta);
+        #[allow(clippy::cast_precision_loss)]
+        let sigma = effective * (times as f64).sqrt();
+        let exact = exact_gaussian_epsilon(effective, target);
+        let ours = epsilon_of(&[gaussian(sigma, times)], target, Method::Pld);
+        prop_assert!(ours >= exact, "σ={sigma} k={times} δ={target}: {ours} < {exact}");
+        prop_assert!(ours <= exact * 1.01 + 1e-6, "σ={sigma} k={times} δ={target}: {ours} vs {exact}");
     }
 }

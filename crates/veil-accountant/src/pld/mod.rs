@@ -90,8 +90,14 @@ fn normal_pair(z: f64) -> (f64, f64) {
     }
 }
 
-/// Sizes up to which convolution is direct (exact up to relative rounding).
+/// Products `len(a)·len(b)` up to which a convolution is direct (exact up to relative
+/// rounding) rather than by FFT.
 const DIRECT_LIMIT: usize = 1 << 16;
+
+/// The same limit inside self-composition. There the FFT's error bound, folded to `+∞`,
+/// is multiplied by how often the power it belongs to is used (up to `times/2`), so the
+/// early squarings are worth doing exactly.
+const DIRECT_LIMIT_SELF: usize = 1 << 21;
 
 /// Models with a privacy loss CDF under `P` and under `Q`.
 #[derive(Debug, Clone)]
@@ -682,11 +688,20 @@ impl Pld {
 
     /// The composition of `self` with `other` (same grid step).
     pub(crate) fn compose(&self, other: &Self, planner: &mut FftPlanner<f64>) -> Self {
+        self.compose_with_limit(other, planner, DIRECT_LIMIT)
+    }
+
+    fn compose_with_limit(
+        &self,
+        other: &Self,
+        planner: &mut FftPlanner<f64>,
+        direct_limit: usize,
+    ) -> Self {
         let total_self: f64 = self.masses.iter().sum::<f64>() + self.infinity;
         let total_other: f64 = other.masses.iter().sum::<f64>() + other.infinity;
         let infinity = self.infinity * total_other + other.infinity * total_self
             - self.infinity * other.infinity;
-        let (masses, error) = convolve(&self.masses, &other.masses, planner);
+        let (masses, error) = convolve(&self.masses, &other.masses, planner, direct_limit);
         Self {
             step: self.step,
             offset: self.offset + other.offset,
@@ -713,11 +728,15 @@ impl Pld {
         let mut remaining = times;
         while remaining > 0 {
             if remaining & 1 == 1 {
-                result = result.compose(&base, planner).truncate(tail_mass);
+                result = result
+                    .compose_with_limit(&base, planner, DIRECT_LIMIT_SELF)
+                    .truncate(tail_mass);
             }
             remaining >>= 1;
             if remaining > 0 {
-                base = base.compose(&base, planner).truncate(tail_mass);
+                base = base
+                    .compose_with_limit(&base, planner, DIRECT_LIMIT_SELF)
+                    .truncate(tail_mass);
             }
         }
         result
@@ -734,10 +753,15 @@ fn two_point(epsilon: f64, delta: f64) -> [(f64, f64); 2] {
 
 /// The convolution of two non-negative sequences, and a bound on the total mass its
 /// floating-point error could have removed (to be added at `+∞`).
-fn convolve(first: &[f64], second: &[f64], planner: &mut FftPlanner<f64>) -> (Vec<f64>, f64) {
+fn convolve(
+    first: &[f64],
+    second: &[f64],
+    planner: &mut FftPlanner<f64>,
+    direct_limit: usize,
+) -> (Vec<f64>, f64) {
     let length = first.len() + second.len() - 1;
     let shorter = first.len().min(second.len());
-    if shorter <= 48 || first.len().saturating_mul(second.len()) <= DIRECT_LIMIT {
+    if shorter <= 128 || first.len().saturating_mul(second.len()) <= direct_limit {
         let mut out = vec![0.0; length];
         for (i, &a) in first.iter().enumerate() {
             if a == 0.0 {
