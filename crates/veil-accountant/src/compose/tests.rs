@@ -34,11 +34,12 @@ fn epsilon_of(components: &[Component], target: f64, method: Method) -> f64 {
 /// The exact ε of one Gaussian with σ/Δ = `sigma` at `delta` (Balle and Wang 2018,
 /// Theorem 8), by bisection, without padding.
 fn exact_gaussian_epsilon(sigma: f64, delta: f64) -> f64 {
+    // e^ε·Φ(b) as exp(ε + ln Φ(b)): finite for every ε here (b > -38).
     let delta_at = |epsilon: f64| {
         normal_cdf(0.5 / sigma - epsilon * sigma)
-            - epsilon.exp() * normal_cdf(-0.5 / sigma - epsilon * sigma)
+            - (epsilon + normal_cdf(-0.5 / sigma - epsilon * sigma).ln()).exp()
     };
-    let (mut low, mut high) = (0.0, 1000.0);
+    let (mut low, mut high) = (0.0, 1e6);
     for _ in 0..200 {
         let middle = 0.5 * (low + high);
         if delta_at(middle) > delta {
@@ -278,4 +279,61 @@ fn pld_options_are_checked() {
     let loose = compose_with(&[gaussian(1.0, 2)], delta(1e-6), Method::Pld, &folded).unwrap();
     let tight = compose(&[gaussian(1.0, 2)], delta(1e-6), Method::Pld).unwrap();
     assert!(loose.epsilon.get() >= tight.epsilon.get() * (1.0 - 1e-6));
+}
+
+#[test]
+fn extreme_parameters_finish_and_stay_sound() {
+    // Almost no privacy loss: ε is tiny but the answer comes back.
+    let quiet = epsilon_of(&[gaussian(1e9, 1)], 1e-6, Method::Best);
+    assert!(quiet < 1e-6);
+    // An enormous composition: PLD declines, Best answers from zCDP and RDP, above the
+    // mean privacy loss Σρ (ε at δ < 1/2 always is).
+    let times = 1_u64 << 31;
+    assert!(matches!(
+        compose(&[gaussian(1.0, times)], delta(1e-6), Method::Pld),
+        Err(AccountantError::Unsupported { .. })
+    ));
+    let huge = epsilon_of(&[gaussian(1.0, times)], 1e-6, Method::Best);
+    #[allow(clippy::cast_precision_loss)]
+    let mean_loss = 0.5 * times as f64;
+    assert!(huge > mean_loss && huge < mean_loss * 1.001, "{huge}");
+}
+
+/// Regression: losses above ~700 overflowed `exp` in the final ε solve, which returned an
+/// ε below the true one. References: the exact ε of one Gaussian with σ = 1/√k at
+/// δ = 1e-6, solved in log space with scipy (`norm.logcdf`, `brentq`).
+#[test]
+fn large_epsilons_are_solved_without_overflow() {
+    for (times, exact) in [
+        (1_000_u64, 649.385_089_471_481_6),
+        (10_000, 5_474.365_500_194_638),
+        (100_000, 51_502.172_194_660_28),
+    ] {
+        let value = epsilon_of(&[gaussian(1.0, times)], 1e-6, Method::Pld);
+        assert!(
+            value >= exact && value <= exact * 1.01,
+            "k = {times}: {value} vs {exact}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Over a wide range of noise, counts and δ, the PLD bound is never below the exact
+    /// ε of the equivalent single Gaussian, and within 1% (or 1e-6) of it.
+    #[test]
+    fn pld_is_never_below_the_exact_gaussian(
+        effective in 0.05..20.0_f64,
+        times in 1..2000_u64,
+        log_delta in -10.0..-3.0_f64,
+    ) {
+        let target = 10_f64.powf(log_delta);
+        #[allow(clippy::cast_precision_loss)]
+        let sigma = effective * (times as f64).sqrt();
+        let exact = exact_gaussian_epsilon(effective, target);
+        let ours = epsilon_of(&[gaussian(sigma, times)], target, Method::Pld);
+        prop_assert!(ours >= exact, "σ={sigma} k={times} δ={target}: {ours} < {exact}");
+        prop_assert!(ours <= exact * 1.01 + 1e-6, "σ={sigma} k={times} δ={target}: {ours} vs {exact}");
+    }
 }

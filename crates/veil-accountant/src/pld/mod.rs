@@ -90,8 +90,14 @@ fn normal_pair(z: f64) -> (f64, f64) {
     }
 }
 
-/// Sizes up to which convolution is direct (exact up to relative rounding).
+/// Products `len(a)·len(b)` up to which a convolution is direct (exact up to relative
+/// rounding) rather than by FFT.
 const DIRECT_LIMIT: usize = 1 << 16;
+
+/// The same limit inside self-composition. There the FFT's error bound, folded to `+∞`,
+/// is multiplied by how often the power it belongs to is used (up to `times/2`), so the
+/// early squarings are worth doing exactly.
+const DIRECT_LIMIT_SELF: usize = 1 << 21;
 
 /// Models with a privacy loss CDF under `P` and under `Q`.
 #[derive(Debug, Clone)]
@@ -640,26 +646,40 @@ impl Pld {
         if self.infinity > delta {
             return None;
         }
+        // A = mass above ε; B = Σ mass·e^(reference - loss) over the same points, kept
+        // relative to a reference loss within 500 of the current one so that no
+        // exponential overflows or underflows whatever the size of the losses.
         let mut above_sum = Neumaier::default();
         above_sum.add(self.infinity);
         let mut weighted_sum = Neumaier::default();
+        let mut reference = match self.masses.len().checked_sub(1) {
+            Some(top) => self.loss_at(top),
+            None => return Some(1e-9),
+        };
         for index in (0..self.masses.len()).rev() {
             let loss = self.loss_at(index);
             if loss <= 0.0 {
                 // δ(0) <= delta already held at the previous point; ε = 0 suffices.
                 return Some(1e-9);
             }
+            if reference - loss > 500.0 {
+                let rebased = weighted_sum.value() * (loss - reference).exp();
+                weighted_sum = Neumaier::default();
+                weighted_sum.add(rebased);
+                reference = loss;
+            }
             above_sum.add(self.masses[index]);
-            weighted_sum.add(self.masses[index] * (-loss).exp());
-            let (above, weighted) = (above_sum.value(), weighted_sum.value());
+            weighted_sum.add(self.masses[index] * (reference - loss).exp());
+            // Lowering B by 1e-12 raises δ(ε) above its rounding error.
+            let (above, weighted) = (above_sum.value(), weighted_sum.value() * (1.0 - 1e-12));
             let below = if index == 0 {
                 0.0
             } else {
                 self.loss_at(index - 1).max(0.0)
             };
-            let delta_below = above - below.exp() * weighted;
+            let delta_below = above - (below - reference).exp() * weighted;
             if delta_below > delta {
-                let epsilon = ((above - delta) / weighted).ln().clamp(below, loss);
+                let epsilon = (reference + ((above - delta) / weighted).ln()).clamp(below, loss);
                 return Some(epsilon + epsilon.abs() * 1e-12 + 1e-9);
             }
         }
@@ -668,11 +688,20 @@ impl Pld {
 
     /// The composition of `self` with `other` (same grid step).
     pub(crate) fn compose(&self, other: &Self, planner: &mut FftPlanner<f64>) -> Self {
+        self.compose_with_limit(other, planner, DIRECT_LIMIT)
+    }
+
+    fn compose_with_limit(
+        &self,
+        other: &Self,
+        planner: &mut FftPlanner<f64>,
+        direct_limit: usize,
+    ) -> Self {
         let total_self: f64 = self.masses.iter().sum::<f64>() + self.infinity;
         let total_other: f64 = other.masses.iter().sum::<f64>() + other.infinity;
         let infinity = self.infinity * total_other + other.infinity * total_self
             - self.infinity * other.infinity;
-        let (masses, error) = convolve(&self.masses, &other.masses, planner);
+        let (masses, error) = convolve(&self.masses, &other.masses, planner, direct_limit);
         Self {
             step: self.step,
             offset: self.offset + other.offset,
@@ -683,7 +712,11 @@ impl Pld {
     }
 
     /// `self` composed with itself `times` times, by repeated squaring, folding tails of
-    /// `tail_mass` after each step.
+    /// `tail_mass` after each step. Mass folded to `+∞` in a partial power is multiplied
+    /// by how often that power is used, so the total at `+∞` grows to about
+    /// `2·times·tail_mass` (plus the FFT error bounds, likewise): fine up to millions of
+    /// runs; past that the final ε check reports a δ too small to reach, and `Best`
+    /// answers from RDP and zCDP.
     pub(crate) fn self_compose(
         &self,
         times: u64,
@@ -695,11 +728,15 @@ impl Pld {
         let mut remaining = times;
         while remaining > 0 {
             if remaining & 1 == 1 {
-                result = result.compose(&base, planner).truncate(tail_mass);
+                result = result
+                    .compose_with_limit(&base, planner, DIRECT_LIMIT_SELF)
+                    .truncate(tail_mass);
             }
             remaining >>= 1;
             if remaining > 0 {
-                base = base.compose(&base, planner).truncate(tail_mass);
+                base = base
+                    .compose_with_limit(&base, planner, DIRECT_LIMIT_SELF)
+                    .truncate(tail_mass);
             }
         }
         result
@@ -716,10 +753,15 @@ fn two_point(epsilon: f64, delta: f64) -> [(f64, f64); 2] {
 
 /// The convolution of two non-negative sequences, and a bound on the total mass its
 /// floating-point error could have removed (to be added at `+∞`).
-fn convolve(first: &[f64], second: &[f64], planner: &mut FftPlanner<f64>) -> (Vec<f64>, f64) {
+fn convolve(
+    first: &[f64],
+    second: &[f64],
+    planner: &mut FftPlanner<f64>,
+    direct_limit: usize,
+) -> (Vec<f64>, f64) {
     let length = first.len() + second.len() - 1;
     let shorter = first.len().min(second.len());
-    if shorter <= 48 || first.len().saturating_mul(second.len()) <= DIRECT_LIMIT {
+    if shorter <= 128 || first.len().saturating_mul(second.len()) <= direct_limit {
         let mut out = vec![0.0; length];
         for (i, &a) in first.iter().enumerate() {
             if a == 0.0 {

@@ -204,7 +204,7 @@ fn fft_and_direct_convolution_agree() {
         .map(|i| f64::exp(-(f64::from(i) - 1000.0).powi(2) / 1e5))
         .collect();
     let mut planner = FftPlanner::new();
-    let (fast, bound) = convolve(&first, &second, &mut planner);
+    let (fast, bound) = convolve(&first, &second, &mut planner, DIRECT_LIMIT);
     let mut direct = vec![0.0; first.len() + second.len() - 1];
     for (i, a) in first.iter().enumerate() {
         for (j, b) in second.iter().enumerate() {
@@ -248,7 +248,8 @@ fn self_composition_matches_repeated_composition() {
     for _ in 0..5 {
         chained = chained.compose(&single, &mut planner);
     }
+    // They differ only by the FFT's error bound, folded to +∞ on one path.
     for epsilon in [0.0, 0.3, 0.9] {
-        assert!((squared.delta(epsilon) - chained.delta(epsilon)).abs() < 1e-12);
+        assert!((squared.delta(epsilon) - chained.delta(epsilon)).abs() < 1e-10);
     }
 }
