@@ -460,16 +460,52 @@ fn unsupported_delta(method: Method) -> AccountantError {
     }
 }
 
+/// zCDP composition. Mechanisms known only by an approximate-DP guarantee (ε_i, δ_i) join
+/// by basic composition: the zCDP part (ρ = Σρ) is converted at the δ they leave,
+/// `δ − Σδ_i`, and their ε_i are added. This is the bound of approximate zCDP (Bun and
+/// Steinke 2016, Section 8) for a zCDP block composed with (ε, δ)-DP mechanisms, e.g.
+/// Gaussian measurements plus the δ of partition selection.
 fn zcdp_method(components: &[Component], delta: Delta) -> Result<f64, AccountantError> {
-    let rho = total_rho(components)?;
-    if rho <= 0.0 {
-        return Ok(0.0);
+    let (approximate, concentrated): (Vec<Component>, Vec<Component>) = components.iter().copied().partition(|component| {
+        matches!(component.profile, MechanismProfile::Guarantee(PrivacyLoss::Approx(_, d)) if d.get() > 0.0)
+    });
+    let mut approximate_epsilon = 0.0;
+    let mut approximate_delta = 0.0;
+    for component in &approximate {
+        if let MechanismProfile::Guarantee(PrivacyLoss::Approx(epsilon, own_delta)) =
+            component.profile
+        {
+            #[allow(clippy::cast_precision_loss)]
+            let times = component.times as f64;
+            approximate_epsilon = add_up(approximate_epsilon, mul_up(epsilon.get(), times));
+            approximate_delta = add_up(approximate_delta, mul_up(own_delta.get(), times));
+        }
     }
-    if delta.get() <= 0.0 {
-        return Err(unsupported_delta(Method::Zcdp));
+    let rho = total_rho(&concentrated)?;
+    if rho <= 0.0 {
+        if approximate_delta > delta.get() {
+            return Err(no_finite(
+                delta.get(),
+                format!("the mechanisms' own δ add up to {approximate_delta:e}"),
+            ));
+        }
+        return Ok(approximate_epsilon);
+    }
+    // The δ left for converting the zCDP part, rounded down.
+    let left = (delta.get() - approximate_delta) * (1.0 - 1e-12);
+    if left <= 0.0 {
+        return Err(if delta.get() <= 0.0 {
+            unsupported_delta(Method::Zcdp)
+        } else {
+            no_finite(
+                delta.get(),
+                "no δ is left for the zCDP part after the approximate-DP mechanisms' own δ",
+            )
+        });
     }
     let rho = veil_core::Rho::new(rho)?;
-    Ok(calibrate::rho_to_epsilon(rho, delta)?.get())
+    let converted = calibrate::rho_to_epsilon(rho, Delta::new(left)?)?.get();
+    Ok(add_up(converted, approximate_epsilon))
 }
 
 /// The total ρ of `components`, rounded up.

@@ -317,6 +317,61 @@ fn large_epsilons_are_solved_without_overflow() {
     }
 }
 
+#[test]
+fn zcdp_measurements_compose_with_approximate_selection() {
+    // Gaussian measurements known by their ρ, plus partition selection's δ: the zCDP part
+    // converts at the δ left, the approximate parts add their ε and δ.
+    let zcdp = |rho: f64| {
+        Component::new(
+            MechanismProfile::Guarantee(PrivacyLoss::Zcdp(veil_core::Rho::new(rho).unwrap())),
+            1,
+        )
+    };
+    let approx = |epsilon: f64, d: f64| {
+        Component::new(
+            MechanismProfile::Guarantee(PrivacyLoss::Approx(
+                Epsilon::new(epsilon).unwrap(),
+                delta(d),
+            )),
+            1,
+        )
+    };
+    let parts = [zcdp(0.01), zcdp(0.01), approx(f64::MIN_POSITIVE, 5e-7)];
+    let ours = epsilon_of(&parts, 1e-6, Method::Zcdp);
+    let expected = calibrate::rho_to_epsilon(
+        veil_core::Rho::new(0.02).unwrap(),
+        delta(5e-7 * (1.0 - 1e-12)),
+    )
+    .unwrap()
+    .get();
+    assert!(
+        ours >= expected && ours <= expected * (1.0 + 1e-9),
+        "{ours} vs {expected}"
+    );
+    // Best is never looser than this, and never below the zCDP part alone at the full δ.
+    let best = epsilon_of(&parts, 1e-6, Method::Best);
+    assert!(best <= ours);
+    assert!(
+        best >= calibrate::rho_to_epsilon(veil_core::Rho::new(0.02).unwrap(), delta(1e-6))
+            .unwrap()
+            .get()
+    );
+    // An approximate part with a real ε adds it.
+    let with_epsilon = epsilon_of(&[zcdp(0.02), approx(0.3, 1e-7)], 1e-6, Method::Zcdp);
+    let zcdp_only = calibrate::rho_to_epsilon(
+        veil_core::Rho::new(0.02).unwrap(),
+        delta(9e-7 * (1.0 - 1e-12)),
+    )
+    .unwrap()
+    .get();
+    assert!(
+        (with_epsilon - zcdp_only - 0.3).abs() < 1e-9,
+        "{with_epsilon}"
+    );
+    // Their own δ may not exceed the target.
+    assert!(compose(&[zcdp(0.02), approx(0.1, 2e-6)], delta(1e-6), Method::Zcdp).is_err());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
