@@ -12,6 +12,7 @@ mod cli;
 mod clock;
 mod commands;
 mod config;
+mod engine;
 mod exit;
 mod rng;
 

@@ -178,6 +178,21 @@ pub fn run<R: Rng + CryptoRng + ?Sized>(
     context: RunContext<'_>,
     rng: &mut R,
 ) -> Result<RunSummary, EngineError> {
+    run_with(job, context, &LocalExecutor, rng)
+}
+
+/// [`run`] with the non-private part (schema, read, filter, bound, aggregate) executed by
+/// `executor`; everything private (reservation, noise, selection, release) stays here.
+///
+/// # Errors
+/// As [`run`]; a failure of the executor happens before the reservation, so it charges
+/// nothing and publishes nothing.
+pub fn run_with<R: Rng + CryptoRng + ?Sized>(
+    job: &Job,
+    context: RunContext<'_>,
+    executor: &dyn Executor,
+    rng: &mut R,
+) -> Result<RunSummary, EngineError> {
     let RunContext {
         ledger,
         budget_key,
@@ -186,11 +201,11 @@ pub fn run<R: Rng + CryptoRng + ?Sized>(
         progress,
     } = context;
     progress(Stage::Checking);
-    let plan = check(job)?;
+    let plan = check_with(job, executor)?;
     output::prepare_directory(&job.output.directory)?;
 
     progress(Stage::Scanning);
-    let aggregated = scan::aggregate(&plan.scan, BoundingKey::random(rng))?;
+    let aggregated = executor.aggregate(&plan.scan, BoundingKey::random(rng))?;
 
     progress(Stage::Reserving);
     let charge = Charge {

@@ -11,7 +11,10 @@ use veil_core::mechanism::ThresholdNoise;
 use veil_engine::job::{AggregateKind, Job, JobBudget, Partitions};
 use veil_engine::plan::{Measure, Plan, PlannedCost, QueryPlan, output_names_of};
 
+use veil_engine::Executor;
+
 use crate::config::{self, LoadedJob};
+use crate::engine::{Engine, EngineArgs};
 use crate::exit::{self, Classify};
 
 /// Show what a job will do, without reading any row.
@@ -19,8 +22,13 @@ use crate::exit::{self, Classify};
 /// Prints the columns read (nothing else is), the contribution bounds, the noise and 95%
 /// error of every released value, how groups are selected, and what the job costs.
 ///
-/// Example:
+/// For a job on the Spark engine it reads the source's schema through Spark and also
+/// prints the Spark SQL that a run executes (`--sql` prints it for a local job too).
+///
+/// Examples:
 ///   veil explain configs/quickstart.toml
+///   veil explain configs/quickstart.toml --sql
+///   veil explain configs/quickstart.toml --engine spark --remote sc://localhost:15002
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct ExplainArgs {
@@ -35,18 +43,58 @@ pub(crate) struct ExplainArgs {
     /// file's `as_of`, else now.
     #[arg(long, value_parser = crate::clock::parse_as_of)]
     as_of: Option<i64>,
+
+    /// Also print the Spark SQL that runs the job's read, filters, bounding and sums
+    /// (always printed for a job on the Spark engine).
+    #[arg(long)]
+    sql: bool,
+
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let loaded = config::load(&args.job, config::AsOf::from_flag(args.as_of)).usage()?;
-    let plan = veil_engine::check(&loaded.job).map_err(exit::engine)?;
+    let engine = args.engine.resolve(&loaded.engine)?;
+    let (plan, sql) = match &engine {
+        Engine::Local => {
+            let plan = veil_engine::check(&loaded.job).map_err(exit::engine)?;
+            let sql = if args.sql {
+                let schema = veil_engine::LocalExecutor
+                    .schema(&loaded.job.source)
+                    .map_err(exit::engine)?;
+                Some(veil_spark::compile(&plan.scan, &schema).map_err(exit::engine)?)
+            } else {
+                None
+            };
+            (plan, sql)
+        }
+        Engine::Spark(remote) => {
+            let spark = veil_spark::SparkExecutor::connect(remote).map_err(exit::engine)?;
+            let plan = veil_engine::check_with(&loaded.job, &spark).map_err(exit::engine)?;
+            let sql = spark.compile(&plan.scan).map_err(exit::engine)?;
+            (plan, Some(sql))
+        }
+    };
+    let engine_text = match &engine {
+        Engine::Local => "local (Polars on this machine)".to_string(),
+        Engine::Spark(remote) => format!("spark at {remote} (only per-group aggregates come back)"),
+    };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&plan_json(&loaded, &plan))?
-        );
+        let mut json = plan_json(&loaded, &plan);
+        json["engine"] = json!(engine_text);
+        json["spark_sql"] = json!(sql.as_ref().map(ToString::to_string));
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{}", describe(&args.job, &loaded, &plan));
+        println!("\nEngine: {engine_text}");
+        if let Some(sql) = &sql {
+            println!(
+                "\nSpark SQL (the run's secret bounding key is bound to :{} and :{}):\n\n{sql}",
+                veil_spark::ROW_KEY,
+                veil_spark::PAIR_KEY
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ use veil_engine::{RunContext, RunSummary, Stage};
 use veil_ledger::SqliteLedger;
 
 use crate::config::{self, AsOf, LoadedJob};
+use crate::engine::{self, Engine, EngineArgs};
 use crate::exit::{self, Classify, usage_error};
 use crate::rng;
 
@@ -28,9 +29,14 @@ use crate::rng;
 /// Exit codes: 0 released, 1 failed while running, 2 the job or its files are wrong,
 /// 3 the budget would be exceeded (nothing released).
 ///
+/// With `--engine spark` (or `[engine] kind = "spark"` in the job), Apache Spark reads,
+/// bounds and aggregates through Spark Connect and prints its progress; only the per-group
+/// aggregates come back, and the noise, the charge and the release stay here.
+///
 /// Examples:
 ///   veil run configs/quickstart.toml
 ///   veil run jobs/daily.toml --as-of 2026-11-01
+///   veil run configs/quickstart.toml --engine spark --remote sc://localhost:15002
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct RunArgs {
@@ -53,6 +59,9 @@ pub(crate) struct RunArgs {
     /// Write the release here instead of the job's `[output] path`.
     #[arg(long)]
     output: Option<PathBuf>,
+
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 fn stage_message(stage: Stage) -> &'static str {
@@ -163,13 +172,15 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(output) = &args.output {
         loaded.job.output.directory.clone_from(output);
     }
+    let engine = args.engine.resolve(&loaded.engine)?;
     let mut ledger = open_ledger(&loaded)?;
     let key = BudgetKey {
         dataset: loaded.budget.dataset.clone(),
         purpose: loaded.budget.purpose.clone(),
     };
     let mut rng = rng::os_seeded()?;
-    let spinner = if std::io::stderr().is_terminal() {
+    let terminal = std::io::stderr().is_terminal();
+    let spinner = if terminal {
         ProgressBar::new_spinner()
     } else {
         ProgressBar::hidden()
@@ -178,6 +189,16 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("the template is valid"),
     );
     spinner.enable_steady_tick(Duration::from_millis(120));
+    let spark = match &engine {
+        Engine::Local => None,
+        Engine::Spark(remote) => match engine::connect(remote, &spinner, terminal) {
+            Ok(spark) => Some(spark),
+            Err(error) => {
+                spinner.finish_and_clear();
+                return Err(error);
+            }
+        },
+    };
     let mut progress = |stage: Stage| spinner.set_message(stage_message(stage));
     let context = RunContext {
         ledger: &mut ledger,
@@ -186,7 +207,11 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         not_private: None,
         progress: &mut progress,
     };
-    let summary = veil_engine::run(&loaded.job, context, &mut rng).map_err(exit::engine);
+    let summary = match &spark {
+        None => veil_engine::run(&loaded.job, context, &mut rng),
+        Some(spark) => veil_engine::run_with(&loaded.job, context, spark, &mut rng),
+    }
+    .map_err(exit::engine);
     spinner.finish_and_clear();
     let summary = summary?;
     report(&loaded, &summary, args.show);

@@ -48,6 +48,36 @@ struct JobFile {
     #[serde(rename = "query", default)]
     queries: Vec<QueryConfig>,
     output: OutputConfig,
+    engine: Option<EngineConfig>,
+}
+
+/// The `[engine]` table: where the non-private part of the job runs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineConfig {
+    #[serde(default)]
+    kind: EngineKind,
+    remote: Option<String>,
+}
+
+/// Which engine reads, bounds and aggregates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum EngineKind {
+    /// Polars on this machine.
+    #[default]
+    Local,
+    /// Apache Spark, through Spark Connect.
+    Spark,
+}
+
+/// The engine a job names: its kind and, for Spark, the server's address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct EngineChoice {
+    /// Which engine.
+    pub(crate) kind: EngineKind,
+    /// The Spark Connect server (`[engine] remote`), if given.
+    pub(crate) remote: Option<veil_spark::Remote>,
 }
 
 /// The `[consent]` table: where the consent log is and how its columns are named.
@@ -159,6 +189,8 @@ pub(crate) struct LoadedJob {
     pub(crate) budget: BudgetConfig,
     /// The purposes registry, if the job names one.
     pub(crate) registry: Option<purposes::Registry>,
+    /// The `[engine]` table (local Polars when absent).
+    pub(crate) engine: EngineChoice,
 }
 
 /// The as-of time of a run: given on the command line (wins over the job file), or now
@@ -245,6 +277,27 @@ fn convert(
         privacy_unit: file.source.privacy_unit.clone(),
     };
     let budget = job_budget(&file.budget).map_err(|(key, reason)| error(key, reason))?;
+    let engine = match &file.engine {
+        None => EngineChoice::default(),
+        Some(engine) => {
+            let remote = engine
+                .remote
+                .as_deref()
+                .map(veil_spark::Remote::parse)
+                .transpose()
+                .map_err(|e| error("engine.remote".into(), e.to_string()))?;
+            if engine.kind == EngineKind::Local && remote.is_some() {
+                return Err(error(
+                    "engine.remote".into(),
+                    "the local engine takes no remote: set kind = \"spark\" to run on Spark".into(),
+                ));
+            }
+            EngineChoice {
+                kind: engine.kind,
+                remote,
+            }
+        }
+    };
     if file.queries.is_empty() {
         return Err(error(
             "query".into(),
@@ -344,6 +397,7 @@ fn convert(
         },
         budget: file.budget,
         registry,
+        engine,
     })
 }
 

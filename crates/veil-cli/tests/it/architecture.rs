@@ -17,6 +17,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // A build check that veil-ldp's client part links without `std` (see its crate doc).
     ("veil-ldp-nostd", &["veil-ldp"]),
     ("veil-engine", &["veil-core", "veil-accountant"]),
+    // The Spark engine: compiles the engine's scan plan to Spark SQL, no Polars of its own.
+    (
+        "veil-spark",
+        &["veil-core", "veil-accountant", "veil-engine"],
+    ),
     ("veil-report", &["veil-core", "veil-accountant"]),
     ("veil-cli", &["*"]),
     ("veil-bench", &["*"]),

@@ -8,6 +8,7 @@ mod governance;
 mod ldp;
 mod noise;
 mod run;
+mod spark;
 
 use assert_cmd::Command;
 

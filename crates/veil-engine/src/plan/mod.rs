@@ -133,6 +133,33 @@ pub struct QueryScan {
     pub measures: Vec<Measure>,
 }
 
+impl QueryScan {
+    /// The columns the row hash (L∞) covers, in order: the unit, the group-by columns,
+    /// then each measure's column once. Every engine hashes exactly these, so that they
+    /// keep the same rows.
+    #[must_use]
+    pub fn row_hash_columns(&self, unit: &str) -> Vec<String> {
+        let mut columns = self.pair_hash_columns(unit);
+        for measure in &self.measures {
+            if let Some(column) = measure.column()
+                && !columns.iter().any(|existing| existing == column)
+            {
+                columns.push(column.to_string());
+            }
+        }
+        columns
+    }
+
+    /// The columns the unit–group hash (L0) covers, in order: the unit, then the
+    /// group-by columns.
+    #[must_use]
+    pub fn pair_hash_columns(&self, unit: &str) -> Vec<String> {
+        let mut columns = vec![unit.to_string()];
+        columns.extend(self.group_by.iter().cloned());
+        columns
+    }
+}
+
 /// The non-private part of a job, as data: read these columns, drop rows with no privacy
 /// unit, bound each unit's contribution per query, and aggregate per group. The local
 /// engine executes it with Polars; another engine can execute the same plan.

@@ -242,6 +242,114 @@ mod tests {
         assert_eq!(xxh64(b"xxhash", 20141025), 0xB559_B98D_844E_0635);
     }
 
+    /// `hash` as Spark prints it: a signed `BIGINT`.
+    fn signed(hash: u64) -> i64 {
+        i64::from_ne_bytes(hash.to_ne_bytes())
+    }
+
+    /// `xxhash64(args...)` of Spark, from the values of its arguments as Spark encodes them.
+    fn chained(values: &[&dyn Fn(u64) -> u64]) -> i64 {
+        signed(values.iter().fold(SPARK_SEED, |seed, hash| hash(seed)))
+    }
+
+    #[test]
+    fn matches_spark_4_0_1() {
+        // Every expected value below came from Apache Spark 4.0.1 (`SELECT xxhash64(...)`,
+        // session time zone UTC). The argument is in each line's comment.
+        let seed = SPARK_SEED;
+        // Integers up to 32 bits (INT, SMALLINT, TINYINT, BOOLEAN) hash as 4 bytes.
+        assert_eq!(signed(hash_int(0, seed)), 3_614_696_996_920_510_707); // 0
+        assert_eq!(signed(hash_int(1, seed)), -6_698_625_589_789_238_999); // 1
+        assert_eq!(signed(hash_int(-1, seed)), 2_017_008_487_422_258_757); // -1
+        assert_eq!(signed(hash_int(i32::MAX, seed)), 1_508_894_993_788_531_228); // 2147483647
+        assert_eq!(signed(hash_int(-3, seed)), 1_399_955_818_750_051_488); // CAST(-3 AS SMALLINT)
+        assert_eq!(signed(hash_int(1, seed)), -6_698_625_589_789_238_999); // true, CAST(1 AS TINYINT)
+        assert_eq!(signed(hash_int(0, seed)), 3_614_696_996_920_510_707); // false
+        // BIGINT hashes as 8 bytes.
+        assert_eq!(signed(hash_long(0, seed)), -5_252_525_462_095_825_812); // 0L
+        assert_eq!(signed(hash_long(1, seed)), -7_001_672_635_703_045_582); // 1L
+        assert_eq!(signed(hash_long(-1, seed)), 3_858_142_552_250_413_010); // -1L
+        assert_eq!(
+            signed(hash_long(i64::MAX, seed)),
+            -3_246_596_055_638_297_850
+        ); // 9223372036854775807L
+        assert_eq!(
+            signed(hash_long(i64::MIN, seed)),
+            -8_619_748_838_626_508_300
+        ); // -9223372036854775808L
+        // DOUBLE: the bit pattern, -0.0 as 0.0, every NaN as the canonical NaN.
+        assert_eq!(signed(hash_double(0.0, seed)), -5_252_525_462_095_825_812); // 0.0D
+        assert_eq!(signed(hash_double(-0.0, seed)), -5_252_525_462_095_825_812); // -0.0D
+        assert_eq!(signed(hash_double(1.5, seed)), 7_738_255_526_519_901_366); // 1.5D
+        assert_eq!(
+            signed(hash_double(f64::NAN, seed)),
+            -3_127_944_061_524_951_246
+        ); // CAST('NaN' AS DOUBLE)
+        assert_eq!(
+            signed(hash_double(-f64::NAN, seed)),
+            -3_127_944_061_524_951_246
+        ); // -CAST('NaN' AS DOUBLE)
+        assert_eq!(
+            signed(hash_double(f64::INFINITY, seed)),
+            5_810_986_238_603_807_492
+        ); // CAST('Infinity' AS DOUBLE)
+        // FLOAT: likewise on 4 bytes.
+        assert_eq!(signed(hash_float(0.0, seed)), 3_614_696_996_920_510_707); // CAST(0.0 AS FLOAT)
+        assert_eq!(signed(hash_float(-0.0, seed)), 3_614_696_996_920_510_707); // CAST(-0.0 AS FLOAT)
+        assert_eq!(signed(hash_float(1.5, seed)), 6_163_473_420_726_370_430); // CAST(1.5 AS FLOAT)
+        assert_eq!(
+            signed(hash_float(f32::NAN, seed)),
+            2_692_338_816_207_849_720
+        ); // CAST('NaN' AS FLOAT)
+        // STRING: its UTF-8 bytes.
+        assert_eq!(signed(xxh64(b"", seed)), -7_444_071_767_201_028_348); // ''
+        assert_eq!(signed(xxh64(b"a", seed)), -8_582_455_328_737_087_284); // 'a'
+        assert_eq!(signed(xxh64(b"US", seed)), -3_707_808_605_746_212_292); // 'US'
+        assert_eq!(
+            signed(xxh64(
+                "héllo wörld, a string longer than thirty-two bytes".as_bytes(),
+                seed
+            )),
+            3_369_997_412_423_673_485
+        );
+        // DATE: days since the epoch, as an INT.
+        assert_eq!(signed(hash_int(20_758, seed)), 1_391_242_290_048_298_484); // DATE'2026-11-01'
+        assert_eq!(signed(hash_int(-1, seed)), 2_017_008_487_422_258_757); // DATE'1969-12-31'
+        // TIMESTAMP and TIMESTAMP_NTZ: microseconds since the epoch, as a BIGINT.
+        let midnight = 1_793_491_200_000_000;
+        assert_eq!(
+            signed(hash_long(midnight, seed)),
+            -1_217_557_802_511_265_276
+        ); // TIMESTAMP'2026-11-01 00:00:00'
+        assert_eq!(
+            signed(hash_long(midnight + 45_296_789_000, seed)),
+            -7_425_689_224_305_468_255
+        ); // TIMESTAMP'2026-11-01 12:34:56.789', and the same TIMESTAMP_NTZ
+        // Several arguments chain: each hash seeds the next; a null is skipped.
+        assert_eq!(signed(seed), 42); // CAST(NULL AS BIGINT)
+        assert_eq!(
+            chained(&[&|seed| hash_long(1, seed)]),
+            -7_001_672_635_703_045_582
+        ); // (CAST(NULL AS STRING), 1L) and (1L, CAST(NULL AS STRING))
+        assert_eq!(
+            chained(&[
+                &|seed| hash_long(42, seed),
+                &|seed| hash_long(7, seed),
+                &|seed| xxh64(b"FR", seed),
+                &|seed| hash_double(12.5, seed),
+            ]),
+            -3_642_664_338_805_451_727
+        ); // (42L, 7L, 'FR', 12.5D)
+        assert_eq!(
+            chained(&[
+                &|seed| hash_long(-6_917_529_027_641_081_856, seed),
+                &|seed| hash_long(123_456_789, seed),
+                &|seed| xxh64(b"DE", seed),
+            ]),
+            5_369_016_045_046_166_707
+        ); // (-6917529027641081856L, 123456789L, 'DE')
+    }
+
     #[test]
     fn spark_encodings() {
         // Spark: SELECT xxhash64(0), xxhash64(1L), xxhash64('') with seed 42.

@@ -690,15 +690,7 @@ pub(crate) fn bounded(
     query: &QueryScan,
     key: BoundingKey,
 ) -> Result<(LazyFrame, LazyFrame), EngineError> {
-    let mut columns: Vec<String> = vec![unit.to_string()];
-    columns.extend(query.group_by.iter().cloned());
-    for measure in &query.measures {
-        if let Some(column) = measure.column()
-            && !columns.iter().any(|existing| existing == column)
-        {
-            columns.push(column.to_string());
-        }
-    }
+    let columns = query.row_hash_columns(unit);
     let mut rows = base.clone().select(
         columns
             .iter()
@@ -767,8 +759,7 @@ pub(crate) fn bounded(
         }
     }
     pair_aggregates.push(len().alias("__veil_pair_rows"));
-    let mut pair_columns = vec![unit.to_string()];
-    pair_columns.extend(query.group_by.iter().cloned());
+    let pair_columns = query.pair_hash_columns(unit);
     let pairs = rows
         .clone()
         .group_by(partition)

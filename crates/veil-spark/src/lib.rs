@@ -1,0 +1,46 @@
+//! Veil's Spark engine: the non-private part of a job — projection, retention and consent
+//! filters, contribution bounding, per-group sums — compiled from the engine's
+//! [`ScanPlan`](veil_engine::plan::ScanPlan) into Spark SQL and run by Apache Spark
+//! through Spark Connect. Only the small table of per-group bounded aggregates comes
+//! back; noise, partition selection, the ledger and the release stay in Veil
+//! ([`veil_engine::run_with`]), exactly as in a local run.
+//!
+//! - [`compile`] turns a scan plan into [`SparkSql`]: views over the Parquet files, then
+//!   one query whose rows are every per-group aggregate, histogram leaf and count. Each
+//!   expression is the one the local Polars scan computes: values clamped and summed as
+//!   64-bit integers in grid steps (ANSI mode makes an overflow fail, never wrap), rows
+//!   and groups kept by Spark's `xxhash64` keyed with the run's secret
+//!   [`BoundingKey`](veil_engine::scan::BoundingKey) — the local engine computes the same
+//!   hash bit for bit, so both keep the same rows.
+//! - [`SparkExecutor`] implements [`veil_engine::Executor`]: it reads the source's schema
+//!   through Spark, runs the query, reports Spark's progress ([`SparkEvent`]), and hands
+//!   the rows to [`Aggregated::from_external`](veil_engine::scan::Aggregated::from_external).
+//! - [`Remote`] is a checked `sc://host:port` address.
+//!
+//! No noise is ever added inside Spark, and nothing Spark computes is released without
+//! going through Veil's mechanisms.
+//!
+//! ```no_run
+//! use veil_engine::Executor;
+//! use veil_engine::scan::BoundingKey;
+//! use veil_spark::{Remote, SparkExecutor};
+//! # let job: veil_engine::job::Job = unimplemented!();
+//! let spark = SparkExecutor::connect(&Remote::parse("sc://localhost:15002")?)?;
+//! let plan = veil_engine::check_with(&job, &spark)?;
+//! println!("{}", spark.compile(&plan.scan)?);
+//! let aggregated = spark.aggregate(&plan.scan, BoundingKey::from_words([7, 11]))?;
+//! assert_eq!(aggregated.queries.len(), plan.queries.len());
+//! Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod executor;
+mod remote;
+mod sql;
+
+pub use executor::{
+    OnEvent, RESULT_STEP, SCAN_STEP, SESSION_CONF, SparkEvent, SparkExecutor, SparkProgress,
+};
+pub use remote::{DEFAULT_PORT, Remote, RemoteError};
+pub use sql::{PAIR_KEY, ROW_KEY, SparkSql, compile};
