@@ -947,6 +947,16 @@ pub fn aggregate(plan: &ScanPlan, key: BoundingKey) -> Result<Aggregated, Engine
     Ok(Aggregated { queries, counts })
 }
 
+/// The Polars engine for scans: `VEIL_POLARS_ENGINE=streaming` or `in-memory`; default
+/// streaming (bounded memory for sources larger than memory).
+fn scan_engine() -> Engine {
+    match std::env::var("VEIL_POLARS_ENGINE").as_deref() {
+        Ok("in-memory") => Engine::InMemory,
+        Ok("auto") => Engine::Auto,
+        _ => Engine::Streaming,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::glob_match;
@@ -958,15 +968,5 @@ mod tests {
         assert!(!glob_match("*.parquet", "a.csv"));
         assert!(glob_match("part-?.csv", "part-1.csv"));
         assert!(!glob_match("part-?.csv", "part-12.csv"));
-    }
-}
-
-/// The Polars engine for scans: `VEIL_POLARS_ENGINE=streaming` or `in-memory`; default
-/// streaming (bounded memory for sources larger than memory).
-fn scan_engine() -> Engine {
-    match std::env::var("VEIL_POLARS_ENGINE").as_deref() {
-        Ok("in-memory") => Engine::InMemory,
-        Ok("auto") => Engine::Auto,
-        _ => Engine::Streaming,
     }
 }
