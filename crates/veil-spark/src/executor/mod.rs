@@ -358,7 +358,15 @@ pub(crate) fn failure(
 fn first_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or_default().trim();
     // Spark appends its SQL state and sometimes the whole query: keep the message.
-    line.split(" SQLSTATE:").next().unwrap_or(line).to_string()
+    let line = line.split(" SQLSTATE:").next().unwrap_or(line);
+    // The client repeats the error class before Spark's own `[CLASS] message`.
+    if let Some(rest) = line.strip_prefix('[')
+        && let Some((class, message)) = rest.split_once("] ")
+        && message.starts_with(&format!("[{class}] "))
+    {
+        return message.to_string();
+    }
+    line.to_string()
 }
 
 /// The kind of values a Spark column holds, as the engine's schema check sees it.

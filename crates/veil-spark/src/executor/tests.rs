@@ -316,3 +316,15 @@ fn an_unreachable_server_fails_at_once() {
     );
     assert!(message.ends_with("start it, or point [engine] remote (or --remote) at a running one"));
 }
+
+#[test]
+fn first_line_keeps_one_error_class_and_no_sql_state() {
+    assert_eq!(
+        first_line(
+            "[PARQUET_TYPE_ILLEGAL] [PARQUET_TYPE_ILLEGAL] Illegal Parquet type: INT64 (TIMESTAMP(NANOS,false)). SQLSTATE: 42846\nmore"
+        ),
+        "[PARQUET_TYPE_ILLEGAL] Illegal Parquet type: INT64 (TIMESTAMP(NANOS,false))."
+    );
+    assert_eq!(first_line("[A] [B] message"), "[A] [B] message");
+    assert_eq!(first_line("plain message"), "plain message");
+}

@@ -351,3 +351,56 @@ fn locations_are_absolute_or_uris() {
     let relative = location(&source("data/events.parquet"));
     assert!(relative.starts_with('/') && relative.ends_with("/data/events.parquet"));
 }
+
+/// Compares `actual` with the golden file `golden/{name}.sql` beside this module; with
+/// `VEIL_BLESS=1` in the environment, writes it instead (review the diff, then commit).
+fn check_golden(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/sql/golden")
+        .join(format!("{name}.sql"));
+    if std::env::var_os("VEIL_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("a golden file has a directory"))
+            .expect("the golden directory can be created");
+        std::fs::write(&path, actual).expect("the golden file can be written");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|error| {
+        panic!(
+            "reading {}: {error} (VEIL_BLESS=1 writes it)",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "the SQL for {name} differs from {} (VEIL_BLESS=1 rewrites it):\n{actual}",
+        path.display()
+    );
+}
+
+#[test]
+fn golden_governed_job() {
+    let sql = compiled(&job(
+        vec![
+            query("by_country", &["country"], Partitions::Private),
+            query("total", &[], Partitions::Private),
+        ],
+        true,
+    ));
+    check_golden("governed", &sql.to_string());
+}
+
+#[test]
+fn golden_public_partitions_without_governance() {
+    let keys = Partitions::Public {
+        origin: "keys.csv".into(),
+        keys: vec![
+            vec!["FR".into(), "search".into()],
+            vec!["DE".into(), "feed".into()],
+        ],
+    };
+    let sql = compiled(&job(
+        vec![query("by_pair", &["country", "feature"], keys)],
+        false,
+    ));
+    check_golden("public_partitions", &sql.to_string());
+}

@@ -206,6 +206,7 @@ pub(crate) fn write_unreadable(path: &Path, nanos: bool) {
             Arc::new(StringArray::from(vec!["FR", "DE", "FR"])),
         ),
         ("big", Arc::new(UInt64Array::from(vec![1, 2, 3]))),
+        ("value", Arc::new(Int64Array::from(vec![4, 5, 6]))),
     ];
     if nanos {
         columns.push((
