@@ -35,6 +35,8 @@ spark_home="$("$venv/bin/python" -c 'import os, pyspark; print(os.path.dirname(p
 say "building the tests"
 cargo test -p veil-spark -p veil-cli --test it --no-run --quiet "$@"
 
+# The server ends each result stream after 1 s (default: 2 minutes), so that every query
+# of the tests is resumed by ReattachExecute, as long queries are on a real cluster.
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 log="$(mktemp -t veil-spark-server.XXXXXX.log)"
 say "starting a Spark Connect server on 127.0.0.1:$port (local[2]; log: $log)"
@@ -47,6 +49,7 @@ say "starting a Spark Connect server on 127.0.0.1:$port (local[2]; log: $log)"
   --conf spark.connect.grpc.binding.port="$port" \
   --conf spark.ui.enabled=false \
   --conf spark.sql.shuffle.partitions=4 \
+  --conf spark.connect.execute.reattachable.senderMaxStreamDuration=1s \
   spark-internal >"$log" 2>&1 &
 server=$!
 

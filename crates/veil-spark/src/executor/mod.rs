@@ -5,6 +5,8 @@
 // further than the next line, which turns it into an `EngineError`.
 #![allow(clippy::result_large_err)]
 
+mod stream;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -13,12 +15,14 @@ use std::time::Duration;
 use spark_connect::row::{Row, Value};
 use spark_connect::types::DataType;
 use spark_connect::{Expression, LiteralExpression, SparkSession};
+use spark_connect_proto::execute_plan_response::ExecutionProgress;
 use veil_engine::job::Source;
 use veil_engine::plan::{Measure, ScanPlan};
 use veil_engine::scan::{Aggregated, BoundingKey, ExternalAggregates, ScanCounts};
 use veil_engine::schema::{ColumnKind, SourceSchema};
 use veil_engine::{EngineError, Executor};
 
+use self::stream::ResultStream;
 use crate::remote::Remote;
 use crate::sql::{self, SparkSql};
 
@@ -74,6 +78,8 @@ pub type OnEvent = Arc<dyn Fn(&SparkEvent) + Send + Sync>;
 pub struct SparkExecutor {
     remote: Remote,
     session: SparkSession,
+    /// The same server-side session, for the scan's query (see `stream.rs`).
+    results: ResultStream,
     on_event: Option<OnEvent>,
 }
 
@@ -97,9 +103,12 @@ impl SparkExecutor {
             .remote(remote.url())
             .get_or_create()
             .map_err(|error| unreachable(remote, &error.message()))?;
+        let results = ResultStream::new(remote.url(), &session)
+            .map_err(|error| unreachable(remote, &error.message()))?;
         let executor = Self {
             remote: remote.clone(),
             session,
+            results,
             on_event: None,
         };
         for (key, value) in SESSION_CONF {
@@ -149,9 +158,11 @@ impl SparkExecutor {
         }
     }
 
-    /// Runs one statement for its side effect (a view definition).
+    /// Runs one statement for its side effect (a view definition), to its end.
     fn execute(&self, statement: &str) -> Result<(), spark_connect::SparkError> {
-        self.session.sql(statement)?.collect().map(|_| ())
+        self.results
+            .collect(statement, HashMap::new(), &|_| {})
+            .map(|_| ())
     }
 
     /// Maps a Spark failure during `stage` to an engine error that names what to fix and
@@ -215,30 +226,24 @@ impl Executor for SparkExecutor {
                 )
             })
             .collect();
-        let handler = self.on_event.clone().map(|on_event| {
-            self.session.register_progress_handler(move |progress| {
-                let mut report = SparkProgress {
-                    tasks_running: progress.num_inflight_tasks,
-                    ..SparkProgress::default()
-                };
-                for stage in &progress.stages {
-                    report.stages += 1;
-                    report.stages_done += usize::from(stage.done);
-                    report.tasks += stage.num_tasks;
-                    report.tasks_done += stage.num_completed_tasks;
-                    report.bytes_read += stage.input_bytes_read;
-                }
-                on_event(&SparkEvent::Progress(report));
-            })
-        });
+        let on_progress = |progress: &ExecutionProgress| {
+            let mut report = SparkProgress {
+                tasks_running: progress.num_inflight_tasks,
+                ..SparkProgress::default()
+            };
+            for stage in &progress.stages {
+                report.stages += 1;
+                report.stages_done += usize::from(stage.done);
+                report.tasks += stage.num_tasks;
+                report.tasks_done += stage.num_completed_tasks;
+                report.bytes_read += stage.input_bytes_read;
+            }
+            self.emit(SparkEvent::Progress(report));
+        };
         let rows = self
-            .session
-            .sql_with_args(compiled.query(), Vec::new(), parameters)
-            .and_then(|frame| frame.collect());
-        if let Some(handler) = handler {
-            self.session.remove_progress_handler(handler);
-        }
-        let rows = rows.map_err(|error| self.failure("aggregating on Spark", &error))?;
+            .results
+            .collect(compiled.query(), parameters, &on_progress)
+            .map_err(|error| self.failure("aggregating on Spark", &error))?;
         self.emit(SparkEvent::Step(RESULT_STEP));
         let results = parse(plan, &compiled, &rows)?;
         Aggregated::from_external(results.queries, results.counts)
