@@ -20,8 +20,42 @@ use crate::input::{
     AggregateKind, AggregateSpec, GroupTruth, LeafHistogram, Moments, Noise, NoiseShape, QueryNoise,
 };
 
+/// A quantile's error model: the released value is the true bounded distribution read at
+/// the noisy rank `rank + Z`, clamped to `[0, n]`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RankModel {
+    histogram: LeafHistogram,
+    leaves: u32,
+    lower: f64,
+    upper: f64,
+    rank: f64,
+    n: f64,
+    rank_std: f64,
+}
+
+impl RankModel {
+    /// The cumulative count at `value` (linear inside a leaf): the inverse of
+    /// [`value_at_rank`].
+    fn rank_of(&self, value: f64) -> f64 {
+        let width = (self.upper - self.lower) / f64::from(self.leaves.max(1));
+        let mut cumulative = 0.0;
+        for &(leaf, count) in &self.histogram.counts {
+            let start = self.lower + f64::from(leaf) * width;
+            if value < start {
+                break;
+            }
+            let count = count.max(0.0);
+            if value < start + width {
+                return cumulative + count * (value - start) / width;
+            }
+            cumulative += count;
+        }
+        cumulative
+    }
+}
+
 /// The error model of one aggregate in one group at one ε.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Prediction {
     /// The answer without privacy (raw data, no bounding, no clamping).
     pub(crate) truth: f64,
@@ -42,6 +76,8 @@ pub(crate) struct Prediction {
     /// The range the released value is clamped to (post-processing): `[0, ∞)` for counts,
     /// the bounds for means and quantiles.
     pub(crate) range: (f64, f64),
+    /// For quantiles, the rank-noise model (the error is not additive).
+    pub(crate) rank: Option<Box<RankModel>>,
 }
 
 impl Prediction {
@@ -55,6 +91,36 @@ impl Prediction {
     pub(crate) fn abs_error_cdf(&self, x: f64) -> f64 {
         if x < 0.0 {
             return 0.0;
+        }
+        if let Some(model) = &self.rank {
+            // The released value is within x of the truth iff the noisy rank falls between
+            // the ranks of truth − x and truth + x (open-ended past the bounds).
+            let (from, to) = (self.truth - x, self.truth + x);
+            if from > model.upper || to < model.lower {
+                return 0.0;
+            }
+            let low = model.rank_of(from);
+            let high = model.rank_of(to);
+            let low = if from <= model.lower || low <= 0.0 {
+                f64::NEG_INFINITY
+            } else {
+                low
+            };
+            let high = if to >= model.upper || high >= model.n {
+                f64::INFINITY
+            } else {
+                high
+            };
+            let cdf = |y: f64| -> f64 {
+                if y == f64::INFINITY {
+                    1.0
+                } else if y == f64::NEG_INFINITY {
+                    0.0
+                } else {
+                    dist::cdf(self.shape, model.rank_std, y - model.rank)
+                }
+            };
+            return (cdf(high) - cdf(low)).clamp(0.0, 1.0);
         }
         let (low, high) = self.range;
         let (from, to) = (self.truth - x, self.truth + x);
@@ -221,6 +287,7 @@ pub(crate) fn predict(
         .copied()
         .unwrap_or_default();
     let stages: [f64; 4];
+    let mut model = None;
     let (noise_std, shape) = match spec.kind {
         AggregateKind::Count => {
             stages = stage_values(spec, group);
@@ -298,6 +365,17 @@ pub(crate) fn predict(
                 upper,
                 (rank - spread).max(0.0),
             );
+            if n > 0.0 {
+                model = Some(Box::new(RankModel {
+                    histogram: truth.bounded.clone(),
+                    leaves,
+                    lower,
+                    upper,
+                    rank,
+                    n,
+                    rank_std: spread,
+                }));
+            }
             ((high - low) / 2.0, node.shape())
         }
     };
@@ -324,6 +402,7 @@ pub(crate) fn predict(
         shape,
         release,
         range,
+        rank: model,
     }))
 }
 

@@ -620,7 +620,7 @@ fn monte_carlo<R: Rng + ?Sized>(
                 released_counts[group_index] += 1;
             }
             for (aggregate_index, per_group) in predictions.iter().enumerate() {
-                let Some(prediction) = per_group[group_index] else {
+                let Some(prediction) = &per_group[group_index] else {
                     continue;
                 };
                 let error = match &released {

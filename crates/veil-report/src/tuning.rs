@@ -159,6 +159,7 @@ fn candidate_predictions(
                         shape,
                         release: model::release_probability(noise, moments.units),
                         range,
+                        rank: None,
                     })
                 })
                 .collect()
