@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{explain, ldp, noise, sample_data};
+use crate::commands::{explain, ldp, noise, preview, report, sample_data};
 
 /// Differentially private aggregates from Parquet exports.
 ///
@@ -23,7 +23,13 @@ pub(crate) enum Command {
     /// Show what a job will read, how it bounds and noises, and what it costs, reading no row.
     Explain(explain::ExplainArgs),
 
-    /// Write a synthetic events table for examples, tests and benchmarks.
+    /// Show what each privacy level would cost a job in accuracy (not private on real data).
+    Report(report::ReportArgs),
+
+    /// Run a job on sample data and show its release next to the true values; charges nothing.
+    Preview(preview::PreviewArgs),
+
+    /// Write a synthetic events table, or one shaped like a job's source (--like).
     SampleData(sample_data::SampleDataArgs),
 
     /// Draw and calibrate noise: diagnostics for Veil's exact samplers.

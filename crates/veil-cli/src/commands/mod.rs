@@ -7,6 +7,8 @@ use crate::cli::{Cli, Command};
 pub(crate) mod explain;
 pub(crate) mod ldp;
 pub(crate) mod noise;
+pub(crate) mod preview;
+pub(crate) mod report;
 pub(crate) mod sample_data;
 
 /// Runs the parsed command line.
@@ -16,5 +18,7 @@ pub(crate) fn run(args: Cli) -> anyhow::Result<ExitCode> {
         Command::Noise(command) => noise::run(command),
         Command::SampleData(args) => sample_data::run(&args),
         Command::Ldp(command) => ldp::run(command),
+        Command::Report(args) => report::run(&args),
+        Command::Preview(args) => preview::run(&args),
     }
 }

@@ -4,6 +4,7 @@
 mod architecture;
 mod ldp;
 mod noise;
+mod report;
 
 use assert_cmd::Command;
 
