@@ -240,7 +240,7 @@ impl Draw for Decomposition<'_> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d((0..count).into_segmented(), 0.0..100.0)
+            .build_cartesian_2d((0..count - 1).into_segmented(), 0.0..100.0)
             .map_err(error)?;
         chart
             .configure_mesh()
@@ -342,7 +342,7 @@ impl Draw for BySize<'_> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d((0..count).into_segmented(), 0.0..top)
+            .build_cartesian_2d((0..count - 1).into_segmented(), 0.0..top)
             .map_err(error)?;
         chart
             .configure_mesh()

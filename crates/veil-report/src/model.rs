@@ -24,8 +24,9 @@ use crate::input::{
 /// the noisy rank `rank + Z`, clamped to `[0, n]`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RankModel {
-    histogram: LeafHistogram,
-    leaves: u32,
+    /// Non-empty leaves: `(leaf, rows before it, rows in it)`, in leaf order.
+    cumulative: Vec<(u32, f64, f64)>,
+    width: f64,
     lower: f64,
     upper: f64,
     rank: f64,
@@ -34,23 +35,51 @@ pub(crate) struct RankModel {
 }
 
 impl RankModel {
-    /// The cumulative count at `value` (linear inside a leaf): the inverse of
-    /// [`value_at_rank`].
-    fn rank_of(&self, value: f64) -> f64 {
-        let width = (self.upper - self.lower) / f64::from(self.leaves.max(1));
-        let mut cumulative = 0.0;
-        for &(leaf, count) in &self.histogram.counts {
-            let start = self.lower + f64::from(leaf) * width;
-            if value < start {
-                break;
-            }
+    fn new(
+        histogram: &LeafHistogram,
+        leaves: u32,
+        (lower, upper): (f64, f64),
+        rank: f64,
+        rank_std: f64,
+    ) -> Self {
+        let mut before = 0.0;
+        let mut cumulative = Vec::with_capacity(histogram.counts.len());
+        for &(leaf, count) in &histogram.counts {
             let count = count.max(0.0);
-            if value < start + width {
-                return cumulative + count * (value - start) / width;
-            }
-            cumulative += count;
+            cumulative.push((leaf, before, count));
+            before += count;
         }
-        cumulative
+        Self {
+            cumulative,
+            width: (upper - lower) / f64::from(leaves.max(1)),
+            lower,
+            upper,
+            rank,
+            n: before,
+            rank_std,
+        }
+    }
+
+    /// The cumulative count at `value` (linear inside a leaf): the inverse of
+    /// [`value_at_rank`]. Binary search over the non-empty leaves.
+    fn rank_of(&self, value: f64) -> f64 {
+        if value <= self.lower {
+            return 0.0;
+        }
+        let position = (value - self.lower) / self.width;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let leaf = position.floor().min(f64::from(u32::MAX)) as u32;
+        // The last non-empty leaf at or before `leaf`.
+        let index = self.cumulative.partition_point(|(at, _, _)| *at <= leaf);
+        if index == 0 {
+            return 0.0;
+        }
+        let (at, before, count) = self.cumulative[index - 1];
+        if at == leaf {
+            before + count * (position - f64::from(leaf)).clamp(0.0, 1.0)
+        } else {
+            before + count
+        }
     }
 }
 
@@ -366,15 +395,13 @@ pub(crate) fn predict(
                 (rank - spread).max(0.0),
             );
             if n > 0.0 {
-                model = Some(Box::new(RankModel {
-                    histogram: truth.bounded.clone(),
+                model = Some(Box::new(RankModel::new(
+                    &truth.bounded,
                     leaves,
-                    lower,
-                    upper,
+                    (lower, upper),
                     rank,
-                    n,
-                    rank_std: spread,
-                }));
+                    spread,
+                )));
             }
             ((high - low) / 2.0, node.shape())
         }

@@ -77,7 +77,7 @@ pub struct QueryReport {
     pub aggregates: Vec<AggregateReport>,
     /// Per ε: how many groups are released.
     pub release: Vec<ReleaseAtEpsilon>,
-    /// Per group: its size and release probability at each ε.
+    /// Per group, largest first: its size and release probability at each ε.
     pub group_release: Vec<GroupRelease>,
     /// Suggested bounds and the smallest ε that meets the target.
     pub tuning: Option<TuningReport>,
@@ -372,6 +372,27 @@ pub(crate) fn predictions(
                 .collect()
         })
         .collect()
+}
+
+/// The analytic median relative error of a set of predictions (NaN if no group has a
+/// non-zero true value).
+pub(crate) fn median_relative<'a>(predictions: impl Iterator<Item = &'a Prediction>) -> f64 {
+    let relative: Vec<&Prediction> = predictions.filter(|p| p.truth.abs() > 0.0).collect();
+    if relative.is_empty() {
+        return f64::NAN;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let n = relative.len() as f64;
+    dist::invert(0.5, 1.0, |r| {
+        relative
+            .iter()
+            .map(|p| {
+                p.release * p.abs_error_cdf(r * p.truth.abs())
+                    + (1.0 - p.release) * f64::from(u8::from(r >= 1.0))
+            })
+            .sum::<f64>()
+            / n
+    })
 }
 
 /// Analytic error statistics of a set of predictions.
@@ -685,7 +706,7 @@ fn slice_stats(
     #[allow(clippy::cast_precision_loss)]
     let release_probability =
         members.iter().map(|p| p.release).sum::<f64>() / members.len().max(1) as f64;
-    let analytic = analytic_stats(members.iter().copied());
+    let analytic = median_relative(members.iter().copied());
     let empirical = errors.map(|errors| {
         let samples: Vec<(f64, f64)> = slice
             .members
@@ -698,7 +719,7 @@ fn slice_stats(
         label: slice.label.clone(),
         groups: slice.members.len(),
         release_probability,
-        median_relative: analytic.median_relative,
+        median_relative: analytic,
         empirical_median_relative: empirical,
     }
 }
@@ -733,8 +754,8 @@ pub(crate) fn fairness_flags(
         if inside.is_empty() || outside.is_empty() {
             continue;
         }
-        let here = analytic_stats(inside.iter().copied()).median_relative;
-        let rest = analytic_stats(outside.iter().copied()).median_relative;
+        let here = median_relative(inside.iter().copied());
+        let rest = median_relative(outside.iter().copied());
         if here.is_finite() && rest.is_finite() && here >= 2.0 * rest && here >= rest + 0.05 {
             flags.push((slice.label.clone(), aggregate.to_string(), here, rest));
         }
@@ -977,6 +998,7 @@ fn query_report<R: Rng + ?Sized>(
     if let Some(tuning) = &tuning {
         headline.extend(tuning.findings(query));
     }
+    group_release.sort_by(|a, b| b.units.total_cmp(&a.units));
     Ok(QueryReport {
         name: query.name.clone(),
         group_by: query.group_by.clone(),

@@ -171,7 +171,7 @@ fn candidate_predictions(
 fn objective(predictions: &[Vec<Prediction>]) -> (f64, f64) {
     let medians: Vec<f64> = predictions
         .iter()
-        .map(|per_group| sweep::analytic_stats(per_group.iter()).median_relative)
+        .map(|per_group| sweep::median_relative(per_group.iter()))
         .filter(|value| value.is_finite())
         .collect();
     if medians.is_empty() {
@@ -354,7 +354,7 @@ fn worst_error(
     let predictions = sweep::predictions(query, &noise).ok()?;
     predictions
         .iter()
-        .map(|per_group| sweep::analytic_stats(per_group.iter().flatten()).median_relative)
+        .map(|per_group| sweep::median_relative(per_group.iter().flatten()))
         .filter(|value| value.is_finite())
         .reduce(f64::max)
 }

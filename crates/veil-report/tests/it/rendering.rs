@@ -82,3 +82,22 @@ fn html_loads_no_external_resource() {
         );
     }
 }
+
+#[test]
+fn charts_draw_a_single_group_and_a_single_aggregate() {
+    let planner = Planner {
+        shape: NoiseShape::Laplace,
+        selection: false,
+    };
+    let mut input = input(1, DataOrigin::Sample);
+    input.queries[0].aggregates.truncate(1);
+    let options = ReportOptions {
+        epsilons: vec![Epsilon::new(1.0).unwrap()],
+        trials: 5,
+        target_error: 0.1,
+    };
+    let mut rng = veil_testkit::seeded_rng(2);
+    let report = build(&input, &planner, &options, &mut rng).unwrap();
+    let charts = charts(&report).unwrap();
+    assert!(charts.iter().all(|chart| chart.png.len() > 1000));
+}
