@@ -37,8 +37,9 @@ use crate::rng;
 /// contribution bounds that minimise the error at each ε; and finds the smallest ε that
 /// meets --target-error.
 ///
-/// Writes DIR/report.html (self-contained), report.md, report.json and the charts as SVG
-/// and PNG (DIR/charts/), and prints a summary.
+/// Each ε of the sweep replaces the job's ε; δ and everything else stay (a job with a ρ
+/// budget is refused). Writes DIR/report.html (self-contained), report.md, report.json
+/// and the charts as SVG and PNG (DIR/charts/), and prints a summary.
 ///
 /// A report on real data is NOT private: it shows true values and errors, and says so on
 /// its first line. Nothing is charged to the ledger (the ledger file is never opened).
@@ -465,6 +466,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         options.max_groups_per_unit.dedup();
         options.max_rows_per_group.sort_unstable();
         options.max_rows_per_group.dedup();
+        let started = std::time::Instant::now();
         let bar = spinner(&format!(
             "scanning and bounding {}",
             job.source.path.display()
@@ -475,9 +477,12 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading {}", job.source.path.display()));
         bar.finish_and_clear();
         let inputs = inputs?;
+        let scanned = started.elapsed();
         eprintln!(
-            "read {} rows ({} without a privacy unit, dropped)",
-            inputs.rows_read, inputs.rows_without_unit
+            "read {} rows ({} without a privacy unit, dropped) in {:.2} s",
+            inputs.rows_read,
+            inputs.rows_without_unit,
+            scanned.as_secs_f64()
         );
         let input = report_input(&loaded, &job, &inputs, &options, origin)?;
         let planner = EnginePlanner::new(job.clone());
@@ -497,6 +502,10 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             &mut rng,
         );
         bar.finish_and_clear();
+        eprintln!(
+            "swept, simulated and tuned in {:.2} s",
+            (started.elapsed() - scanned).as_secs_f64()
+        );
         report?
     };
     let written = write_report(&report, &args.output)?;
