@@ -26,8 +26,9 @@ use crate::rng;
 ///
 /// Runs the job exactly as a release would (bounding, exact noise, partition selection,
 /// post-processing) on --sample instead of the job's source, writes the tables to
-/// --output as QUERY-preview.<format> with a release.json that says "preview, not a
-/// release", and prints each released table next to the true values of the sample.
+/// --output under the query names with -preview appended (by_country-preview.csv) and a
+/// release.json that says "preview, not a release", and prints each released table next
+/// to the true values of the sample.
 /// Nothing is charged: the job's ledger file is never opened.
 ///
 /// Make a sample with the job's schema (never copying values) with
