@@ -7,6 +7,7 @@ mod budget;
 mod governance;
 mod ldp;
 mod noise;
+mod report;
 mod run;
 mod spark;
 
