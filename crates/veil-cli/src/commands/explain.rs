@@ -8,10 +8,9 @@ use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 use veil_core::mechanism::ThresholdNoise;
+use veil_engine::Executor;
 use veil_engine::job::{AggregateKind, Job, JobBudget, Partitions};
 use veil_engine::plan::{Measure, Plan, PlannedCost, QueryPlan, output_names_of};
-
-use veil_engine::Executor;
 
 use crate::config::{self, LoadedJob};
 use crate::engine::{Engine, EngineArgs};
