@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::io::Cursor;
+use std::time::Duration;
 
 use arrow_spark_connect::array::{Array, AsArray};
 use arrow_spark_connect::datatypes::{DataType, Int32Type, Int64Type};
@@ -29,11 +30,17 @@ use spark_connect_core::block_on;
 use spark_connect_core::channel::ChannelBuilder;
 use spark_connect_core::client::SparkConnectClient;
 use spark_connect_core::reattach::ExecutePlanResponseReattachableIterator;
+use spark_connect_core::retries::RetryPolicy;
 use spark_connect_proto as proto;
 
-/// How many times one query may be resumed before the executor gives up: with the
-/// server's default of two minutes per stream, about a day.
+/// How many times one query may be resumed (after the server ended its stream, or after
+/// the connection dropped) before the executor gives up: with the server's default of two
+/// minutes per stream, about a day.
 const MAX_REATTACHES: usize = 720;
+
+/// How many times in a row a dropped connection is resumed before the query is given up;
+/// with waits of 2, 4, 8, 16, 32 and 32 s, about 1.5 minutes.
+const MAX_FAILURES_IN_A_ROW: u32 = 6;
 
 /// A client on the session's server-side session, for the scan's query.
 pub(crate) struct ResultStream {
@@ -56,8 +63,9 @@ impl ResultStream {
     /// reports, and returns every row of the result.
     ///
     /// # Errors
-    /// Spark's error if the query fails; a connection error if the stream fails or ends
-    /// for good before Spark reported the result complete.
+    /// Spark's error if the query fails; a connection error if the connection stays
+    /// down (a dropped connection is resumed up to [`MAX_FAILURES_IN_A_ROW`] times in a
+    /// row) or the stream keeps ending before Spark reports the result complete.
     pub(crate) fn collect(
         &self,
         query: &str,
@@ -84,7 +92,38 @@ impl ResultStream {
         let mut rows = Vec::new();
         let mut reattaches = 0;
         loop {
-            match block_on(stream.message()).map_err(SparkError::from_grpc_status)? {
+            let message = match block_on(stream.message()) {
+                Ok(message) => message,
+                Err(status)
+                    if RetryPolicy::default().can_retry(&status)
+                        || transport_failure(i32::from(status.code()), status.message()) =>
+                {
+                    // The connection dropped; the query still runs on the server: resume
+                    // it, waiting longer after each failed attempt.
+                    let mut last = SparkError::from_grpc_status(status);
+                    reattaches += 1;
+                    if reattaches > MAX_REATTACHES {
+                        return Err(last);
+                    }
+                    let mut resumed = None;
+                    for attempt in 1..=MAX_FAILURES_IN_A_ROW {
+                        std::thread::sleep(Duration::from_secs(1 << attempt.min(5)));
+                        let reattach = block_on(operation.create_reattach_request());
+                        match block_on(self.client.reattach_execute(reattach)) {
+                            Ok(fresh) => {
+                                resumed = Some(fresh);
+                                break;
+                            }
+                            Err(error) => last = error,
+                        }
+                    }
+                    stream = resumed.ok_or(last)?;
+                    continue;
+                }
+                // Anything else is the query's own failure.
+                Err(status) => return Err(SparkError::from_grpc_status(status)),
+            };
+            match message {
                 Some(response) => {
                     block_on(operation.set_last_response_id(&response));
                     match &response.response_type {
@@ -126,6 +165,19 @@ impl ResultStream {
         let _ = block_on(self.client.release_execute(release));
         Ok(rows)
     }
+}
+
+/// gRPC's status code UNKNOWN (the numbers are part of the gRPC protocol).
+const GRPC_UNKNOWN: i32 = 2;
+
+/// Whether a stream failed because the connection dropped rather than because the query
+/// failed, beyond the client's own rule (UNAVAILABLE, or the server's
+/// `INVALID_CURSOR.DISCONNECTED`): the transport's errors, which the gRPC library reports
+/// as UNKNOWN (a reset connection is `h2 protocol error: error reading a body from
+/// connection`).
+fn transport_failure(code: i32, message: &str) -> bool {
+    code == GRPC_UNKNOWN
+        && (message.starts_with("h2 protocol error") || message.starts_with("transport error"))
 }
 
 /// The address with the session's id as a parameter (`sc://host:port/;session_id=...`).
@@ -188,6 +240,21 @@ fn value(column: &dyn Array, row: usize) -> Result<Value, SparkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reset_connections_are_transport_failures() {
+        assert!(transport_failure(
+            GRPC_UNKNOWN,
+            "h2 protocol error: error reading a body from connection"
+        ));
+        assert!(transport_failure(GRPC_UNKNOWN, "transport error"));
+        // A query's own failure is not resumed.
+        assert!(!transport_failure(
+            GRPC_UNKNOWN,
+            "[DIVIDE_BY_ZERO] Division by zero"
+        ));
+        assert!(!transport_failure(13, "h2 protocol error"));
+    }
 
     #[test]
     fn the_session_id_joins_the_address_parameters() {
