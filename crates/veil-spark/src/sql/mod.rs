@@ -586,10 +586,11 @@ fn query_sql(
     for measure in &query.measures {
         if let Measure::Histogram { column, .. } = measure {
             let leaf = format!("v.{}", ident(&measure.key()));
+            // Null-safe: a null group key is a group like any other.
             let on = query
                 .pair_hash_columns(unit)
                 .iter()
-                .map(|column| format!("v.{0} = p.{0}", ident(column)))
+                .map(|column| format!("v.{0} <=> p.{0}", ident(column)))
                 .collect::<Vec<_>>()
                 .join(" AND ");
             let mut by: Vec<String> = query

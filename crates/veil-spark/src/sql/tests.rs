@@ -260,7 +260,7 @@ fn one_result_branch_per_result_set() {
     assert!(query.contains("FROM q1_pairs\nGROUP BY `country`, `feature`"));
     assert!(query.contains("FROM q2_pairs\nUNION ALL"));
     assert!(query.contains(
-        "LEFT SEMI JOIN q0_pairs AS p ON v.`user_id` = p.`user_id` AND v.`country` = p.`country`"
+        "LEFT SEMI JOIN q0_pairs AS p ON v.`user_id` <=> p.`user_id` AND v.`country` <=> p.`country`"
     ));
     assert!(query.contains("GROUP BY v.`country`, v.`histogram:value`"));
     // Every branch has the same columns.

@@ -190,7 +190,7 @@ SELECT
   CAST(NULL AS BIGINT) AS v4,
   CAST(NULL AS BIGINT) AS v5
 FROM q0_values AS v
-LEFT SEMI JOIN q0_pairs AS p ON v.`user_id` = p.`user_id` AND v.`country` = p.`country`
+LEFT SEMI JOIN q0_pairs AS p ON v.`user_id` <=> p.`user_id` AND v.`country` <=> p.`country`
 WHERE v.`histogram:value` IS NOT NULL
 GROUP BY v.`country`, v.`histogram:value`
 UNION ALL
@@ -223,6 +223,6 @@ SELECT
   CAST(NULL AS BIGINT) AS v4,
   CAST(NULL AS BIGINT) AS v5
 FROM q1_values AS v
-LEFT SEMI JOIN q1_pairs AS p ON v.`user_id` = p.`user_id`
+LEFT SEMI JOIN q1_pairs AS p ON v.`user_id` <=> p.`user_id`
 WHERE v.`histogram:value` IS NOT NULL
 GROUP BY v.`histogram:value`;

@@ -121,6 +121,6 @@ SELECT
   CAST(NULL AS BIGINT) AS v4,
   CAST(NULL AS BIGINT) AS v5
 FROM q0_values AS v
-LEFT SEMI JOIN q0_pairs AS p ON v.`user_id` = p.`user_id` AND v.`country` = p.`country` AND v.`feature` = p.`feature`
+LEFT SEMI JOIN q0_pairs AS p ON v.`user_id` <=> p.`user_id` AND v.`country` <=> p.`country` AND v.`feature` <=> p.`feature`
 WHERE v.`histogram:value` IS NOT NULL
 GROUP BY v.`country`, v.`feature`, v.`histogram:value`;
