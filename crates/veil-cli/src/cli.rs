@@ -5,7 +5,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    accountant, budget, consent, explain, ldp, noise, purge, purposes, run, sample_data,
+    accountant, audit, budget, consent, explain, ldp, noise, purge, purposes, run, sample_data,
 };
 
 /// Differentially private aggregates from Parquet exports.
@@ -56,4 +56,8 @@ pub(crate) enum Command {
     /// Create and inspect privacy budgets in a ledger file.
     #[command(subcommand)]
     Budget(budget::BudgetCommand),
+
+    /// Test privacy empirically: mechanisms, LDP protocols and whole jobs on neighbouring inputs.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }

@@ -3,6 +3,8 @@
 
 mod accountant;
 mod architecture;
+mod audit;
+mod bad_input;
 mod budget;
 mod governance;
 mod ldp;
