@@ -212,6 +212,7 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
     for governance_line in governance_lines(loaded, plan) {
         line(governance_line);
     }
+    line(format!("  budget left   {}", budget_left(loaded)));
     line(format!(
         "  noise         {} (exact, discrete); planned cost {}",
         plan.family,
@@ -261,6 +262,52 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
         }
     }
     text
+}
+
+/// What is left of the job's budget in the ledger, read without changing anything.
+pub(crate) fn budget_left(loaded: &LoadedJob) -> String {
+    use veil_accountant::{BudgetError, BudgetKey, BudgetLedger, PrivacyBudget};
+    let key = BudgetKey {
+        dataset: loaded.budget.dataset.clone(),
+        purpose: loaded.budget.purpose.clone(),
+    };
+    let amount = |budget: &PrivacyBudget| match budget {
+        PrivacyBudget::Approx { epsilon, delta } if *delta == 0.0 => format!("ε = {epsilon:.4}"),
+        PrivacyBudget::Approx { epsilon, delta } => format!("ε = {epsilon:.4} (δ = {delta:e})"),
+        PrivacyBudget::Zcdp { rho } => format!("ρ = {rho:.4}"),
+    };
+    let declared = loaded
+        .registry
+        .as_ref()
+        .and_then(|registry| registry.purposes.get(&loaded.budget.purpose))
+        .and_then(|entry| entry.budget);
+    let first_run = || match declared {
+        Some(_) => "the first run creates it from the purposes registry".to_string(),
+        None => "create it with `veil budget init` before running".to_string(),
+    };
+    if !loaded.budget.ledger.exists() {
+        return format!(
+            "no ledger at {} yet; {}",
+            loaded.budget.ledger.display(),
+            first_run()
+        );
+    }
+    match veil_ledger::SqliteLedger::open(&loaded.budget.ledger)
+        .and_then(|ledger| ledger.status(&key))
+    {
+        Ok(status) => format!(
+            "{} of {} in {} (this period)",
+            amount(&status.remaining),
+            amount(&status.total),
+            loaded.budget.ledger.display()
+        ),
+        Err(BudgetError::NoBudget { .. }) => format!(
+            "no budget for {key} in {}; {}",
+            loaded.budget.ledger.display(),
+            first_run()
+        ),
+        Err(error) => format!("cannot read the ledger: {error}"),
+    }
 }
 
 /// Purpose, retention and consent, in words.
@@ -360,6 +407,7 @@ fn plan_json(loaded: &LoadedJob, plan: &Plan) -> serde_json::Value {
         "dataset": loaded.budget.dataset,
         "purpose": loaded.budget.purpose,
         "purpose_description": job.governance.purpose.description,
+        "budget_left": budget_left(loaded),
         "as_of": veil_engine::as_of_text(job.governance.as_of_ms),
         "retention_window": plan.scan.time_window.as_ref().map(|window| json!({
             "column": window.column,

@@ -195,3 +195,45 @@ fn every_config_runs() {
         "configs/ holds the quickstart, the purposes registry and an LDP protocol"
     );
 }
+
+#[test]
+fn a_ledger_without_the_budget_says_how_to_create_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let ledger = directory.path().join("ledger.sqlite");
+    veil()
+        .args(["budget", "init", "--ledger"])
+        .arg(&ledger)
+        .args([
+            "--dataset",
+            "other",
+            "--purpose",
+            "analytics",
+            "--epsilon",
+            "1",
+        ])
+        .assert()
+        .success();
+    let job = directory.path().join("job.toml");
+    let text = std::fs::read_to_string(workspace().join("configs/quickstart.toml")).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("purposes = \"configs/purposes.toml\"\n", ""),
+    )
+    .unwrap();
+    let output = directory.path().join("out");
+    veil()
+        .current_dir(workspace())
+        .arg("run")
+        .arg(&job)
+        .arg("--ledger")
+        .arg(&ledger)
+        .arg("--output")
+        .arg(&output)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no privacy budget for dataset \"events\", purpose \"analytics\"",
+        ))
+        .stderr(predicate::str::contains("veil budget init"));
+    assert!(files_in(&output).is_empty());
+}

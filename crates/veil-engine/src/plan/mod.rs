@@ -391,7 +391,7 @@ pub fn plan(job: &Job) -> Result<Plan, EngineError> {
                     "private partitions need an (epsilon, delta) budget: a ρ-zCDP budget cannot pay the δ of partition selection; give public partitions or budget epsilon and delta",
                 ));
             }
-            gaussian_plan(job, scan, rho, 0.0, 0.0, 0)
+            gaussian_plan(job, scan, rho, 0.0, 0.0)
         }
         JobBudget::Approx(epsilon, delta) => {
             let laplace = laplace_plan(job, scan.clone(), epsilon, Some(delta))?;
@@ -409,14 +409,7 @@ pub fn plan(job: &Job) -> Result<Plan, EngineError> {
                 Delta::new(conversion_delta).map_err(|e| EngineError::param("budget.delta", e))?,
             )
             .map_err(|e| EngineError::param("budget.epsilon", e))?;
-            let gaussian = gaussian_plan(
-                job,
-                scan,
-                rho,
-                conversion_delta,
-                selection_delta,
-                private_queries,
-            )?;
+            let gaussian = gaussian_plan(job, scan, rho, conversion_delta, selection_delta)?;
             Ok(if score(&gaussian) < score(&laplace) {
                 gaussian
             } else {
@@ -828,126 +821,78 @@ fn shares(job: &Job, scan: &ScanPlan) -> Vec<(f64, usize)> {
         .collect()
 }
 
-fn laplace_plan(
+/// The budget parts of one family's plan, spent query by query and measure by measure.
+struct Spent {
+    queries: Vec<QueryPlan>,
+    /// Σ ε (Laplace) or Σ ρ (Gaussian) of all mechanisms.
+    total: f64,
+    /// Σ δ of partition selection.
+    delta: f64,
+}
+
+/// `whole / parts`, rounded down so that `parts` of them never add up past `whole`.
+fn part_of(whole: f64, parts: usize) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let count = parts as f64;
+    let part = whole / count;
+    if part.mul_add(count, -whole) > 0.0 {
+        part.next_down()
+    } else {
+        part
+    }
+}
+
+/// Plans every query in `family`, splitting `total` (ε for Laplace, ρ for Gaussian) by the
+/// queries' shares and then evenly across each query's parts, and `selection_delta`
+/// evenly across the queries that select partitions privately.
+fn plan_queries(
     job: &Job,
-    scan: ScanPlan,
-    epsilon: Epsilon,
-    delta: Option<Delta>,
-) -> Result<Plan, EngineError> {
+    scan: &ScanPlan,
+    family: NoiseFamily,
+    total: f64,
+    selection_delta: f64,
+) -> Result<Spent, EngineError> {
     let private_queries = job
         .queries
         .iter()
         .filter(|query| selects_privately(query))
-        .count();
-    let mut queries = Vec::new();
-    let mut total_epsilon = 0.0;
-    let mut total_delta = 0.0;
-    for ((query, query_scan), (share, parts)) in job
-        .queries
-        .iter()
-        .zip(&scan.queries)
-        .zip(shares(job, &scan))
+        .count()
+        .max(1);
+    let mut spent = Spent {
+        queries: Vec::new(),
+        total: 0.0,
+        delta: 0.0,
+    };
+    for ((query, query_scan), (share, parts)) in
+        job.queries.iter().zip(&scan.queries).zip(shares(job, scan))
     {
-        #[allow(clippy::cast_precision_loss)]
-        let part = epsilon.get() * share / parts as f64;
-        let part = Epsilon::new(part).map_err(|e| EngineError::param("budget.epsilon", e))?;
+        let part = part_of(total * share, parts);
         let l0 = u128::from(query.bounds.max_groups_per_unit);
-        let mut selection = None;
-        if selects_privately(query) {
-            let delta = delta
-                .ok_or_else(|| EngineError::Internal("private partitions without δ".into()))?;
+        let selection = if selects_privately(query) {
             #[allow(clippy::cast_precision_loss)]
-            let query_delta = Delta::new(delta.get() / private_queries as f64)
+            let query_delta = Delta::new(selection_delta / private_queries as f64)
                 .map_err(|e| EngineError::param("budget.delta", e))?;
-            let mechanism = ThresholdMechanism::laplace(
-                u64::from(query.bounds.max_groups_per_unit),
-                part,
-                query_delta,
-            )
-            .map_err(|e| {
-                EngineError::param(format!("query {:?}: partition selection", query.name), e)
-            })?;
-            total_epsilon += part.get();
-            total_delta += query_delta.get();
-            selection = Some(mechanism);
-        }
-        let mut measures = Vec::new();
-        for measure in &query_scan.measures {
-            if *measure == Measure::Units && selection.is_some() {
-                continue;
+            let max_partitions = u64::from(query.bounds.max_groups_per_unit);
+            let mechanism = match family {
+                NoiseFamily::Laplace => {
+                    let epsilon =
+                        Epsilon::new(part).map_err(|e| EngineError::param("budget.epsilon", e))?;
+                    ThresholdMechanism::laplace(max_partitions, epsilon, query_delta)
+                }
+                NoiseFamily::Gaussian => {
+                    let rho = Rho::new(part).map_err(|e| EngineError::param("budget", e))?;
+                    ThresholdMechanism::gaussian(max_partitions, rho, query_delta)
+                }
             }
-            let per_group = measure.per_group_bound(query.bounds)
-                * if matches!(measure, Measure::Histogram { .. }) {
-                    u128::from(HISTOGRAM_DEPTH)
-                } else {
-                    1
-                };
-            let sensitivity = l0 * per_group;
-            let l1 = u64::try_from(sensitivity).map_err(|_| too_sensitive(query, measure))?;
-            let mechanism =
-                LaplaceMechanism::new(L1Sensitivity::integer(l1), part).map_err(|e| {
-                    EngineError::param(format!("query {:?}: {}", query.name, measure.key()), e)
-                })?;
-            total_epsilon += part.get();
-            measures.push(NoisyMeasure {
-                measure: measure.clone(),
-                noise: MeasureNoise::Laplace(mechanism),
-                sensitivity,
-            });
-        }
-        queries.push(QueryPlan {
-            query: query.clone(),
-            selection,
-            measures,
-        });
-    }
-    Ok(Plan {
-        scan,
-        family: NoiseFamily::Laplace,
-        queries,
-        cost: PlannedCost::Basic {
-            epsilon: total_epsilon,
-            delta: total_delta,
-        },
-    })
-}
-
-fn gaussian_plan(
-    job: &Job,
-    scan: ScanPlan,
-    rho: Rho,
-    conversion_delta: f64,
-    selection_delta: f64,
-    private_queries: usize,
-) -> Result<Plan, EngineError> {
-    let mut queries = Vec::new();
-    let mut total_rho = 0.0;
-    for ((query, query_scan), (share, parts)) in job
-        .queries
-        .iter()
-        .zip(&scan.queries)
-        .zip(shares(job, &scan))
-    {
-        #[allow(clippy::cast_precision_loss)]
-        let part = Rho::new(rho.get() * share / parts as f64)
-            .map_err(|e| EngineError::param("budget", e))?;
-        let l0 = u128::from(query.bounds.max_groups_per_unit);
-        let mut selection = None;
-        if selects_privately(query) {
-            #[allow(clippy::cast_precision_loss)]
-            let query_delta = Delta::new(selection_delta / private_queries.max(1) as f64)
-                .map_err(|e| EngineError::param("budget.delta", e))?;
-            let mechanism = ThresholdMechanism::gaussian(
-                u64::from(query.bounds.max_groups_per_unit),
-                part,
-                query_delta,
-            )
             .map_err(|e| {
                 EngineError::param(format!("query {:?}: partition selection", query.name), e)
             })?;
-            total_rho += part.get();
-            selection = Some(mechanism);
-        }
+            spent.total += part;
+            spent.delta += query_delta.get();
+            Some(mechanism)
+        } else {
+            None
+        };
         let mut measures = Vec::new();
         for measure in &query_scan.measures {
             if *measure == Measure::Units && selection.is_some() {
@@ -959,29 +904,95 @@ fn gaussian_plan(
             } else {
                 1
             };
-            let sensitivity = per_group
-                .checked_mul(per_group)
-                .and_then(|square| square.checked_mul(l0 * levels))
-                .ok_or_else(|| too_sensitive(query, measure))?;
-            let mechanism =
-                GaussianMechanism::new_zcdp_squared(sensitivity, part).map_err(|e| {
-                    EngineError::param(format!("query {:?}: {}", query.name, measure.key()), e)
-                })?;
-            total_rho += part.get();
+            let named =
+                |e| EngineError::param(format!("query {:?}: {}", query.name, measure.key()), e);
+            let (noise, sensitivity) = match family {
+                NoiseFamily::Laplace => {
+                    // L1: one unit moves at most L0 groups, each by `per_group` per level.
+                    let sensitivity = l0 * per_group * levels;
+                    let l1 =
+                        u64::try_from(sensitivity).map_err(|_| too_sensitive(query, measure))?;
+                    let epsilon =
+                        Epsilon::new(part).map_err(|e| EngineError::param("budget.epsilon", e))?;
+                    (
+                        MeasureNoise::Laplace(
+                            LaplaceMechanism::new(L1Sensitivity::integer(l1), epsilon)
+                                .map_err(named)?,
+                        ),
+                        sensitivity,
+                    )
+                }
+                NoiseFamily::Gaussian => {
+                    // Squared L2: L0 groups, each moved by `per_group` per level.
+                    let sensitivity = per_group
+                        .checked_mul(per_group)
+                        .and_then(|square| square.checked_mul(l0 * levels))
+                        .ok_or_else(|| too_sensitive(query, measure))?;
+                    let rho = Rho::new(part).map_err(|e| EngineError::param("budget", e))?;
+                    (
+                        MeasureNoise::Gaussian(
+                            GaussianMechanism::new_zcdp_squared(sensitivity, rho).map_err(named)?,
+                        ),
+                        sensitivity,
+                    )
+                }
+            };
+            spent.total += part;
             measures.push(NoisyMeasure {
                 measure: measure.clone(),
-                noise: MeasureNoise::Gaussian(mechanism),
+                noise,
                 sensitivity,
             });
         }
-        queries.push(QueryPlan {
+        spent.queries.push(QueryPlan {
             query: query.clone(),
             selection,
             measures,
         });
     }
+    Ok(spent)
+}
+
+fn laplace_plan(
+    job: &Job,
+    scan: ScanPlan,
+    epsilon: Epsilon,
+    delta: Option<Delta>,
+) -> Result<Plan, EngineError> {
+    let spent = plan_queries(
+        job,
+        &scan,
+        NoiseFamily::Laplace,
+        epsilon.get(),
+        delta.map_or(0.0, Delta::get),
+    )?;
+    Ok(Plan {
+        scan,
+        family: NoiseFamily::Laplace,
+        queries: spent.queries,
+        cost: PlannedCost::Basic {
+            epsilon: spent.total,
+            delta: spent.delta,
+        },
+    })
+}
+
+fn gaussian_plan(
+    job: &Job,
+    scan: ScanPlan,
+    rho: Rho,
+    conversion_delta: f64,
+    selection_delta: f64,
+) -> Result<Plan, EngineError> {
+    let spent = plan_queries(
+        job,
+        &scan,
+        NoiseFamily::Gaussian,
+        rho.get(),
+        selection_delta,
+    )?;
     let epsilon = if conversion_delta > 0.0 {
-        let rho = Rho::new(total_rho).map_err(|e| EngineError::param("budget", e))?;
+        let rho = Rho::new(spent.total).map_err(|e| EngineError::param("budget", e))?;
         let delta =
             Delta::new(conversion_delta).map_err(|e| EngineError::param("budget.delta", e))?;
         rho_to_epsilon(rho, delta)
@@ -993,12 +1004,12 @@ fn gaussian_plan(
     Ok(Plan {
         scan,
         family: NoiseFamily::Gaussian,
-        queries,
+        queries: spent.queries,
         cost: PlannedCost::Zcdp {
-            rho: total_rho,
+            rho: spent.total,
             conversion_delta,
             epsilon,
-            selection_delta,
+            selection_delta: spent.delta,
         },
     })
 }

@@ -285,3 +285,14 @@ fn quantile_output_names() {
         ["latency_q50", "latency_q90", "latency_q99_5"]
     );
 }
+
+proptest::proptest! {
+    /// The parts of a budget never add up past it (so a plan never claims more than it has).
+    #[test]
+    fn parts_never_add_up_past_the_whole(whole in 1e-6..100.0_f64, parts in 1..50_usize) {
+        let part = part_of(whole, parts);
+        let sum: f64 = std::iter::repeat_n(part, parts).sum();
+        proptest::prop_assert!(part > 0.0);
+        proptest::prop_assert!(sum <= whole * (1.0 + 1e-15), "{sum} > {whole}");
+    }
+}

@@ -1027,7 +1027,7 @@ fn aggregate_rows(
         layout.push(histogram_columns);
     }
     let plans: Vec<DslPlan> = frames.into_iter().map(|frame| frame.logical_plan).collect();
-    let mut results = LazyFrame::collect_all_with_engine(plans, Engine::Auto, OptFlags::default())
+    let mut results = LazyFrame::collect_all_with_engine(plans, scan_engine(), OptFlags::default())
         .map_err(|e| EngineError::polars("aggregating", &e))?
         .into_iter();
     let mut next = || {
@@ -1089,6 +1089,16 @@ fn aggregate_rows(
         queries.push(QueryAggregates { groups, histograms });
     }
     Ok(Aggregated { queries, counts })
+}
+
+/// The Polars engine for scans: `VEIL_POLARS_ENGINE=streaming` or `in-memory`; default
+/// streaming (bounded memory for sources larger than memory).
+fn scan_engine() -> Engine {
+    match std::env::var("VEIL_POLARS_ENGINE").as_deref() {
+        Ok("in-memory") => Engine::InMemory,
+        Ok("auto") => Engine::Auto,
+        _ => Engine::Streaming,
+    }
 }
 
 #[cfg(test)]

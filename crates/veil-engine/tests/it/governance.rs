@@ -326,3 +326,80 @@ fn purge_then_run_equals_run_as_of() {
         "{names:?}"
     );
 }
+
+/// Writes `(user_id, country, time)` rows with the time column stored as `dtype`.
+fn write_events_with_time_type(path: &Path, rows: &[(i64, &str, i64)], dtype: &DataType) {
+    let physical: Vec<i64> = rows
+        .iter()
+        .map(|row| match dtype {
+            DataType::Date => row.2.div_euclid(DAY),
+            DataType::Datetime(TimeUnit::Nanoseconds, _) => row.2 * 1_000_000,
+            _ => row.2,
+        })
+        .collect();
+    let time = if *dtype == DataType::Date {
+        Column::new(
+            "event_time".into(),
+            physical
+                .iter()
+                .map(|days| i32::try_from(*days).unwrap())
+                .collect::<Vec<_>>(),
+        )
+        .cast(dtype)
+        .unwrap()
+    } else {
+        Column::new("event_time".into(), physical)
+            .cast(dtype)
+            .unwrap()
+    };
+    let mut frame = DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new(
+                "user_id".into(),
+                rows.iter().map(|row| row.0).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "country".into(),
+                rows.iter().map(|row| row.1).collect::<Vec<_>>(),
+            ),
+            time,
+        ],
+    )
+    .unwrap();
+    ParquetWriter::new(std::fs::File::create(path).unwrap())
+        .finish(&mut frame)
+        .unwrap();
+}
+
+#[test]
+fn retention_works_for_naive_timestamps_nanoseconds_and_dates() {
+    let directory = tempfile::tempdir().unwrap();
+    let rows = [
+        (1, "DE", AS_OF - 10 * DAY),
+        (2, "DE", AS_OF - 100 * DAY),
+        (3, "DE", AS_OF - 30 * DAY - 1),
+    ];
+    for (name, dtype, expected) in [
+        // Timestamps without a time zone are read as UTC.
+        ("naive", DataType::Datetime(TimeUnit::Milliseconds, None), 1),
+        (
+            "nanos",
+            DataType::Datetime(TimeUnit::Nanoseconds, Some(TimeZone::UTC)),
+            1,
+        ),
+        // A date counts as its midnight: the row of AS_OF - 30 days - 1 ms falls on the day
+        // before the cut-off and is dropped; AS_OF - 10 days is kept.
+        ("date", DataType::Date, 1),
+    ] {
+        let path = directory.path().join(format!("{name}.parquet"));
+        write_events_with_time_type(&path, &rows, &dtype);
+        let aggregated = scan_job(&counting_job(&path, governance(Some(30), None)));
+        assert_eq!(total_rows(&aggregated), expected, "{name}");
+        assert_eq!(
+            aggregated.counts.rows_outside_retention,
+            3 - u64::try_from(expected).unwrap(),
+            "{name}"
+        );
+    }
+}
