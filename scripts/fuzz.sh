@@ -7,6 +7,7 @@
 #   cargo install cargo-fuzz --locked   # once
 #   scripts/fuzz.sh                     # 10 minutes per target
 #   scripts/fuzz.sh 60 ldp_report       # one target, one minute
+#   STABLE=1 scripts/fuzz.sh 600        # no libFuzzer: the stable runner, 10 minutes each
 set -euo pipefail
 
 cd "$(dirname "$0")/../fuzz"
@@ -15,6 +16,16 @@ shift || true
 targets=("$@")
 if [[ ${#targets[@]} == 0 ]]; then
   targets=(job_parser purposes ldp_descriptor ldp_report)
+fi
+
+# Without cargo-fuzz (or where libFuzzer cannot be built): the same checks on mutated and
+# random input from the stable test `crates/veil-cli/tests/it/fuzz.rs`, not coverage-guided.
+if [[ -n "${STABLE:-}" ]]; then
+  cd ..
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/veil/target}"
+  VEIL_FUZZ_SECONDS="$seconds" cargo test -p veil-cli --test it --locked -- fuzz:: \
+    --nocapture --test-threads 1 2>&1 | grep -E "^fuzz |panicked|test result"
+  exit "${PIPESTATUS[0]}"
 fi
 export RUSTC_BOOTSTRAP=1
 target_dir="${FUZZ_TARGET_DIR:-$HOME/.cache/veil/target-fuzz}"
