@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 
 use veil_core::{Bounds, Epsilon};
 use veil_ldp::server::Aggregator;
-use veil_ldp::{Domain, Longitudinal, OracleName, Protocol, ProtocolConfig, ProtocolDescriptor, Report};
+use veil_ldp::{
+    Domain, Longitudinal, OracleName, Protocol, ProtocolConfig, ProtocolDescriptor, Report,
+};
 
 /// Job files: any text gives a job or a configuration error.
 pub fn job_parser(data: &[u8]) {

@@ -19,13 +19,68 @@ mod targets;
 
 /// Pieces of TOML and numbers at the edges, spliced into inputs.
 const TOKENS: &[&str] = &[
-    "=", "[", "]", "[[", "]]", "{", "}", ",", ".", "\"", "'", "\"\"\"", "\n", "#", " = ", "0",
-    "-1", "1e308", "-1e308", "1e-320", "nan", "inf", "-inf", "-0.0", "18446744073709551616",
-    "9223372036854775807", "true", "false", "\"\"", "[]", "{}", "\u{0}", "\u{feff}", "é",
-    "1979-05-27T07:32:00Z", "1979-05-27", "[[query]]", "[source]", "[budget]", "[output]",
-    "epsilon", "delta", "rho", "bounds", "group_by", "aggregates", "kind", "count", "sum",
-    "quantiles", "partitions", "public", "max_groups_per_unit", "max_rows_per_group",
-    "oracle", "domain", "size", "values", "purpose", "purposes", "retention", "consent",
+    "=",
+    "[",
+    "]",
+    "[[",
+    "]]",
+    "{",
+    "}",
+    ",",
+    ".",
+    "\"",
+    "'",
+    "\"\"\"",
+    "\n",
+    "#",
+    " = ",
+    "0",
+    "-1",
+    "1e308",
+    "-1e308",
+    "1e-320",
+    "nan",
+    "inf",
+    "-inf",
+    "-0.0",
+    "18446744073709551616",
+    "9223372036854775807",
+    "true",
+    "false",
+    "\"\"",
+    "[]",
+    "{}",
+    "\u{0}",
+    "\u{feff}",
+    "é",
+    "1979-05-27T07:32:00Z",
+    "1979-05-27",
+    "[[query]]",
+    "[source]",
+    "[budget]",
+    "[output]",
+    "epsilon",
+    "delta",
+    "rho",
+    "bounds",
+    "group_by",
+    "aggregates",
+    "kind",
+    "count",
+    "sum",
+    "quantiles",
+    "partitions",
+    "public",
+    "max_groups_per_unit",
+    "max_rows_per_group",
+    "oracle",
+    "domain",
+    "size",
+    "values",
+    "purpose",
+    "purposes",
+    "retention",
+    "consent",
 ];
 
 fn seconds() -> Duration {
@@ -89,7 +144,8 @@ fn mutate(input: &mut Vec<u8>, seeds: &[Vec<u8>], rng: &mut ChaCha20Rng) {
         }
         6 if !input.is_empty() => {
             // Replace a run of bytes with an interesting number in little-endian.
-            let value: u64 = [0, 1, u64::MAX, u64::MAX / 2 + 1, 255, 65_536][rng.random_range(0..6)];
+            let value: u64 =
+                [0, 1, u64::MAX, u64::MAX / 2 + 1, 255, 65_536][rng.random_range(0..6)];
             let at = rng.random_range(0..input.len());
             for (offset, byte) in value.to_le_bytes().iter().enumerate() {
                 if let Some(slot) = input.get_mut(at + offset) {
@@ -130,7 +186,10 @@ fn drive(name: &str, seeds: &[Vec<u8>], target: fn(&[u8])) {
         slowest = slowest.max(took);
         let hex: String = input.iter().map(|byte| format!("{byte:02x}")).collect();
         assert!(outcome.is_ok(), "{name} panicked on input {hex}");
-        assert!(took < Duration::from_secs(10), "{name} took {took:?} on input {hex}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{name} took {took:?} on input {hex}"
+        );
         executed += 1;
     }
     eprintln!(
@@ -141,7 +200,10 @@ fn drive(name: &str, seeds: &[Vec<u8>], target: fn(&[u8])) {
 
 #[test]
 fn job_parser_never_panics() {
-    let seeds = vec![config("quickstart.toml"), b"[source]\npath = \"x\"\n".to_vec()];
+    let seeds = vec![
+        config("quickstart.toml"),
+        b"[source]\npath = \"x\"\n".to_vec(),
+    ];
     drive("job_parser", &seeds, targets::job_parser);
 }
 
@@ -154,7 +216,11 @@ fn purposes_never_panic() {
 fn ldp_descriptors_never_panic() {
     let mut seeds = vec![config("ldp-country.toml")];
     for protocol in targets::report_protocols() {
-        seeds.push(toml::to_string(&protocol.descriptor()).unwrap().into_bytes());
+        seeds.push(
+            toml::to_string(&protocol.descriptor())
+                .unwrap()
+                .into_bytes(),
+        );
     }
     drive("ldp_descriptor", &seeds, targets::ldp_descriptor);
 }
