@@ -12,7 +12,8 @@
 //! 1. **Choose** the event on the first half of each sample. Candidates are every
 //!    threshold event `{x >= t}` and `{x <= t}` for `t` among the outputs seen (with
 //!    `-∞` these include "released" and "not released"), in both orders (`A` over `B`
-//!    and `B` over `A`). Each is scored with Wilson score bounds, and the best is kept.
+//!    and `B` over `A`); past 1000 distinct outputs, 1000 of them evenly spaced by rank.
+//!    Each is scored with Wilson score bounds, and the best is kept.
 //! 2. **Bound** on the second half only, which played no part in the choice: with
 //!    `k_A` hits of the event among `m` outputs of the likely side and `k_B` among `m`
 //!    of the other, `p_low` is the exact Clopper–Pearson lower bound on the likely
@@ -318,6 +319,9 @@ pub fn verdict(claim: Claim, bound: &LowerBound) -> Verdict {
     }
 }
 
+/// The most threshold values [`choose_event`] considers.
+const MAX_THRESHOLDS: usize = 1000;
+
 /// The event (and order) with the best Wilson-score lower bound on the selection halves.
 fn choose_event(first: &[f64], second: &[f64], delta: f64, alpha: f64) -> (Event, Order) {
     let mut first = first.to_vec();
@@ -348,6 +352,14 @@ fn choose_event(first: &[f64], second: &[f64], delta: f64, alpha: f64) -> (Event
     let mut thresholds: Vec<f64> = first.iter().chain(&second).copied().collect();
     thresholds.sort_by(f64::total_cmp);
     thresholds.dedup_by(|a, b| a.total_cmp(b).is_eq());
+    // Among hundreds of thousands of distinct outputs (real-valued noise), the best-looking
+    // threshold is mostly luck in the selection half, and its bound on the other half is
+    // poor. Keeping evenly spaced candidates (by rank; the smallest, `-∞` for "not
+    // released", always stays) leaves little to overfit and loses little resolution.
+    if thresholds.len() > MAX_THRESHOLDS {
+        let stride = thresholds.len().div_ceil(MAX_THRESHOLDS);
+        thresholds = thresholds.into_iter().step_by(stride).collect();
+    }
     for threshold in thresholds {
         // Outputs below and at most `threshold` in each sorted sample.
         let below_first = first.partition_point(|x| *x < threshold) as u64;
