@@ -5,7 +5,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    accountant, audit, budget, consent, explain, ldp, noise, purge, purposes, run, sample_data,
+    accountant, audit, budget, consent, explain, ldp, noise, preview, purge, purposes, report,
+    run, sample_data,
 };
 
 /// Differentially private aggregates from Parquet exports.
@@ -28,7 +29,13 @@ pub(crate) enum Command {
     /// Show what a job will read, how it bounds and noises, and what it costs, reading no row.
     Explain(explain::ExplainArgs),
 
-    /// Write a synthetic events table for examples, tests and benchmarks.
+    /// Show what each privacy level would cost a job in accuracy (not private on real data).
+    Report(report::ReportArgs),
+
+    /// Run a job on sample data and show its release next to the true values; charges nothing.
+    Preview(preview::PreviewArgs),
+
+    /// Write a synthetic events table, or one shaped like a job's source (--like).
     SampleData(sample_data::SampleDataArgs),
 
     /// Summarize the purposes registry in plain language (text or HTML).

@@ -295,7 +295,9 @@ pub fn gaussian_rho(sensitivity: L2Sensitivity, sigma: f64) -> Result<Rho, Param
 /// Steinke (2020, Corollary 13): for any α > 1,
 /// `ε = αρ + (ln(1/δ) + (α-1)·ln(1 - 1/α) - ln α) / (α - 1)`,
 /// minimised over α numerically (any α gives a valid bound; the minimiser only makes it
-/// tight) and never above the classic `ρ + 2·sqrt(ρ·ln(1/δ))`. Rounded up.
+/// tight) and never above the classic `ρ + 2·sqrt(ρ·ln(1/δ))`. Rounded up. When the bound
+/// is zero or negative (a tiny ρ at a large δ: the output distributions are then within δ
+/// in total variation), the result is the smallest positive ε, which is still an upper bound.
 ///
 /// # Errors
 /// [`ParamError::OutOfRange`] if `delta` is zero.
@@ -326,7 +328,7 @@ pub fn rho_to_epsilon(rho: Rho, delta: Delta) -> Result<Epsilon, ParamError> {
     } else {
         classic
     };
-    Epsilon::new(pad_up(epsilon))
+    Epsilon::new(pad_up(epsilon).max(f64::MIN_POSITIVE))
 }
 
 /// The largest ρ (up to a relative 1e-9, rounded down) such that ρ-zCDP implies
@@ -502,6 +504,17 @@ mod tests {
             "{epsilon} vs grid {grid_best}"
         );
         assert!(rho_to_epsilon(rho, delta(0.0)).is_err());
+    }
+
+    #[test]
+    fn a_conversion_at_or_below_zero_is_the_smallest_positive_epsilon() {
+        // ρ = 0.0076 at δ = 0.5: the CKS bound is negative (the two output distributions
+        // are within total variation sqrt(ρ/2) < δ), which any positive ε bounds.
+        let epsilon = rho_to_epsilon(Rho::new(0.0076).unwrap(), delta(0.5)).unwrap();
+        assert_eq!(epsilon.get(), f64::MIN_POSITIVE);
+        // A larger ρ at the same δ still gets its real, positive bound.
+        let larger = rho_to_epsilon(Rho::new(2.0).unwrap(), delta(0.5)).unwrap();
+        assert!(larger.get() > 1.0, "{larger}");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub mod release;
 pub mod sample;
 pub mod scan;
 pub mod schema;
+pub mod synthetic;
+pub mod utility;
 
 pub use error::EngineError;
 use job::{AggregateKind, Job, JobBudget, Partitions};

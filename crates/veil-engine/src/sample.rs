@@ -75,27 +75,27 @@ pub struct SampleSummary {
 const CHUNK_ROWS: u64 = 1 << 20;
 
 /// A uniform draw in `[0, 1)` with 53 random bits.
-fn unit_uniform<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+pub(crate) fn unit_uniform<R: Rng + ?Sized>(rng: &mut R) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let value = (rng.next_u64() >> 11) as f64;
     value / 9_007_199_254_740_992.0
 }
 
 /// A standard normal draw (Box–Muller); synthetic data only.
-fn normal<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+pub(crate) fn normal<R: Rng + ?Sized>(rng: &mut R) -> f64 {
     let u = unit_uniform(rng).max(f64::MIN_POSITIVE);
     let v = unit_uniform(rng);
     (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
 }
 
 /// Walker's alias table for sampling an index with given weights.
-struct Alias {
+pub(crate) struct Alias {
     probability: Vec<f64>,
     alias: Vec<u32>,
 }
 
 impl Alias {
-    fn new(weights: &[f64]) -> Self {
+    pub(crate) fn new(weights: &[f64]) -> Self {
         let total: f64 = weights.iter().sum();
         #[allow(clippy::cast_precision_loss)]
         let n = weights.len() as f64;
@@ -120,7 +120,7 @@ impl Alias {
         }
     }
 
-    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
+    pub(crate) fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
         #[allow(
             clippy::cast_precision_loss,
             clippy::cast_possible_truncation,
@@ -136,7 +136,7 @@ impl Alias {
     }
 }
 
-fn zipf_weights(n: usize, exponent: f64) -> Vec<f64> {
+pub(crate) fn zipf_weights(n: usize, exponent: f64) -> Vec<f64> {
     #[allow(clippy::cast_precision_loss)]
     (1..=n)
         .map(|rank| 1.0 / (rank as f64).powf(exponent))

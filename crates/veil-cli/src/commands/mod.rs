@@ -11,8 +11,10 @@ pub(crate) mod consent;
 pub(crate) mod explain;
 pub(crate) mod ldp;
 pub(crate) mod noise;
+pub(crate) mod preview;
 pub(crate) mod purge;
 pub(crate) mod purposes;
+pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod sample_data;
 
@@ -30,5 +32,7 @@ pub(crate) fn run(args: Cli) -> anyhow::Result<ExitCode> {
         Command::Accountant(command) => accountant::run(command),
         Command::Budget(command) => budget::run(command),
         Command::Audit(command) => audit::run(command),
+        Command::Report(args) => report::run(&args),
+        Command::Preview(args) => preview::run(&args),
     }
 }

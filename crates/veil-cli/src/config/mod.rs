@@ -105,6 +105,9 @@ struct QueryConfig {
     max_rows_per_group: Option<u32>,
     partitions: Option<toml::Value>,
     weight: Option<f64>,
+    /// A column whose values split the groups for the utility report's fairness
+    /// breakdowns (e.g. a region for groups by country).
+    segment: Option<String>,
     #[serde(default)]
     aggregates: Vec<AggregateConfig>,
 }
@@ -157,6 +160,8 @@ pub(crate) struct LoadedJob {
     pub(crate) job: Job,
     /// The `[budget]` table (ledger file, dataset, purpose).
     pub(crate) budget: BudgetConfig,
+    /// Per query, its `segment` column (for the utility report), if any.
+    pub(crate) segments: Vec<Option<String>>,
     /// The purposes registry, if the job names one.
     pub(crate) registry: Option<purposes::Registry>,
 }
@@ -251,6 +256,11 @@ fn convert(
             "the job has no [[query]] table: add at least one".into(),
         ));
     }
+    let segments: Vec<Option<String>> = file
+        .queries
+        .iter()
+        .map(|query| query.segment.clone())
+        .collect();
     let mut queries = Vec::new();
     for (index, query) in file.queries.into_iter().enumerate() {
         queries.push(convert_query(index, query).map_err(|(key, reason)| error(key, reason))?);
@@ -344,6 +354,7 @@ fn convert(
         },
         budget: file.budget,
         registry,
+        segments,
     })
 }
 

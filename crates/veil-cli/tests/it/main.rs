@@ -10,6 +10,7 @@ mod fuzz;
 mod governance;
 mod ldp;
 mod noise;
+mod report;
 mod run;
 
 use assert_cmd::Command;

@@ -830,16 +830,22 @@ struct Spent {
     delta: f64,
 }
 
-/// `whole / parts`, rounded down so that `parts` of them never add up past `whole`.
+/// `whole / parts`, rounded down so that `parts` of them never add up past `whole`: neither
+/// exactly (`part * parts`) nor as a running floating-point sum, the way an accountant adds
+/// them up (whose rounding could otherwise refuse a job that spends exactly its budget).
 fn part_of(whole: f64, parts: usize) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let count = parts as f64;
-    let part = whole / count;
-    if part.mul_add(count, -whole) > 0.0 {
-        part.next_down()
-    } else {
-        part
+    let mut part = whole / count;
+    let exceeds = |part: f64| {
+        part.mul_add(count, -whole) > 0.0 || std::iter::repeat_n(part, parts).sum::<f64>() > whole
+    };
+    // Each step lowers the part by one ulp; the running sum's rounding error is at most
+    // `parts` ulps of the whole, so this ends within a few dozen steps.
+    while exceeds(part) {
+        part = part.next_down();
     }
+    part
 }
 
 /// Plans every query in `family`, splitting `total` (ε for Laplace, ρ for Gaussian) by the

@@ -293,6 +293,7 @@ proptest::proptest! {
         let part = part_of(whole, parts);
         let sum: f64 = std::iter::repeat_n(part, parts).sum();
         proptest::prop_assert!(part > 0.0);
-        proptest::prop_assert!(sum <= whole * (1.0 + 1e-15), "{sum} > {whole}");
+        proptest::prop_assert!(sum <= whole, "{sum} > {whole}");
+        proptest::prop_assert!(part >= whole / parts as f64 * (1.0 - 1e-13));
     }
 }

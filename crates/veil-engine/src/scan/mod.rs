@@ -1027,9 +1027,10 @@ fn aggregate_rows(
         layout.push(histogram_columns);
     }
     let plans: Vec<DslPlan> = frames.into_iter().map(|frame| frame.logical_plan).collect();
-    let mut results = LazyFrame::collect_all_with_engine(plans, scan_engine(), OptFlags::default())
-        .map_err(|e| EngineError::polars("aggregating", &e))?
-        .into_iter();
+    let mut results =
+        LazyFrame::collect_all_with_engine(plans, scan_engine(&plan.source), OptFlags::default())
+            .map_err(|e| EngineError::polars("aggregating", &e))?
+            .into_iter();
     let mut next = || {
         results
             .next()
@@ -1091,13 +1092,32 @@ fn aggregate_rows(
     Ok(Aggregated { queries, counts })
 }
 
-/// The Polars engine for scans: `VEIL_POLARS_ENGINE=streaming` or `in-memory`; default
-/// streaming (bounded memory for sources larger than memory).
-fn scan_engine() -> Engine {
+/// Sources up to this size on disk are scanned by Polars' in-memory engine, larger ones by
+/// its streaming engine.
+const STREAMING_FROM_BYTES: u64 = 512 << 20;
+
+/// The Polars engine for a scan: `VEIL_POLARS_ENGINE=streaming`, `in-memory` or `auto`
+/// (Polars' choice); by default the streaming engine, which holds only a part of the
+/// source in memory at a time, for sources over [`STREAMING_FROM_BYTES`] on disk (or of
+/// unknown size), and the in-memory engine, about three times faster on the windows of
+/// bounding, for smaller ones (see BENCHMARKS.md).
+fn scan_engine(source: &Source) -> Engine {
     match std::env::var("VEIL_POLARS_ENGINE").as_deref() {
         Ok("in-memory") => Engine::InMemory,
+        Ok("streaming") => Engine::Streaming,
         Ok("auto") => Engine::Auto,
-        _ => Engine::Streaming,
+        _ => {
+            let bytes = source_files(source).ok().and_then(|files| {
+                files
+                    .iter()
+                    .map(|file| std::fs::metadata(file).ok().map(|meta| meta.len()))
+                    .sum::<Option<u64>>()
+            });
+            match bytes {
+                Some(bytes) if bytes <= STREAMING_FROM_BYTES => Engine::InMemory,
+                _ => Engine::Streaming,
+            }
+        }
     }
 }
 

@@ -1,0 +1,330 @@
+//! `veil preview`: a job's release on sample data, next to the true values, charging
+//! nothing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use veil_accountant::{
+    BudgetError, BudgetKey, BudgetLedger, BudgetStatus, Charge, ReleaseRecord, Reservation,
+};
+use veil_engine::job::{AggregateKind, SourceFormat};
+use veil_engine::plan::output_names_of;
+use veil_engine::scan::BoundingKey;
+use veil_engine::utility::{GroupTotals, UtilityOptions};
+use veil_engine::{RunContext, Stage};
+
+use crate::config;
+use crate::exit::{self, Classify};
+use crate::rng;
+
+/// Preview a job's release on sample or synthetic data: see what a release at this ε
+/// looks like before any real data is touched.
+///
+/// Runs the job exactly as a release would (bounding, exact noise, partition selection,
+/// post-processing) on --sample instead of the job's source, writes the tables to
+/// --output under the query names with -preview appended (by_country-preview.csv) and a
+/// release.json that says "preview, not a release", and prints each released table next
+/// to the true values of the sample.
+/// Nothing is charged: the job's ledger file is never opened.
+///
+/// Make a sample with the job's schema (never copying values) with
+///   veil sample-data --like JOB.toml --out sample.parquet
+///
+/// Examples:
+///   veil preview configs/quickstart.toml --sample data/events.parquet
+///   veil preview configs/quickstart.toml --sample sample.parquet --output out/preview
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct PreviewArgs {
+    /// The job file.
+    job: PathBuf,
+
+    /// Sample or synthetic data with the job's schema (Parquet or CSV).
+    #[arg(long)]
+    sample: PathBuf,
+
+    /// Where to write the preview [default: the job's output path + "-preview"].
+    #[arg(long)]
+    output: Option<PathBuf>,
+
+    /// Groups shown per query.
+    #[arg(long, default_value_t = 15)]
+    rows: usize,
+
+    /// Seed the noise (reproducible; the output is a preview either way).
+    #[arg(long)]
+    seed: Option<u64>,
+
+    /// Write the preview only: skip the second pass that computes the true values.
+    #[arg(long)]
+    no_compare: bool,
+
+    /// Judge consent and retention as of this time (RFC 3339 or a date); default: the job
+    /// file's `as_of`, else now.
+    #[arg(long, value_parser = crate::clock::parse_as_of)]
+    as_of: Option<i64>,
+}
+
+/// A ledger that records nothing and refuses nothing: previews are not releases.
+struct PreviewLedger;
+
+impl BudgetLedger for PreviewLedger {
+    fn reserve(&mut self, key: &BudgetKey, _charge: &Charge) -> Result<Reservation, BudgetError> {
+        Ok(Reservation {
+            id: 0,
+            key: key.clone(),
+        })
+    }
+
+    fn commit(&mut self, _reservation: &Reservation) -> Result<(), BudgetError> {
+        Ok(())
+    }
+
+    fn abort(&mut self, _reservation: &Reservation) -> Result<(), BudgetError> {
+        Ok(())
+    }
+
+    fn record_release(
+        &mut self,
+        _reservation: &Reservation,
+        _release: &ReleaseRecord,
+    ) -> Result<(), BudgetError> {
+        Ok(())
+    }
+
+    fn status(&self, key: &BudgetKey) -> Result<BudgetStatus, BudgetError> {
+        Err(BudgetError::NoBudget { key: key.clone() })
+    }
+}
+
+/// The suffix of every preview table's name.
+pub(crate) const PREVIEW_SUFFIX: &str = "-preview";
+
+/// The true value of a released column in a group of the sample.
+fn true_value(kind: &AggregateKind, level: Option<f64>, group: &GroupTotals) -> f64 {
+    let column = kind
+        .column()
+        .and_then(|column| group.raw.columns.get(&column.name))
+        .copied()
+        .unwrap_or_default();
+    let mean = if column.values > 0.0 {
+        column.sum / column.values
+    } else {
+        f64::NAN
+    };
+    match kind {
+        AggregateKind::Count => group.raw.rows,
+        AggregateKind::UnitCount => group.raw.units,
+        AggregateKind::Sum(_) => column.sum,
+        AggregateKind::Mean(_) => mean,
+        AggregateKind::Variance(_) => (column.sum_squares / column.values - mean * mean).max(0.0),
+        AggregateKind::Quantiles { column, .. } => group
+            .raw_quantiles
+            .get(&column.name)
+            .and_then(|levels| {
+                levels
+                    .iter()
+                    .find(|(at, _)| level.is_some_and(|level| (at - level).abs() < 1e-12))
+            })
+            .map_or(f64::NAN, |(_, value)| *value),
+    }
+}
+
+fn short(value: f64) -> String {
+    if !value.is_finite() {
+        return "—".into();
+    }
+    if value.abs() >= 1000.0 || (value - value.round()).abs() < 1e-9 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+#[allow(clippy::too_many_lines)]
+pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(&args.job, config::AsOf::from_flag(args.as_of)).usage()?;
+    let mut job = loaded.job.clone();
+    if job.governance.consent.take().is_some() {
+        // Sample rows stand for nobody, so no consent log can name them; the purpose's
+        // columns and retention window still apply.
+        eprintln!("note: the consent filter is not applied to sample data");
+    }
+    job.name = format!("{}{PREVIEW_SUFFIX}", job.name);
+    job.source.path.clone_from(&args.sample);
+    job.source.format = SourceFormat::from_path(&args.sample);
+    for query in &mut job.queries {
+        query.name = format!("{}{PREVIEW_SUFFIX}", query.name);
+    }
+    job.output.directory = args.output.clone().unwrap_or_else(|| {
+        let mut directory = job.output.directory.clone().into_os_string();
+        directory.push(PREVIEW_SUFFIX);
+        PathBuf::from(directory)
+    });
+    let mut rng = rng::from_optional_seed(args.seed)?;
+    let mut ledger = PreviewLedger;
+    let mut progress = |stage: Stage| {
+        if stage == Stage::Scanning {
+            eprintln!("previewing on {}", args.sample.display());
+        }
+    };
+    let summary = veil_engine::run(
+        &job,
+        RunContext {
+            ledger: &mut ledger,
+            budget_key: BudgetKey {
+                dataset: "(preview: nothing charged)".into(),
+                purpose: "(preview: nothing charged)".into(),
+            },
+            created_at: jiff::Timestamp::now().to_string(),
+            not_private: Some(format!(
+                "preview, not a release: computed on sample data {}, charged to no ledger",
+                args.sample.display()
+            )),
+            progress: &mut progress,
+        },
+        &mut rng,
+    )
+    .map_err(exit::engine)
+    .with_context(|| {
+        format!(
+            "previewing {} on {}",
+            args.job.display(),
+            args.sample.display()
+        )
+    })?;
+
+    if args.no_compare {
+        println!(
+            "PREVIEW, NOT A RELEASE: job {} on sample data {}; nothing was charged.",
+            loaded.job.name,
+            args.sample.display()
+        );
+        for published in &summary.outputs {
+            println!(
+                "{}: {} groups released, {}",
+                published.query,
+                published.table.groups(),
+                published.path.display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The sample's true values (not private: the sample is not real data).
+    let plan = veil_engine::plan::plan(&job).map_err(exit::engine)?;
+    let truths = veil_engine::utility::report_inputs(
+        &plan,
+        BoundingKey::random(&mut rng),
+        &UtilityOptions {
+            segments: vec![None; job.queries.len()],
+            max_groups_per_unit: Vec::new(),
+            max_rows_per_group: Vec::new(),
+            value_scales: Vec::new(),
+            value_levels: Vec::new(),
+        },
+    )
+    .map_err(exit::engine)?;
+
+    println!(
+        "PREVIEW, NOT A RELEASE: job {} at {} on sample data {}; nothing was charged.",
+        loaded.job.name,
+        crate::commands::explain::budget_text(job.budget),
+        args.sample.display()
+    );
+    for ((published, query), totals) in summary
+        .outputs
+        .iter()
+        .zip(&job.queries)
+        .zip(&truths.queries)
+    {
+        let by_key: BTreeMap<Vec<String>, &GroupTotals> = totals
+            .groups
+            .iter()
+            .map(|group| {
+                (
+                    group
+                        .key
+                        .iter()
+                        .map(|value| value.clone().unwrap_or_default())
+                        .collect(),
+                    group,
+                )
+            })
+            .collect();
+        let table = &published.table;
+        let keys: Vec<Vec<String>> = {
+            let columns: Vec<Vec<String>> = query
+                .group_by
+                .iter()
+                .map(|name| table.column_as_strings(name).unwrap_or_default())
+                .collect();
+            (0..table.groups())
+                .map(|row| columns.iter().map(|column| column[row].clone()).collect())
+                .collect()
+        };
+        let mut header: Vec<String> = query.group_by.clone();
+        let mut value_columns = Vec::new();
+        for aggregate in &query.aggregates {
+            let levels: Vec<Option<f64>> = match &aggregate.kind {
+                AggregateKind::Quantiles { levels, .. } => {
+                    levels.iter().copied().map(Some).collect()
+                }
+                _ => vec![None],
+            };
+            for (name, level) in output_names_of(aggregate).into_iter().zip(levels) {
+                header.push(format!("{name} released (95% CI)"));
+                header.push(format!("{name} true"));
+                value_columns.push((name, aggregate.kind.clone(), level));
+            }
+        }
+        let mut rows: Vec<(f64, Vec<String>)> = Vec::new();
+        for (row, key) in keys.iter().enumerate() {
+            let truth = by_key.get(key);
+            let mut cells = key.clone();
+            for (name, kind, level) in &value_columns {
+                let value = table.column_as_f64(name).map_or(f64::NAN, |v| v[row]);
+                let low = table
+                    .column_as_f64(&format!("{name}_ci_low"))
+                    .map_or(f64::NAN, |v| v[row]);
+                let high = table
+                    .column_as_f64(&format!("{name}_ci_high"))
+                    .map_or(f64::NAN, |v| v[row]);
+                cells.push(format!(
+                    "{} [{}, {}]",
+                    short(value),
+                    short(low),
+                    short(high)
+                ));
+                cells.push(truth.map_or_else(
+                    || "—".into(),
+                    |group| short(true_value(kind, *level, group)),
+                ));
+            }
+            rows.push((truth.map_or(0.0, |group| group.raw.units), cells));
+        }
+        rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut display = Table::new();
+        display.load_style(UTF8_FULL_CONDENSED).set_header(header);
+        for (_, cells) in rows.iter().take(args.rows) {
+            display.add_row(cells.clone());
+        }
+        println!();
+        println!(
+            "{} (preview): {} of {} groups released; {} shown, largest first",
+            query.name,
+            table.groups(),
+            totals.groups.len(),
+            rows.len().min(args.rows)
+        );
+        println!("{display}");
+    }
+    eprintln!(
+        "wrote the preview to {} (release.json says \"preview, not a release\")",
+        job.output.directory.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

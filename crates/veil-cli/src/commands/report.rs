@@ -1,0 +1,524 @@
+//! `veil report`: what each privacy level would cost this job in accuracy, where the
+//! error comes from, who bears it, and better bounds.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use veil_core::{Bounds, Epsilon};
+use veil_engine::job::{AggregateKind, Job, JobBudget, SourceFormat};
+use veil_engine::plan::{
+    HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, MeasureNoise, output_names_of,
+};
+use veil_engine::scan::BoundingKey;
+use veil_engine::utility::{GroupTotals, ReportInputs, StageTotals, UtilityOptions};
+use veil_report::{
+    AggregateSpec, Candidate, CandidateMoments, CandidateTruths, ColumnMoments, Contribution,
+    Contributions, DataOrigin, DeclaredJob, DeclaredQuery, GroupTruth, LeafHistogram, Moments,
+    Noise, NoisePlanner, NoiseShape, QuantileTruth, QueryInput, QueryNoise, Report, ReportError,
+    ReportInput, ReportOptions, ValueColumn,
+};
+
+use crate::commands::explain::budget_text;
+use crate::config::{self, LoadedJob};
+use crate::exit::{self, Classify, usage_error};
+use crate::rng;
+
+/// Show what each privacy level would cost a job in accuracy, before committing to one.
+///
+/// Scans and bounds the data once, keeps the true per-group aggregates, then for each ε
+/// predicts every aggregate's error from the noise scales (analytic) and measures it by
+/// re-noising the true aggregates --trials times (Monte Carlo). The report splits the
+/// error into bounding bias (L0, L∞, clamping), noise and groups lost to partition
+/// selection; shows it by group size and by the query's `segment` column; suggests the
+/// contribution bounds that minimise the error at each ε; and finds the smallest ε that
+/// meets --target-error.
+///
+/// Each ε of the sweep replaces the job's ε; δ and everything else stay (a job with a ρ
+/// budget is refused). Writes DIR/report.html (self-contained), report.md, report.json
+/// and the charts as SVG and PNG (DIR/charts/), and prints a summary.
+///
+/// A report on real data is NOT private: it shows true values and errors, and says so on
+/// its first line. Nothing is charged to the ledger (the ledger file is never opened).
+/// Use --sample to run it on sample data, or --analytic-only to use only noise scales and
+/// public parameters: those reports can be shared.
+///
+/// Examples:
+///   veil report configs/quickstart.toml --epsilons 0.1,0.25,0.5,1,2,4 --output out/report
+///   veil report configs/quickstart.toml --epsilons 0.5,1,2 --target-error 0.05 --output r
+///   veil report configs/quickstart.toml --epsilons 1,2 --analytic-only --output shared
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct ReportArgs {
+    /// The job file.
+    job: PathBuf,
+
+    /// Judge consent and retention as of this time (RFC 3339 or a date); default: the job
+    /// file's `as_of`, else now.
+    #[arg(long, value_parser = crate::clock::parse_as_of)]
+    as_of: Option<i64>,
+
+    /// The ε's to sweep, comma-separated (δ and everything else as in the job).
+    #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
+    epsilons: Vec<f64>,
+
+    /// Monte Carlo trials per ε (0: analytic only, still reading the data).
+    #[arg(long, default_value_t = 200)]
+    trials: u32,
+
+    /// The median relative error to reach when searching the smallest ε (0.1 = 10%).
+    #[arg(long, default_value_t = 0.1)]
+    target_error: f64,
+
+    /// The directory to write report.html, report.md, report.json and charts/ to.
+    #[arg(long)]
+    output: PathBuf,
+
+    /// Read no data: noise scales, public parameters and hypothetical groups only.
+    #[arg(long, conflicts_with = "sample")]
+    analytic_only: bool,
+
+    /// Run on this sample or synthetic file (same schema) instead of the job's source.
+    #[arg(long)]
+    sample: Option<PathBuf>,
+
+    /// Seed the Monte Carlo and the bounding, for a reproducible report.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// Candidate L0 values tried by the tuning (plus the job's own).
+const TUNING_L0: [u32; 6] = [1, 2, 3, 5, 10, 20];
+/// Candidate L∞ values tried by the tuning (plus the job's own).
+const TUNING_LINF: [u32; 6] = [1, 2, 5, 10, 20, 50];
+/// Value-bound scales tried by the tuning.
+const TUNING_SCALES: [f64; 5] = [0.25, 0.5, 1.0, 2.0, 4.0];
+/// Quantiles of each value column shown beside its bounds.
+const VALUE_LEVELS: [f64; 5] = [0.5, 0.9, 0.95, 0.99, 0.999];
+
+/// Plans a job's noise with another ε and other bounds, through the engine's planner.
+pub(crate) struct EnginePlanner {
+    job: Job,
+}
+
+impl EnginePlanner {
+    pub(crate) fn new(job: Job) -> Self {
+        Self { job }
+    }
+}
+
+fn scaled(bounds: Bounds, scale: f64) -> Bounds {
+    Bounds::new(bounds.lower() * scale, bounds.upper() * scale).unwrap_or(bounds)
+}
+
+impl NoisePlanner for EnginePlanner {
+    fn plan(
+        &self,
+        epsilon: Epsilon,
+        query: usize,
+        candidate: &Candidate,
+    ) -> Result<QueryNoise, ReportError> {
+        let mut job = self.job.clone();
+        job.budget = match job.budget {
+            JobBudget::Pure(_) => JobBudget::Pure(epsilon),
+            JobBudget::Approx(_, delta) => JobBudget::Approx(epsilon, delta),
+            JobBudget::Zcdp(rho) => JobBudget::Zcdp(rho),
+        };
+        let name = job
+            .queries
+            .get(query)
+            .map(|query| query.name.clone())
+            .unwrap_or_default();
+        let planning = |reason: String| ReportError::Planning {
+            epsilon: epsilon.get(),
+            query: name.clone(),
+            reason,
+        };
+        let target = job
+            .queries
+            .get_mut(query)
+            .ok_or_else(|| planning("no such query".into()))?;
+        target.bounds.max_groups_per_unit = candidate.contribution.max_groups_per_unit;
+        target.bounds.max_rows_per_group = candidate.contribution.max_rows_per_group;
+        if (candidate.value_scale - 1.0).abs() > 1e-12 {
+            for aggregate in &mut target.aggregates {
+                match &mut aggregate.kind {
+                    AggregateKind::Sum(column)
+                    | AggregateKind::Mean(column)
+                    | AggregateKind::Variance(column)
+                    | AggregateKind::Quantiles { column, .. } => {
+                        column.bounds = scaled(column.bounds, candidate.value_scale);
+                    }
+                    AggregateKind::Count | AggregateKind::UnitCount => {}
+                }
+            }
+        }
+        let plan = veil_engine::plan::plan(&job).map_err(|e| planning(e.to_string()))?;
+        let query_plan = plan
+            .queries
+            .get(query)
+            .ok_or_else(|| planning("no such query".into()))?;
+        let mut measures = std::collections::BTreeMap::new();
+        for noisy in &query_plan.measures {
+            let shape = match noisy.noise {
+                MeasureNoise::Laplace(_) => NoiseShape::Laplace,
+                MeasureNoise::Gaussian(_) => NoiseShape::Gaussian,
+            };
+            let unit = match &noisy.measure {
+                Measure::Sum { grid, .. } => grid.granularity().to_f64(),
+                Measure::CenteredSum { grid, .. } => grid.granularity().to_f64() / 2.0,
+                Measure::CenteredSquares { grid, .. } => {
+                    (grid.granularity().to_f64() / 2.0).powi(2)
+                }
+                Measure::Rows
+                | Measure::Units
+                | Measure::ValueCount { .. }
+                | Measure::Histogram { .. } => 1.0,
+            };
+            measures.insert(
+                noisy.measure.key(),
+                Noise::new(shape, noisy.noise.std_dev() * unit)?,
+            );
+        }
+        Ok(QueryNoise {
+            selection: query_plan.selection.clone(),
+            measures,
+        })
+    }
+}
+
+/// The job's ε, or a usage error for a ρ budget.
+pub(crate) fn job_epsilon(job: &Job) -> anyhow::Result<Epsilon> {
+    match job.budget {
+        JobBudget::Pure(epsilon) | JobBudget::Approx(epsilon, _) => Ok(epsilon),
+        JobBudget::Zcdp(_) => Err(usage_error(
+            "budget: veil report sweeps ε; give the job an epsilon (and delta) budget instead of rho",
+        )),
+    }
+}
+
+/// The report's view of a job's aggregates: one per released value column.
+pub(crate) fn aggregate_specs(query: &veil_engine::job::Query) -> Vec<AggregateSpec> {
+    let mut specs = Vec::new();
+    for aggregate in &query.aggregates {
+        let column = aggregate.kind.column().map(|column| ValueColumn {
+            name: column.name.clone(),
+            bounds: column.bounds,
+        });
+        let kind = match &aggregate.kind {
+            AggregateKind::Count => veil_report::AggregateKind::Count,
+            AggregateKind::UnitCount => veil_report::AggregateKind::UnitCount,
+            AggregateKind::Sum(_) => veil_report::AggregateKind::Sum,
+            AggregateKind::Mean(_) => veil_report::AggregateKind::Mean,
+            AggregateKind::Variance(_) => veil_report::AggregateKind::Variance,
+            AggregateKind::Quantiles { levels, .. } => {
+                for (name, level) in output_names_of(aggregate).into_iter().zip(levels) {
+                    specs.push(AggregateSpec {
+                        name,
+                        kind: veil_report::AggregateKind::Quantile { level: *level },
+                        column: column.clone(),
+                    });
+                }
+                continue;
+            }
+        };
+        specs.push(AggregateSpec {
+            name: aggregate.name.clone(),
+            kind,
+            column,
+        });
+    }
+    specs
+}
+
+fn moments(stage: &StageTotals) -> Moments {
+    Moments {
+        rows: stage.rows,
+        units: stage.units,
+        columns: stage
+            .columns
+            .iter()
+            .map(|(name, totals)| {
+                (
+                    name.clone(),
+                    ColumnMoments {
+                        values: totals.values,
+                        sum: totals.sum,
+                        sum_squares: totals.sum_squares,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+fn group_truth(group: &GroupTotals) -> GroupTruth {
+    GroupTruth {
+        key: group.key.clone(),
+        segment: group.segment.clone(),
+        raw: moments(&group.raw),
+        clamped: moments(&group.clamped),
+        row_bounded: moments(&group.row_bounded),
+        bounded: moments(&group.bounded),
+        quantiles: group
+            .raw_quantiles
+            .iter()
+            .map(|(column, raw)| {
+                let leaves =
+                    |map: &std::collections::BTreeMap<String, Vec<(u32, f64)>>| LeafHistogram {
+                        counts: map.get(column).cloned().unwrap_or_default(),
+                    };
+                (
+                    column.clone(),
+                    QuantileTruth {
+                        raw: raw.clone(),
+                        row_bounded: leaves(&group.row_bounded_leaves),
+                        bounded: leaves(&group.bounded_leaves),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The tuning grid, with the job's own bounds in it.
+fn grid(query: &veil_engine::job::Query) -> (Vec<u32>, Vec<u32>) {
+    let mut l0: Vec<u32> = TUNING_L0.to_vec();
+    l0.push(query.bounds.max_groups_per_unit);
+    l0.sort_unstable();
+    l0.dedup();
+    let mut linf: Vec<u32> = TUNING_LINF.to_vec();
+    linf.push(query.bounds.max_rows_per_group);
+    linf.sort_unstable();
+    linf.dedup();
+    (l0, linf)
+}
+
+fn report_input(
+    loaded: &LoadedJob,
+    job: &Job,
+    inputs: &ReportInputs,
+    options: &UtilityOptions,
+    origin: DataOrigin,
+) -> anyhow::Result<ReportInput> {
+    let queries = job
+        .queries
+        .iter()
+        .zip(&inputs.queries)
+        .enumerate()
+        .map(|(index, (query, totals))| {
+            let candidates = CandidateTruths {
+                max_groups_per_unit: options.max_groups_per_unit.clone(),
+                max_rows_per_group: options.max_rows_per_group.clone(),
+                value_scales: options.value_scales.clone(),
+                groups: totals
+                    .groups
+                    .iter()
+                    .map(|group| {
+                        group
+                            .candidates
+                            .iter()
+                            .map(|candidate| CandidateMoments {
+                                rows: candidate.rows,
+                                units: candidate.units,
+                                columns: candidate.columns.clone(),
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            };
+            QueryInput {
+                name: query.name.clone(),
+                group_by: query.group_by.clone(),
+                segment: loaded.segments.get(index).cloned().flatten(),
+                bounds: Contribution {
+                    max_groups_per_unit: query.bounds.max_groups_per_unit,
+                    max_rows_per_group: query.bounds.max_rows_per_group,
+                },
+                aggregates: aggregate_specs(query),
+                groups: totals.groups.iter().map(group_truth).collect(),
+                contributions: Contributions {
+                    groups_per_unit: totals.groups_per_unit.clone(),
+                    rows_per_group: totals.rows_per_group.clone(),
+                },
+                value_quantiles: totals.value_quantiles.clone(),
+                candidates: Some(candidates),
+                histogram_tree: (HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH),
+            }
+        })
+        .collect();
+    Ok(ReportInput {
+        job: job.name.clone(),
+        origin,
+        source: job.source.path.display().to_string(),
+        budget: budget_text(job.budget),
+        epsilon: job_epsilon(job)?,
+        queries,
+    })
+}
+
+fn spinner(message: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("the template is valid"),
+    );
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Writes every rendering and chart of `report` into `directory`.
+pub(crate) fn write_report(report: &Report, directory: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let charts_directory = directory.join("charts");
+    std::fs::create_dir_all(&charts_directory)
+        .with_context(|| format!("creating {}", charts_directory.display()))?;
+    let charts = veil_report::charts(report)?;
+    let mut written = Vec::new();
+    for chart in &charts {
+        let svg = charts_directory.join(format!("{}.svg", chart.name));
+        write(&svg, chart.svg.as_bytes())?;
+        let png = charts_directory.join(format!("{}.png", chart.name));
+        write(&png, &chart.png)?;
+        written.push(svg);
+        written.push(png);
+    }
+    for (name, text) in [
+        ("report.html", report.to_html(&charts)?),
+        ("report.md", report.to_markdown()),
+        ("report.json", report.to_json()?),
+    ] {
+        let path = directory.join(name);
+        write(&path, text.as_bytes())?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn epsilons(values: &[f64]) -> anyhow::Result<Vec<Epsilon>> {
+    values
+        .iter()
+        .map(|value| {
+            Epsilon::new(*value).map_err(|e| usage_error(format!("--epsilons: {value}: {e}")))
+        })
+        .collect()
+}
+
+pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(&args.job, config::AsOf::from_flag(args.as_of)).usage()?;
+    let mut job = loaded.job.clone();
+    job_epsilon(&job)?;
+    let sweep = epsilons(&args.epsilons)?;
+    if !(args.target_error.is_finite() && args.target_error > 0.0) {
+        return Err(usage_error(
+            "--target-error must be a positive number, e.g. 0.1",
+        ));
+    }
+    let report = if args.analytic_only {
+        // The job is planned (to check it) but its source is never opened.
+        veil_engine::plan::plan(&job).map_err(exit::engine)?;
+        let declared = DeclaredJob {
+            job: job.name.clone(),
+            budget: budget_text(job.budget),
+            epsilon: job_epsilon(&job)?,
+            queries: job
+                .queries
+                .iter()
+                .map(|query| DeclaredQuery {
+                    name: query.name.clone(),
+                    group_by: query.group_by.clone(),
+                    bounds: Contribution {
+                        max_groups_per_unit: query.bounds.max_groups_per_unit,
+                        max_rows_per_group: query.bounds.max_rows_per_group,
+                    },
+                    aggregates: aggregate_specs(query),
+                })
+                .collect(),
+        };
+        let planner = EnginePlanner::new(job.clone());
+        veil_report::analytic_only(&declared, &planner, sweep, args.target_error)
+            .map_err(|e| exit::classified(e, Some(exit::Failure::Usage)))?
+    } else {
+        let origin = match &args.sample {
+            Some(sample) => {
+                job.source.path.clone_from(sample);
+                job.source.format = SourceFormat::from_path(sample);
+                DataOrigin::Sample
+            }
+            None => DataOrigin::Real,
+        };
+        let plan = veil_engine::check(&job).map_err(exit::engine)?;
+        let mut rng = rng::from_optional_seed(args.seed)?;
+        // One tuning grid for every query: the defaults plus each query's own bounds.
+        let mut options = UtilityOptions {
+            segments: loaded.segments.clone(),
+            max_groups_per_unit: Vec::new(),
+            max_rows_per_group: Vec::new(),
+            value_scales: TUNING_SCALES.to_vec(),
+            value_levels: VALUE_LEVELS.to_vec(),
+        };
+        for query in &job.queries {
+            let (l0, linf) = grid(query);
+            options.max_groups_per_unit.extend(l0);
+            options.max_rows_per_group.extend(linf);
+        }
+        options.max_groups_per_unit.sort_unstable();
+        options.max_groups_per_unit.dedup();
+        options.max_rows_per_group.sort_unstable();
+        options.max_rows_per_group.dedup();
+        let started = std::time::Instant::now();
+        let bar = spinner(&format!(
+            "scanning and bounding {}",
+            job.source.path.display()
+        ));
+        let inputs =
+            veil_engine::utility::report_inputs(&plan, BoundingKey::random(&mut rng), &options)
+                .map_err(exit::engine)
+                .with_context(|| format!("reading {}", job.source.path.display()));
+        bar.finish_and_clear();
+        let inputs = inputs?;
+        let scanned = started.elapsed();
+        eprintln!(
+            "read {} rows ({} without a privacy unit, dropped) in {:.2} s",
+            inputs.rows_read,
+            inputs.rows_without_unit,
+            scanned.as_secs_f64()
+        );
+        let input = report_input(&loaded, &job, &inputs, &options, origin)?;
+        let planner = EnginePlanner::new(job.clone());
+        let bar = spinner(&format!(
+            "sweeping {} ε × {} trials, tuning bounds",
+            sweep.len(),
+            args.trials
+        ));
+        let report = veil_report::build(
+            &input,
+            &planner,
+            &ReportOptions {
+                epsilons: sweep,
+                trials: args.trials,
+                target_error: args.target_error,
+            },
+            &mut rng,
+        );
+        bar.finish_and_clear();
+        eprintln!(
+            "swept, simulated and tuned in {:.2} s",
+            (started.elapsed() - scanned).as_secs_f64()
+        );
+        report?
+    };
+    let written = write_report(&report, &args.output)?;
+    print!("{}", report.to_text());
+    eprintln!(
+        "wrote {} files to {} (open report.html)",
+        written.len(),
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
