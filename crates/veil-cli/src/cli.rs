@@ -5,8 +5,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    accountant, audit, budget, consent, explain, ldp, noise, preview, purge, purposes, report,
-    run, sample_data,
+    accountant, audit, budget, consent, explain, ldp, noise, preview, purge, purposes, report, run,
+    sample_data,
 };
 
 /// Differentially private aggregates from Parquet exports.
