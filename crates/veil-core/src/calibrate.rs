@@ -511,7 +511,7 @@ mod tests {
         // ρ = 0.0076 at δ = 0.5: the CKS bound is negative (the two output distributions
         // are within total variation sqrt(ρ/2) < δ), which any positive ε bounds.
         let epsilon = rho_to_epsilon(Rho::new(0.0076).unwrap(), delta(0.5)).unwrap();
-        assert_eq!(epsilon.get(), f64::MIN_POSITIVE);
+        assert_eq!(epsilon.get().to_bits(), f64::MIN_POSITIVE.to_bits());
         // A larger ρ at the same δ still gets its real, positive bound.
         let larger = rho_to_epsilon(Rho::new(2.0).unwrap(), delta(0.5)).unwrap();
         assert!(larger.get() > 1.0, "{larger}");

@@ -373,7 +373,7 @@ fn zcdp_measurements_compose_with_approximate_selection() {
     // A large δ (a budget that allows much) leaves a zCDP part whose conversion is at most
     // zero: still a bound, not an error that would refuse every charge.
     let loose = epsilon_of(&[zcdp(0.0076), approx(0.1, 1e-7)], 0.5, Method::Best);
-    assert!(loose >= 0.1 && loose < 0.2, "{loose}");
+    assert!((0.1..0.2).contains(&loose), "{loose}");
 }
 
 proptest! {
