@@ -683,13 +683,14 @@ fn group_exprs(group_by: &[String]) -> Vec<Expr> {
     group_by.iter().map(|name| col(name.as_str())).collect()
 }
 
-/// The bounded rows of one query and the unit–group pairs that survive L0, lazily.
-pub(crate) fn bounded(
+/// The rows one query bounds: its unit, group and value columns, and, with public
+/// partitions, only the rows of listed groups (so no contribution is spent on others).
+/// Returns them with the columns the row hash covers.
+fn bounding_input(
     base: &LazyFrame,
     unit: &str,
     query: &QueryScan,
-    key: BoundingKey,
-) -> Result<(LazyFrame, LazyFrame), EngineError> {
+) -> Result<(LazyFrame, Vec<String>), EngineError> {
     let mut columns: Vec<String> = vec![unit.to_string()];
     columns.extend(query.group_by.iter().cloned());
     for measure in &query.measures {
@@ -738,6 +739,17 @@ pub(crate) fn bounded(
                 JoinArgs::new(JoinType::Semi),
             );
     }
+    Ok((rows, columns))
+}
+
+/// The bounded rows of one query and the unit–group pairs that survive L0, lazily.
+pub(crate) fn bounded(
+    base: &LazyFrame,
+    unit: &str,
+    query: &QueryScan,
+    key: BoundingKey,
+) -> Result<(LazyFrame, LazyFrame), EngineError> {
+    let (rows, columns) = bounding_input(base, unit, query)?;
     // L∞: in each (unit, group), keep the rows with the smallest keyed hashes.
     let mut partition: Vec<Expr> = vec![col(unit)];
     partition.extend(group_exprs(&query.group_by));
@@ -780,6 +792,65 @@ pub(crate) fn bounded(
         )
         .drop(cols([PAIR_PRIORITY, "__veil_pair_rows"]));
     Ok((rows, pairs))
+}
+
+/// The unit–group pairs of one query that survive L0, with each measure summed over the
+/// rows that L∞ keeps, and each quantile histogram's kept leaves as a list: the same rows
+/// and pairs as [`bounded`], ranked inside each group of one aggregation instead of by a
+/// window over every row (several times faster).
+pub(crate) fn bounded_pairs(
+    base: &LazyFrame,
+    unit: &str,
+    query: &QueryScan,
+    key: BoundingKey,
+) -> Result<LazyFrame, EngineError> {
+    let (rows, columns) = bounding_input(base, unit, query)?;
+    let mut partition: Vec<Expr> = vec![col(unit)];
+    partition.extend(group_exprs(&query.group_by));
+    let rank = RankOptions {
+        method: RankMethod::Ordinal,
+        descending: false,
+    };
+    let max_rows = query.bounds.max_rows_per_group;
+    // In the aggregation's context, the rank is within the (unit, group).
+    let kept = || col(ROW_PRIORITY).rank(rank, None).lt_eq(lit(max_rows));
+    let mut pair_aggregates: Vec<Expr> = Vec::new();
+    for measure in &query.measures {
+        match measure {
+            Measure::Units => {}
+            Measure::Rows => pair_aggregates.push(
+                len()
+                    .cast(DataType::Int64)
+                    .clip(lit(0_i64), lit(i64::from(max_rows)))
+                    .alias(measure.key()),
+            ),
+            Measure::Histogram { .. } => {
+                let leaf = row_value(measure);
+                pair_aggregates.push(
+                    leaf.clone()
+                        .filter(kept().and(leaf.is_not_null()))
+                        .alias(measure.key()),
+                );
+            }
+            other => pair_aggregates.push(row_value(other).filter(kept()).sum().alias(other.key())),
+        }
+    }
+    let mut pair_columns = vec![unit.to_string()];
+    pair_columns.extend(query.group_by.iter().cloned());
+    let pairs = rows
+        .with_column(hash::keyed_hash(&columns, key.0[0]).alias(ROW_PRIORITY))
+        .group_by(partition)
+        .agg(pair_aggregates)
+        .with_column(hash::keyed_hash(&pair_columns, key.0[1]).alias(PAIR_PRIORITY))
+        .filter(
+            col(PAIR_PRIORITY)
+                .rank(rank, None)
+                .over([col(unit)])
+                .map_err(|e| EngineError::polars("planning the scan", &e))?
+                .lt_eq(lit(query.bounds.max_groups_per_unit)),
+        )
+        .drop(cols([PAIR_PRIORITY]));
+    Ok(pairs)
 }
 
 /// Runs the scan plan: one pass over the source for all queries.
@@ -978,7 +1049,7 @@ fn aggregate_rows(
     }
     let mut layout = Vec::new();
     for query in &plan.queries {
-        let (rows, pairs) = bounded(&base, unit, query, key)?;
+        let pairs = bounded_pairs(&base, unit, query, key)?;
         let mut sums: Vec<Expr> = Vec::new();
         for measure in &query.measures {
             match measure {
@@ -1004,20 +1075,20 @@ fn aggregate_rows(
         let mut histogram_columns = Vec::new();
         for measure in &query.measures {
             if let Measure::Histogram { column, .. } = measure {
-                let mut join_on: Vec<Expr> = vec![col(unit)];
-                join_on.extend(group_exprs(&query.group_by));
+                let mut selected = group_exprs(&query.group_by);
+                selected.push(col(measure.key()).alias(LEAF));
                 let mut by = group_exprs(&query.group_by);
                 by.push(col(LEAF));
-                let histogram = rows
+                let histogram = pairs
                     .clone()
-                    .join(
-                        pairs.clone().select(join_on.clone()),
-                        join_on.clone(),
-                        join_on,
-                        JoinArgs::new(JoinType::Semi),
+                    .select(selected)
+                    .explode(
+                        cols([LEAF]),
+                        ExplodeOptions {
+                            empty_as_null: false,
+                            keep_nulls: false,
+                        },
                     )
-                    .with_column(row_value(measure).alias(LEAF))
-                    .filter(col(LEAF).is_not_null())
                     .group_by(by)
                     .agg([len().cast(DataType::Int64).alias("rows")]);
                 frames.push(histogram);
@@ -1120,6 +1191,9 @@ fn scan_engine(source: &Source) -> Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod equivalence;
 
 #[cfg(test)]
 mod tests {
