@@ -5,7 +5,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    accountant, budget, consent, explain, ldp, noise, preview, purge, purposes, report, run,
+    accountant, audit, budget, consent, explain, ldp, noise, preview, purge, purposes, report, run,
     sample_data,
 };
 
@@ -63,4 +63,8 @@ pub(crate) enum Command {
     /// Create and inspect privacy budgets in a ledger file.
     #[command(subcommand)]
     Budget(budget::BudgetCommand),
+
+    /// Test privacy empirically: mechanisms, LDP protocols and whole jobs on neighbouring inputs.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }

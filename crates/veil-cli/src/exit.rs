@@ -75,8 +75,14 @@ pub(crate) fn code_for(error: &anyhow::Error) -> ExitCode {
 /// An engine error, classified: the job, its files and columns are usage errors; a
 /// refused charge is `BudgetRefused`; the rest are failures while running.
 pub(crate) fn engine(error: veil_engine::EngineError) -> anyhow::Error {
+    let failure = engine_failure(&error);
+    classified(error, failure)
+}
+
+/// The class of an engine error (see [`engine`]).
+pub(crate) fn engine_failure(error: &veil_engine::EngineError) -> Option<Failure> {
     use veil_engine::EngineError as E;
-    let failure = match &error {
+    match error {
         E::InvalidJob { .. }
         | E::Param { .. }
         | E::SourceNotFound { .. }
@@ -85,8 +91,7 @@ pub(crate) fn engine(error: veil_engine::EngineError) -> anyhow::Error {
         | E::ColumnType { .. } => Some(Failure::Usage),
         E::Budget(budget) => budget_failure(budget),
         _ => None,
-    };
-    classified(error, failure)
+    }
 }
 
 /// The class of a ledger error: exhausted → `BudgetRefused`, no budget or an incompatible

@@ -13,6 +13,15 @@ pub(crate) fn os_seeded() -> anyhow::Result<ChaCha20Rng> {
         .context("reading the operating system's random number generator")
 }
 
+/// The generator of an audit: from `seed` when one is given, else OS-seeded. An audit
+/// compares noisy outputs and releases none, so a seed needs no warning.
+pub(crate) fn for_audit(seed: Option<u64>) -> anyhow::Result<ChaCha20Rng> {
+    match seed {
+        Some(seed) => Ok(ChaCha20Rng::seed_from_u64(seed)),
+        None => os_seeded(),
+    }
+}
+
 /// A generator from `seed` when one is given (with a warning on stderr that the output is
 /// not private), else an OS-seeded one.
 pub(crate) fn from_optional_seed(seed: Option<u64>) -> anyhow::Result<ChaCha20Rng> {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 
 pub(crate) mod accountant;
+pub(crate) mod audit;
 pub(crate) mod budget;
 pub(crate) mod consent;
 pub(crate) mod explain;
@@ -30,6 +31,7 @@ pub(crate) fn run(args: Cli) -> anyhow::Result<ExitCode> {
         Command::Ldp(command) => ldp::run(command),
         Command::Accountant(command) => accountant::run(command),
         Command::Budget(command) => budget::run(command),
+        Command::Audit(command) => audit::run(command),
         Command::Report(args) => report::run(&args),
         Command::Preview(args) => preview::run(&args),
     }

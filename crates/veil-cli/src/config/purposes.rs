@@ -144,7 +144,17 @@ pub(crate) fn load(path: &Path) -> Result<Registry, ConfigError> {
             format!("cannot read the purposes registry: {e}"),
         )
     })?;
-    let deserializer = toml::Deserializer::parse(&text)
+    parse(path, &text)
+}
+
+/// Parses and checks registry text (`path` names it in errors).
+pub(crate) fn parse(path: &Path, text: &str) -> Result<Registry, ConfigError> {
+    let error = |key: String, reason: String| ConfigError {
+        file: path.to_path_buf(),
+        key,
+        reason,
+    };
+    let deserializer = toml::Deserializer::parse(text)
         .map_err(|e| error(String::new(), e.to_string().trim().to_string()))?;
     let file: RegistryFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();

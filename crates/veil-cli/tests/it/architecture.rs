@@ -23,6 +23,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["veil-core", "veil-accountant", "veil-engine"],
     ),
     ("veil-report", &["veil-core", "veil-accountant"]),
+    // The auditor runs mechanisms, LDP randomizers and the engine's release on
+    // neighbouring inputs (ARCHITECTURE.md, `crates/veil-audit`).
+    ("veil-audit", &["veil-core", "veil-ldp", "veil-engine"]),
     ("veil-cli", &["*"]),
     ("veil-bench", &["*"]),
 ];

@@ -3,7 +3,10 @@
 
 mod accountant;
 mod architecture;
+mod audit;
+mod bad_input;
 mod budget;
+mod fuzz;
 mod governance;
 mod ldp;
 mod noise;

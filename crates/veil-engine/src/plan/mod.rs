@@ -712,7 +712,12 @@ fn scan_plan(job: &Job) -> Result<ScanPlan, EngineError> {
     let mut named_at: Vec<(String, String)> = Vec::new();
     let mut queries = Vec::new();
     for (index, query) in job.queries.iter().enumerate() {
-        let measures = measures_of(query)?;
+        let mut measures = measures_of(query)?;
+        // Private partition selection thresholds each group's distinct-unit count: the
+        // scan must count units even when no aggregate releases them.
+        if selects_privately(query) && !measures.contains(&Measure::Units) {
+            measures.push(Measure::Units);
+        }
         for column in &query.group_by {
             named_at.push((column.clone(), format!("query[{index}].group_by")));
         }

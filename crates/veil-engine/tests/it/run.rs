@@ -65,6 +65,25 @@ fn files_in(directory: &Path) -> Vec<String> {
     names
 }
 
+/// Regression: a query with private partitions but no `unit_count` aggregate released no
+/// group at all, because the scan did not count the units its threshold needs.
+#[test]
+fn private_partitions_release_groups_without_a_unit_count_aggregate() {
+    let directory = tempfile::tempdir().unwrap();
+    let source = sample(directory.path());
+    let output = directory.path().join("out");
+    let only_count = query(1, 5, vec![aggregate(AggregateKind::Count)]);
+    let job = job(&source, &output, approx(1.0, 1e-6), vec![only_count]);
+    let mut ledger = CountingLedger::allowing(5);
+    let mut record = |_| {};
+    let mut rng = veil_testkit::seeded_rng(4);
+    let summary = run(&job, context(&mut ledger, &mut record), &mut rng).unwrap();
+    assert!(
+        summary.outputs[0].table.groups() > 5,
+        "the large countries are released"
+    );
+}
+
 #[test]
 fn run_writes_tables_and_manifest_after_commit() {
     let directory = tempfile::tempdir().unwrap();

@@ -356,7 +356,7 @@ fn descriptor_text(built: &Protocol) -> anyhow::Result<String> {
     ))
 }
 
-fn load_protocol(path: &Path) -> anyhow::Result<Protocol> {
+pub(crate) fn load_protocol(path: &Path) -> anyhow::Result<Protocol> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the protocol descriptor {}", path.display()))?;
     let descriptor: ProtocolDescriptor = toml::from_str(&text)

@@ -1,0 +1,782 @@
+//! End-to-end audits of a job: the engine's real path on neighbouring datasets.
+//!
+//! # What runs
+//!
+//! The job is planned and checked as `veil run` does. The engine aggregates the job's
+//! source once per bounding key ([`veil_engine::scan::aggregate`]), and once per key on
+//! each neighbour ([`veil_engine::scan::aggregate_neighbour`]): every step of the scan —
+//! retention, consent, the L∞ and L0 bounding by keyed hash, aggregation — runs unchanged
+//! on the neighbour's rows. Then, `trials` times, the release step
+//! ([`veil_engine::release::release`]: partition selection, noise, post-processing) runs
+//! on both datasets' aggregates with fresh noise, and every released cell of every
+//! affected group is compared between the two. Scanning once and releasing many times
+//! tests the bounding for the chosen keys (bounding is deterministic given its key) and
+//! the release for every trial; `keys` draws several keys and picks one at random per
+//! trial, so the samples come from the mixture over keys, as in real runs.
+//!
+//! # Neighbours
+//!
+//! Three pairs of neighbouring datasets, each the source and one changed privacy unit:
+//!
+//! - **`add-unit`**: one new unit in the `max_groups_per_unit + 1` largest groups of each
+//!   query with `overflow × max_rows_per_group` rows in each, every value past the far
+//!   end of its bounds. A correct engine keeps `max_groups_per_unit` groups and
+//!   `max_rows_per_group` rows of each, clamped: as much as the job allows, no more.
+//! - **`add-unit-new-group`**: the same unit in a group that no one else is in, which
+//!   private partition selection must (almost) never release.
+//! - **`remove-heaviest-unit`**: the source without the unit that has the most rows.
+//!
+//! # Cells and claims
+//!
+//! Groups whose aggregates are equal on both datasets have identically distributed
+//! outputs and cannot show a difference; the audit releases and tests only the groups
+//! that differ. For each such group, every output column and the group's presence are
+//! one cell: the output of a trial is the released value, or `-∞` when the group was not
+//! released. A cell's claim is the plan's loss for what it is computed from: the
+//! measures behind the column (a mean uses the value count and the centered sum) and,
+//! when the query selects groups privately, the partition selection (presence gates
+//! every cell). Laplace losses add up; Gaussian losses add up in zCDP and convert to
+//! (ε, δ) at the plan's conversion δ (`1e-6` for a job budgeted in ρ alone); the
+//! selection's δ is added. This is never more than the job's total, also reported.
+//! Every cell is one test; the confidence is split evenly between them, so a correct
+//! engine fails the whole audit with probability at most `1 − confidence`.
+//!
+//! Noise in an audit comes from the caller's generator, which `veil audit` seeds when
+//! asked: the audit's releases are never published, so reproducibility costs nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_core::{CryptoRng, Rng};
+use veil_core::calibrate::rho_to_epsilon;
+use veil_core::{Delta, Epsilon, PrivacyLoss, Rho};
+use veil_engine::job::{AggregateKind, Job, Partitions};
+use veil_engine::plan::{Measure, Plan, PlannedCost, QueryPlan, ScanPlan, output_names_of};
+use veil_engine::release::ReleasedTable;
+use veil_engine::scan::{
+    Aggregated, BoundingKey, ExternalAggregates, Neighbour, QueryAggregates, aggregate,
+    aggregate_neighbour,
+};
+use veil_engine::schema::{ColumnKind, SourceSchema};
+use veil_engine::{EngineError, Executor, LocalExecutor};
+
+use crate::AuditError;
+use crate::estimate::{Audit, Claim, Confidence, Verdict, audit_samples};
+
+/// The δ at which a job budgeted in ρ alone has its zCDP losses converted to (ε, δ).
+pub const RHO_ONLY_DELTA: f64 = 1e-6;
+
+/// How thoroughly to audit a job.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JobAuditOptions {
+    /// Releases per dataset.
+    pub trials: usize,
+    /// The confidence of the whole audit (split between its cells).
+    pub confidence: Confidence,
+    /// The added unit has this many times `max_rows_per_group` rows in each group.
+    pub overflow: u32,
+    /// Bounding keys to draw (each costs one scan per dataset).
+    pub keys: usize,
+}
+
+/// A pair of neighbouring datasets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Pair {
+    /// The source and the source with one more unit in existing groups.
+    AddUnit,
+    /// The source and the source with one more unit alone in a new group.
+    AddUnitNewGroup,
+    /// The source and the source without its heaviest unit.
+    RemoveHeaviestUnit,
+}
+
+impl Pair {
+    /// The pair's name in reports.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AddUnit => "add-unit",
+            Self::AddUnitNewGroup => "add-unit-new-group",
+            Self::RemoveHeaviestUnit => "remove-heaviest-unit",
+        }
+    }
+}
+
+/// One pair's aggregates, per bounding key: `(source, neighbour)`.
+#[derive(Debug, Clone)]
+pub struct Neighbours {
+    /// Which pair.
+    pub pair: Pair,
+    /// Per key, the source's and the neighbour's aggregates.
+    pub datasets: Vec<(Aggregated, Aggregated)>,
+}
+
+/// Pairs that could not be built, with why.
+pub type Skipped = Vec<(Pair, String)>;
+
+/// One audited cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellAudit {
+    /// The pair of datasets.
+    pub pair: Pair,
+    /// The query.
+    pub query: String,
+    /// The group's key, one text value per group-by column (`None` for null).
+    pub group: Vec<Option<String>>,
+    /// The output column, or `presence`.
+    pub output: String,
+    /// The test.
+    pub audit: Audit,
+}
+
+/// The audit of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobAudit {
+    /// What the plan claims for the whole job.
+    pub job_claim: Claim,
+    /// Every cell tested.
+    pub cells: Vec<CellAudit>,
+    /// Pairs that could not be built, with why (e.g. no new group can be made for a
+    /// boolean group column).
+    pub skipped: Skipped,
+    /// `Fail` if any cell fails.
+    pub verdict: Verdict,
+    /// The largest lower bound over the cells.
+    pub epsilon_lower_bound: f64,
+}
+
+/// Audits a job end to end (see the module's documentation).
+///
+/// # Errors
+/// [`AuditError::Engine`] if the job is refused or its data cannot be read;
+/// [`AuditError::Option`] for zero trials or keys.
+pub fn audit_job<R: Rng + CryptoRng + ?Sized>(
+    job: &Job,
+    options: JobAuditOptions,
+    rng: &mut R,
+) -> Result<JobAudit, AuditError> {
+    let plan = veil_engine::check(job)?;
+    let schema = LocalExecutor.schema(&job.source)?;
+    if options.keys == 0 {
+        return Err(AuditError::option("--keys", "must be at least 1"));
+    }
+    let keys: Vec<BoundingKey> = (0..options.keys)
+        .map(|_| BoundingKey::random(rng))
+        .collect();
+    let (neighbours, skipped) = neighbours(&plan.scan, &schema, &keys, options.overflow)?;
+    let mut audit = audit_neighbours(&plan, &neighbours, options, rng)?;
+    audit.skipped = skipped;
+    Ok(audit)
+}
+
+/// Aggregates the source and its neighbours under each key. Pairs that cannot be built
+/// are returned with the reason instead.
+///
+/// # Errors
+/// [`AuditError::Engine`] if the data cannot be read; [`AuditError::Option`] for an
+/// overflow of zero.
+pub fn neighbours(
+    scan: &ScanPlan,
+    schema: &SourceSchema,
+    keys: &[BoundingKey],
+    overflow: u32,
+) -> Result<(Vec<Neighbours>, Skipped), AuditError> {
+    if overflow == 0 {
+        return Err(AuditError::option("--overflow", "must be at least 1"));
+    }
+    let mut bases = Vec::new();
+    for key in keys {
+        bases.push(aggregate(scan, *key)?);
+    }
+    let Some(first) = bases.first() else {
+        return Err(AuditError::option("--keys", "must be at least 1"));
+    };
+    let rows_per_group = scan
+        .queries
+        .iter()
+        .map(|query| u64::from(query.bounds.max_rows_per_group))
+        .max()
+        .unwrap_or(1)
+        .saturating_mul(u64::from(overflow));
+    let values = extreme_values(scan);
+    let mut pairs = Vec::new();
+    let mut skipped = Vec::new();
+    // The largest groups of each query, `max_groups_per_unit + 1` of them.
+    let existing: Vec<Vec<Vec<Option<String>>>> = scan
+        .queries
+        .iter()
+        .zip(&first.queries)
+        .map(|(query, aggregates)| {
+            largest_groups(
+                aggregates,
+                &query.group_by,
+                query.bounds.max_groups_per_unit as usize + 1,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let slots = existing.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    let added = unit_rows(scan, &values, rows_per_group, slots, |query, slot| {
+        existing[query]
+            .get(slot.min(existing[query].len().saturating_sub(1)))
+            .cloned()
+    });
+    pairs.push((Pair::AddUnit, Neighbour::AddUnit(added)));
+    match new_group_keys(scan, schema, first) {
+        Ok(new_keys) => {
+            let added = unit_rows(scan, &values, rows_per_group, 1, |query, _| {
+                Some(new_keys[query].clone())
+            });
+            pairs.push((Pair::AddUnitNewGroup, Neighbour::AddUnit(added)));
+        }
+        Err(reason) => skipped.push((Pair::AddUnitNewGroup, reason)),
+    }
+    pairs.push((Pair::RemoveHeaviestUnit, Neighbour::RemoveHeaviestUnit));
+    let mut result = Vec::new();
+    for (pair, neighbour) in pairs {
+        let mut datasets = Vec::new();
+        for (key, base) in keys.iter().zip(&bases) {
+            let changed = aggregate_neighbour(scan, *key, &neighbour)?;
+            datasets.push((base.clone(), changed));
+        }
+        result.push(Neighbours { pair, datasets });
+    }
+    Ok((result, skipped))
+}
+
+/// Audits a plan's release on precomputed neighbours. Tests call this with aggregates
+/// made wrongly on purpose (for example without L∞ bounding) to check that the auditor
+/// notices.
+///
+/// # Errors
+/// [`AuditError::Engine`] if a release fails; [`AuditError::Option`] for zero trials.
+pub fn audit_neighbours<R: Rng + CryptoRng + ?Sized>(
+    plan: &Plan,
+    neighbours: &[Neighbours],
+    options: JobAuditOptions,
+    rng: &mut R,
+) -> Result<JobAudit, AuditError> {
+    audit_neighbours_with(plan, neighbours, options, rng, |plan, aggregated, rng| {
+        veil_engine::release::release(plan, aggregated, rng)
+    })
+}
+
+/// [`audit_neighbours`] with another release step in place of
+/// [`veil_engine::release::release`] (it gets the plan reduced to the affected groups).
+/// Claims still come from `plan`. Tests plant release bugs this way.
+///
+/// # Errors
+/// As [`audit_neighbours`].
+pub fn audit_neighbours_with<R, F>(
+    plan: &Plan,
+    neighbours: &[Neighbours],
+    options: JobAuditOptions,
+    rng: &mut R,
+    mut release: F,
+) -> Result<JobAudit, AuditError>
+where
+    R: Rng + CryptoRng + ?Sized,
+    F: FnMut(&Plan, &Aggregated, &mut R) -> Result<Vec<ReleasedTable>, EngineError>,
+{
+    if options.trials < 2 {
+        return Err(AuditError::option("--trials", "must be at least 2"));
+    }
+    // What to test: per pair, the groups that differ under some key.
+    let mut setups = Vec::new();
+    for neighbours in neighbours {
+        let touched = touched_groups(plan, &neighbours.datasets)?;
+        let restricted_plan = restrict_plan(plan, &touched);
+        let mut datasets = Vec::new();
+        for (base, changed) in &neighbours.datasets {
+            datasets.push((
+                restrict(plan, base, &touched)?,
+                restrict(plan, changed, &touched)?,
+            ));
+        }
+        let mut cells = Vec::new();
+        for (index, query) in plan.queries.iter().enumerate() {
+            let claim = |output: Option<&str>| cell_claim(plan, query, output);
+            for group in &touched[index] {
+                let mut outputs: Vec<Option<String>> = query
+                    .query
+                    .aggregates
+                    .iter()
+                    .flat_map(output_names_of)
+                    .map(Some)
+                    .collect();
+                outputs.push(None);
+                for output in outputs {
+                    cells.push(CellSetup {
+                        query: index,
+                        group: group.clone(),
+                        claim: claim(output.as_deref())?,
+                        output,
+                    });
+                }
+            }
+        }
+        setups.push((neighbours.pair, restricted_plan, datasets, cells));
+    }
+    let total_cells: usize = setups.iter().map(|setup| setup.3.len()).sum();
+    let each = options.confidence.split(total_cells);
+    let mut cells = Vec::new();
+    for (pair, restricted_plan, datasets, setup) in setups {
+        if setup.is_empty() {
+            continue;
+        }
+        let mut first = vec![Vec::with_capacity(options.trials); setup.len()];
+        let mut second = vec![Vec::with_capacity(options.trials); setup.len()];
+        for _ in 0..options.trials {
+            let pick = if datasets.len() > 1 {
+                usize::try_from(rng.next_u64() % datasets.len() as u64).unwrap_or(0)
+            } else {
+                0
+            };
+            let (base, changed) = &datasets[pick];
+            let released_base = release(&restricted_plan, base, rng)?;
+            let released_changed = release(&restricted_plan, changed, rng)?;
+            for (index, cell) in setup.iter().enumerate() {
+                first[index].push(observe(&restricted_plan, &released_base, cell));
+                second[index].push(observe(&restricted_plan, &released_changed, cell));
+            }
+        }
+        for ((cell, first), second) in setup.into_iter().zip(first).zip(second) {
+            let audit = audit_samples(&first, &second, cell.claim, each)?;
+            cells.push(CellAudit {
+                pair,
+                query: plan.queries[cell.query].query.name.clone(),
+                group: cell.group,
+                output: cell.output.unwrap_or_else(|| "presence".to_string()),
+                audit,
+            });
+        }
+    }
+    let verdict = cells.iter().fold(Verdict::Pass, |verdict, cell| {
+        verdict.and(cell.audit.verdict)
+    });
+    let epsilon_lower_bound = cells
+        .iter()
+        .map(|cell| cell.audit.bound.epsilon)
+        .fold(0.0, f64::max);
+    Ok(JobAudit {
+        job_claim: job_claim(plan)?,
+        cells,
+        skipped: Vec::new(),
+        verdict,
+        epsilon_lower_bound,
+    })
+}
+
+/// What the plan claims for the whole job, as (ε, δ).
+///
+/// # Errors
+/// [`AuditError::Param`] if the planned cost is not a valid (ε, δ) (a bug).
+pub fn job_claim(plan: &Plan) -> Result<Claim, AuditError> {
+    Ok(match plan.cost {
+        PlannedCost::Basic { epsilon, delta } => Claim {
+            epsilon: Epsilon::new(epsilon)?,
+            delta: Delta::new(delta)?,
+        },
+        PlannedCost::Zcdp {
+            rho,
+            conversion_delta,
+            epsilon,
+            selection_delta,
+        } => {
+            if conversion_delta > 0.0 {
+                Claim {
+                    epsilon: Epsilon::new(epsilon)?,
+                    delta: Delta::new(conversion_delta + selection_delta)?,
+                }
+            } else {
+                let delta = Delta::new(RHO_ONLY_DELTA)?;
+                Claim {
+                    epsilon: rho_to_epsilon(Rho::new(rho)?, delta)?,
+                    delta: Delta::new(RHO_ONLY_DELTA + selection_delta)?,
+                }
+            }
+        }
+    })
+}
+
+/// The claim of one cell: the losses of what it is computed from, composed.
+fn cell_claim(plan: &Plan, query: &QueryPlan, output: Option<&str>) -> Result<Claim, AuditError> {
+    let mut losses: Vec<PrivacyLoss> = Vec::new();
+    let mut delta = 0.0;
+    if let Some(selection) = &query.selection {
+        losses.push(selection.noise_loss());
+        delta += selection.delta().get();
+    }
+    if let Some(output) = output {
+        let aggregate = query
+            .query
+            .aggregates
+            .iter()
+            .find(|aggregate| output_names_of(aggregate).iter().any(|name| name == output));
+        for key in aggregate
+            .map(|aggregate| measure_keys(&aggregate.kind))
+            .unwrap_or_default()
+        {
+            if let Some(noisy) = query.noise_of(&key) {
+                losses.push(noisy.noise.loss());
+            }
+        }
+    }
+    let mut epsilon = 0.0;
+    let mut rho = 0.0;
+    for loss in losses {
+        match loss {
+            PrivacyLoss::Pure(value) => epsilon += value.get(),
+            PrivacyLoss::Approx(value, extra) => {
+                epsilon += value.get();
+                delta += extra.get();
+            }
+            PrivacyLoss::Zcdp(value) => rho += value.get(),
+        }
+    }
+    if rho > 0.0 {
+        let conversion = match plan.cost {
+            PlannedCost::Zcdp {
+                conversion_delta, ..
+            } if conversion_delta > 0.0 => conversion_delta,
+            _ => RHO_ONLY_DELTA,
+        };
+        epsilon += rho_to_epsilon(Rho::new(rho)?, Delta::new(conversion)?)?.get();
+        delta += conversion;
+    }
+    if epsilon <= 0.0 {
+        // Nothing private gates this cell (a public group's presence): any positive
+        // lower bound is a failure.
+        epsilon = f64::MIN_POSITIVE;
+    }
+    Ok(Claim {
+        epsilon: Epsilon::new(epsilon)?,
+        delta: Delta::new(delta.min(0.5))?,
+    })
+}
+
+/// The measures an aggregate's outputs are computed from.
+fn measure_keys(kind: &AggregateKind) -> Vec<String> {
+    match kind {
+        AggregateKind::Count => vec![Measure::Rows.key()],
+        AggregateKind::UnitCount => vec![Measure::Units.key()],
+        AggregateKind::Sum(column) => vec![format!("sum:{}", column.name)],
+        AggregateKind::Mean(column) => vec![
+            format!("values:{}", column.name),
+            format!("centered_sum:{}", column.name),
+        ],
+        AggregateKind::Variance(column) => vec![
+            format!("values:{}", column.name),
+            format!("centered_sum:{}", column.name),
+            format!("centered_squares:{}", column.name),
+        ],
+        AggregateKind::Quantiles { column, .. } => vec![format!("histogram:{}", column.name)],
+    }
+}
+
+/// One cell before sampling.
+struct CellSetup {
+    query: usize,
+    group: Vec<Option<String>>,
+    output: Option<String>,
+    claim: Claim,
+}
+
+/// A cell's output in one release: its value, `0` for presence, `-∞` when the group is
+/// not in the table.
+fn observe(plan: &Plan, tables: &[ReleasedTable], cell: &CellSetup) -> f64 {
+    let Some(table) = tables.get(cell.query) else {
+        return f64::NEG_INFINITY;
+    };
+    let group_by = &plan.queries[cell.query].query.group_by;
+    let key: Vec<String> = cell
+        .group
+        .iter()
+        .map(|value| value.clone().unwrap_or_default())
+        .collect();
+    let columns: Vec<Vec<String>> = group_by
+        .iter()
+        .map(|name| table.column_as_strings(name).unwrap_or_default())
+        .collect();
+    let row = (0..table.groups()).find(|&row| {
+        columns
+            .iter()
+            .zip(&key)
+            .all(|(column, value)| column.get(row) == Some(value))
+    });
+    let Some(row) = row else {
+        return f64::NEG_INFINITY;
+    };
+    match &cell.output {
+        None => 0.0,
+        Some(name) => table
+            .column_as_f64(name)
+            .and_then(|values| values.get(row).copied())
+            .filter(|value| !value.is_nan())
+            .unwrap_or(f64::NEG_INFINITY),
+    }
+}
+
+/// Per query, a group's measures and histogram, for comparing datasets.
+type Fingerprint = (Vec<i64>, Vec<(i64, i64)>);
+
+fn fingerprints(
+    query: &QueryPlan,
+    scan: &veil_engine::plan::QueryScan,
+    aggregates: &QueryAggregates,
+) -> Result<BTreeMap<Vec<Option<String>>, Fingerprint>, AuditError> {
+    let keys = aggregates.group_keys(&query.query.group_by)?;
+    let mut result: BTreeMap<Vec<Option<String>>, Fingerprint> = keys
+        .iter()
+        .map(|key| (key.clone(), (Vec::new(), Vec::new())))
+        .collect();
+    for measure in &scan.measures {
+        match measure {
+            Measure::Histogram { column, .. } => {
+                for (group, leaf, rows) in aggregates
+                    .histogram(column, &query.query.group_by)
+                    .unwrap_or_default()
+                {
+                    if let Some(entry) = keys.get(group).and_then(|key| result.get_mut(key)) {
+                        entry.1.push((leaf, rows));
+                    }
+                }
+            }
+            other => {
+                let values = aggregates.measure(&other.key()).unwrap_or_default();
+                for (key, value) in keys.iter().zip(values) {
+                    if let Some(entry) = result.get_mut(key) {
+                        entry.0.push(value);
+                    }
+                }
+            }
+        }
+    }
+    for entry in result.values_mut() {
+        entry.1.sort_unstable();
+    }
+    Ok(result)
+}
+
+/// Per query, the groups whose aggregates differ between the datasets of some pair.
+fn touched_groups(
+    plan: &Plan,
+    datasets: &[(Aggregated, Aggregated)],
+) -> Result<Vec<BTreeSet<Vec<Option<String>>>>, AuditError> {
+    let mut touched = vec![BTreeSet::new(); plan.queries.len()];
+    for (base, changed) in datasets {
+        for (index, (query, scan)) in plan.queries.iter().zip(&plan.scan.queries).enumerate() {
+            let (Some(left), Some(right)) = (base.queries.get(index), changed.queries.get(index))
+            else {
+                continue;
+            };
+            let left = fingerprints(query, scan, left)?;
+            let right = fingerprints(query, scan, right)?;
+            for key in left.keys().chain(right.keys()) {
+                if left.get(key) != right.get(key) {
+                    touched[index].insert(key.clone());
+                }
+            }
+        }
+    }
+    Ok(touched)
+}
+
+/// The aggregates of the touched groups only.
+fn restrict(
+    plan: &Plan,
+    aggregated: &Aggregated,
+    touched: &[BTreeSet<Vec<Option<String>>>],
+) -> Result<Aggregated, AuditError> {
+    let mut queries = Vec::new();
+    for (index, (query, scan)) in plan.queries.iter().zip(&plan.scan.queries).enumerate() {
+        let group_by = query.query.group_by.clone();
+        let Some(aggregates) = aggregated.queries.get(index) else {
+            continue;
+        };
+        let keys = aggregates.group_keys(&group_by)?;
+        let kept: Vec<usize> = (0..keys.len())
+            .filter(|&row| touched[index].contains(&keys[row]))
+            .collect();
+        let new_index: BTreeMap<usize, usize> = kept
+            .iter()
+            .enumerate()
+            .map(|(new, &old)| (old, new))
+            .collect();
+        let mut measures = BTreeMap::new();
+        let mut histograms = BTreeMap::new();
+        for measure in &scan.measures {
+            match measure {
+                Measure::Histogram { column, .. } => {
+                    let rows = aggregates
+                        .histogram(column, &group_by)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|(group, leaf, rows)| {
+                            new_index.get(&group).map(|&group| (group, leaf, rows))
+                        })
+                        .collect();
+                    histograms.insert(column.clone(), rows);
+                }
+                other => {
+                    if let Some(values) = aggregates.measure(&other.key()) {
+                        measures.insert(
+                            other.key(),
+                            kept.iter().map(|&row| values[row]).collect::<Vec<_>>(),
+                        );
+                    }
+                }
+            }
+        }
+        queries.push(ExternalAggregates {
+            group_by,
+            keys: kept.iter().map(|&row| keys[row].clone()).collect(),
+            measures,
+            histograms,
+        });
+    }
+    Ok(Aggregated::from_external(
+        queries,
+        aggregated.counts.clone(),
+    )?)
+}
+
+/// The plan with public partitions reduced to the touched keys (the others are
+/// released alike on both datasets).
+fn restrict_plan(plan: &Plan, touched: &[BTreeSet<Vec<Option<String>>>]) -> Plan {
+    let mut plan = plan.clone();
+    for (query, touched) in plan.queries.iter_mut().zip(touched) {
+        if let Partitions::Public { keys, .. } = &mut query.query.partitions {
+            keys.retain(|key| {
+                let key: Vec<Option<String>> = key.iter().cloned().map(Some).collect();
+                touched.contains(&key)
+            });
+        }
+    }
+    plan
+}
+
+/// The `count` largest groups of a query, by units (or rows), largest first.
+fn largest_groups(
+    aggregates: &QueryAggregates,
+    group_by: &[String],
+    count: usize,
+) -> Result<Vec<Vec<Option<String>>>, AuditError> {
+    let keys = aggregates.group_keys(group_by)?;
+    let sizes = aggregates
+        .measure(&Measure::Units.key())
+        .or_else(|| aggregates.measure(&Measure::Rows.key()))
+        .unwrap_or_else(|| vec![0; keys.len()]);
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by(|&a, &b| sizes[b].cmp(&sizes[a]).then_with(|| keys[a].cmp(&keys[b])));
+    Ok(order
+        .into_iter()
+        .take(count)
+        .map(|row| keys[row].clone())
+        .collect())
+}
+
+/// Per value column, a value past the far end of its bounds (the end farther from zero),
+/// which bounding must clamp.
+fn extreme_values(scan: &ScanPlan) -> BTreeMap<String, f64> {
+    let mut values: BTreeMap<String, f64> = BTreeMap::new();
+    for query in &scan.queries {
+        for measure in &query.measures {
+            let bounds = match measure {
+                Measure::Sum { column, grid }
+                | Measure::CenteredSum { column, grid }
+                | Measure::CenteredSquares { column, grid } => {
+                    let (lower, upper) = grid.bounds_in_steps();
+                    Some((column, grid.to_real(lower), grid.to_real(upper)))
+                }
+                Measure::Histogram { column, bounds } => {
+                    Some((column, bounds.lower(), bounds.upper()))
+                }
+                Measure::ValueCount { column } => Some((column, 0.0, 1.0)),
+                Measure::Rows | Measure::Units => None,
+            };
+            if let Some((column, lower, upper)) = bounds {
+                let width = upper - lower;
+                let value = if upper.abs() >= lower.abs() {
+                    upper + width
+                } else {
+                    lower - width
+                };
+                let entry = values.entry(column.clone()).or_insert(value);
+                if value.abs() > entry.abs() {
+                    *entry = value;
+                }
+            }
+        }
+    }
+    values
+}
+
+/// The added unit's rows: `slots` sets of `rows_per_group` rows; in slot `s`, query `q`'s
+/// group columns hold `group(q, s)` (null when there is none).
+fn unit_rows(
+    scan: &ScanPlan,
+    values: &BTreeMap<String, f64>,
+    rows_per_group: u64,
+    slots: usize,
+    group: impl Fn(usize, usize) -> Option<Vec<Option<String>>>,
+) -> Vec<BTreeMap<String, String>> {
+    let mut rows = Vec::new();
+    for slot in 0..slots {
+        let mut row: BTreeMap<String, String> = values
+            .iter()
+            .map(|(column, value)| (column.clone(), value.to_string()))
+            .collect();
+        for (index, query) in scan.queries.iter().enumerate() {
+            let Some(key) = group(index, slot) else {
+                continue;
+            };
+            for (column, value) in query.group_by.iter().zip(key) {
+                if let Some(value) = value {
+                    row.entry(column.clone()).or_insert(value);
+                }
+            }
+        }
+        for _ in 0..rows_per_group {
+            rows.push(row.clone());
+        }
+    }
+    rows
+}
+
+/// Per query, a key that no group has: text for text columns, one past the largest for
+/// numbers.
+fn new_group_keys(
+    scan: &ScanPlan,
+    schema: &SourceSchema,
+    aggregated: &Aggregated,
+) -> Result<Vec<Vec<Option<String>>>, String> {
+    let mut result = Vec::new();
+    for (query, aggregates) in scan.queries.iter().zip(&aggregated.queries) {
+        let keys = aggregates
+            .group_keys(&query.group_by)
+            .map_err(|error| error.to_string())?;
+        let mut key = Vec::new();
+        for (index, column) in query.group_by.iter().enumerate() {
+            let existing = keys.iter().filter_map(|key| key[index].as_deref());
+            let value = match schema.get(column) {
+                Some(ColumnKind::String) => "veil-audit-new-group".to_string(),
+                Some(ColumnKind::Integer) => {
+                    let largest = existing.filter_map(|value| value.parse::<i64>().ok()).max();
+                    largest
+                        .unwrap_or(0)
+                        .checked_add(1)
+                        .ok_or_else(|| format!("column {column:?} has no room for a new group"))?
+                        .to_string()
+                }
+                Some(kind) => {
+                    return Err(format!(
+                        "no new group can be made for group column {column:?} of type {kind}"
+                    ));
+                }
+                None => return Err(format!("group column {column:?} is not in the source")),
+            };
+            key.push(Some(value));
+        }
+        result.push(key);
+    }
+    Ok(result)
+}

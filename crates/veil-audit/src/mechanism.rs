@@ -1,0 +1,408 @@
+//! Audits of `veil-core`'s mechanisms on their worst pair of inputs.
+//!
+//! An additive-noise mechanism is run on `0` and on `Δ` (its sensitivity): the two
+//! inputs that differ the most by one person. A real-valued mechanism runs on a grid
+//! (`Granularity::for_bounds`) exactly as the engine's sums do. Thresholding (private
+//! partition selection) is audited on two pairs: a group that does not exist against a
+//! group of one person (the δ part: the group must almost never appear), and a group of
+//! `τ − 1` people against one of `τ`, where `τ` is the threshold (the ε part, at the
+//! edge of release).
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand_core::{CryptoRng, Rng};
+use veil_core::calibrate::epsilon_to_rho;
+use veil_core::mechanism::{
+    FixedPoint, GaussianMechanism, Granularity, LaplaceMechanism, ThresholdMechanism,
+};
+use veil_core::{Bounds, Delta, Epsilon, L1Sensitivity, L2Sensitivity};
+
+use crate::AuditError;
+use crate::estimate::{Audit, Claim, Confidence, Verdict, audit_sampler};
+
+/// The mechanisms `veil audit mechanism` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MechanismName {
+    /// Laplace noise on a real value, on a fixed grid (the engine's sums).
+    Laplace,
+    /// Discrete Laplace noise on an integer (the engine's counts).
+    DiscreteLaplace,
+    /// Discrete Gaussian noise on a real value, on a fixed grid, calibrated to (ε, δ).
+    Gaussian,
+    /// Discrete Gaussian noise on an integer, calibrated to (ε, δ).
+    DiscreteGaussian,
+    /// Private partition selection: discrete Laplace noise and a threshold.
+    LaplaceThreshold,
+    /// Private partition selection: discrete Gaussian noise and a threshold.
+    GaussianThreshold,
+}
+
+impl MechanismName {
+    /// Every mechanism, in the order `--mechanism all` audits them.
+    pub const ALL: [Self; 6] = [
+        Self::Laplace,
+        Self::DiscreteLaplace,
+        Self::Gaussian,
+        Self::DiscreteGaussian,
+        Self::LaplaceThreshold,
+        Self::GaussianThreshold,
+    ];
+
+    /// The name on the command line.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Laplace => "laplace",
+            Self::DiscreteLaplace => "discrete-laplace",
+            Self::Gaussian => "gaussian",
+            Self::DiscreteGaussian => "discrete-gaussian",
+            Self::LaplaceThreshold => "laplace-threshold",
+            Self::GaussianThreshold => "gaussian-threshold",
+        }
+    }
+
+    /// Whether the mechanism needs δ > 0.
+    #[must_use]
+    pub fn needs_delta(self) -> bool {
+        !matches!(self, Self::Laplace | Self::DiscreteLaplace)
+    }
+}
+
+impl fmt::Display for MechanismName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MechanismName {
+    type Err = AuditError;
+
+    fn from_str(text: &str) -> Result<Self, AuditError> {
+        Self::ALL
+            .into_iter()
+            .find(|name| name.as_str() == text)
+            .ok_or_else(|| {
+                AuditError::option(
+                    "--mechanism",
+                    format!(
+                        "{text:?} is not one of {}",
+                        Self::ALL.map(Self::as_str).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+/// A mechanism to audit and the guarantee it is built to give.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MechanismSpec {
+    /// Which mechanism.
+    pub name: MechanismName,
+    /// The claimed ε.
+    pub epsilon: Epsilon,
+    /// The claimed δ (must be positive for Gaussian noise and thresholding).
+    pub delta: Delta,
+    /// How much one person changes the answer: an integer for the discrete mechanisms
+    /// and a real for `laplace` and `gaussian`; for thresholding, the number of groups
+    /// one person may be in (L0), whose noise is shared between them.
+    pub sensitivity: L1Sensitivity,
+}
+
+/// The audit of one mechanism: one test per pair of inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MechanismAudit {
+    /// What was audited.
+    pub spec: MechanismSpec,
+    /// `(pair, audit)`: the pair names its two inputs (`0 vs 1`, `absent vs 1 unit`).
+    pub pairs: Vec<(String, Audit)>,
+    /// `Fail` if any pair fails.
+    pub verdict: Verdict,
+    /// The largest lower bound over the pairs.
+    pub epsilon_lower_bound: f64,
+}
+
+/// Audits a mechanism with `trials` runs per input. The confidence is split evenly
+/// between the pairs tested, so a correct mechanism fails with probability at most
+/// `1 - confidence`.
+///
+/// # Errors
+/// [`AuditError::Option`] for a sensitivity the mechanism cannot take or a missing δ;
+/// [`AuditError::Param`] if the mechanism refuses its parameters; as
+/// [`crate::estimate::epsilon_lower_bound`].
+pub fn audit_mechanism<R: Rng + CryptoRng + ?Sized>(
+    spec: MechanismSpec,
+    trials: usize,
+    confidence: Confidence,
+    rng: &mut R,
+) -> Result<MechanismAudit, AuditError> {
+    let claim = Claim {
+        epsilon: spec.epsilon,
+        delta: spec.delta,
+    };
+    if spec.name.needs_delta() && spec.delta.get() <= 0.0 {
+        return Err(AuditError::option(
+            "--delta",
+            format!("{} needs a delta > 0, e.g. --delta 1e-6", spec.name),
+        ));
+    }
+    let pairs = match spec.name {
+        MechanismName::DiscreteLaplace | MechanismName::DiscreteGaussian => {
+            let steps = integer_sensitivity(spec.sensitivity)?;
+            let noise = IntegerNoise::new(spec.name, steps, spec.epsilon, spec.delta)?;
+            let pair = format!("0 vs {steps}");
+            let audit = audit_sampler(
+                trials,
+                claim,
+                confidence,
+                rng,
+                |rng| noise.release(0, rng),
+                |rng| noise.release(steps, rng),
+            )?;
+            vec![(pair, audit)]
+        }
+        MechanismName::Laplace | MechanismName::Gaussian => {
+            let sensitivity = spec.sensitivity.get();
+            if sensitivity <= 0.0 {
+                return Err(AuditError::option(
+                    "--sensitivity",
+                    "must be > 0 (how much one person changes the value)",
+                ));
+            }
+            let bounds = Bounds::new(0.0, sensitivity)?;
+            let grid = FixedPoint::new(bounds, Granularity::for_bounds(bounds))?;
+            let steps = grid.max_abs_steps();
+            let kind = if spec.name == MechanismName::Laplace {
+                MechanismName::DiscreteLaplace
+            } else {
+                MechanismName::DiscreteGaussian
+            };
+            let noise = IntegerNoise::new(kind, steps, spec.epsilon, spec.delta)?;
+            let high = grid.to_steps(sensitivity).unwrap_or(0);
+            let step = grid.granularity().to_f64();
+            let real = |value: f64| value * step;
+            let audit = audit_sampler(
+                trials,
+                claim,
+                confidence,
+                rng,
+                |rng| real(noise.release(0, rng)),
+                |rng| real(noise.release(u64::try_from(high).unwrap_or(0), rng)),
+            )?;
+            vec![(format!("0 vs {sensitivity}"), audit)]
+        }
+        MechanismName::LaplaceThreshold | MechanismName::GaussianThreshold => {
+            let partitions = integer_sensitivity(spec.sensitivity)?;
+            let selection = threshold(spec.name, partitions, spec.epsilon, spec.delta)?;
+            audit_threshold(&selection, claim, trials, confidence, rng)?
+        }
+    };
+    Ok(summarize(spec, pairs))
+}
+
+/// Audits private partition selection (any [`ThresholdMechanism`], including one built
+/// wrongly on purpose) against `claim`, on its two pairs.
+///
+/// # Errors
+/// As [`crate::estimate::epsilon_lower_bound`].
+pub fn audit_threshold<R: Rng + CryptoRng + ?Sized>(
+    selection: &ThresholdMechanism,
+    claim: Claim,
+    trials: usize,
+    confidence: Confidence,
+    rng: &mut R,
+) -> Result<Vec<(String, Audit)>, AuditError> {
+    let each = confidence.split(2);
+    let release = |units: i64, rng: &mut R| -> f64 {
+        selection
+            .release(units, rng)
+            .map_or(f64::NEG_INFINITY, |released| {
+                #[allow(clippy::cast_precision_loss)]
+                let value = *released.value() as f64;
+                value
+            })
+    };
+    let absent = audit_sampler(
+        trials,
+        claim,
+        each,
+        rng,
+        |_| f64::NEG_INFINITY,
+        |rng| release(1, rng),
+    )?;
+    let edge = selection.threshold();
+    let at_edge = audit_sampler(
+        trials,
+        claim,
+        each,
+        rng,
+        |rng| release(edge - 1, rng),
+        |rng| release(edge, rng),
+    )?;
+    Ok(vec![
+        ("absent vs 1 unit".to_string(), absent),
+        (format!("{} vs {edge} units", edge - 1), at_edge),
+    ])
+}
+
+/// The verdict and largest bound of a list of pair audits.
+#[must_use]
+pub fn summarize(spec: MechanismSpec, pairs: Vec<(String, Audit)>) -> MechanismAudit {
+    let verdict = pairs.iter().fold(Verdict::Pass, |verdict, (_, audit)| {
+        verdict.and(audit.verdict)
+    });
+    let epsilon_lower_bound = pairs
+        .iter()
+        .map(|(_, audit)| audit.bound.epsilon)
+        .fold(0.0, f64::max);
+    MechanismAudit {
+        spec,
+        pairs,
+        verdict,
+        epsilon_lower_bound,
+    }
+}
+
+/// The partition selection of `name` for units in `partitions` groups, at (ε, δ) the way
+/// the planner builds it: Laplace thresholding at (ε, δ); Gaussian thresholding at the
+/// ρ that converts to ε at δ/2, with the other δ/2 for the threshold.
+///
+/// # Errors
+/// [`AuditError::Param`] if the mechanism refuses its parameters.
+pub fn threshold(
+    name: MechanismName,
+    partitions: u64,
+    epsilon: Epsilon,
+    delta: Delta,
+) -> Result<ThresholdMechanism, AuditError> {
+    Ok(match name {
+        MechanismName::GaussianThreshold => {
+            let half = Delta::new(delta.get() / 2.0)?;
+            ThresholdMechanism::gaussian(partitions, epsilon_to_rho(epsilon, half)?, half)?
+        }
+        _ => ThresholdMechanism::laplace(partitions, epsilon, delta)?,
+    })
+}
+
+fn integer_sensitivity(sensitivity: L1Sensitivity) -> Result<u64, AuditError> {
+    match sensitivity.as_integer() {
+        Some(steps) if steps > 0 => Ok(steps),
+        _ => Err(AuditError::option(
+            "--sensitivity",
+            format!(
+                "{} is not a positive integer, which this mechanism needs",
+                sensitivity.get()
+            ),
+        )),
+    }
+}
+
+/// Integer noise of either family.
+enum IntegerNoise {
+    Laplace(LaplaceMechanism),
+    Gaussian(GaussianMechanism),
+}
+
+impl IntegerNoise {
+    fn new(
+        name: MechanismName,
+        steps: u64,
+        epsilon: Epsilon,
+        delta: Delta,
+    ) -> Result<Self, AuditError> {
+        Ok(if name == MechanismName::DiscreteGaussian {
+            Self::Gaussian(GaussianMechanism::new_approx(
+                L2Sensitivity::integer(steps),
+                epsilon,
+                delta,
+            )?)
+        } else {
+            Self::Laplace(LaplaceMechanism::new(
+                L1Sensitivity::integer(steps),
+                epsilon,
+            )?)
+        })
+    }
+
+    fn release<R: Rng + CryptoRng + ?Sized>(&self, value: u64, rng: &mut R) -> f64 {
+        let value = i64::try_from(value).unwrap_or(i64::MAX);
+        let released = match self {
+            Self::Laplace(mechanism) => mechanism.release(value, rng),
+            Self::Gaussian(mechanism) => mechanism.release(value, rng),
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let value = *released.value() as f64;
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use veil_testkit::seeded_rng;
+
+    fn spec(name: MechanismName) -> MechanismSpec {
+        MechanismSpec {
+            name,
+            epsilon: Epsilon::new(1.0).unwrap(),
+            delta: Delta::new(1e-6).unwrap(),
+            sensitivity: L1Sensitivity::integer(1),
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for name in MechanismName::ALL {
+            assert_eq!(name.as_str().parse::<MechanismName>().unwrap(), name);
+        }
+        let error = "lapalce".parse::<MechanismName>().unwrap_err().to_string();
+        assert!(
+            error.starts_with("--mechanism: \"lapalce\" is not one of laplace"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn every_mechanism_passes_a_small_audit() {
+        let mut rng = seeded_rng(11);
+        let confidence = Confidence::new(1.0 - 1e-7).unwrap();
+        for name in MechanismName::ALL {
+            let audit = audit_mechanism(spec(name), 20_000, confidence, &mut rng).unwrap();
+            assert_eq!(audit.verdict, Verdict::Pass, "{name}: {audit:?}");
+        }
+    }
+
+    #[test]
+    fn laplace_is_bounded_near_its_epsilon() {
+        let mut rng = seeded_rng(12);
+        let confidence = Confidence::new(1.0 - 1e-7).unwrap();
+        let audit = audit_mechanism(
+            spec(MechanismName::DiscreteLaplace),
+            200_000,
+            confidence,
+            &mut rng,
+        )
+        .unwrap();
+        assert_eq!(audit.verdict, Verdict::Pass);
+        assert!(audit.epsilon_lower_bound > 0.8, "{audit:?}");
+    }
+
+    #[test]
+    fn gaussian_needs_delta_and_discrete_needs_integers() {
+        let mut rng = seeded_rng(13);
+        let mut no_delta = spec(MechanismName::Gaussian);
+        no_delta.delta = Delta::new(0.0).unwrap();
+        let error = audit_mechanism(no_delta, 10, Confidence::DEFAULT, &mut rng).unwrap_err();
+        assert!(
+            error.to_string().starts_with("--delta: gaussian needs"),
+            "{error}"
+        );
+        let mut fractional = spec(MechanismName::DiscreteLaplace);
+        fractional.sensitivity = L1Sensitivity::new(1.5).unwrap();
+        let error = audit_mechanism(fractional, 10, Confidence::DEFAULT, &mut rng).unwrap_err();
+        assert!(
+            error.to_string().starts_with("--sensitivity: 1.5"),
+            "{error}"
+        );
+    }
+}

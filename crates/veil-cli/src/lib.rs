@@ -1,0 +1,63 @@
+//! The `veil` command: differentially private aggregation over Parquet exports.
+//!
+//! This crate wires Veil's crates together; it holds no privacy mathematics of its own.
+//! The binary (`src/main.rs`) calls [`main`], which runs `commands::run`, prints any error
+//! with its chain of causes, and exits with a code that scripts can act on (see `exit`).
+//! The library exists so that the configuration parsers can be exercised on their own
+//! ([`parse`]): the fuzz targets in `fuzz/` call them with arbitrary input.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod clock;
+mod commands;
+mod config;
+mod engine;
+mod exit;
+mod rng;
+
+/// Parses the command line, runs the command, and reports any error.
+#[must_use]
+pub fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match commands::run(args) {
+        Ok(code) => code,
+        Err(error) => {
+            let code = exit::code_for(&error);
+            eprintln!("error: {error:#}");
+            code
+        }
+    }
+}
+
+/// The configuration parsers on text, as `veil` runs them on files: for fuzzing and
+/// tools. They never panic; an `Err` holds the message `veil` would print.
+pub mod parse {
+    use std::path::Path;
+
+    use crate::config::{self, AsOf};
+
+    /// Parses and converts job-file text into the engine's job. Files the job names
+    /// (a purposes registry, public partition keys) are read relative to the current
+    /// directory.
+    ///
+    /// # Errors
+    /// The configuration error, naming the key at fault.
+    pub fn job(text: &str) -> Result<(), String> {
+        config::parse(Path::new("job.toml"), text, AsOf::Given(0))
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    }
+
+    /// Parses and checks purposes-registry text.
+    ///
+    /// # Errors
+    /// The configuration error, naming the key at fault.
+    pub fn purposes(text: &str) -> Result<(), String> {
+        config::purposes::parse(Path::new("purposes.toml"), text)
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    }
+}
