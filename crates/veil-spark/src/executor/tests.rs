@@ -109,7 +109,7 @@ fn counts(keys: usize) -> Vec<Row> {
             Some(name),
             None,
             &vec![None; keys],
-            &[Some(count), None],
+            &[Some(count), None, None],
         )
     })
     .collect()
@@ -119,7 +119,7 @@ fn counts(keys: usize) -> Vec<Row> {
 fn parses_groups_histograms_and_counts() {
     let plan = plan(&["country"]);
     let compiled = compiled(&plan);
-    assert_eq!((compiled.key_columns(), compiled.value_columns()), (1, 2));
+    assert_eq!((compiled.key_columns(), compiled.value_columns()), (1, 3));
     let mut rows = counts(1);
     rows.push(row(
         "groups",
@@ -127,7 +127,7 @@ fn parses_groups_histograms_and_counts() {
         None,
         None,
         &[Some("FR")],
-        &[Some(3), Some(40)],
+        &[Some(3), Some(40), Some(2)],
     ));
     rows.push(row(
         "groups",
@@ -135,7 +135,7 @@ fn parses_groups_histograms_and_counts() {
         None,
         None,
         &[None],
-        &[Some(1), Some(-2)],
+        &[Some(1), Some(-2), Some(1)],
     ));
     rows.push(row(
         "histogram",
@@ -143,7 +143,7 @@ fn parses_groups_histograms_and_counts() {
         Some("value"),
         Some(7),
         &[None],
-        &[Some(1), None],
+        &[Some(1), None, None],
     ));
     rows.push(row(
         "histogram",
@@ -151,7 +151,7 @@ fn parses_groups_histograms_and_counts() {
         Some("value"),
         Some(4095),
         &[Some("FR")],
-        &[Some(2), None],
+        &[Some(2), None, None],
     ));
     let parsed = parse(&plan, &compiled, &rows).expect("parses");
     assert_eq!(
@@ -169,6 +169,7 @@ fn parses_groups_histograms_and_counts() {
     assert_eq!(query.keys, [vec![Some("FR".to_string())], vec![None]]);
     assert_eq!(query.measures["rows"], [3, 1]);
     assert_eq!(query.measures["sum:value"], [40, -2]);
+    assert_eq!(query.measures["units"], [2, 1]);
     assert_eq!(query.histograms["value"], [(1, 7, 1), (0, 4095, 2)]);
     Aggregated::from_external(parsed.queries, parsed.counts).expect("the engine takes them");
 }
