@@ -353,6 +353,7 @@ pub(crate) fn source_schema(source: &Source) -> Result<crate::schema::SourceSche
 
 const ROW_PRIORITY: &str = "__veil_row_priority";
 const PAIR_PRIORITY: &str = "__veil_pair_priority";
+const PAIR_ROWS: &str = "__veil_pair_rows";
 const LEAF: &str = "leaf";
 
 /// The rows a plan reads, lazily: only its columns, only inside the retention window, only
@@ -734,6 +735,55 @@ fn bounding_input(
     Ok((rows, columns))
 }
 
+/// Ranks by keyed hash: ties (identical hashed values) broken by position, which cannot
+/// change an aggregate since the tied rows are identical in every hashed column.
+const BY_HASH: RankOptions = RankOptions {
+    method: RankMethod::Ordinal,
+    descending: false,
+};
+
+/// The unit and group columns: one (unit, group) pair per distinct value.
+fn unit_and_group(unit: &str, query: &QueryScan) -> Vec<Expr> {
+    let mut partition = vec![col(unit)];
+    partition.extend(group_exprs(&query.group_by));
+    partition
+}
+
+/// `rows` aggregated per (unit, group) by `aggregates` (which may be empty: a query that
+/// only counts distinct units needs the pairs and nothing else).
+fn pair_aggregation(
+    rows: LazyFrame,
+    unit: &str,
+    query: &QueryScan,
+    mut aggregates: Vec<Expr>,
+) -> LazyFrame {
+    aggregates.push(len().alias(PAIR_ROWS));
+    rows.group_by(unit_and_group(unit, query))
+        .agg(aggregates)
+        .drop(cols([PAIR_ROWS]))
+}
+
+/// L0: keeps each unit's `max_groups_per_unit` pairs with the smallest keyed hashes of
+/// (unit, group).
+fn first_groups_of_each_unit(
+    pairs: LazyFrame,
+    unit: &str,
+    query: &QueryScan,
+    key: BoundingKey,
+) -> Result<LazyFrame, EngineError> {
+    let kept = col(PAIR_PRIORITY)
+        .rank(BY_HASH, None)
+        .over([col(unit)])
+        .map_err(|e| EngineError::polars("planning the scan", &e))?
+        .lt_eq(lit(query.bounds.max_groups_per_unit));
+    Ok(pairs
+        .with_column(
+            hash::keyed_hash(&query.pair_hash_columns(unit), key.0[1]).alias(PAIR_PRIORITY),
+        )
+        .filter(kept)
+        .drop(cols([PAIR_PRIORITY])))
+}
+
 /// The bounded rows of one query and the unit–group pairs that survive L0, lazily.
 pub(crate) fn bounded(
     base: &LazyFrame,
@@ -743,25 +793,15 @@ pub(crate) fn bounded(
 ) -> Result<(LazyFrame, LazyFrame), EngineError> {
     let (rows, columns) = bounding_input(base, unit, query)?;
     // L∞: in each (unit, group), keep the rows with the smallest keyed hashes.
-    let mut partition: Vec<Expr> = vec![col(unit)];
-    partition.extend(group_exprs(&query.group_by));
-    let rank = RankOptions {
-        method: RankMethod::Ordinal,
-        descending: false,
-    };
-    let over = |expr: Expr, partition: Vec<Expr>| {
-        expr.over(partition)
-            .map_err(|e| EngineError::polars("planning the scan", &e))
-    };
+    let in_pair = col(ROW_PRIORITY)
+        .rank(BY_HASH, None)
+        .over(unit_and_group(unit, query))
+        .map_err(|e| EngineError::polars("planning the scan", &e))?;
     let rows = rows
         .with_column(hash::keyed_hash(&columns, key.0[0]).alias(ROW_PRIORITY))
-        .filter(
-            over(col(ROW_PRIORITY).rank(rank, None), partition.clone())?
-                .lt_eq(lit(query.bounds.max_rows_per_group)),
-        )
+        .filter(in_pair.lt_eq(lit(query.bounds.max_rows_per_group)))
         .drop(cols([ROW_PRIORITY]));
-    // Per (unit, group) partial aggregates, then L0: keep each unit's groups with the
-    // smallest keyed hashes of (unit, group).
+    // Per (unit, group) partial aggregates, then L0.
     let mut pair_aggregates: Vec<Expr> = Vec::new();
     for measure in &query.measures {
         match measure {
@@ -770,18 +810,8 @@ pub(crate) fn bounded(
             other => pair_aggregates.push(row_value(other).sum().alias(other.key())),
         }
     }
-    pair_aggregates.push(len().alias("__veil_pair_rows"));
-    let pair_columns = query.pair_hash_columns(unit);
-    let pairs = rows
-        .clone()
-        .group_by(partition)
-        .agg(pair_aggregates)
-        .with_column(hash::keyed_hash(&pair_columns, key.0[1]).alias(PAIR_PRIORITY))
-        .filter(
-            over(col(PAIR_PRIORITY).rank(rank, None), vec![col(unit)])?
-                .lt_eq(lit(query.bounds.max_groups_per_unit)),
-        )
-        .drop(cols([PAIR_PRIORITY, "__veil_pair_rows"]));
+    let pairs = pair_aggregation(rows.clone(), unit, query, pair_aggregates);
+    let pairs = first_groups_of_each_unit(pairs, unit, query, key)?;
     Ok((rows, pairs))
 }
 
@@ -796,15 +826,9 @@ pub(crate) fn bounded_pairs(
     key: BoundingKey,
 ) -> Result<LazyFrame, EngineError> {
     let (rows, columns) = bounding_input(base, unit, query)?;
-    let mut partition: Vec<Expr> = vec![col(unit)];
-    partition.extend(group_exprs(&query.group_by));
-    let rank = RankOptions {
-        method: RankMethod::Ordinal,
-        descending: false,
-    };
     let max_rows = query.bounds.max_rows_per_group;
     // In the aggregation's context, the rank is within the (unit, group).
-    let kept = || col(ROW_PRIORITY).rank(rank, None).lt_eq(lit(max_rows));
+    let kept = || col(ROW_PRIORITY).rank(BY_HASH, None).lt_eq(lit(max_rows));
     let mut pair_aggregates: Vec<Expr> = Vec::new();
     for measure in &query.measures {
         match measure {
@@ -826,21 +850,9 @@ pub(crate) fn bounded_pairs(
             other => pair_aggregates.push(row_value(other).filter(kept()).sum().alias(other.key())),
         }
     }
-    let pair_columns = query.pair_hash_columns(unit);
-    let pairs = rows
-        .with_column(hash::keyed_hash(&columns, key.0[0]).alias(ROW_PRIORITY))
-        .group_by(partition)
-        .agg(pair_aggregates)
-        .with_column(hash::keyed_hash(&pair_columns, key.0[1]).alias(PAIR_PRIORITY))
-        .filter(
-            col(PAIR_PRIORITY)
-                .rank(rank, None)
-                .over([col(unit)])
-                .map_err(|e| EngineError::polars("planning the scan", &e))?
-                .lt_eq(lit(query.bounds.max_groups_per_unit)),
-        )
-        .drop(cols([PAIR_PRIORITY]));
-    Ok(pairs)
+    let hashed = rows.with_column(hash::keyed_hash(&columns, key.0[0]).alias(ROW_PRIORITY));
+    let pairs = pair_aggregation(hashed, unit, query, pair_aggregates);
+    first_groups_of_each_unit(pairs, unit, query, key)
 }
 
 /// Runs the scan plan: one pass over the source for all queries.

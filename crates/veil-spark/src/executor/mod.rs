@@ -324,6 +324,9 @@ const SAFE_PARAMETERS: &[&str] = &[
     "config",
 ];
 
+/// gRPC's status code for a server that cannot be reached.
+const GRPC_UNAVAILABLE: i32 = 14;
+
 /// A Spark failure as an engine error. Connection failures name the remote; plan errors
 /// keep Spark's message (it is about the query, not the data); failures while running
 /// keep only the error's class and the parameters that name files, columns and types,
@@ -335,10 +338,13 @@ pub(crate) fn failure(
 ) -> EngineError {
     let condition = error.get_condition();
     let reason = match &condition {
-        None => format!(
+        // Without an error class the message may be a server exception's text, which can
+        // quote a cell: only transport failures keep theirs.
+        None if error.grpc_code.is_none_or(|code| code == GRPC_UNAVAILABLE) => format!(
             "lost the Spark Connect server at {remote}: {}",
             first_line(&error.message())
         ),
+        None => format!("Spark failed ({stage}); details withheld, since they may quote data"),
         Some(_) if is_plan_error(error) => first_line(&error.message()),
         Some(condition) => {
             let named: Vec<String> = error
@@ -413,7 +419,9 @@ pub(crate) fn parse(
         match row.get(index) {
             Some(Value::Null) => Ok(None),
             Some(Value::String(text)) => Ok(Some(text.clone())),
-            other => Err(bug(format!("column {index} is {other:?}, not text"))),
+            // Never the value itself: a result cell is a group key or a sum before noise.
+            Some(_) => Err(bug(format!("column {index} is not text"))),
+            None => Err(bug(format!("column {index} is missing"))),
         }
     };
     let integer = |row: &Row, index: usize| -> Result<Option<i64>, EngineError> {
@@ -422,7 +430,7 @@ pub(crate) fn parse(
             Some(value) => value
                 .as_i64()
                 .map(Some)
-                .ok_or_else(|| bug(format!("column {index} is {value:?}, not an integer"))),
+                .ok_or_else(|| bug(format!("column {index} is not an integer"))),
             None => Err(bug(format!("column {index} is missing"))),
         }
     };
