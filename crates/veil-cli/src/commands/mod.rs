@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
+use crate::exit::usage_error;
 
 pub(crate) mod accountant;
 pub(crate) mod audit;
@@ -35,4 +36,23 @@ pub(crate) fn run(args: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&args),
         Command::Preview(args) => preview::run(&args),
     }
+}
+
+/// Refuses a `--sample` that is the job's real source (the file itself or a file in its
+/// directory): a preview drops the consent filter and a report on a sample says it may be
+/// shared, neither of which holds for real data.
+pub(crate) fn check_sample_is_not_the_source(
+    sample: &std::path::Path,
+    source: &std::path::Path,
+) -> anyhow::Result<()> {
+    let (Ok(sample), Ok(source)) = (sample.canonicalize(), source.canonicalize()) else {
+        return Ok(());
+    };
+    if sample == source || (source.is_dir() && sample.starts_with(&source)) {
+        return Err(usage_error(format!(
+            "--sample {} is the job's own source: give sample or synthetic data (`veil sample-data --like`), or run without --sample for a report on the real data",
+            sample.display()
+        )));
+    }
+    Ok(())
 }

@@ -149,6 +149,7 @@ fn short(value: f64) -> String {
 pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     let loaded = config::load(&args.job, config::AsOf::from_flag(args.as_of)).usage()?;
     let mut job = loaded.job.clone();
+    super::check_sample_is_not_the_source(&args.sample, &job.source.path)?;
     if job.governance.consent.take().is_some() {
         // Sample rows stand for nobody, so no consent log can name them; the purpose's
         // columns and retention window still apply.

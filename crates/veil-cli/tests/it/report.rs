@@ -220,6 +220,32 @@ fn a_missing_segment_column_is_a_usage_error_naming_its_key() {
 }
 
 #[test]
+fn the_real_source_is_refused_as_a_sample() {
+    let directory = tempfile::tempdir().unwrap();
+    let source = sample(directory.path(), 200, 20);
+    let job = job(directory.path(), &source, "feature");
+    veil()
+        .arg("preview")
+        .arg(&job)
+        .arg("--sample")
+        .arg(&source)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("the job's own source"));
+    veil()
+        .arg("report")
+        .arg(&job)
+        .args(["--epsilons", "1", "--trials", "5", "--sample"])
+        .arg(&source)
+        .arg("--output")
+        .arg(directory.path().join("report"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("the job's own source"));
+    assert!(!directory.path().join("report").exists());
+}
+
+#[test]
 fn report_rejects_a_bad_epsilon_list() {
     let directory = tempfile::tempdir().unwrap();
     let job = job(
