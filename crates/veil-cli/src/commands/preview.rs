@@ -282,18 +282,26 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
                 value_columns.push((name, aggregate.kind.clone(), level));
             }
         }
+        // Each released column converted once, not once per row.
+        let column = |name: &str| table.column_as_f64(name);
+        let released: Vec<_> = value_columns
+            .iter()
+            .map(|(name, _, _)| {
+                (
+                    column(name),
+                    column(&format!("{name}_ci_low")),
+                    column(&format!("{name}_ci_high")),
+                )
+            })
+            .collect();
+        let at =
+            |values: &Option<Vec<f64>>, row: usize| values.as_ref().map_or(f64::NAN, |v| v[row]);
         let mut rows: Vec<(f64, Vec<String>)> = Vec::new();
         for (row, key) in keys.iter().enumerate() {
             let truth = by_key.get(key);
             let mut cells = key.clone();
-            for (name, kind, level) in &value_columns {
-                let value = table.column_as_f64(name).map_or(f64::NAN, |v| v[row]);
-                let low = table
-                    .column_as_f64(&format!("{name}_ci_low"))
-                    .map_or(f64::NAN, |v| v[row]);
-                let high = table
-                    .column_as_f64(&format!("{name}_ci_high"))
-                    .map_or(f64::NAN, |v| v[row]);
+            for ((_, kind, level), (values, lows, highs)) in value_columns.iter().zip(&released) {
+                let (value, low, high) = (at(values, row), at(lows, row), at(highs, row));
                 cells.push(format!(
                     "{} [{}, {}]",
                     short(value),
