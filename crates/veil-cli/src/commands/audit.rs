@@ -27,6 +27,11 @@ use crate::rng;
 /// What every audit's JSON says about its noise.
 const NOTE: &str = "an audit is a test: its noisy outputs are compared, never released";
 
+/// A job audit runs on the job's data: it names groups (the heaviest unit's among them)
+/// and its thresholds are chosen from many runs on the true data, so they sit near true
+/// values; nothing of it is charged to the ledger.
+const JOB_NOTICE: &str = "NOT PRIVATE: computed on the job's data, with group keys and thresholds close to true values; for the operator, not for publication";
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
     /// Audit a noise mechanism on its worst pair of neighbouring inputs.
@@ -407,6 +412,7 @@ fn job_json(audit: &JobAudit, args: &JobArgs, confidence: Confidence) -> Value {
         "overflow": args.overflow,
         "seed": args.seed,
         "note": NOTE,
+        "notice": JOB_NOTICE,
         "cells_tested": audit.cells.len(),
         "skipped_pairs": audit.skipped.iter().map(|(pair, reason)| json!({"pair": pair.as_str(), "reason": reason})).collect::<Vec<_>>(),
         "cells": cells,

@@ -125,6 +125,7 @@ fn job_audit_passes_the_quickstart() {
     assert!(cells.iter().any(|cell| cell["output"] == "presence"));
     // Nothing is charged or written: the quickstart's ledger and output are untouched.
     assert!(json["note"].as_str().unwrap().contains("never released"));
+    assert!(json["notice"].as_str().unwrap().starts_with("NOT PRIVATE"));
 }
 
 #[test]
