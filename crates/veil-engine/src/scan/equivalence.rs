@@ -1,12 +1,16 @@
-//! The grouped-rank bounding (`bounded_pairs`, what a release aggregates) keeps exactly the
+//! The grouped bounding (`bounded_pairs`, what a release aggregates) keeps exactly the
 //! rows and pairs of the window bounding (`bounded`, what the utility report and other
-//! engines follow).
+//! engines follow), and both keep exactly the pairs that a rank of the keyed pair hash
+//! over each unit keeps (the definition of L0 that Spark's SQL follows).
 #![allow(clippy::unwrap_used)]
 
 use polars::prelude::*;
 use veil_core::{Bounds, Delta, Epsilon};
 
-use super::{BoundingKey, bounded, bounded_pairs, group_exprs, row_value, with_unit};
+use super::{
+    BY_HASH, BoundingKey, PAIR_PRIORITY, bounded, bounded_pairs, group_exprs, hash, row_value,
+    unit_and_group, with_unit,
+};
 use crate::job::{
     Aggregate, AggregateKind, ContributionBounds, Governance, Job, JobBudget, Output, OutputFormat,
     Partitions, Query, Source, SourceFormat, ValueColumn,
@@ -123,6 +127,33 @@ fn grouped_ranks_keep_the_rows_and_pairs_of_the_window() {
             let grouped = sorted(fast.clone().select(selected), &["user_id", "country"]);
             assert!(window.height() > 0);
             assert!(window.equals_missing(&grouped), "{window}\n{grouped}");
+
+            // L0 by definition: the pairs whose keyed hash ranks among the unit's first
+            // `max_groups_per_unit`, out of every pair the unit has.
+            let by_rank = rows
+                .clone()
+                .group_by(unit_and_group("user_id", query))
+                .agg([len()])
+                .with_column(
+                    hash::keyed_hash(&query.pair_hash_columns("user_id"), words[1])
+                        .alias(PAIR_PRIORITY),
+                )
+                .filter(
+                    col(PAIR_PRIORITY)
+                        .rank(BY_HASH, None)
+                        .over([col("user_id")])
+                        .unwrap()
+                        .lt_eq(lit(l0)),
+                )
+                .select([col("user_id"), col("country")]);
+            assert_eq!(
+                sorted(by_rank, &["user_id", "country"]),
+                sorted(
+                    fast.clone().select([col("user_id"), col("country")]),
+                    &["user_id", "country"]
+                ),
+                "L0 = {l0}"
+            );
 
             // The quantile histogram's leaves per pair.
             let histogram = query
