@@ -11,6 +11,7 @@ use polars::prelude::*;
 use crate::EngineError;
 
 mod hash;
+mod kept;
 use crate::job::{Source, SourceFormat};
 use crate::plan::{
     ConsentFilter, HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, QueryScan, ScanPlan,
@@ -355,6 +356,7 @@ const ROW_PRIORITY: &str = "__veil_row_priority";
 const PAIR_PRIORITY: &str = "__veil_pair_priority";
 const PAIR_ROWS: &str = "__veil_pair_rows";
 const PAIR_POSITION: &str = "__veil_pair_position";
+const ROW_HASHES: &str = "__veil_row_hashes";
 const LEAF: &str = "leaf";
 
 /// The rows a plan reads, lazily: only its columns, only inside the retention window, only
@@ -825,9 +827,9 @@ pub(crate) fn bounded(
 
 /// The unit–group pairs of one query that survive L0, with each measure summed over the
 /// rows that L∞ keeps, and each quantile histogram's kept leaves as a list: the same rows
-/// and pairs as [`bounded`], chosen inside each group of one aggregation instead of by a
-/// window over every row (several times faster). In a pair, the rows L∞ keeps are the
-/// first `max_rows_per_group` once sorted by keyed hash.
+/// and pairs as [`bounded`], chosen per pair after one aggregation instead of by a window
+/// over every row (several times faster). In a pair, the rows L∞ keeps are the
+/// `max_rows_per_group` with the smallest keyed hashes ([`kept`]).
 pub(crate) fn bounded_pairs(
     base: &LazyFrame,
     unit: &str,
@@ -836,31 +838,42 @@ pub(crate) fn bounded_pairs(
 ) -> Result<LazyFrame, EngineError> {
     let (rows, columns) = bounding_input(base, unit, query)?;
     let max_rows = query.bounds.max_rows_per_group;
-    // In the aggregation's context, the sort is within the (unit, group).
-    let kept = |values: Expr| {
-        values
-            .sort_by([col(ROW_PRIORITY)], SortMultipleOptions::default())
-            .head(Some(usize::try_from(max_rows).unwrap_or(usize::MAX)))
-    };
+    // Per pair: the kept rows' count, and for the other measures the rows' values and
+    // hashes as lists, reduced to the kept rows after the aggregation.
     let mut pair_aggregates: Vec<Expr> = Vec::new();
+    let mut reductions: Vec<Expr> = Vec::new();
     for measure in &query.measures {
-        match measure {
-            Measure::Units => {}
-            Measure::Rows => pair_aggregates.push(
-                len()
-                    .cast(DataType::Int64)
-                    .clip(lit(0_i64), lit(i64::from(max_rows)))
-                    .alias(measure.key()),
-            ),
-            Measure::Histogram { .. } => {
-                pair_aggregates.push(kept(row_value(measure)).drop_nulls().alias(measure.key()));
+        let reduction = match measure {
+            Measure::Units => continue,
+            Measure::Rows => {
+                pair_aggregates.push(
+                    len()
+                        .cast(DataType::Int64)
+                        .clip(lit(0_i64), lit(i64::from(max_rows)))
+                        .alias(measure.key()),
+                );
+                continue;
             }
-            other => pair_aggregates.push(kept(row_value(other)).sum().alias(other.key())),
-        }
+            Measure::Histogram { .. } => kept::Kept::Values,
+            _ => kept::Kept::Sum,
+        };
+        pair_aggregates.push(row_value(measure).alias(measure.key()));
+        reductions.push(
+            kept::kept_in_pairs(col(measure.key()), col(ROW_HASHES), max_rows, reduction)
+                .alias(measure.key()),
+        );
     }
-    let hashed = rows.with_column(hash::keyed_hash(&columns, key.0[0]).alias(ROW_PRIORITY));
-    let pairs = pair_aggregation(hashed, unit, query, pair_aggregates);
-    first_groups_of_each_unit(pairs, unit, query, key)
+    let mut pairs = if reductions.is_empty() {
+        pair_aggregation(rows, unit, query, pair_aggregates)
+    } else {
+        pair_aggregates.push(col(ROW_PRIORITY).alias(ROW_HASHES));
+        let hashed = rows.with_column(hash::keyed_hash(&columns, key.0[0]).alias(ROW_PRIORITY));
+        pair_aggregation(hashed, unit, query, pair_aggregates)
+            .with_columns(reductions)
+            .drop(cols([ROW_HASHES]))
+    };
+    pairs = first_groups_of_each_unit(pairs, unit, query, key)?;
+    Ok(pairs)
 }
 
 /// Runs the scan plan: one pass over the source for all queries.
