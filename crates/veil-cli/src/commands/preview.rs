@@ -121,7 +121,11 @@ fn true_value(kind: &AggregateKind, level: Option<f64>, group: &GroupTotals) -> 
         AggregateKind::UnitCount => group.raw.units,
         AggregateKind::Sum(_) => column.sum,
         AggregateKind::Mean(_) => mean,
-        AggregateKind::Variance(_) => (column.sum_squares / column.values - mean * mean).max(0.0),
+        // No values: no variance ("—"), not 0.
+        AggregateKind::Variance(_) if column.values > 0.0 => {
+            (column.sum_squares / column.values - mean * mean).max(0.0)
+        }
+        AggregateKind::Variance(_) => f64::NAN,
         AggregateKind::Quantiles { column, .. } => group
             .raw_quantiles
             .get(&column.name)
@@ -336,4 +340,47 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
         job.output.directory.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use veil_core::Bounds;
+    use veil_engine::job::{AggregateKind, ValueColumn};
+    use veil_engine::utility::{ColumnTotals, GroupTotals};
+
+    use super::{short, true_value};
+
+    fn group(values: f64, sum: f64, sum_squares: f64) -> GroupTotals {
+        let mut group = GroupTotals::default();
+        group.raw.rows = 4.0;
+        group.raw.columns.insert(
+            "value".into(),
+            ColumnTotals {
+                values,
+                sum,
+                sum_squares,
+            },
+        );
+        group
+    }
+
+    fn shown(kind: &AggregateKind, group: &GroupTotals) -> String {
+        short(true_value(kind, None, group))
+    }
+
+    #[test]
+    fn a_group_without_values_has_no_mean_or_variance() {
+        let column = ValueColumn {
+            name: "value".into(),
+            bounds: Bounds::new(0.0, 10.0).unwrap(),
+        };
+        let empty = group(0.0, 0.0, 0.0);
+        assert_eq!(shown(&AggregateKind::Mean(column.clone()), &empty), "—");
+        assert_eq!(shown(&AggregateKind::Variance(column.clone()), &empty), "—");
+        assert_eq!(shown(&AggregateKind::Count, &empty), "4");
+        // Values 1 and 3: mean 2, variance 1.
+        let two = group(2.0, 4.0, 10.0);
+        assert_eq!(shown(&AggregateKind::Mean(column.clone()), &two), "2");
+        assert_eq!(shown(&AggregateKind::Variance(column), &two), "1");
+    }
 }
