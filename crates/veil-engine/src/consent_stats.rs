@@ -55,12 +55,7 @@ const ACTION: &str = "__veil_action";
 /// The true counts per period: `(grants, revocations, in force)`.
 fn true_counts(spec: &ConsentStatsSpec) -> Result<Vec<(i64, i64, i64)>, EngineError> {
     let table = &spec.consent;
-    let source = crate::job::Source {
-        path: table.path.clone(),
-        format: table.format,
-        privacy_unit: table.unit_column.clone(),
-    };
-    let mut log = scan_source(&source)?;
+    let mut log = scan_source(&table.source())?;
     let schema = log
         .collect_schema()
         .map_err(|e| EngineError::polars("reading the consent table's schema", &e))?;

@@ -223,6 +223,18 @@ pub struct Consent {
     pub time_column: String,
 }
 
+impl Consent {
+    /// The consent table as a source to read, keyed by its unit column.
+    #[must_use]
+    pub fn source(&self) -> Source {
+        Source {
+            path: self.path.clone(),
+            format: self.format,
+            privacy_unit: self.unit_column.clone(),
+        }
+    }
+}
+
 /// Consent, purpose and retention: which rows a job may read at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Governance {

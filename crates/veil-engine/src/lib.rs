@@ -157,12 +157,7 @@ pub fn check_with(job: &Job, executor: &dyn Executor) -> Result<Plan, EngineErro
     let schema = executor.schema(&job.source)?;
     schema::check(job, &schema)?;
     if let Some(consent) = &job.governance.consent {
-        let table = job::Source {
-            path: consent.path.clone(),
-            format: consent.format,
-            privacy_unit: consent.unit_column.clone(),
-        };
-        schema::check_consent(consent, &executor.schema(&table)?)?;
+        schema::check_consent(consent, &executor.schema(&consent.source())?)?;
     }
     Ok(plan)
 }

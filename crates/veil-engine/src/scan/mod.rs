@@ -482,14 +482,6 @@ const CONSENT_REVOKE: &str = "__veil_consent_revoke";
 const CONSENT_ACTION: &str = "__veil_consent_action";
 const CONSENT_LATEST: &str = "__veil_consent_latest";
 
-fn consent_source(consent: &ConsentFilter) -> Source {
-    Source {
-        path: consent.table.path.clone(),
-        format: consent.table.format,
-        privacy_unit: consent.table.unit_column.clone(),
-    }
-}
-
 /// The units whose latest consent event for the purpose at or before the as-of time is a
 /// grant, as a one-column frame named like the source's unit column. On a tie in time a
 /// revoke wins.
@@ -499,7 +491,7 @@ pub(crate) fn consented_units(
     unit_type: &DataType,
 ) -> Result<LazyFrame, EngineError> {
     let table = &consent.table;
-    let mut log = scan_source(&consent_source(consent))?;
+    let mut log = scan_source(&consent.table.source())?;
     let schema = log
         .collect_schema()
         .map_err(|e| EngineError::polars("reading the consent table's schema", &e))?;
@@ -560,7 +552,7 @@ pub(crate) fn consent_log_units(
         purpose: String::new(),
         as_of_ms,
     };
-    let mut log = scan_source(&consent_source(&filter))?;
+    let mut log = scan_source(&filter.table.source())?;
     let schema = log
         .collect_schema()
         .map_err(|e| EngineError::polars("reading the consent table's schema", &e))?;
@@ -608,7 +600,7 @@ fn unknown_actions(consent: &ConsentFilter) -> Result<LazyFrame, EngineError> {
         .clone()
         .eq(lit("grant"))
         .or(action.clone().eq(lit("revoke")));
-    Ok(scan_source(&consent_source(consent))?.select([known
+    Ok(scan_source(&consent.table.source())?.select([known
         .not()
         .and(action.is_not_null())
         .sum()

@@ -199,20 +199,10 @@ impl Executor for SparkExecutor {
         self.emit(SparkEvent::Step("compiling the scan to Spark SQL"));
         let compiled = self.compile(plan)?;
         self.emit(SparkEvent::Step("defining the source views"));
-        for (statement, source) in
-            compiled
-                .setup()
-                .iter()
-                .zip(
-                    std::iter::once(plan.source.clone()).chain(plan.consent.as_ref().map(
-                        |consent| Source {
-                            path: consent.table.path.clone(),
-                            format: consent.table.format,
-                            privacy_unit: consent.table.unit_column.clone(),
-                        },
-                    )),
-                )
-        {
+        for (statement, source) in compiled.setup().iter().zip(
+            std::iter::once(plan.source.clone())
+                .chain(plan.consent.as_ref().map(|consent| consent.table.source())),
+        ) {
             self.execute(statement)
                 .map_err(|error| self.source_failure(&source, &error))?;
         }

@@ -118,7 +118,7 @@ impl fmt::Display for SparkSql {
 pub fn compile(plan: &ScanPlan, schema: &SourceSchema) -> Result<SparkSql, EngineError> {
     check_parquet(&plan.source, "source.format")?;
     if let Some(consent) = &plan.consent {
-        check_parquet(&consent_source(consent), "consent.format")?;
+        check_parquet(&consent.table.source(), "consent.format")?;
     }
     let unit = plan.source.privacy_unit.as_str();
     for (index, query) in plan.queries.iter().enumerate() {
@@ -155,7 +155,7 @@ pub fn compile(plan: &ScanPlan, schema: &SourceSchema) -> Result<SparkSql, Engin
 
     let mut setup = vec![create_view(SOURCE_VIEW, &plan.source)];
     if let Some(consent) = &plan.consent {
-        setup.push(create_view(CONSENT_VIEW, &consent_source(consent)));
+        setup.push(create_view(CONSENT_VIEW, &consent.table.source()));
     }
 
     let mut ctes: Vec<(String, String, String)> = Vec::new();
@@ -730,14 +730,6 @@ fn consent_ctes(consent: &ConsentFilter, unit_kind: &ColumnKind) -> (String, Str
 /// midnight. This compares as the local engine compares physical values.
 fn micros(column: &str) -> String {
     format!("unix_micros(CAST({} AS TIMESTAMP))", ident(column))
-}
-
-fn consent_source(consent: &ConsentFilter) -> Source {
-    Source {
-        path: consent.table.path.clone(),
-        format: consent.table.format,
-        privacy_unit: consent.table.unit_column.clone(),
-    }
 }
 
 fn check_parquet(source: &Source, key: &str) -> Result<(), EngineError> {
