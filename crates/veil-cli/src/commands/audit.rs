@@ -20,7 +20,7 @@ use veil_ldp::{
     ProtocolConfig,
 };
 
-use crate::config::{self, AsOf};
+use crate::config;
 use crate::exit::{self, Classify};
 use crate::rng;
 
@@ -151,10 +151,8 @@ pub(crate) struct JobArgs {
     /// The job file.
     job: PathBuf,
 
-    /// Judge consent and retention as of this time (RFC 3339 or a date); default: the job
-    /// file's `as_of`, else now.
-    #[arg(long, value_parser = crate::clock::parse_as_of)]
-    as_of: Option<i64>,
+    #[command(flatten)]
+    as_of: super::JobAsOf,
 
     /// Releases per dataset.
     #[arg(long, default_value_t = 1000)]
@@ -421,7 +419,7 @@ fn job_json(audit: &JobAudit, args: &JobArgs, confidence: Confidence) -> Value {
 
 fn job(args: &JobArgs) -> anyhow::Result<ExitCode> {
     let confidence = confidence(args.confidence)?;
-    let loaded = config::load(&args.job, AsOf::from_flag(args.as_of)).usage()?;
+    let loaded = config::load(&args.job, args.as_of.get()).usage()?;
     let mut rng = rng::for_audit(args.seed)?;
     let options = JobAuditOptions {
         trials: args.trials,

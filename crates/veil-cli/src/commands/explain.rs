@@ -38,10 +38,8 @@ pub(crate) struct ExplainArgs {
     #[arg(long)]
     json: bool,
 
-    /// Judge consent and retention as of this time (RFC 3339 or a date); default: the job
-    /// file's `as_of`, else now.
-    #[arg(long, value_parser = crate::clock::parse_as_of)]
-    as_of: Option<i64>,
+    #[command(flatten)]
+    as_of: super::JobAsOf,
 
     /// Also print the Spark SQL that runs the job's read, filters, bounding and sums
     /// (always printed for a job on the Spark engine).
@@ -53,7 +51,7 @@ pub(crate) struct ExplainArgs {
 }
 
 pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
-    let loaded = config::load(&args.job, config::AsOf::from_flag(args.as_of)).usage()?;
+    let loaded = config::load(&args.job, args.as_of.get()).usage()?;
     let engine = args.engine.resolve(&loaded.engine)?;
     let (plan, sql) = match &engine {
         Engine::Local => {

@@ -41,6 +41,22 @@ pub(crate) fn run(args: Cli) -> anyhow::Result<ExitCode> {
 /// Refuses a `--sample` that is the job's real source (the file itself or a file in its
 /// directory): a preview drops the consent filter and a report on a sample says it may be
 /// shared, neither of which holds for real data.
+/// The `--as-of` flag of the commands that read a job's data.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct JobAsOf {
+    /// Judge consent and retention as of this time (RFC 3339 or a date); default: the job
+    /// file's `as_of`, else now.
+    #[arg(long, value_parser = crate::clock::parse_as_of)]
+    as_of: Option<i64>,
+}
+
+impl JobAsOf {
+    /// The time to judge the job at, as the job loader takes it.
+    pub(crate) fn get(self) -> crate::config::AsOf {
+        crate::config::AsOf::from_flag(self.as_of)
+    }
+}
+
 pub(crate) fn check_sample_is_not_the_source(
     sample: &std::path::Path,
     source: &std::path::Path,

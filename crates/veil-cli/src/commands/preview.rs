@@ -63,10 +63,8 @@ pub(crate) struct PreviewArgs {
     #[arg(long)]
     no_compare: bool,
 
-    /// Judge consent and retention as of this time (RFC 3339 or a date); default: the job
-    /// file's `as_of`, else now.
-    #[arg(long, value_parser = crate::clock::parse_as_of)]
-    as_of: Option<i64>,
+    #[command(flatten)]
+    as_of: super::JobAsOf,
 }
 
 /// A ledger that records nothing and refuses nothing: previews are not releases.
@@ -151,7 +149,7 @@ fn short(value: f64) -> String {
 
 #[allow(clippy::too_many_lines)]
 pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
-    let loaded = config::load(&args.job, config::AsOf::from_flag(args.as_of)).usage()?;
+    let loaded = config::load(&args.job, args.as_of.get()).usage()?;
     let mut job = loaded.job.clone();
     super::check_sample_is_not_the_source(&args.sample, &job.source.path)?;
     if job.governance.consent.take().is_some() {

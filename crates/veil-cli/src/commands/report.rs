@@ -56,10 +56,8 @@ pub(crate) struct ReportArgs {
     /// The job file.
     job: PathBuf,
 
-    /// Judge consent and retention as of this time (RFC 3339 or a date); default: the job
-    /// file's `as_of`, else now.
-    #[arg(long, value_parser = crate::clock::parse_as_of)]
-    as_of: Option<i64>,
+    #[command(flatten)]
+    as_of: super::JobAsOf,
 
     /// The ε's to sweep, comma-separated (δ and everything else as in the job).
     #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
@@ -410,7 +408,7 @@ fn epsilons(values: &[f64]) -> anyhow::Result<Vec<Epsilon>> {
 }
 
 pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    let loaded = config::load(&args.job, config::AsOf::from_flag(args.as_of)).usage()?;
+    let loaded = config::load(&args.job, args.as_of.get()).usage()?;
     let mut job = loaded.job.clone();
     job_epsilon(&job)?;
     let sweep = epsilons(&args.epsilons)?;

@@ -13,7 +13,7 @@ use veil_engine::release::ReleasedTable;
 use veil_engine::{RunContext, RunSummary, Stage};
 use veil_ledger::SqliteLedger;
 
-use crate::config::{self, AsOf, LoadedJob};
+use crate::config::{self, LoadedJob};
 use crate::engine::{self, Engine, EngineArgs};
 use crate::exit::{self, Classify, usage_error};
 use crate::rng;
@@ -43,10 +43,8 @@ pub(crate) struct RunArgs {
     /// The job file.
     job: PathBuf,
 
-    /// Judge consent and retention as of this time (RFC 3339 or a date); default: the job
-    /// file's `as_of`, else now.
-    #[arg(long, value_parser = crate::clock::parse_as_of)]
-    as_of: Option<i64>,
+    #[command(flatten)]
+    as_of: super::JobAsOf,
 
     /// How many groups of each table to print (0 for none).
     #[arg(long, default_value_t = 10)]
@@ -165,7 +163,7 @@ pub(crate) fn open_ledger(loaded: &LoadedJob) -> anyhow::Result<SqliteLedger> {
 }
 
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let mut loaded = config::load(&args.job, AsOf::from_flag(args.as_of)).usage()?;
+    let mut loaded = config::load(&args.job, args.as_of.get()).usage()?;
     if let Some(ledger) = &args.ledger {
         loaded.budget.ledger.clone_from(ledger);
     }
