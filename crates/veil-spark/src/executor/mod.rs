@@ -172,16 +172,19 @@ impl SparkExecutor {
     }
 }
 
+/// The stage named when reading a source's schema fails.
+const SCHEMA_STAGE: &str = "reading the source's schema on Spark";
+
 impl Executor for SparkExecutor {
     fn schema(&self, source: &Source) -> Result<SourceSchema, EngineError> {
         let view = "veil_schema";
         self.execute(&sql::create_view(view, source))
-            .map_err(|error| self.source_failure(source, &error))?;
+            .map_err(|error| self.source_failure(source, SCHEMA_STAGE, &error))?;
         let schema = self
             .session
             .sql(&format!("SELECT * FROM {view}"))
             .and_then(|frame| frame.schema())
-            .map_err(|error| self.source_failure(source, &error))?;
+            .map_err(|error| self.source_failure(source, SCHEMA_STAGE, &error))?;
         let DataType::Struct { fields } = schema else {
             return Err(EngineError::Internal(
                 "Spark described a table as something other than a struct".into(),
@@ -203,8 +206,9 @@ impl Executor for SparkExecutor {
             std::iter::once(plan.source.clone())
                 .chain(plan.consent.as_ref().map(|consent| consent.table.source())),
         ) {
-            self.execute(statement)
-                .map_err(|error| self.source_failure(&source, &error))?;
+            self.execute(statement).map_err(|error| {
+                self.source_failure(&source, "defining the source views on Spark", &error)
+            })?;
         }
         self.emit(SparkEvent::Step(SCAN_STEP));
         let parameters: HashMap<String, Expression> = SparkSql::parameters(key)
@@ -242,8 +246,14 @@ impl Executor for SparkExecutor {
 
 impl SparkExecutor {
     /// A failure to read a source: a missing path is [`EngineError::SourceNotFound`], a
-    /// file Spark cannot read is [`EngineError::SourceUnreadable`] with Spark's reason.
-    fn source_failure(&self, source: &Source, error: &spark_connect::SparkError) -> EngineError {
+    /// file Spark cannot read is [`EngineError::SourceUnreadable`] with Spark's reason,
+    /// anything else a failure during `stage`.
+    fn source_failure(
+        &self,
+        source: &Source,
+        stage: &'static str,
+        error: &spark_connect::SparkError,
+    ) -> EngineError {
         match error.get_condition().as_deref() {
             Some("PATH_NOT_FOUND") => EngineError::SourceNotFound {
                 path: source.path.clone(),
@@ -253,7 +263,7 @@ impl SparkExecutor {
                 format: "Parquet",
                 reason: first_line(&error.message()),
             },
-            _ => self.failure("reading the source's schema on Spark", error),
+            _ => self.failure(stage, error),
         }
     }
 }
