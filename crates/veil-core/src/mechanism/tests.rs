@@ -68,6 +68,40 @@ fn released_values_scale_to_real_units() {
     assert!(*mapped.value() >= 0);
 }
 
+#[test]
+fn every_release_carries_the_mechanisms_noise_and_interval() {
+    let mut rng = veil_testkit::seeded_rng(9);
+    let laplace = LaplaceMechanism::new(
+        crate::L1Sensitivity::integer(15),
+        crate::Epsilon::new(0.3).unwrap(),
+    )
+    .unwrap();
+    let gaussian = GaussianMechanism::new_zcdp(
+        crate::L2Sensitivity::integer(7),
+        crate::Rho::new(0.02).unwrap(),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let released = laplace.release(100, &mut rng);
+        assert_eq!(released.std_dev().to_bits(), laplace.std_dev().to_bits());
+        assert_eq!(
+            released.ci_half_width().to_bits(),
+            laplace.ci_half_width(DEFAULT_CONFIDENCE).to_bits()
+        );
+        let released = gaussian.release(100, &mut rng);
+        assert_eq!(released.std_dev().to_bits(), gaussian.sigma().to_bits());
+        assert_eq!(
+            released.ci_half_width().to_bits(),
+            gaussian.ci_half_width(DEFAULT_CONFIDENCE).to_bits()
+        );
+    }
+    // The stored values are the sampler's: σ = ⌈√σ²⌉ in floating point, the interval wider
+    // than σ·1.96.
+    let sigma_squared = gaussian.sigma_squared().to_f64();
+    assert!(gaussian.sigma() >= sigma_squared.sqrt());
+    assert!(gaussian.ci_half_width(DEFAULT_CONFIDENCE) >= 1.959_96 * gaussian.sigma());
+}
+
 proptest! {
     #[test]
     fn steps_stay_inside_bounds(lower in -1e6..1e6_f64, width in 0.0..1e6_f64, value in proptest::num::f64::ANY) {

@@ -31,6 +31,10 @@ pub struct GaussianMechanism {
     sampler: DiscreteGaussian,
     sensitivity: u64,
     loss: PrivacyLoss,
+    /// σ and the half-width of the noise's interval at `DEFAULT_CONFIDENCE`, computed once:
+    /// every release carries both.
+    sigma: f64,
+    default_half_width: f64,
 }
 
 fn integer_sensitivity(sensitivity: L2Sensitivity) -> Result<u64, ParamError> {
@@ -75,11 +79,11 @@ impl GaussianMechanism {
             UBig::from(sensitivity_squared) * rho_denom,
             UBig::from(2_u8) * rho_numer,
         )?;
-        Ok(Self {
-            sampler: DiscreteGaussian::new(sigma_squared)?,
-            sensitivity: ceil_sqrt(sensitivity_squared),
-            loss: PrivacyLoss::Zcdp(rho),
-        })
+        Ok(Self::with_sampler(
+            DiscreteGaussian::new(sigma_squared)?,
+            ceil_sqrt(sensitivity_squared),
+            PrivacyLoss::Zcdp(rho),
+        ))
     }
 
     /// The (ε, δ)-DP mechanism, with the smallest σ that Canonne, Kamath and Steinke's
@@ -107,11 +111,22 @@ impl GaussianMechanism {
                 ),
             });
         }
-        Ok(Self {
-            sampler: DiscreteGaussian::new(sigma_squared)?,
-            sensitivity: steps,
-            loss: PrivacyLoss::Approx(epsilon, delta),
-        })
+        Ok(Self::with_sampler(
+            DiscreteGaussian::new(sigma_squared)?,
+            steps,
+            PrivacyLoss::Approx(epsilon, delta),
+        ))
+    }
+
+    fn with_sampler(sampler: DiscreteGaussian, sensitivity: u64, loss: PrivacyLoss) -> Self {
+        let sigma = sampler.sigma();
+        Self {
+            sampler,
+            sensitivity,
+            loss,
+            sigma,
+            default_half_width: gaussian_half_width(sigma, super::DEFAULT_CONFIDENCE),
+        }
     }
 
     /// σ² in steps².
@@ -123,7 +138,7 @@ impl GaussianMechanism {
     /// σ in steps, rounded up.
     #[must_use]
     pub fn sigma(&self) -> f64 {
-        self.sampler.sigma()
+        self.sigma
     }
 
     /// The L2 sensitivity in steps, rounded up to an integer.
@@ -156,11 +171,11 @@ impl Mechanism for GaussianMechanism {
     }
 
     fn std_dev(&self) -> f64 {
-        self.sampler.sigma()
+        self.sigma
     }
 
     fn ci_half_width(&self, confidence: f64) -> f64 {
-        gaussian_half_width(self.sampler.sigma(), confidence)
+        gaussian_half_width(self.sigma, confidence)
     }
 
     fn release<R: Rng + CryptoRng + ?Sized>(&self, value: i64, rng: &mut R) -> Released<i64> {
@@ -169,8 +184,8 @@ impl Mechanism for GaussianMechanism {
             noisy_sum(value, noise),
             MechanismKind::DiscreteGaussian,
             self.loss,
-            self.sampler.sigma(),
-            Mechanism::ci_half_width(self, super::DEFAULT_CONFIDENCE),
+            self.sigma,
+            self.default_half_width,
         )
     }
 }

@@ -28,6 +28,10 @@ pub struct LaplaceMechanism {
     sampler: DiscreteLaplace,
     sensitivity: u64,
     epsilon: Epsilon,
+    /// The noise's standard deviation and the half-width of its interval at
+    /// `DEFAULT_CONFIDENCE`, computed once: every release carries both.
+    std_dev: f64,
+    default_half_width: f64,
 }
 
 impl LaplaceMechanism {
@@ -50,10 +54,16 @@ impl LaplaceMechanism {
         };
         let (epsilon_numer, epsilon_denom) = exact_ratio(epsilon.get())?;
         let scale = ceil_ratio(UBig::from(steps) * epsilon_denom, epsilon_numer)?;
+        let sampler = DiscreteLaplace::new(scale)?;
+        let std_dev = crate::rational::next_up(libm::sqrt(sampler.variance()));
+        let default_half_width =
+            laplace_half_width(sampler.scale().to_f64(), super::DEFAULT_CONFIDENCE);
         Ok(Self {
-            sampler: DiscreteLaplace::new(scale)?,
+            sampler,
             sensitivity: steps,
             epsilon,
+            std_dev,
+            default_half_width,
         })
     }
 
@@ -105,7 +115,7 @@ impl Mechanism for LaplaceMechanism {
     }
 
     fn std_dev(&self) -> f64 {
-        crate::rational::next_up(libm::sqrt(self.sampler.variance()))
+        self.std_dev
     }
 
     fn ci_half_width(&self, confidence: f64) -> f64 {
@@ -118,8 +128,8 @@ impl Mechanism for LaplaceMechanism {
             noisy_sum(value, noise),
             MechanismKind::DiscreteLaplace,
             self.loss(),
-            Mechanism::std_dev(self),
-            Mechanism::ci_half_width(self, super::DEFAULT_CONFIDENCE),
+            self.std_dev,
+            self.default_half_width,
         )
     }
 }
