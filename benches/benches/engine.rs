@@ -33,6 +33,9 @@ fn engine(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("polars-floor", rows), &rows, |b, _| {
             b.iter(|| black_box(veil_bench::polars_floor(&source).expect("baseline runs")));
         });
+        group.bench_with_input(BenchmarkId::new("polars-pairs", rows), &rows, |b, _| {
+            b.iter(|| black_box(veil_bench::polars_pairs(&source).expect("baseline runs")));
+        });
         group.bench_with_input(BenchmarkId::new("polars-bounded", rows), &rows, |b, _| {
             b.iter(|| black_box(veil_bench::polars_bounded(&source).expect("baseline runs")));
         });

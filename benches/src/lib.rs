@@ -128,6 +128,20 @@ pub fn polars_floor(source: &Path) -> PolarsResult<DataFrame> {
         .collect()
 }
 
+/// The least any per-unit bounding must do: group the rows by (user, country) and count
+/// them, with no bounding, no hash and no second aggregation. Not one of the targets, a
+/// yardstick: it shows how much of baseline 2's cost over the floor no bounded engine can
+/// avoid.
+///
+/// # Errors
+/// Polars errors.
+pub fn polars_pairs(source: &Path) -> PolarsResult<DataFrame> {
+    scan(source)?
+        .group_by([col("user_id"), col("country")])
+        .agg([len(), col("value").sum()])
+        .collect()
+}
+
 /// Baseline 2: the same bounding done in plain Polars, without noise: cap rows per
 /// (user, country) at 5 and countries per user at 3 (first rows, first groups), clamp,
 /// then aggregate per country.
