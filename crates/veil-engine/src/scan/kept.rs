@@ -187,7 +187,10 @@ fn to_index(offset: i64) -> PolarsResult<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::smallest;
+    use polars::prelude::*;
+    use proptest::prelude::*;
+
+    use super::{Kept, kept_in_pairs, smallest};
 
     fn kept(hashes: &[i64], max_rows: usize) -> Vec<usize> {
         let mut scratch = Vec::new();
@@ -212,5 +215,86 @@ mod tests {
     #[test]
     fn a_zero_bound_keeps_nothing() {
         assert_eq!(kept(&[5, -3, 9], 0), Vec::<usize>::new());
+    }
+
+    /// Pairs as `(hash, value)` rows, each pair's rows listed in the order of the frame.
+    fn pairs_frame(pairs: &[Vec<(i64, Option<i64>)>]) -> DataFrame {
+        let mut pair = Vec::new();
+        let mut hashes = Vec::new();
+        let mut values = Vec::new();
+        for (index, rows) in pairs.iter().enumerate() {
+            for &(hash, value) in rows {
+                pair.push(i64::try_from(index).unwrap());
+                hashes.push(hash);
+                values.push(value);
+            }
+        }
+        df!["pair" => pair, "hash" => hashes, "value" => values].unwrap()
+    }
+
+    /// The reference: sort each pair's rows by hash, keep the first `max_rows`.
+    fn by_sorting(rows: &[(i64, Option<i64>)], max_rows: usize) -> Vec<Option<i64>> {
+        let mut rows = rows.to_vec();
+        rows.sort_by_key(|&(hash, _)| hash);
+        rows.truncate(max_rows);
+        rows.into_iter().map(|(_, value)| value).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Through Polars' group-by, as the scan runs it: the sum and the kept values of
+        /// every pair are those of its `max_rows` rows with the smallest hashes, so no
+        /// pair ever keeps more than `max_rows` rows (duplicate hashes included).
+        #[test]
+        fn the_kept_rows_are_the_smallest_hashes_of_each_pair(
+            hashes in proptest::collection::vec(proptest::collection::vec(-4_i64..4, 1..12), 1..20),
+            values_by_hash in proptest::collection::vec(
+                proptest::option::weighted(0.8, -50_i64..50),
+                8,
+            ),
+            max_rows in 0_u32..6,
+        ) {
+            // A row's hash covers every column the query reads, so rows with equal hashes
+            // carry equal values (and which of them is kept cannot matter).
+            let pairs: Vec<Vec<(i64, Option<i64>)>> = hashes
+                .iter()
+                .map(|rows| {
+                    rows.iter()
+                        .map(|&hash| (hash, values_by_hash[usize::try_from(hash + 4).unwrap()]))
+                        .collect()
+                })
+                .collect();
+            let frame = pairs_frame(&pairs)
+                .lazy()
+                .group_by_stable([col("pair")])
+                .agg([col("hash"), col("value")])
+                .select([
+                    col("pair"),
+                    kept_in_pairs(col("value"), col("hash"), max_rows, Kept::Sum).alias("sum"),
+                    kept_in_pairs(col("value"), col("hash"), max_rows, Kept::Values).alias("kept"),
+                ])
+                .collect()
+                .unwrap();
+            let sums = frame.column("sum").unwrap().i64().unwrap().clone();
+            let kept = frame.column("kept").unwrap().list().unwrap().clone();
+            for (index, rows) in pairs.iter().enumerate() {
+                let expected = by_sorting(rows, usize::try_from(max_rows).unwrap());
+                let expected_sum: i64 = expected.iter().flatten().sum();
+                prop_assert_eq!(sums.get(index), Some(expected_sum));
+                let mut got: Vec<i64> = kept
+                    .get_as_series(index)
+                    .unwrap()
+                    .i64()
+                    .unwrap()
+                    .into_no_null_iter()
+                    .collect();
+                let mut expected: Vec<i64> = expected.into_iter().flatten().collect();
+                got.sort_unstable();
+                expected.sort_unstable();
+                prop_assert!(got.len() <= usize::try_from(max_rows).unwrap());
+                prop_assert_eq!(got, expected);
+            }
+        }
     }
 }
