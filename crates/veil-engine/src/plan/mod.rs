@@ -201,6 +201,27 @@ pub struct ConsentFilter {
     pub as_of_ms: i64,
 }
 
+impl ConsentFilter {
+    /// Refuses a consent log in which `unknown` events have an action other than `grant`
+    /// or `revoke` (as counted by the engine that read it).
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidJob`] naming the log and its action column if `unknown > 0`.
+    pub fn check_actions(&self, unknown: u64) -> Result<(), EngineError> {
+        if unknown == 0 {
+            return Ok(());
+        }
+        Err(EngineError::InvalidJob {
+            key: "consent.action_column".to_string(),
+            reason: format!(
+                "{unknown} rows of {} have an action other than \"grant\" or \"revoke\" in column {:?}; fix the consent log before running",
+                self.table.path.display(),
+                self.table.action_column
+            ),
+        })
+    }
+}
+
 /// The noise family of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoiseFamily {

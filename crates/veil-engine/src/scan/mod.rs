@@ -1088,17 +1088,7 @@ fn aggregate_rows(
             .map_err(|e| EngineError::polars("counting rows", &e))
     };
     if let Some(consent) = &plan.consent {
-        let unknown = read(&next()?, "unknown")?;
-        if unknown > 0 {
-            return Err(EngineError::InvalidJob {
-                key: "consent.action_column".to_string(),
-                reason: format!(
-                    "{unknown} rows of {} have an action other than \"grant\" or \"revoke\" in column {:?}; fix the consent log before running",
-                    consent.table.path.display(),
-                    consent.table.action_column
-                ),
-            });
-        }
+        consent.check_actions(read(&next()?, "unknown")?)?;
     }
     let rows_read = read(&in_source, "rows")?;
     let rows_in_window = read(&in_window, "rows")?;

@@ -549,17 +549,7 @@ pub(crate) fn parse(
             .ok_or_else(|| bug(format!("counter {name} is missing")))
     };
     if let Some(consent) = &plan.consent {
-        let unknown = counter(sql::UNKNOWN_ACTIONS)?;
-        if unknown > 0 {
-            return Err(EngineError::InvalidJob {
-                key: "consent.action_column".to_string(),
-                reason: format!(
-                    "{unknown} rows of {} have an action other than \"grant\" or \"revoke\" in column {:?}; fix the consent log before running",
-                    consent.table.path.display(),
-                    consent.table.action_column
-                ),
-            });
-        }
+        consent.check_actions(counter(sql::UNKNOWN_ACTIONS)?)?;
     }
     let rows_read = counter(sql::ROWS_READ)?;
     let rows_in_window = counter(sql::ROWS_IN_WINDOW)?;
