@@ -855,7 +855,8 @@ pub(crate) fn bounded_pairs(
                 .alias(measure.key()),
         );
     }
-    let mut pairs = if reductions.is_empty() {
+    let pairs = if reductions.is_empty() {
+        // Counts only: no row needs choosing.
         pair_aggregation(rows, unit, query, pair_aggregates)
     } else {
         pair_aggregates.push(col(ROW_PRIORITY).alias(ROW_HASHES));
@@ -864,8 +865,7 @@ pub(crate) fn bounded_pairs(
             .with_columns(reductions)
             .drop(cols([ROW_HASHES]))
     };
-    pairs = first_groups_of_each_unit(pairs, unit, query, key)?;
-    Ok(pairs)
+    first_groups_of_each_unit(pairs, unit, query, key)
 }
 
 /// Runs the scan plan: one pass over the source for all queries.
