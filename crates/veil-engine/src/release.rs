@@ -163,20 +163,7 @@ fn candidate_groups(
         return Ok(aggregates.groups.clone());
     };
     let group_by = &query.query.group_by;
-    let key_columns: Vec<Column> = group_by
-        .iter()
-        .enumerate()
-        .map(|(index, name)| {
-            Column::new(
-                name.as_str().into(),
-                keys.iter()
-                    .map(|key| key[index].clone())
-                    .collect::<Vec<_>>(),
-            )
-        })
-        .collect();
-    let keys_frame = DataFrame::new(keys.len(), key_columns)
-        .map_err(|e| EngineError::polars("reading public partitions", &e))?;
+    let keys_frame = crate::scan::keys_frame(group_by, keys)?;
     let on: Vec<Expr> = group_by.iter().map(|name| col(name.as_str())).collect();
     let measure_columns: Vec<Expr> = aggregates
         .groups

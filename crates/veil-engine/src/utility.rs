@@ -225,36 +225,10 @@ fn only_public_groups(
     group_by: &[String],
     keys: Option<&Vec<Vec<String>>>,
 ) -> Result<LazyFrame, EngineError> {
-    let Some(keys) = keys else {
-        return Ok(rows);
-    };
-    let key_columns: Vec<Column> = group_by
-        .iter()
-        .enumerate()
-        .map(|(index, name)| {
-            Column::new(
-                name.as_str().into(),
-                keys.iter()
-                    .map(|key| key[index].clone())
-                    .collect::<Vec<_>>(),
-            )
-        })
-        .collect();
-    let keys_frame = DataFrame::new(keys.len(), key_columns)
-        .map_err(|e| EngineError::polars("reading public partitions", &e))?;
-    Ok(rows
-        .with_columns(
-            group_by
-                .iter()
-                .map(|name| col(name.as_str()).cast(DataType::String))
-                .collect::<Vec<_>>(),
-        )
-        .join(
-            keys_frame.lazy(),
-            group_exprs(group_by),
-            group_exprs(group_by),
-            JoinArgs::new(JoinType::Semi),
-        ))
+    match keys {
+        Some(keys) => scan::only_listed_groups(rows, group_by, keys),
+        None => Ok(rows),
+    }
 }
 
 /// The frames of one query, in the order [`read_query`] takes them.

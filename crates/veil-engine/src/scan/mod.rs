@@ -695,39 +695,52 @@ fn bounding_input(
             .collect::<Vec<_>>(),
     );
     if let Some(keys) = &query.public_keys {
-        // Public partitions: group columns as text, rows of other groups dropped before
-        // bounding so that no contribution is spent on them.
-        let key_columns: Vec<Column> = query
-            .group_by
-            .iter()
-            .enumerate()
-            .map(|(index, name)| {
-                Column::new(
-                    name.as_str().into(),
-                    keys.iter()
-                        .map(|key| key[index].clone())
-                        .collect::<Vec<_>>(),
-                )
-            })
-            .collect();
-        let keys_frame = DataFrame::new(keys.len(), key_columns)
-            .map_err(|e| EngineError::polars("reading public partitions", &e))?;
-        rows = rows
-            .with_columns(
-                query
-                    .group_by
-                    .iter()
-                    .map(|name| col(name.as_str()).cast(DataType::String))
-                    .collect::<Vec<_>>(),
-            )
-            .join(
-                keys_frame.lazy(),
-                group_exprs(&query.group_by),
-                group_exprs(&query.group_by),
-                JoinArgs::new(JoinType::Semi),
-            );
+        rows = only_listed_groups(rows, &query.group_by, keys)?;
     }
     Ok((rows, columns))
+}
+
+/// Public partitions' keys as a frame: one text column per group-by column.
+pub(crate) fn keys_frame(
+    group_by: &[String],
+    keys: &[Vec<String>],
+) -> Result<DataFrame, EngineError> {
+    let columns: Vec<Column> = group_by
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            Column::new(
+                name.as_str().into(),
+                keys.iter()
+                    .map(|key| key[index].clone())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    DataFrame::new(keys.len(), columns)
+        .map_err(|e| EngineError::polars("reading public partitions", &e))
+}
+
+/// `rows` of the listed groups only, group columns as text: with public partitions, rows
+/// of other groups are dropped before bounding so that no contribution is spent on them.
+pub(crate) fn only_listed_groups(
+    rows: LazyFrame,
+    group_by: &[String],
+    keys: &[Vec<String>],
+) -> Result<LazyFrame, EngineError> {
+    Ok(rows
+        .with_columns(
+            group_by
+                .iter()
+                .map(|name| col(name.as_str()).cast(DataType::String))
+                .collect::<Vec<_>>(),
+        )
+        .join(
+            keys_frame(group_by, keys)?.lazy(),
+            group_exprs(group_by),
+            group_exprs(group_by),
+            JoinArgs::new(JoinType::Semi),
+        ))
 }
 
 /// Ranks by keyed hash: ties (identical hashed values) broken by position, which cannot
