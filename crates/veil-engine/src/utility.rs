@@ -238,7 +238,7 @@ struct QueryFrames {
     has_segment: bool,
 }
 
-const PAIR_ROWS: &str = "__veil_pair_rows";
+const PAIR_ROWS: &str = "__veil_rows_of_pair";
 const UNIT_GROUPS: &str = "__veil_unit_groups";
 
 fn candidate_name(cell: usize, what: &str) -> String {
@@ -282,57 +282,9 @@ fn query_frames(
     }
     frames.push(aggregate_by(rows.clone(), group_by, raw));
 
-    // The release's bounding: L∞ rows, then L0 pairs.
-    let (row_bounded, pairs) = scan::bounded(&rows, unit, scan_query, key)?;
-    frames.push(aggregate_by(
-        row_bounded.clone(),
-        group_by,
-        stage_aggregations(&columns, true, "row:"),
-    ));
-    let mut join_on: Vec<Expr> = vec![col(unit)];
-    join_on.extend(group_exprs(group_by));
-    let fully_bounded = row_bounded.clone().join(
-        pairs.select(join_on.clone()),
-        join_on.clone(),
-        join_on,
-        JoinArgs::new(JoinType::Semi),
-    );
-    let mut bounded_aggregations = stage_aggregations(&columns, true, "bounded:");
-    bounded_aggregations.push(
-        col(unit)
-            .n_unique()
-            .cast(DataType::Float64)
-            .alias("bounded:units"),
-    );
-    frames.push(aggregate_by(
-        fully_bounded.clone(),
-        group_by,
-        bounded_aggregations,
-    ));
-
-    // Quantile histograms after L∞ and after full bounding.
-    let mut histogram_columns = Vec::new();
-    for measure in &scan_query.measures {
-        if let Measure::Histogram { column, .. } = measure {
-            let mut by = group_exprs(group_by);
-            by.push(col("leaf"));
-            for stage in [&row_bounded, &fully_bounded] {
-                frames.push(
-                    stage
-                        .clone()
-                        .with_column(scan::row_value(measure).alias("leaf"))
-                        .filter(col("leaf").is_not_null())
-                        .group_by(by.clone())
-                        .agg([len().cast(DataType::Float64).alias("rows")]),
-                );
-            }
-            histogram_columns.push(column.clone());
-        }
-    }
-
-    // Unit–group pairs before bounding: contribution histograms and candidate bounds.
-    let mut pair_by: Vec<Expr> = vec![col(unit)];
-    pair_by.extend(group_exprs(group_by));
+    // Every unit–group pair, from the release's own pair table: unbounded totals (for the
+    // contribution histograms and the candidate bounds), the rows L∞ keeps summed and
+    // their quantile leaves, and whether L0 keeps the pair.
     let mut pair_aggregations = vec![len().cast(DataType::Float64).alias(PAIR_ROWS)];
     for column in &columns {
         pair_aggregations.push(
@@ -349,14 +301,101 @@ fn query_frames(
             );
         }
     }
+    let mut kept_columns = Vec::new();
+    for column in &columns {
+        let kept = |what: &str, per_row: Expr| scan::KeptColumn {
+            name: format!("kept:{what}:{}", column.name),
+            per_row,
+            kept: scan::Kept::FloatSum,
+        };
+        kept_columns.push(kept(
+            "values",
+            scan::value_present(&column.name).cast(DataType::Float64),
+        ));
+        kept_columns.push(kept("sum", clamped(column, 1.0)));
+        kept_columns.push(kept("squares", clamped(column, 1.0) * clamped(column, 1.0)));
+    }
+    let mut histogram_columns = Vec::new();
+    for measure in &scan_query.measures {
+        if let Measure::Histogram { column, .. } = measure {
+            kept_columns.push(scan::KeptColumn {
+                name: format!("kept:leaf:{column}"),
+                per_row: scan::row_value(measure),
+                kept: scan::Kept::Values,
+            });
+            histogram_columns.push(column.clone());
+        }
+    }
     let unit_groups = len()
         .cast(DataType::Float64)
         .over([col(unit)])
         .map_err(|e| EngineError::polars("planning the report's scan", &e))?;
-    let pair_table = rows
-        .group_by(pair_by)
-        .agg(pair_aggregations)
-        .with_column(unit_groups.alias(UNIT_GROUPS));
+    let pair_table = scan::pair_table(
+        &rows,
+        unit,
+        scan_query,
+        key,
+        pair_aggregations,
+        kept_columns,
+    )?
+    .with_column(unit_groups.alias(UNIT_GROUPS));
+
+    // The stages of the release's bounding: after L∞ (every pair), after L∞ and L0 (the
+    // pairs L0 keeps, one distinct unit each).
+    let max_rows = f64::from(scan_query.bounds.max_rows_per_group);
+    let stage = |prefix: &str| {
+        let mut sums = vec![
+            col(PAIR_ROWS)
+                .clip(lit(0.0), lit(max_rows))
+                .sum()
+                .alias(format!("{prefix}rows")),
+        ];
+        for column in &columns {
+            for what in ["values", "sum", "squares"] {
+                sums.push(
+                    col(format!("kept:{what}:{}", column.name))
+                        .sum()
+                        .alias(format!("{prefix}{what}:{}", column.name)),
+                );
+            }
+        }
+        sums
+    };
+    frames.push(aggregate_by(pair_table.clone(), group_by, stage("row:")));
+    let kept_pairs = pair_table.clone().filter(col(scan::L0_KEPT));
+    let mut bounded_aggregations = stage("bounded:");
+    bounded_aggregations.push(len().cast(DataType::Float64).alias("bounded:units"));
+    frames.push(aggregate_by(
+        kept_pairs.clone(),
+        group_by,
+        bounded_aggregations,
+    ));
+
+    // Quantile histograms after L∞ and after full bounding.
+    for column in &histogram_columns {
+        let mut by = group_exprs(group_by);
+        by.push(col("leaf"));
+        for stage in [&pair_table, &kept_pairs] {
+            let mut selected = group_exprs(group_by);
+            selected.push(col(format!("kept:leaf:{column}")).alias("leaf"));
+            frames.push(
+                stage
+                    .clone()
+                    .select(selected)
+                    .explode(
+                        cols(["leaf"]),
+                        ExplodeOptions {
+                            empty_as_null: false,
+                            keep_nulls: false,
+                        },
+                    )
+                    .group_by(by.clone())
+                    .agg([len().cast(DataType::Float64).alias("rows")]),
+            );
+        }
+    }
+
+    // Unit–group pairs before bounding: contribution histograms and candidate bounds.
     frames.push(
         pair_table
             .clone()

@@ -1,15 +1,16 @@
-//! The grouped bounding (`bounded_pairs`, what a release aggregates) keeps exactly the
-//! rows and pairs of the window bounding (`bounded`, what the utility report and other
-//! engines follow), and both keep exactly the pairs that a rank of the keyed pair hash
-//! over each unit keeps (the definition of L0 that Spark's SQL follows).
+//! The pair table's bounding (`bounded_pairs`, what a release aggregates, and
+//! `pair_table`, what the utility report reads) keeps exactly the rows and pairs of
+//! bounding by definition: L∞ a rank of the keyed row hash within each (unit, group), L0 a
+//! rank of the keyed pair hash within each unit, as windows over every row (the form
+//! Spark's SQL follows).
 #![allow(clippy::unwrap_used)]
 
 use polars::prelude::*;
 use veil_core::{Bounds, Delta, Epsilon};
 
 use super::{
-    BY_HASH, BoundingKey, PAIR_PRIORITY, bounded, bounded_pairs, group_exprs, hash, row_value,
-    unit_and_group, with_unit,
+    BoundingKey, Kept, KeptColumn, L0_KEPT, PAIR_PRIORITY, ROW_PRIORITY, bounded_pairs,
+    bounding_input, group_exprs, hash, pair_table, row_value, unit_and_group, with_unit,
 };
 use crate::job::{
     Aggregate, AggregateKind, ContributionBounds, Governance, Job, JobBudget, Output, OutputFormat,
@@ -92,6 +93,57 @@ fn job(path: &std::path::Path, max_groups_per_unit: u32, max_rows_per_group: u32
     }
 }
 
+/// Ranks by keyed hash: ties (identical hashed values) broken by position, which cannot
+/// change an aggregate since the tied rows are identical in every hashed column.
+const BY_HASH: RankOptions = RankOptions {
+    method: RankMethod::Ordinal,
+    descending: false,
+};
+
+/// Bounding by definition, with windows: the rows L∞ keeps, and the pairs (with each
+/// measure summed over those rows) that L0 keeps.
+fn by_windows(
+    base: &LazyFrame,
+    unit: &str,
+    query: &crate::plan::QueryScan,
+    key: BoundingKey,
+) -> (LazyFrame, LazyFrame) {
+    let (rows, columns) = bounding_input(base, unit, query).unwrap();
+    let in_pair = col(ROW_PRIORITY)
+        .rank(BY_HASH, None)
+        .over(unit_and_group(unit, query))
+        .unwrap();
+    let rows = rows
+        .with_column(hash::keyed_hash(&columns, key.words()[0]).alias(ROW_PRIORITY))
+        .filter(in_pair.lt_eq(lit(query.bounds.max_rows_per_group)))
+        .drop(cols([ROW_PRIORITY]));
+    let mut sums = vec![len().alias("__rows")];
+    for measure in &query.measures {
+        match measure {
+            Measure::Histogram { .. } | Measure::Units => {}
+            Measure::Rows => sums.push(len().cast(DataType::Int64).alias(measure.key())),
+            other => sums.push(row_value(other).sum().alias(other.key())),
+        }
+    }
+    let pairs = rows
+        .clone()
+        .group_by(unit_and_group(unit, query))
+        .agg(sums)
+        .drop(cols(["__rows"]))
+        .with_column(
+            hash::keyed_hash(&query.pair_hash_columns(unit), key.words()[1]).alias(PAIR_PRIORITY),
+        )
+        .filter(
+            col(PAIR_PRIORITY)
+                .rank(BY_HASH, None)
+                .over([col(unit)])
+                .unwrap()
+                .lt_eq(lit(query.bounds.max_groups_per_unit)),
+        )
+        .drop(cols([PAIR_PRIORITY]));
+    (rows, pairs)
+}
+
 fn sorted(frame: LazyFrame, by: &[&str]) -> DataFrame {
     frame
         .sort(by.to_vec(), SortMultipleOptions::default())
@@ -110,7 +162,7 @@ fn grouped_ranks_keep_the_rows_and_pairs_of_the_window() {
         let base = with_unit(super::source_rows(&plan.scan).unwrap(), "user_id");
         for words in [[1, 2], [99, 5]] {
             let key = BoundingKey::from_words(words);
-            let (rows, pairs) = bounded(&base, "user_id", query, key).unwrap();
+            let (rows, pairs) = by_windows(&base, "user_id", query, key);
             let fast = bounded_pairs(&base, "user_id", query, key).unwrap();
             let mut sums = Vec::new();
             for measure in &query.measures {
@@ -128,31 +180,46 @@ fn grouped_ranks_keep_the_rows_and_pairs_of_the_window() {
             assert!(window.height() > 0);
             assert!(window.equals_missing(&grouped), "{window}\n{grouped}");
 
-            // L0 by definition: the pairs whose keyed hash ranks among the unit's first
-            // `max_groups_per_unit`, out of every pair the unit has.
-            let by_rank = rows
-                .clone()
-                .group_by(unit_and_group("user_id", query))
-                .agg([len()])
-                .with_column(
-                    hash::keyed_hash(&query.pair_hash_columns("user_id"), words[1])
-                        .alias(PAIR_PRIORITY),
-                )
-                .filter(
-                    col(PAIR_PRIORITY)
-                        .rank(BY_HASH, None)
-                        .over([col("user_id")])
-                        .unwrap()
-                        .lt_eq(lit(l0)),
-                )
-                .select([col("user_id"), col("country")]);
+            // The report's pair table: every pair, flagged by L0, with the same sums over
+            // the rows L∞ keeps (in floating point).
+            let table = pair_table(
+                &base,
+                "user_id",
+                query,
+                key,
+                Vec::new(),
+                vec![KeptColumn {
+                    name: "sum".into(),
+                    per_row: col("value"),
+                    kept: Kept::FloatSum,
+                }],
+            )
+            .unwrap();
+            let flagged = sorted(
+                table
+                    .clone()
+                    .filter(col(L0_KEPT))
+                    .select([col("user_id"), col("country")]),
+                &["user_id", "country"],
+            );
             assert_eq!(
-                sorted(by_rank, &["user_id", "country"]),
+                flagged,
                 sorted(
-                    fast.clone().select([col("user_id"), col("country")]),
+                    pairs.clone().select([col("user_id"), col("country")]),
+                    &["user_id", "country"]
+                )
+            );
+            let all_pairs = rows
+                .clone()
+                .group_by([col("user_id"), col("country")])
+                .agg([col("value").sum().alias("sum")]);
+            assert_eq!(
+                sorted(
+                    table.select([col("user_id"), col("country"), col("sum")]),
                     &["user_id", "country"]
                 ),
-                "L0 = {l0}"
+                sorted(all_pairs, &["user_id", "country"]),
+                "L∞ = {linf}"
             );
 
             // The quantile histogram's leaves per pair.

@@ -13,8 +13,11 @@ use polars::prelude::*;
 /// What an expression of [`kept_in_pairs`] returns per pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kept {
-    /// The sum of the kept rows' values (nulls skipped; 0 if none), as `Int64`.
+    /// The sum of the kept rows' values (nulls skipped; 0 if none), as `Int64`: exact, for
+    /// the release's fixed-point values.
     Sum,
+    /// The same in floating point, as `Float64`: for the utility report.
+    FloatSum,
     /// The kept rows' values without nulls, as a list of `Int64`.
     Values,
 }
@@ -25,6 +28,7 @@ pub(crate) fn kept_in_pairs(values: Expr, hashes: Expr, max_rows: u32, kept: Kep
     let max_rows = usize::try_from(max_rows).unwrap_or(usize::MAX);
     let dtype = match kept {
         Kept::Sum => DataType::Int64,
+        Kept::FloatSum => DataType::Float64,
         Kept::Values => DataType::List(Box::new(DataType::Int64)),
     };
     let output = dtype.clone();
@@ -36,6 +40,7 @@ pub(crate) fn kept_in_pairs(values: Expr, hashes: Expr, max_rows: u32, kept: Kep
             let pairs = PairLists::new(values, hashes)?;
             match kept {
                 Kept::Sum => pairs.sums(max_rows),
+                Kept::FloatSum => pairs.float_sums(max_rows),
                 Kept::Values => pairs.values(max_rows),
             }
         },
@@ -72,7 +77,7 @@ struct PairLists {
     name: PlSmallStr,
     value_offsets: Vec<i64>,
     /// One chunk.
-    values: Int64Chunked,
+    values: Series,
     hash_offsets: Vec<i64>,
     /// One chunk.
     hashes: Int64Chunked,
@@ -86,11 +91,10 @@ impl PairLists {
             value_offsets.len() == hash_offsets.len(),
             ComputeError: "L∞: values and hashes of different pairs"
         );
-        let inner = inner.cast(&DataType::Int64)?;
         Ok(Self {
             name: values.name().clone(),
             value_offsets,
-            values: inner.i64()?.rechunk().into_owned(),
+            values: inner.rechunk(),
             hash_offsets,
             hashes: hash_inner.i64()?.rechunk().into_owned(),
         })
@@ -100,17 +104,16 @@ impl PairLists {
         self.value_offsets.len().saturating_sub(1)
     }
 
-    /// Calls `each` with every pair's kept rows, as values (`None` for null), in order.
+    /// Calls `each` with every pair's kept rows, as positions in the inner values, in
+    /// the order of the pairs.
     fn for_each_pair(
         &self,
         max_rows: usize,
-        mut each: impl FnMut(&mut dyn Iterator<Item = Option<i64>>) -> PolarsResult<()>,
+        mut each: impl FnMut(&[usize]) -> PolarsResult<()>,
     ) -> PolarsResult<()> {
-        let values = self.values.downcast_as_array();
-        let present = values.validity();
-        let values = values.values().as_slice();
         let hashes = self.hashes.downcast_as_array().values().as_slice();
         let mut scratch = Vec::new();
+        let mut positions = Vec::new();
         for pair in 0..self.pairs() {
             let start = to_index(self.value_offsets[pair])?;
             let end = to_index(self.value_offsets[pair + 1])?;
@@ -121,20 +124,36 @@ impl PairLists {
                 ComputeError: "L∞: a pair has more values than hashes"
             );
             let rows = smallest(&hashes[hash_start..hash_end], max_rows, &mut scratch);
-            let mut kept = rows.iter().map(|&row| {
-                let at = start + row;
-                present
-                    .is_none_or(|present| present.get_bit(at))
-                    .then(|| values[at])
-            });
-            each(&mut kept)?;
+            positions.clear();
+            positions.extend(rows.iter().map(|&row| start + row));
+            each(&positions)?;
         }
         Ok(())
     }
 
+    /// Calls `each` with every pair's kept values (`None` for null), as `Int64`.
+    fn for_each_pair_of_integers(
+        &self,
+        max_rows: usize,
+        mut each: impl FnMut(&mut dyn Iterator<Item = Option<i64>>) -> PolarsResult<()>,
+    ) -> PolarsResult<()> {
+        let values = self.values.cast(&DataType::Int64)?;
+        let values = values.i64()?.downcast_as_array();
+        let present = values.validity();
+        let values = values.values().as_slice();
+        self.for_each_pair(max_rows, |positions| {
+            let mut kept = positions.iter().map(|&at| {
+                present
+                    .is_none_or(|present| present.get_bit(at))
+                    .then(|| values[at])
+            });
+            each(&mut kept)
+        })
+    }
+
     fn sums(&self, max_rows: usize) -> PolarsResult<Column> {
         let mut sums = Vec::with_capacity(self.pairs());
-        self.for_each_pair(max_rows, |kept| {
+        self.for_each_pair_of_integers(max_rows, |kept| {
             let mut sum = 0_i64;
             for value in kept.flatten() {
                 sum = sum.checked_add(value).ok_or_else(
@@ -142,6 +161,25 @@ impl PairLists {
                 )?;
             }
             sums.push(sum);
+            Ok(())
+        })?;
+        Ok(Column::new(self.name.clone(), sums))
+    }
+
+    fn float_sums(&self, max_rows: usize) -> PolarsResult<Column> {
+        let values = self.values.cast(&DataType::Float64)?;
+        let values = values.f64()?.downcast_as_array();
+        let present = values.validity();
+        let values = values.values().as_slice();
+        let mut sums = Vec::with_capacity(self.pairs());
+        self.for_each_pair(max_rows, |positions| {
+            sums.push(
+                positions
+                    .iter()
+                    .filter(|&&at| present.is_none_or(|present| present.get_bit(at)))
+                    .map(|&at| values[at])
+                    .sum::<f64>(),
+            );
             Ok(())
         })?;
         Ok(Column::new(self.name.clone(), sums))
@@ -155,7 +193,7 @@ impl PairLists {
             DataType::Int64,
         );
         let mut kept_values = Vec::new();
-        self.for_each_pair(max_rows, |kept| {
+        self.for_each_pair_of_integers(max_rows, |kept| {
             kept_values.clear();
             kept_values.extend(kept.flatten());
             builder.append_slice(&kept_values);
@@ -273,15 +311,21 @@ mod tests {
                     col("pair"),
                     kept_in_pairs(col("value"), col("hash"), max_rows, Kept::Sum).alias("sum"),
                     kept_in_pairs(col("value"), col("hash"), max_rows, Kept::Values).alias("kept"),
+                    kept_in_pairs(col("value"), col("hash"), max_rows, Kept::FloatSum)
+                        .alias("float_sum"),
                 ])
                 .collect()
                 .unwrap();
             let sums = frame.column("sum").unwrap().i64().unwrap().clone();
             let kept = frame.column("kept").unwrap().list().unwrap().clone();
+            let float_sums = frame.column("float_sum").unwrap().f64().unwrap().clone();
             for (index, rows) in pairs.iter().enumerate() {
                 let expected = by_sorting(rows, usize::try_from(max_rows).unwrap());
                 let expected_sum: i64 = expected.iter().flatten().sum();
                 prop_assert_eq!(sums.get(index), Some(expected_sum));
+                #[allow(clippy::cast_precision_loss)]
+                let expected_float = expected_sum as f64;
+                prop_assert_eq!(float_sums.get(index), Some(expected_float));
                 let mut got: Vec<i64> = kept
                     .get_as_series(index)
                     .unwrap()

@@ -16,6 +16,7 @@ use crate::job::{Source, SourceFormat};
 use crate::plan::{
     ConsentFilter, HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, QueryScan, ScanPlan,
 };
+pub(crate) use kept::Kept;
 
 /// The secret that decides which rows and groups survive bounding: a keyed hash of each
 /// row (and of each unit–group pair), so the choice is uniform, reproducible within a
@@ -743,13 +744,6 @@ pub(crate) fn only_listed_groups(
         ))
 }
 
-/// Ranks by keyed hash: ties (identical hashed values) broken by position, which cannot
-/// change an aggregate since the tied rows are identical in every hashed column.
-const BY_HASH: RankOptions = RankOptions {
-    method: RankMethod::Ordinal,
-    descending: false,
-};
-
 /// The unit and group columns: one (unit, group) pair per distinct value.
 fn unit_and_group(unit: &str, query: &QueryScan) -> Vec<Expr> {
     let mut partition = vec![col(unit)];
@@ -771,14 +765,17 @@ fn pair_aggregation(
         .drop(cols([PAIR_ROWS]))
 }
 
-/// L0: keeps each unit's `max_groups_per_unit` pairs with the smallest keyed hashes of
-/// (unit, group).
+/// The column [`pair_table`] adds: whether L0 keeps the pair.
+pub(crate) const L0_KEPT: &str = "__veil_l0_kept";
+
+/// L0: flags ([`L0_KEPT`]) each unit's `max_groups_per_unit` pairs with the smallest keyed
+/// hashes of (unit, group).
 ///
 /// The pairs are sorted by unit, then hash; a pair's place among its unit's pairs is its
 /// position minus the position of the unit's first pair (a minimum over the unit, which
 /// Polars computes as one grouped aggregation). A rank over each unit's pairs gives the
 /// same pairs, but Polars ranks group by group, about six times slower (BENCHMARKS.md).
-fn first_groups_of_each_unit(
+fn with_l0_flag(
     pairs: LazyFrame,
     unit: &str,
     query: &QueryScan,
@@ -795,90 +792,96 @@ fn first_groups_of_each_unit(
         )
         .sort([unit, PAIR_PRIORITY], SortMultipleOptions::default())
         .with_row_index(PAIR_POSITION, None)
-        .filter(kept)
+        .with_column(kept.alias(L0_KEPT))
         .drop(cols([PAIR_PRIORITY, PAIR_POSITION])))
 }
 
-/// The bounded rows of one query and the unit–group pairs that survive L0, lazily.
-pub(crate) fn bounded(
+/// A per-row value of one query, summed (or listed) per pair over the rows L∞ keeps.
+pub(crate) struct KeptColumn {
+    /// The column's name in the pair table.
+    pub(crate) name: String,
+    /// The value of each row.
+    pub(crate) per_row: Expr,
+    /// What the pair keeps of it.
+    pub(crate) kept: Kept,
+}
+
+/// Every unit–group pair of one query, with `aggregates` over all of its rows, each of
+/// `kept_columns` over the rows L∞ keeps (the pair's `max_rows_per_group` rows with the
+/// smallest keyed hashes, [`kept`]), and [`L0_KEPT`]. The release keeps the flagged pairs;
+/// the utility report also looks at the others.
+///
+/// The pair aggregation gathers each pair's row hashes and per-row values as lists, which
+/// `kept` reduces in one flat pass after it: the same rows as a rank of the row hashes
+/// within each pair, without Polars' per-group cost (several times faster).
+pub(crate) fn pair_table(
     base: &LazyFrame,
     unit: &str,
     query: &QueryScan,
     key: BoundingKey,
-) -> Result<(LazyFrame, LazyFrame), EngineError> {
+    mut aggregates: Vec<Expr>,
+    kept_columns: Vec<KeptColumn>,
+) -> Result<LazyFrame, EngineError> {
     let (rows, columns) = bounding_input(base, unit, query)?;
-    // L∞: in each (unit, group), keep the rows with the smallest keyed hashes.
-    let in_pair = col(ROW_PRIORITY)
-        .rank(BY_HASH, None)
-        .over(unit_and_group(unit, query))
-        .map_err(|e| EngineError::polars("planning the scan", &e))?;
-    let rows = rows
-        .with_column(hash::keyed_hash(&columns, key.0[0]).alias(ROW_PRIORITY))
-        .filter(in_pair.lt_eq(lit(query.bounds.max_rows_per_group)))
-        .drop(cols([ROW_PRIORITY]));
-    // Per (unit, group) partial aggregates, then L0.
-    let mut pair_aggregates: Vec<Expr> = Vec::new();
-    for measure in &query.measures {
-        match measure {
-            Measure::Histogram { .. } | Measure::Units => {}
-            Measure::Rows => pair_aggregates.push(len().cast(DataType::Int64).alias(measure.key())),
-            other => pair_aggregates.push(row_value(other).sum().alias(other.key())),
-        }
+    let max_rows = query.bounds.max_rows_per_group;
+    let mut reductions = Vec::new();
+    for column in kept_columns {
+        let name = column.name.as_str();
+        aggregates.push(column.per_row.alias(name));
+        reductions.push(
+            kept::kept_in_pairs(col(name), col(ROW_HASHES), max_rows, column.kept).alias(name),
+        );
     }
-    let pairs = pair_aggregation(rows.clone(), unit, query, pair_aggregates);
-    let pairs = first_groups_of_each_unit(pairs, unit, query, key)?;
-    Ok((rows, pairs))
+    let pairs = if reductions.is_empty() {
+        // Counts only: no row needs choosing.
+        pair_aggregation(rows, unit, query, aggregates)
+    } else {
+        aggregates.push(col(ROW_PRIORITY).alias(ROW_HASHES));
+        let hashed = rows.with_column(hash::keyed_hash(&columns, key.0[0]).alias(ROW_PRIORITY));
+        pair_aggregation(hashed, unit, query, aggregates)
+            .with_columns(reductions)
+            .drop(cols([ROW_HASHES]))
+    };
+    with_l0_flag(pairs, unit, query, key)
 }
 
 /// The unit–group pairs of one query that survive L0, with each measure summed over the
-/// rows that L∞ keeps, and each quantile histogram's kept leaves as a list: the same rows
-/// and pairs as [`bounded`], chosen per pair after one aggregation instead of by a window
-/// over every row (several times faster). In a pair, the rows L∞ keeps are the
-/// `max_rows_per_group` with the smallest keyed hashes ([`kept`]).
+/// rows that L∞ keeps, and each quantile histogram's kept leaves as a list.
 pub(crate) fn bounded_pairs(
     base: &LazyFrame,
     unit: &str,
     query: &QueryScan,
     key: BoundingKey,
 ) -> Result<LazyFrame, EngineError> {
-    let (rows, columns) = bounding_input(base, unit, query)?;
-    let max_rows = query.bounds.max_rows_per_group;
-    // Per pair: the kept rows' count, and for the other measures the rows' values and
-    // hashes as lists, reduced to the kept rows after the aggregation.
-    let mut pair_aggregates: Vec<Expr> = Vec::new();
-    let mut reductions: Vec<Expr> = Vec::new();
+    let mut aggregates = Vec::new();
+    let mut kept_columns = Vec::new();
     for measure in &query.measures {
-        let reduction = match measure {
+        let kept = match measure {
             Measure::Units => continue,
             Measure::Rows => {
-                pair_aggregates.push(
+                // The kept rows' count needs no choosing.
+                aggregates.push(
                     len()
                         .cast(DataType::Int64)
-                        .clip(lit(0_i64), lit(i64::from(max_rows)))
+                        .clip(lit(0_i64), lit(i64::from(query.bounds.max_rows_per_group)))
                         .alias(measure.key()),
                 );
                 continue;
             }
-            Measure::Histogram { .. } => kept::Kept::Values,
-            _ => kept::Kept::Sum,
+            Measure::Histogram { .. } => Kept::Values,
+            _ => Kept::Sum,
         };
-        pair_aggregates.push(row_value(measure).alias(measure.key()));
-        reductions.push(
-            kept::kept_in_pairs(col(measure.key()), col(ROW_HASHES), max_rows, reduction)
-                .alias(measure.key()),
-        );
+        kept_columns.push(KeptColumn {
+            name: measure.key(),
+            per_row: row_value(measure),
+            kept,
+        });
     }
-    let pairs = if reductions.is_empty() {
-        // Counts only: no row needs choosing.
-        pair_aggregation(rows, unit, query, pair_aggregates)
-    } else {
-        pair_aggregates.push(col(ROW_PRIORITY).alias(ROW_HASHES));
-        let hashed = rows.with_column(hash::keyed_hash(&columns, key.0[0]).alias(ROW_PRIORITY));
-        pair_aggregation(hashed, unit, query, pair_aggregates)
-            .with_columns(reductions)
-            .drop(cols([ROW_HASHES]))
-    };
-    first_groups_of_each_unit(pairs, unit, query, key)
+    Ok(
+        pair_table(base, unit, query, key, aggregates, kept_columns)?
+            .filter(col(L0_KEPT))
+            .drop(cols([L0_KEPT])),
+    )
 }
 
 /// Runs the scan plan: one pass over the source for all queries.
