@@ -7,8 +7,8 @@
 //! release.
 //!
 //! The rows are read, filtered and bounded by the same functions as a release
-//! (`scan::source_rows`, `scan::with_unit`, `scan::bounded`), so whatever a release
-//! filters out, the report does too. All frames are collected together, so the source is
+//! (`scan::source_rows`, `scan::with_unit`, `scan::pair_table`), so whatever a release
+//! filters out or bounds away, the report does too. All frames are collected together, so the source is
 //! scanned once.
 
 use std::collections::BTreeMap;
