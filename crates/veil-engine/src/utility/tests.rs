@@ -136,3 +136,45 @@ fn an_unknown_segment_column_names_its_key() {
     let error = report_inputs(&plan, BoundingKey::from_words([1, 2]), &options).unwrap_err();
     assert!(error.to_string().contains("query[0].segment"), "{error}");
 }
+
+#[test]
+fn the_bounded_stage_is_what_a_release_aggregates() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("events.parquet");
+    write(&path);
+    let plan = crate::plan::plan(&job(&path)).unwrap();
+    for words in [[1, 2], [7, 3], [11, 40], [5, 5]] {
+        let key = BoundingKey::from_words(words);
+        let inputs = report_inputs(&plan, key, &options()).unwrap();
+        let released = crate::scan::aggregate(&plan.scan, key).unwrap();
+        let query = &released.queries[0];
+        let keys = query.group_keys(&plan.scan.queries[0].group_by).unwrap();
+        let rows = query.measure(&Measure::Rows.key()).unwrap();
+        let histogram = query
+            .histogram("value", &plan.scan.queries[0].group_by)
+            .unwrap();
+        assert!(!keys.is_empty());
+        for (index, (key, rows)) in keys.iter().zip(rows).enumerate() {
+            let group = inputs.queries[0]
+                .groups
+                .iter()
+                .find(|group| &group.key == key)
+                .unwrap();
+            #[allow(clippy::cast_precision_loss)]
+            let rows = rows as f64;
+            assert!(
+                (group.bounded.rows - rows).abs() < 1e-9,
+                "{key:?} {words:?}"
+            );
+            let leaves: i64 = histogram
+                .iter()
+                .filter(|(group, _, _)| *group == index)
+                .map(|(_, _, rows)| rows)
+                .sum();
+            let report_leaves: f64 = group.bounded_leaves["value"].iter().map(|(_, n)| n).sum();
+            #[allow(clippy::cast_precision_loss)]
+            let leaves = leaves as f64;
+            assert!((report_leaves - leaves).abs() < 1e-9, "{key:?} {words:?}");
+        }
+    }
+}
