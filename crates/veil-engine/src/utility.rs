@@ -240,6 +240,7 @@ struct QueryFrames {
 
 const PAIR_ROWS: &str = "__veil_rows_of_pair";
 const UNIT_GROUPS: &str = "__veil_unit_groups";
+const PAIRS: &str = "__veil_pairs";
 
 fn candidate_name(cell: usize, what: &str) -> String {
     format!("candidate:{cell}:{what}")
@@ -408,6 +409,20 @@ fn query_frames(
             .group_by([col(PAIR_ROWS)])
             .agg([len().cast(DataType::Float64).alias("pairs")]),
     );
+    // Every candidate's weight depends on a pair only through its unit's group count and
+    // its row count, so the pairs are first summed per (group, groups of the unit, rows of
+    // the pair): a few thousand cells instead of every pair, for each of the candidates'
+    // hundreds of sums.
+    let mut cell_by = group_exprs(group_by);
+    cell_by.extend([col(UNIT_GROUPS), col(PAIR_ROWS)]);
+    let mut cell_sums = vec![len().cast(DataType::Float64).alias(PAIRS)];
+    for column in &columns {
+        cell_sums.push(col(format!("values:{}", column.name)).sum());
+        for scale_index in 0..options.value_scales.len() {
+            cell_sums.push(col(format!("sum:{}:{scale_index}", column.name)).sum());
+        }
+    }
+    let cells = pair_table.group_by(cell_by).agg(cell_sums);
     let mut candidate_aggregations = Vec::new();
     let linf_count = options.max_rows_per_group.len();
     for (l0_index, l0) in options.max_groups_per_unit.iter().enumerate() {
@@ -424,13 +439,12 @@ fn query_frames(
                 .then(lit(linf) / col(PAIR_ROWS))
                 .otherwise(lit(1.0));
             candidate_aggregations.push(
-                (group_kept.clone() * row_kept.clone() * col(PAIR_ROWS))
+                (group_kept.clone() * row_kept.clone() * col(PAIR_ROWS) * col(PAIRS))
                     .sum()
                     .alias(candidate_name(cell, "rows")),
             );
             candidate_aggregations.push(
-                group_kept
-                    .clone()
+                (group_kept.clone() * col(PAIRS))
                     .sum()
                     .alias(candidate_name(cell, "units")),
             );
@@ -460,7 +474,7 @@ fn query_frames(
     if candidate_aggregations.is_empty() {
         candidate_aggregations.push(len().alias("candidate:none"));
     }
-    frames.push(aggregate_by(pair_table, group_by, candidate_aggregations));
+    frames.push(aggregate_by(cells, group_by, candidate_aggregations));
 
     // Value quantiles over all rows.
     let mut quantile_expressions = vec![len().alias("__veil_rows")];
