@@ -304,25 +304,22 @@ fn query_frames(
     }
     let mut kept_columns = Vec::new();
     for column in &columns {
-        let kept = |what: &str, per_row: Expr| scan::KeptColumn {
-            name: format!("kept:{what}:{}", column.name),
-            per_row,
-            kept: scan::Kept::FloatSum,
-        };
-        kept_columns.push(kept(
-            "values",
-            scan::value_present(&column.name).cast(DataType::Float64),
-        ));
-        kept_columns.push(kept("sum", clamped(column, 1.0)));
-        kept_columns.push(kept("squares", clamped(column, 1.0) * clamped(column, 1.0)));
+        let name = |what: &str| format!("kept:{what}:{}", column.name);
+        kept_columns.push(scan::KeptColumn {
+            per_row: clamped(column, 1.0),
+            outputs: vec![
+                (name("values"), scan::Kept::FloatCount),
+                (name("sum"), scan::Kept::FloatSum),
+                (name("squares"), scan::Kept::FloatSquares),
+            ],
+        });
     }
     let mut histogram_columns = Vec::new();
     for measure in &scan_query.measures {
         if let Measure::Histogram { column, .. } = measure {
             kept_columns.push(scan::KeptColumn {
-                name: format!("kept:leaf:{column}"),
                 per_row: scan::row_value(measure),
-                kept: scan::Kept::Values,
+                outputs: vec![(format!("kept:leaf:{column}"), scan::Kept::Values)],
             });
             histogram_columns.push(column.clone());
         }

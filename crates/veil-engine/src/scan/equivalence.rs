@@ -189,9 +189,8 @@ fn grouped_ranks_keep_the_rows_and_pairs_of_the_window() {
                 key,
                 Vec::new(),
                 vec![KeptColumn {
-                    name: "sum".into(),
                     per_row: col("value"),
-                    kept: Kept::FloatSum,
+                    outputs: vec![("sum".into(), Kept::FloatSum)],
                 }],
             )
             .unwrap();

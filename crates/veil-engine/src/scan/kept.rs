@@ -18,6 +18,10 @@ pub(crate) enum Kept {
     Sum,
     /// The same in floating point, as `Float64`: for the utility report.
     FloatSum,
+    /// The sum of the kept rows' squared values in floating point, as `Float64`.
+    FloatSquares,
+    /// How many kept rows have a value (not null), as `Float64`.
+    FloatCount,
     /// The kept rows' values without nulls, as a list of `Int64`.
     Values,
 }
@@ -28,7 +32,7 @@ pub(crate) fn kept_in_pairs(values: Expr, hashes: Expr, max_rows: u32, kept: Kep
     let max_rows = usize::try_from(max_rows).unwrap_or(usize::MAX);
     let dtype = match kept {
         Kept::Sum => DataType::Int64,
-        Kept::FloatSum => DataType::Float64,
+        Kept::FloatSum | Kept::FloatSquares | Kept::FloatCount => DataType::Float64,
         Kept::Values => DataType::List(Box::new(DataType::Int64)),
     };
     let output = dtype.clone();
@@ -40,7 +44,9 @@ pub(crate) fn kept_in_pairs(values: Expr, hashes: Expr, max_rows: u32, kept: Kep
             let pairs = PairLists::new(values, hashes)?;
             match kept {
                 Kept::Sum => pairs.sums(max_rows),
-                Kept::FloatSum => pairs.float_sums(max_rows),
+                Kept::FloatSum => pairs.float_sums(max_rows, |value| value),
+                Kept::FloatSquares => pairs.float_sums(max_rows, |value| value * value),
+                Kept::FloatCount => pairs.float_sums(max_rows, |_| 1.0),
                 Kept::Values => pairs.values(max_rows),
             }
         },
@@ -166,7 +172,8 @@ impl PairLists {
         Ok(Column::new(self.name.clone(), sums))
     }
 
-    fn float_sums(&self, max_rows: usize) -> PolarsResult<Column> {
+    /// Per pair, the sum of `term(value)` over the kept rows with a value.
+    fn float_sums(&self, max_rows: usize, term: impl Fn(f64) -> f64) -> PolarsResult<Column> {
         let values = self.values.cast(&DataType::Float64)?;
         let values = values.f64()?.downcast_as_array();
         let present = values.validity();
@@ -177,7 +184,7 @@ impl PairLists {
                 positions
                     .iter()
                     .filter(|&&at| present.is_none_or(|present| present.get_bit(at)))
-                    .map(|&at| values[at])
+                    .map(|&at| term(values[at]))
                     .sum::<f64>(),
             );
             Ok(())
@@ -313,12 +320,18 @@ mod tests {
                     kept_in_pairs(col("value"), col("hash"), max_rows, Kept::Values).alias("kept"),
                     kept_in_pairs(col("value"), col("hash"), max_rows, Kept::FloatSum)
                         .alias("float_sum"),
+                    kept_in_pairs(col("value"), col("hash"), max_rows, Kept::FloatSquares)
+                        .alias("float_squares"),
+                    kept_in_pairs(col("value"), col("hash"), max_rows, Kept::FloatCount)
+                        .alias("float_count"),
                 ])
                 .collect()
                 .unwrap();
             let sums = frame.column("sum").unwrap().i64().unwrap().clone();
             let kept = frame.column("kept").unwrap().list().unwrap().clone();
             let float_sums = frame.column("float_sum").unwrap().f64().unwrap().clone();
+            let float_squares = frame.column("float_squares").unwrap().f64().unwrap().clone();
+            let float_counts = frame.column("float_count").unwrap().f64().unwrap().clone();
             for (index, rows) in pairs.iter().enumerate() {
                 let expected = by_sorting(rows, usize::try_from(max_rows).unwrap());
                 let expected_sum: i64 = expected.iter().flatten().sum();
@@ -326,6 +339,12 @@ mod tests {
                 #[allow(clippy::cast_precision_loss)]
                 let expected_float = expected_sum as f64;
                 prop_assert_eq!(float_sums.get(index), Some(expected_float));
+                #[allow(clippy::cast_precision_loss)]
+                let squares = expected.iter().flatten().map(|value| (value * value) as f64).sum::<f64>();
+                prop_assert_eq!(float_squares.get(index), Some(squares));
+                #[allow(clippy::cast_precision_loss)]
+                let count = expected.iter().flatten().count() as f64;
+                prop_assert_eq!(float_counts.get(index), Some(count));
                 let mut got: Vec<i64> = kept
                     .get_as_series(index)
                     .unwrap()

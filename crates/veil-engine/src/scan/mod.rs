@@ -796,14 +796,12 @@ fn with_l0_flag(
         .drop(cols([PAIR_PRIORITY, PAIR_POSITION])))
 }
 
-/// A per-row value of one query, summed (or listed) per pair over the rows L∞ keeps.
+/// A per-row value of one query, reduced per pair over the rows L∞ keeps.
 pub(crate) struct KeptColumn {
-    /// The column's name in the pair table.
-    pub(crate) name: String,
     /// The value of each row.
     pub(crate) per_row: Expr,
-    /// What the pair keeps of it.
-    pub(crate) kept: Kept,
+    /// The pair table's columns made of it: each one's name and what it keeps.
+    pub(crate) outputs: Vec<(String, Kept)>,
 }
 
 /// Every unit–group pair of one query, with `aggregates` over all of its rows, each of
@@ -825,12 +823,17 @@ pub(crate) fn pair_table(
     let (rows, columns) = bounding_input(base, unit, query)?;
     let max_rows = query.bounds.max_rows_per_group;
     let mut reductions = Vec::new();
-    for column in kept_columns {
-        let name = column.name.as_str();
-        aggregates.push(column.per_row.alias(name));
-        reductions.push(
-            kept::kept_in_pairs(col(name), col(ROW_HASHES), max_rows, column.kept).alias(name),
-        );
+    let mut lists = vec![ROW_HASHES.to_string()];
+    for (index, column) in kept_columns.into_iter().enumerate() {
+        let list = format!("__veil_row_values_{index}");
+        aggregates.push(column.per_row.alias(list.as_str()));
+        for (name, kept) in column.outputs {
+            reductions.push(
+                kept::kept_in_pairs(col(list.as_str()), col(ROW_HASHES), max_rows, kept)
+                    .alias(name),
+            );
+        }
+        lists.push(list);
     }
     let pairs = if reductions.is_empty() {
         // Counts only: no row needs choosing.
@@ -840,7 +843,7 @@ pub(crate) fn pair_table(
         let hashed = rows.with_column(hash::keyed_hash(&columns, key.0[0]).alias(ROW_PRIORITY));
         pair_aggregation(hashed, unit, query, aggregates)
             .with_columns(reductions)
-            .drop(cols([ROW_HASHES]))
+            .drop(cols(lists))
     };
     with_l0_flag(pairs, unit, query, key)
 }
@@ -872,9 +875,8 @@ pub(crate) fn bounded_pairs(
             _ => Kept::Sum,
         };
         kept_columns.push(KeptColumn {
-            name: measure.key(),
             per_row: row_value(measure),
-            kept,
+            outputs: vec![(measure.key(), kept)],
         });
     }
     Ok(
