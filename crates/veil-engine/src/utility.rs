@@ -328,15 +328,10 @@ fn query_frames(
         .cast(DataType::Float64)
         .over([col(unit)])
         .map_err(|e| EngineError::polars("planning the report's scan", &e))?;
-    let pair_table = scan::pair_table(
-        &rows,
-        unit,
-        scan_query,
-        key,
-        pair_aggregations,
-        kept_columns,
-    )?
-    .with_column(unit_groups.alias(UNIT_GROUPS));
+    // From `base`: the pair table drops the rows of unlisted groups itself.
+    let pair_table =
+        scan::pair_table(base, unit, scan_query, key, pair_aggregations, kept_columns)?
+            .with_column(unit_groups.alias(UNIT_GROUPS));
 
     // The stages of the release's bounding: after L∞ (every pair), after L∞ and L0 (the
     // pairs L0 keeps, one distinct unit each).

@@ -142,7 +142,40 @@ fn the_bounded_stage_is_what_a_release_aggregates() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("events.parquet");
     write(&path);
-    let plan = crate::plan::plan(&job(&path)).unwrap();
+    check_bounded_stage(&job(&path));
+}
+
+#[test]
+fn with_public_partitions_the_report_bounds_only_the_listed_groups() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("events.parquet");
+    write(&path);
+    let mut public = job(&path);
+    public.queries[0].partitions = Partitions::Public {
+        origin: "test".into(),
+        keys: vec![vec!["DE".into()], vec!["IT".into()]],
+    };
+    check_bounded_stage(&public);
+    // Unit 1's FR rows never enter bounding, so its DE row is its one group under L0 = 1.
+    let plan = crate::plan::plan(&public).unwrap();
+    let inputs = report_inputs(&plan, BoundingKey::from_words([1, 2]), &options()).unwrap();
+    let de = inputs.queries[0]
+        .groups
+        .iter()
+        .find(|group| group.key == vec![Some("DE".to_string())])
+        .unwrap();
+    assert!((de.bounded.rows - 3.0).abs() < 1e-9);
+    assert!((de.bounded.units - 2.0).abs() < 1e-9);
+    assert!(
+        inputs.queries[0]
+            .groups
+            .iter()
+            .all(|group| group.key != vec![Some("FR".to_string())])
+    );
+}
+
+fn check_bounded_stage(job: &Job) {
+    let plan = crate::plan::plan(job).unwrap();
     for words in [[1, 2], [7, 3], [11, 40], [5, 5]] {
         let key = BoundingKey::from_words(words);
         let inputs = report_inputs(&plan, key, &options()).unwrap();
