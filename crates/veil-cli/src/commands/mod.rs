@@ -38,9 +38,6 @@ pub(crate) fn run(args: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Refuses a `--sample` that is the job's real source (the file itself or a file in its
-/// directory): a preview drops the consent filter and a report on a sample says it may be
-/// shared, neither of which holds for real data.
 /// The `--as-of` flag of the commands that read a job's data.
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub(crate) struct JobAsOf {
@@ -57,16 +54,29 @@ impl JobAsOf {
     }
 }
 
+/// Refuses a `--sample` that reads any file of the job's real source (the same file, a
+/// directory or glob that holds one of its files): a preview drops the consent filter and a
+/// report on a sample says it may be shared, neither of which holds for real data.
 pub(crate) fn check_sample_is_not_the_source(
     sample: &std::path::Path,
-    source: &std::path::Path,
+    source: &veil_engine::job::Source,
 ) -> anyhow::Result<()> {
-    let (Ok(sample), Ok(source)) = (sample.canonicalize(), source.canonicalize()) else {
-        return Ok(());
+    let files =
+        |source: &veil_engine::job::Source| -> std::collections::BTreeSet<std::path::PathBuf> {
+            veil_engine::scan::source_files(source)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|file| file.canonicalize().ok())
+                .collect()
+        };
+    let sample_source = veil_engine::job::Source {
+        path: sample.to_path_buf(),
+        format: veil_engine::job::SourceFormat::from_path(sample),
+        privacy_unit: source.privacy_unit.clone(),
     };
-    if sample == source || (source.is_dir() && sample.starts_with(&source)) {
+    if !files(source).is_disjoint(&files(&sample_source)) {
         return Err(usage_error(format!(
-            "--sample {} is the job's own source: give sample or synthetic data (`veil sample-data --like`), or run without --sample for a report on the real data",
+            "--sample {} reads the job's own source: give sample or synthetic data (`veil sample-data --like`), or run without --sample for a report on the real data",
             sample.display()
         )));
     }

@@ -151,7 +151,7 @@ fn short(value: f64) -> String {
 pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     let loaded = config::load(&args.job, args.as_of.get()).usage()?;
     let mut job = loaded.job.clone();
-    super::check_sample_is_not_the_source(&args.sample, &job.source.path)?;
+    super::check_sample_is_not_the_source(&args.sample, &job.source)?;
     if job.governance.consent.take().is_some() {
         // Sample rows stand for nobody, so no consent log can name them; the purpose's
         // columns and retention window still apply.

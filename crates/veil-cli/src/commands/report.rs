@@ -444,7 +444,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     } else {
         let origin = match &args.sample {
             Some(sample) => {
-                super::check_sample_is_not_the_source(sample, &job.source.path)?;
+                super::check_sample_is_not_the_source(sample, &job.source)?;
                 job.source.path.clone_from(sample);
                 job.source.format = SourceFormat::from_path(sample);
                 DataOrigin::Sample

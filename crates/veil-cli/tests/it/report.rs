@@ -243,6 +243,18 @@ fn the_real_source_is_refused_as_a_sample() {
         .code(2)
         .stderr(predicates::str::contains("the job's own source"));
     assert!(!directory.path().join("report").exists());
+    // A directory or a glob that holds the source's file reads it too.
+    let glob = source.parent().unwrap().join("*.parquet");
+    for sample in [source.parent().unwrap().to_path_buf(), glob] {
+        veil()
+            .arg("preview")
+            .arg(&job)
+            .arg("--sample")
+            .arg(&sample)
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("the job's own source"));
+    }
 }
 
 #[test]

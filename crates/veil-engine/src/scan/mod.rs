@@ -229,7 +229,11 @@ impl Aggregated {
 
 /// The files a source path names: a file, a directory (every Parquet or CSV file below
 /// it), or a glob.
-pub(crate) fn source_files(source: &Source) -> Result<Vec<PathBuf>, EngineError> {
+///
+/// # Errors
+/// [`EngineError::SourceNotFound`] if it names no file; [`EngineError::Output`] if a
+/// directory cannot be listed.
+pub fn source_files(source: &Source) -> Result<Vec<PathBuf>, EngineError> {
     let path = &source.path;
     let text = path.to_string_lossy();
     let mut files = Vec::new();
