@@ -49,8 +49,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand_core::{CryptoRng, Rng};
 use veil_core::calibrate::rho_to_epsilon;
 use veil_core::{Delta, Epsilon, PrivacyLoss, Rho};
-use veil_engine::job::{AggregateKind, Job, Partitions};
-use veil_engine::plan::{Measure, Plan, PlannedCost, QueryPlan, ScanPlan, output_names_of};
+use veil_engine::job::{Job, Partitions};
+use veil_engine::plan::{
+    Measure, Plan, PlannedCost, QueryPlan, ScanPlan, measures_for, output_names_of,
+};
 use veil_engine::release::ReleasedTable;
 use veil_engine::scan::{
     Aggregated, BoundingKey, ExternalAggregates, Neighbour, QueryAggregates, aggregate,
@@ -411,11 +413,12 @@ fn cell_claim(plan: &Plan, query: &QueryPlan, output: Option<&str>) -> Result<Cl
             .aggregates
             .iter()
             .find(|aggregate| output_names_of(aggregate).iter().any(|name| name == output));
-        for key in aggregate
-            .map(|aggregate| measure_keys(&aggregate.kind))
-            .unwrap_or_default()
-        {
-            if let Some(noisy) = query.noise_of(&key) {
+        let measures = match aggregate {
+            Some(aggregate) => measures_for(&aggregate.kind, "audit")?,
+            None => Vec::new(),
+        };
+        for measure in measures {
+            if let Some(noisy) = query.noise_of(&measure.key()) {
                 losses.push(noisy.noise.loss());
             }
         }
@@ -451,25 +454,6 @@ fn cell_claim(plan: &Plan, query: &QueryPlan, output: Option<&str>) -> Result<Cl
         epsilon: Epsilon::new(epsilon)?,
         delta: Delta::new(delta.min(0.5))?,
     })
-}
-
-/// The measures an aggregate's outputs are computed from.
-fn measure_keys(kind: &AggregateKind) -> Vec<String> {
-    match kind {
-        AggregateKind::Count => vec![Measure::Rows.key()],
-        AggregateKind::UnitCount => vec![Measure::Units.key()],
-        AggregateKind::Sum(column) => vec![format!("sum:{}", column.name)],
-        AggregateKind::Mean(column) => vec![
-            format!("values:{}", column.name),
-            format!("centered_sum:{}", column.name),
-        ],
-        AggregateKind::Variance(column) => vec![
-            format!("values:{}", column.name),
-            format!("centered_sum:{}", column.name),
-            format!("centered_squares:{}", column.name),
-        ],
-        AggregateKind::Quantiles { column, .. } => vec![format!("histogram:{}", column.name)],
-    }
 }
 
 /// One cell before sampling.

@@ -669,51 +669,60 @@ pub fn output_names_of(aggregate: &crate::job::Aggregate) -> Vec<String> {
 /// The measures a query needs, without duplicates, in a stable order.
 fn measures_of(query: &Query) -> Result<Vec<Measure>, EngineError> {
     let mut measures: Vec<Measure> = Vec::new();
-    let mut push = |measure: Measure| {
-        if !measures
-            .iter()
-            .any(|existing| existing.key() == measure.key())
-        {
-            measures.push(measure);
-        }
-    };
     for (index, aggregate) in query.aggregates.iter().enumerate() {
         let key = format!("query {:?}, aggregates[{index}]", query.name);
-        match &aggregate.kind {
-            AggregateKind::Count => push(Measure::Rows),
-            AggregateKind::UnitCount => push(Measure::Units),
-            AggregateKind::Sum(column) => {
-                let grid = FixedPoint::new(column.bounds, Granularity::for_bounds(column.bounds))
-                    .map_err(|e| EngineError::param(format!("{key}.bounds"), e))?;
-                push(Measure::Sum {
-                    column: column.name.clone(),
-                    grid,
-                });
-            }
-            AggregateKind::Mean(column) | AggregateKind::Variance(column) => {
-                push(Measure::ValueCount {
-                    column: column.name.clone(),
-                });
-                push(Measure::CenteredSum {
-                    column: column.name.clone(),
-                    grid: width_grid(column.bounds, 16, &key)?,
-                });
-                if matches!(aggregate.kind, AggregateKind::Variance(_)) {
-                    push(Measure::CenteredSquares {
-                        column: column.name.clone(),
-                        grid: width_grid(column.bounds, 8, &key)?,
-                    });
-                }
-            }
-            AggregateKind::Quantiles { column, .. } => {
-                push(Measure::Histogram {
-                    column: column.name.clone(),
-                    bounds: column.bounds,
-                });
+        for measure in measures_for(&aggregate.kind, &key)? {
+            if !measures
+                .iter()
+                .any(|existing| existing.key() == measure.key())
+            {
+                measures.push(measure);
             }
         }
     }
     Ok(measures)
+}
+
+/// The measures one aggregate is computed from (a mean from a value count and a centered
+/// sum, a variance from those and centered squares, ...).
+///
+/// # Errors
+/// [`EngineError::Param`] naming `key` if the aggregate's bounds give no fixed-point grid.
+pub fn measures_for(kind: &AggregateKind, key: &str) -> Result<Vec<Measure>, EngineError> {
+    Ok(match kind {
+        AggregateKind::Count => vec![Measure::Rows],
+        AggregateKind::UnitCount => vec![Measure::Units],
+        AggregateKind::Sum(column) => {
+            let grid = FixedPoint::new(column.bounds, Granularity::for_bounds(column.bounds))
+                .map_err(|e| EngineError::param(format!("{key}.bounds"), e))?;
+            vec![Measure::Sum {
+                column: column.name.clone(),
+                grid,
+            }]
+        }
+        AggregateKind::Mean(column) | AggregateKind::Variance(column) => {
+            let mut measures = vec![
+                Measure::ValueCount {
+                    column: column.name.clone(),
+                },
+                Measure::CenteredSum {
+                    column: column.name.clone(),
+                    grid: width_grid(column.bounds, 16, key)?,
+                },
+            ];
+            if matches!(kind, AggregateKind::Variance(_)) {
+                measures.push(Measure::CenteredSquares {
+                    column: column.name.clone(),
+                    grid: width_grid(column.bounds, 8, key)?,
+                });
+            }
+            measures
+        }
+        AggregateKind::Quantiles { column, .. } => vec![Measure::Histogram {
+            column: column.name.clone(),
+            bounds: column.bounds,
+        }],
+    })
 }
 
 /// A grid with about `2^bits` steps across the bounds' width (a power of two).
