@@ -81,6 +81,10 @@ pub struct SparkExecutor {
     /// The same server-side session, for the scan's query (see `stream.rs`).
     results: ResultStream,
     on_event: Option<OnEvent>,
+    /// Schemas read since the last run's compilation, by source: a run checks the job
+    /// against the schema and then compiles against it, and each read makes Spark list the
+    /// files and read their footers.
+    schemas: std::sync::Mutex<Vec<(Source, SourceSchema)>>,
 }
 
 impl std::fmt::Debug for SparkExecutor {
@@ -110,6 +114,7 @@ impl SparkExecutor {
             session,
             results,
             on_event: None,
+            schemas: std::sync::Mutex::default(),
         };
         for (key, value) in SESSION_CONF {
             executor
@@ -177,30 +182,29 @@ const SCHEMA_STAGE: &str = "reading the source's schema on Spark";
 
 impl Executor for SparkExecutor {
     fn schema(&self, source: &Source) -> Result<SourceSchema, EngineError> {
-        let view = "veil_schema";
-        self.execute(&sql::create_view(view, source))
-            .map_err(|error| self.source_failure(source, SCHEMA_STAGE, &error))?;
-        let schema = self
-            .session
-            .sql(&format!("SELECT * FROM {view}"))
-            .and_then(|frame| frame.schema())
-            .map_err(|error| self.source_failure(source, SCHEMA_STAGE, &error))?;
-        let DataType::Struct { fields } = schema else {
-            return Err(EngineError::Internal(
-                "Spark described a table as something other than a struct".into(),
-            ));
-        };
-        Ok(SourceSchema {
-            columns: fields
+        let known = |schemas: &[(Source, SourceSchema)]| {
+            schemas
                 .iter()
-                .map(|field| (field.name.clone(), column_kind(&field.data_type)))
-                .collect(),
-        })
+                .find(|(read, _)| read == source)
+                .map(|(_, schema)| schema.clone())
+        };
+        if let Some(schema) = self.schemas.lock().ok().and_then(|schemas| known(&schemas)) {
+            return Ok(schema);
+        }
+        let schema = self.read_schema(source)?;
+        if let Ok(mut schemas) = self.schemas.lock() {
+            schemas.push((source.clone(), schema.clone()));
+        }
+        Ok(schema)
     }
 
     fn aggregate(&self, plan: &ScanPlan, key: BoundingKey) -> Result<Aggregated, EngineError> {
         self.emit(SparkEvent::Step("compiling the scan to Spark SQL"));
         let compiled = self.compile(plan)?;
+        // The next run reads its sources' schemas afresh.
+        if let Ok(mut schemas) = self.schemas.lock() {
+            schemas.clear();
+        }
         self.emit(SparkEvent::Step("defining the source views"));
         for (statement, source) in compiled.setup().iter().zip(
             std::iter::once(plan.source.clone())
@@ -245,6 +249,29 @@ impl Executor for SparkExecutor {
 }
 
 impl SparkExecutor {
+    /// Reads a source's schema on Spark, through a temporary view.
+    fn read_schema(&self, source: &Source) -> Result<SourceSchema, EngineError> {
+        let view = "veil_schema";
+        self.execute(&sql::create_view(view, source))
+            .map_err(|error| self.source_failure(source, SCHEMA_STAGE, &error))?;
+        let schema = self
+            .session
+            .sql(&format!("SELECT * FROM {view}"))
+            .and_then(|frame| frame.schema())
+            .map_err(|error| self.source_failure(source, SCHEMA_STAGE, &error))?;
+        let DataType::Struct { fields } = schema else {
+            return Err(EngineError::Internal(
+                "Spark described a table as something other than a struct".into(),
+            ));
+        };
+        Ok(SourceSchema {
+            columns: fields
+                .iter()
+                .map(|field| (field.name.clone(), column_kind(&field.data_type)))
+                .collect(),
+        })
+    }
+
     /// A failure to read a source: a missing path is [`EngineError::SourceNotFound`], a
     /// file Spark cannot read is [`EngineError::SourceUnreadable`] with Spark's reason,
     /// anything else a failure during `stage`.
