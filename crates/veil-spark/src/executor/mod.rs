@@ -545,7 +545,7 @@ pub(crate) fn parse(
             other => return Err(bug(format!("unknown result kind {other:?}"))),
         }
     }
-    let mut group_index: Vec<HashMap<Vec<Option<String>>, usize>> = queries
+    let group_index: Vec<HashMap<Vec<Option<String>>, usize>> = queries
         .iter()
         .map(|query| {
             query
@@ -567,7 +567,6 @@ pub(crate) fn parse(
                 .push((group, row.leaf, row.rows));
         }
     }
-    group_index.clear();
 
     let counter = |name: &str| -> Result<u64, EngineError> {
         counters
