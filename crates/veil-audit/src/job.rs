@@ -295,22 +295,27 @@ where
         }
         let mut cells = Vec::new();
         for (index, query) in plan.queries.iter().enumerate() {
-            let claim = |output: Option<&str>| cell_claim(plan, query, output);
+            // Each output of the query (and the group's presence, `None`) with its claim:
+            // the same for every group.
+            let mut outputs: Vec<Option<String>> = query
+                .query
+                .aggregates
+                .iter()
+                .flat_map(output_names_of)
+                .map(Some)
+                .collect();
+            outputs.push(None);
+            let claimed = outputs
+                .into_iter()
+                .map(|output| Ok((cell_claim(plan, query, output.as_deref())?, output)))
+                .collect::<Result<Vec<_>, AuditError>>()?;
             for group in &touched[index] {
-                let mut outputs: Vec<Option<String>> = query
-                    .query
-                    .aggregates
-                    .iter()
-                    .flat_map(output_names_of)
-                    .map(Some)
-                    .collect();
-                outputs.push(None);
-                for output in outputs {
+                for (claim, output) in &claimed {
                     cells.push(CellSetup {
                         query: index,
                         group: group.clone(),
-                        claim: claim(output.as_deref())?,
-                        output,
+                        claim: *claim,
+                        output: output.clone(),
                     });
                 }
             }
