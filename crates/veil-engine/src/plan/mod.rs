@@ -177,6 +177,21 @@ pub struct ScanPlan {
     pub queries: Vec<QueryScan>,
 }
 
+impl ScanPlan {
+    /// The columns any query aggregates, sorted, each once: the columns whose missing
+    /// values a scan counts.
+    #[must_use]
+    pub fn value_columns(&self) -> Vec<String> {
+        self.queries
+            .iter()
+            .flat_map(|query| query.measures.iter().filter_map(Measure::column))
+            .map(str::to_string)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+}
+
 /// The retention window: rows whose time is outside `[from_ms, to_ms]` (or null) are not
 /// read.
 #[derive(Debug, Clone, PartialEq, Eq)]

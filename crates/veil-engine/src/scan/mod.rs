@@ -145,6 +145,28 @@ pub struct ScanCounts {
     pub missing_values: BTreeMap<String, u64>,
 }
 
+impl ScanCounts {
+    /// The counts from what each stage of a scan passed: rows in the source, rows inside the
+    /// retention window, rows of units with consent in force (all rows without a consent
+    /// filter), rows among those without a unit, and missing values per aggregated column.
+    #[must_use]
+    pub fn from_passes(
+        rows_read: u64,
+        rows_in_window: u64,
+        rows_with_consent: u64,
+        rows_without_unit: u64,
+        missing_values: BTreeMap<String, u64>,
+    ) -> Self {
+        Self {
+            rows_read,
+            rows_outside_retention: rows_read.saturating_sub(rows_in_window),
+            rows_without_consent: rows_in_window.saturating_sub(rows_with_consent),
+            rows_without_unit,
+            missing_values,
+        }
+    }
+}
+
 /// Per-group aggregates computed by another engine, in Veil types.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ExternalAggregates {
@@ -1045,19 +1067,7 @@ fn aggregate_rows(
 
     // Diagnostics for the operator (not released): rows read, rows without a unit, and
     // missing values per aggregated column.
-    let value_columns: Vec<String> = plan
-        .queries
-        .iter()
-        .flat_map(|query| {
-            query
-                .measures
-                .iter()
-                .filter_map(Measure::column)
-                .map(str::to_string)
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let value_columns = plan.value_columns();
     let mut diagnostics = vec![
         len().cast(DataType::UInt64).alias("rows"),
         col(unit)
@@ -1122,13 +1132,13 @@ fn aggregate_rows(
             read(&diagnostics, &format!("missing:{column}"))?,
         );
     }
-    let counts = ScanCounts {
+    let counts = ScanCounts::from_passes(
         rows_read,
-        rows_outside_retention: rows_read.saturating_sub(rows_in_window),
-        rows_without_consent: rows_in_window.saturating_sub(rows_with_consent),
-        rows_without_unit: read(&diagnostics, "no_unit")?,
+        rows_in_window,
+        rows_with_consent,
+        read(&diagnostics, "no_unit")?,
         missing_values,
-    };
+    );
 
     let mut frames = Vec::new();
     let mut layout = Vec::new();

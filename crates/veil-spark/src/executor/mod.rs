@@ -587,13 +587,13 @@ pub(crate) fn parse(
                 .map(|column| (column.to_string(), *count))
         })
         .collect();
-    let counts = ScanCounts {
+    let counts = ScanCounts::from_passes(
         rows_read,
-        rows_outside_retention: rows_read.saturating_sub(rows_in_window),
-        rows_without_consent: rows_in_window.saturating_sub(rows_with_consent),
-        rows_without_unit: counter(sql::ROWS_WITHOUT_UNIT)?,
+        rows_in_window,
+        rows_with_consent,
+        counter(sql::ROWS_WITHOUT_UNIT)?,
         missing_values,
-    };
+    );
     Ok(Parsed { queries, counts })
 }
 

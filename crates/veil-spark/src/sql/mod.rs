@@ -324,17 +324,10 @@ fn counts_branch(plan: &ScanPlan, window: Option<&str>, layout: &Layout) -> Stri
             format!("COUNT_IF({unit} IS NULL)"),
         ),
     ];
-    let mut value_columns: Vec<&str> = plan
-        .queries
-        .iter()
-        .flat_map(|query| query.measures.iter().filter_map(Measure::column))
-        .collect();
-    value_columns.sort_unstable();
-    value_columns.dedup();
-    for column in value_columns {
+    for column in plan.value_columns() {
         row_counts.push((
             format!("{MISSING_PREFIX}{column}"),
-            format!("COUNT_IF(NOT {})", present(column)),
+            format!("COUNT_IF(NOT {})", present(&column)),
         ));
     }
     let mut parts = vec![
