@@ -20,7 +20,7 @@
 use rand_core::{CryptoRng, Rng};
 use veil_core::Epsilon;
 use veil_ldp::hash::OlhHash;
-use veil_ldp::oracle::Hadamard;
+use veil_ldp::oracle::{Hadamard, Hcms};
 use veil_ldp::{Domain, Oracle, Payload, Protocol, Report};
 
 use crate::AuditError;
@@ -105,8 +105,7 @@ fn supports(oracle: &Oracle, input: &LdpInput, report: &Report) -> Option<bool> 
             },
         ) => {
             let bucket = oracle.bucket(*hash, text.as_bytes());
-            let sign = (bucket & column).count_ones() & 1 == 0;
-            Some(sign == *positive)
+            Some(Hcms::sign(bucket, *column) == *positive)
         }
         _ => None,
     }

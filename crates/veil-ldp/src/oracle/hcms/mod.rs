@@ -106,6 +106,14 @@ impl Hcms {
         sketch_hash(self.seed, index, value, self.width)
     }
 
+    /// The Hadamard sign of `column` for a value in `bucket`, before randomizing: true for
+    /// `+1`.
+    #[inline]
+    #[must_use]
+    pub fn sign(bucket: u32, column: u32) -> bool {
+        (bucket & column).count_ones() & 1 == 0
+    }
+
     /// Randomizes `value` (any bytes, usually UTF-8 text); returns
     /// `(hash index, column, bit)` where `bit` is true for `+1`.
     #[inline]
@@ -117,7 +125,7 @@ impl Hcms {
         let index = uniform_below_u32(rng, self.hashes);
         let bucket = self.bucket(index, value);
         let column = rng.next_u32() & (self.width - 1);
-        let positive = (bucket & column).count_ones() & 1 == 0;
+        let positive = Self::sign(bucket, column);
         let flipped = self.flip.sample(rng);
         (index, column, positive != flipped)
     }

@@ -25,7 +25,7 @@ fn bits_agree_with_the_hadamard_sign_with_probability_one_minus_q() {
     let mut agree = 0_u64;
     for _ in 0..trials {
         let (index, column, bit) = hcms.randomize(b"paris", &mut rng);
-        let sign = (hcms.bucket(index, b"paris") & column).count_ones() & 1 == 0;
+        let sign = Hcms::sign(hcms.bucket(index, b"paris"), column);
         agree += u64::from(bit == sign);
     }
     let q = hcms.flip().to_f64();
