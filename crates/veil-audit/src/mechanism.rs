@@ -178,7 +178,6 @@ pub fn audit_mechanism<R: Rng + CryptoRng + ?Sized>(
                 MechanismName::DiscreteGaussian
             };
             let noise = IntegerNoise::new(kind, steps, spec.epsilon, spec.delta)?;
-            let high = grid.to_steps(sensitivity).unwrap_or(0);
             let step = grid.granularity().to_f64();
             let real = |value: f64| value * step;
             let audit = audit_sampler(
@@ -187,7 +186,8 @@ pub fn audit_mechanism<R: Rng + CryptoRng + ?Sized>(
                 confidence,
                 rng,
                 |rng| real(noise.release(0, rng)),
-                |rng| real(noise.release(u64::try_from(high).unwrap_or(0), rng)),
+                // `steps` is the sensitivity on the grid (the bounds are [0, sensitivity]).
+                |rng| real(noise.release(steps, rng)),
             )?;
             vec![(format!("0 vs {sensitivity}"), audit)]
         }
