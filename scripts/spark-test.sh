@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Live tests of the Spark engine: starts a local Spark Connect server (`local[2]`) from the
-# pyspark distribution, runs the tests that need one (veil-spark's, and the `veil` CLI's
-# `spark::` tests) against it, and stops it on exit.
+# Live tests of the Spark engine: builds Veil with it (the `spark` feature; its Spark Connect
+# client needs `protoc`, which scripts/protoc.sh finds or fetches from crates.io), starts a
+# local Spark Connect server (`local[2]`) from the pyspark distribution, runs the tests that
+# need one (veil-spark's, and the `veil` CLI's `spark::` tests) against it, and stops it on
+# exit.
 #
 # pyspark is installed into a virtualenv under $HOME/.cache/veil/spark (override with
 # VEIL_SPARK_CACHE) when it is not there yet, and reused afterwards. It needs Java 17+
@@ -31,9 +33,15 @@ if [ "$installed" != "$PYSPARK_VERSION" ]; then
 fi
 spark_home="$("$venv/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
 
+PROTOC="$(scripts/protoc.sh)"
+export PROTOC
+features=(--features veil-cli/spark,veil-spark/connect)
+
 # Build the tests first, so the server does not wait for the compiler.
-say "building the tests"
-cargo test -p veil-spark -p veil-cli --test it --no-run --quiet "$@"
+say "building the tests with the Spark engine (protoc: $PROTOC)"
+cargo test -p veil-spark -p veil-cli "${features[@]}" --test it --no-run --quiet "$@"
+say "veil-spark's unit tests with the Spark Connect client"
+cargo test -p veil-spark "${features[@]}" --lib --quiet "$@"
 
 # The server ends each result stream after 1 s (default: 2 minutes), so that every query
 # of the tests is resumed by ReattachExecute, as long queries are on a real cluster.
@@ -73,6 +81,6 @@ grep -q "Spark Connect server started" "$log" || { echo "spark-test: the server 
 
 export VEIL_SPARK_REMOTE="sc://127.0.0.1:$port"
 say "veil-spark's live tests against $VEIL_SPARK_REMOTE"
-cargo test -p veil-spark --test it "$@" -- --test-threads 1
+cargo test -p veil-spark "${features[@]}" --test it "$@" -- --test-threads 1
 say "the veil CLI on Spark"
-cargo test -p veil-cli --test it "$@" -- --test-threads 1 spark::
+cargo test -p veil-cli "${features[@]}" --test it "$@" -- --test-threads 1 spark::

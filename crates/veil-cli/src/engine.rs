@@ -1,17 +1,27 @@
 //! Which engine runs the non-private part of a job: the job's `[engine]` table,
 //! overridden by `--engine` and `--remote`.
 
+#[cfg(feature = "spark")]
 use std::sync::{Arc, Mutex};
+#[cfg(feature = "spark")]
 use std::time::Instant;
 
 use clap::Args;
 use indicatif::ProgressBar;
-use veil_spark::{
-    OnEvent, RESULT_STEP, Remote, SCAN_STEP, SparkEvent, SparkExecutor, SparkProgress,
-};
+use veil_engine::Executor;
+use veil_spark::Remote;
+#[cfg(feature = "spark")]
+use veil_spark::{OnEvent, RESULT_STEP, SCAN_STEP, SparkEvent, SparkExecutor, SparkProgress};
 
 use crate::config::{EngineChoice, EngineKind};
-use crate::exit::{self, usage_error};
+#[cfg(feature = "spark")]
+use crate::exit;
+use crate::exit::usage_error;
+
+/// Why a `veil` built without the `spark` feature cannot run a job on Spark, and how to get
+/// one that can.
+#[cfg(not(feature = "spark"))]
+pub(crate) const NO_SPARK: &str = "this veil was built without the Spark engine: install one with it, `cargo install --path crates/veil-cli --features spark` (its Spark Connect client needs `protoc` at build time: `PROTOC=$(scripts/protoc.sh)` provides one), or run the job locally (--engine local)";
 
 /// `--engine` and `--remote`.
 #[derive(Debug, Clone, Args)]
@@ -56,7 +66,27 @@ impl EngineArgs {
 
 /// Connects to Spark, reporting each step and Spark's progress on `spinner` (and, when
 /// stderr is not a terminal, as lines on stderr).
+#[cfg(feature = "spark")]
 pub(crate) fn connect(
+    remote: &Remote,
+    spinner: &ProgressBar,
+    terminal: bool,
+) -> anyhow::Result<Box<dyn Executor>> {
+    Ok(Box::new(connect_spark(remote, spinner, terminal)?))
+}
+
+/// Refuses: this build has no Spark Connect client.
+#[cfg(not(feature = "spark"))]
+pub(crate) fn connect(
+    _remote: &Remote,
+    _spinner: &ProgressBar,
+    _terminal: bool,
+) -> anyhow::Result<Box<dyn Executor>> {
+    Err(usage_error(NO_SPARK))
+}
+
+#[cfg(feature = "spark")]
+fn connect_spark(
     remote: &Remote,
     spinner: &ProgressBar,
     terminal: bool,
@@ -74,6 +104,7 @@ pub(crate) fn connect(
 }
 
 /// A line on stderr, above the spinner when there is one.
+#[cfg(feature = "spark")]
 fn say(spinner: &ProgressBar, terminal: bool, line: &str) {
     if terminal {
         spinner.println(line);
@@ -84,6 +115,7 @@ fn say(spinner: &ProgressBar, terminal: bool, line: &str) {
 
 /// Shows Spark's steps and progress: on the spinner, and as a line per step and per
 /// finished stage when stderr is not a terminal; then how long Spark took.
+#[cfg(feature = "spark")]
 fn progress_reporter(spinner: ProgressBar, terminal: bool) -> OnEvent {
     let last_line: Mutex<Option<(usize, usize)>> = Mutex::new(None);
     let started: Mutex<Option<Instant>> = Mutex::new(None);
@@ -127,6 +159,7 @@ fn progress_reporter(spinner: ProgressBar, terminal: bool) -> OnEvent {
 }
 
 /// `3 of 5 stages done, 14 of 20 tasks, 1.2 MB read`.
+#[cfg(feature = "spark")]
 pub(crate) fn progress_text(progress: &SparkProgress) -> String {
     #[allow(clippy::cast_precision_loss)]
     let megabytes = progress.bytes_read as f64 / 1e6;
@@ -198,6 +231,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "spark")]
     #[test]
     fn progress_reads_as_a_sentence() {
         let progress = SparkProgress {

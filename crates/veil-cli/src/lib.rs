@@ -16,6 +16,7 @@ mod commands;
 mod config;
 mod engine;
 mod exit;
+mod guard;
 mod rng;
 
 /// Parses the command line, runs the command, and reports any error.

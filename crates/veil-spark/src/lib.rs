@@ -12,7 +12,7 @@
 //!   and groups kept by Spark's `xxhash64` keyed with the run's secret
 //!   [`BoundingKey`](veil_engine::scan::BoundingKey) — the local engine computes the same
 //!   hash bit for bit, so both keep the same rows.
-//! - [`SparkExecutor`] implements [`veil_engine::Executor`]: it reads the source's schema
+//! - `SparkExecutor` (with the `connect` feature) implements [`veil_engine::Executor`]: it reads the source's schema
 //!   through Spark, runs the query, reports Spark's progress ([`SparkEvent`]), and hands
 //!   the rows to [`Aggregated::from_external`](veil_engine::scan::Aggregated::from_external).
 //! - [`Remote`] is a checked `sc://host:port` address.
@@ -20,25 +20,26 @@
 //! No noise is ever added inside Spark, and nothing Spark computes is released without
 //! going through Veil's mechanisms.
 //!
+//! Compiling needs no Spark; executing needs the `connect` feature, whose Spark Connect
+//! client compiles Spark's protocol files with `protoc` at build time.
+//!
 //! ```no_run
 //! use veil_engine::Executor;
-//! use veil_engine::scan::BoundingKey;
-//! use veil_spark::{Remote, SparkExecutor};
 //! # let job: veil_engine::job::Job = unimplemented!();
-//! let spark = SparkExecutor::connect(&Remote::parse("sc://localhost:15002")?)?;
-//! let plan = veil_engine::check_with(&job, &spark)?;
-//! println!("{}", spark.compile(&plan.scan)?);
-//! let aggregated = spark.aggregate(&plan.scan, BoundingKey::from_words([7, 11]))?;
-//! assert_eq!(aggregated.queries.len(), plan.queries.len());
+//! let plan = veil_engine::check(&job)?;
+//! let schema = veil_engine::LocalExecutor.schema(&job.source)?;
+//! println!("{}", veil_spark::compile(&plan.scan, &schema)?);
 //! Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+#[cfg(feature = "connect")]
 mod executor;
 mod remote;
 mod sql;
 
+#[cfg(feature = "connect")]
 pub use executor::{
     OnEvent, RESULT_STEP, SCAN_STEP, SESSION_CONF, SparkEvent, SparkExecutor, SparkProgress,
 };

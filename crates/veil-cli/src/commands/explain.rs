@@ -67,9 +67,11 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             (plan, sql)
         }
         Engine::Spark(remote) => {
-            let spark = veil_spark::SparkExecutor::connect(remote).map_err(exit::engine)?;
-            let plan = veil_engine::check_with(&loaded.job, &spark).map_err(exit::engine)?;
-            let sql = spark.compile(&plan.scan).map_err(exit::engine)?;
+            let spark = crate::engine::connect(remote, &indicatif::ProgressBar::hidden(), false)?;
+            let plan =
+                veil_engine::check_with(&loaded.job, spark.as_ref()).map_err(exit::engine)?;
+            let schema = spark.schema(&loaded.job.source).map_err(exit::engine)?;
+            let sql = veil_spark::compile(&plan.scan, &schema).map_err(exit::engine)?;
             (plan, Some(sql))
         }
     };

@@ -171,6 +171,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         loaded.job.output.directory.clone_from(output);
     }
     let engine = args.engine.resolve(&loaded.engine)?;
+    crate::guard::check_job_outputs(&loaded)?;
     let mut ledger = open_ledger(&loaded)?;
     let key = BudgetKey {
         dataset: loaded.budget.dataset.clone(),
@@ -207,7 +208,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = match &spark {
         None => veil_engine::run(&loaded.job, context, &mut rng),
-        Some(spark) => veil_engine::run_with(&loaded.job, context, spark, &mut rng),
+        Some(spark) => veil_engine::run_with(&loaded.job, context, spark.as_ref(), &mut rng),
     }
     .map_err(exit::engine);
     spinner.finish_and_clear();

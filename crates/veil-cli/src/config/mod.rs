@@ -186,6 +186,8 @@ fn default_output_format() -> OutputFormatName {
 /// A loaded job: the engine's job plus what only the CLI needs.
 #[derive(Debug, Clone)]
 pub(crate) struct LoadedJob {
+    /// The job file.
+    pub(crate) file: PathBuf,
     /// The validated job.
     pub(crate) job: Job,
     /// The `[budget]` table (ledger file, dataset, purpose).
@@ -396,6 +398,7 @@ fn convert(
         as_of_ms,
     };
     Ok(LoadedJob {
+        file: path.to_path_buf(),
         job: Job {
             name,
             job_hash,

@@ -1,15 +1,11 @@
 //! `veil run` and `veil explain` on the Spark engine. The tests that need a server run
-//! only with `VEIL_SPARK_REMOTE=sc://host:port` (`scripts/spark-test.sh` starts a local
-//! Spark Connect server and sets it); the others need no Spark.
+//! only in a build with the `spark` feature and with `VEIL_SPARK_REMOTE=sc://host:port`
+//! (`scripts/spark-test.sh` starts a local Spark Connect server and sets both); the others
+//! need no Spark.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
-use parquet::arrow::ArrowWriter;
 use predicates::prelude::*;
-use veil_accountant::{BudgetKey, BudgetLedger};
-use veil_ledger::SqliteLedger;
 
 use crate::veil;
 
@@ -18,113 +14,6 @@ fn workspace() -> PathBuf {
         .join("../..")
         .canonicalize()
         .unwrap()
-}
-
-/// The live server, or `None` (with a note) when `VEIL_SPARK_REMOTE` is not set.
-fn remote() -> Option<String> {
-    let remote = std::env::var("VEIL_SPARK_REMOTE").ok();
-    if remote.is_none() {
-        eprintln!("skipped: set VEIL_SPARK_REMOTE=sc://host:port to run the live Spark tests");
-    }
-    remote
-}
-
-/// An address where nothing listens.
-fn dead_remote() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .unwrap()
-        .port();
-    format!("sc://127.0.0.1:{port}")
-}
-
-/// A job file in `directory` over `source`, on the Spark engine at `remote`, with its own
-/// ledger (and a budget in it).
-fn spark_job(directory: &Path, source: &Path, remote: &str, column: &str) -> PathBuf {
-    let ledger = directory.join("ledger.sqlite");
-    veil()
-        .args(["budget", "init", "--ledger"])
-        .arg(&ledger)
-        .args(["--dataset", "events", "--purpose", "analytics"])
-        .args(["--epsilon", "5", "--delta", "1e-5"])
-        .assert()
-        .success();
-    let job = directory.join("job.toml");
-    std::fs::write(
-        &job,
-        format!(
-            r#"
-[source]
-path = {source:?}
-privacy_unit = "user_id"
-
-[budget]
-ledger = {ledger:?}
-dataset = "events"
-purpose = "analytics"
-epsilon = 1.0
-delta = 1e-6
-
-[engine]
-kind = "spark"
-remote = {remote:?}
-
-[[query]]
-name = "by_country"
-group_by = ["country"]
-max_groups_per_unit = 2
-max_rows_per_group = 3
-aggregates = [{{ kind = "count" }}, {{ kind = "sum", column = {column:?}, bounds = [0.0, 100.0] }}]
-
-[output]
-path = {output:?}
-"#,
-            output = directory.join("out"),
-        ),
-    )
-    .unwrap();
-    job
-}
-
-/// Nothing was charged to the job's budget and nothing was written.
-fn nothing_released(directory: &Path) {
-    let ledger = SqliteLedger::open(&directory.join("ledger.sqlite")).unwrap();
-    let status = ledger
-        .status(&BudgetKey {
-            dataset: "events".into(),
-            purpose: "analytics".into(),
-        })
-        .unwrap();
-    assert_eq!(status.remaining, status.total, "nothing is charged");
-    let written = std::fs::read_dir(directory.join("out"))
-        .map(|entries| entries.count())
-        .unwrap_or(0);
-    assert_eq!(written, 0, "nothing is written");
-}
-
-fn sample(path: &Path, rows: &str) {
-    veil()
-        .args(["sample-data", "--rows", rows, "--users", "500", "--out"])
-        .arg(path)
-        .assert()
-        .success();
-}
-
-#[test]
-fn an_unreachable_server_is_named_and_nothing_is_released() {
-    let directory = tempfile::tempdir().unwrap();
-    let source = workspace().join("data/events.parquet");
-    let remote = dead_remote();
-    let job = spark_job(directory.path(), &source, &remote, "value");
-    veil()
-        .arg("run")
-        .arg(&job)
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(format!(
-            "cannot reach the Spark Connect server at {remote}"
-        )));
-    nothing_released(directory.path());
 }
 
 #[test]
@@ -180,121 +69,261 @@ fn explain_prints_the_spark_sql_of_a_local_job() {
         );
 }
 
+#[cfg(not(feature = "spark"))]
 #[test]
-fn quickstart_runs_on_spark() {
-    let Some(remote) = remote() else { return };
-    let directory = tempfile::tempdir().unwrap();
-    let output = directory.path().join("out");
-    veil()
-        .current_dir(workspace())
-        .args([
-            "run",
-            "configs/quickstart.toml",
-            "--engine",
-            "spark",
-            "--remote",
-        ])
-        .arg(&remote)
-        .arg("--ledger")
-        .arg(directory.path().join("ledger.sqlite"))
-        .arg("--output")
-        .arg(&output)
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("Released 1 table under charge 1"))
-        .stderr(
-            predicate::str::contains("spark: connected to")
-                .and(predicate::str::contains(
-                    "spark: reading, bounding and aggregating on Spark",
-                ))
-                .and(predicate::str::contains("stages done")),
-        );
-    assert!(output.join("by_country.csv").exists());
-    let manifest = std::fs::read_to_string(output.join("release.json")).unwrap();
-    assert!(manifest.contains("\"rows_read\""));
-}
-
-#[test]
-fn explain_on_spark_reads_the_schema_there() {
-    let Some(remote) = remote() else { return };
-    veil()
-        .current_dir(workspace())
-        .args([
-            "explain",
-            "configs/quickstart.toml",
-            "--engine",
-            "spark",
-            "--remote",
-        ])
-        .arg(&remote)
-        .assert()
-        .success()
-        .stdout(
-            predicate::str::contains("Engine: spark at")
-                .and(predicate::str::contains("WITH\n-- Retention")),
-        );
-}
-
-#[test]
-fn a_failure_while_spark_runs_releases_nothing() {
-    let Some(remote) = remote() else { return };
-    let directory = tempfile::tempdir().unwrap();
-    let source = directory.path().join("events.parquet");
-    sample(&source, "50000");
-    // Corrupt the data pages but keep the footer: the schema reads, a task fails.
-    let mut bytes = std::fs::read(&source).unwrap();
-    let half = bytes.len() / 2;
-    for byte in &mut bytes[8..half] {
-        *byte = 0x5A;
+fn a_build_without_spark_refuses_a_spark_job_and_says_how() {
+    for command in ["run", "explain"] {
+        veil()
+            .current_dir(workspace())
+            .args([command, "configs/quickstart.toml", "--engine", "spark"])
+            .args(["--remote", "sc://localhost:15002"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "this veil was built without the Spark engine",
+            ))
+            .stderr(predicate::str::contains("--features spark"));
     }
-    std::fs::write(&source, bytes).unwrap();
-    let job = spark_job(directory.path(), &source, &remote, "value");
-    veil()
-        .arg("run")
-        .arg(&job)
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "aggregating on Spark failed: Spark reported",
-        ));
-    nothing_released(directory.path());
 }
 
-#[test]
-fn a_type_spark_cannot_read_is_named() {
-    let Some(remote) = remote() else { return };
-    let directory = tempfile::tempdir().unwrap();
-    let source = directory.path().join("events.parquet");
-    let batch = RecordBatch::try_from_iter([
-        (
-            "user_id",
-            Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
-        ),
-        ("country", Arc::new(StringArray::from(vec!["FR", "DE"]))),
-        (
-            "value",
-            Arc::new(TimestampNanosecondArray::from(vec![1, 2])),
-        ),
-    ])
-    .unwrap();
-    let mut writer = ArrowWriter::try_new(
-        std::fs::File::create(&source).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
-    let job = spark_job(directory.path(), &source, &remote, "value");
-    veil()
-        .arg("run")
-        .arg(&job)
-        .assert()
-        .code(2)
-        // Spark names the file and the Parquet type it refuses, not the column.
-        .stderr(predicate::str::contains(
-            "events.parquet: cannot read it as Parquet",
-        ))
-        .stderr(predicate::str::contains("TIMESTAMP(NANOS,false)"));
-    nothing_released(directory.path());
+/// The tests that connect to Spark (a live server, or one that is not there).
+#[cfg(feature = "spark")]
+mod live {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+    use parquet::arrow::ArrowWriter;
+    use predicates::prelude::*;
+    use veil_accountant::{BudgetKey, BudgetLedger};
+    use veil_ledger::SqliteLedger;
+
+    use super::workspace;
+    use crate::veil;
+
+    /// The live server, or `None` (with a note) when `VEIL_SPARK_REMOTE` is not set.
+    fn remote() -> Option<String> {
+        let remote = std::env::var("VEIL_SPARK_REMOTE").ok();
+        if remote.is_none() {
+            eprintln!("skipped: set VEIL_SPARK_REMOTE=sc://host:port to run the live Spark tests");
+        }
+        remote
+    }
+
+    /// An address where nothing listens.
+    fn dead_remote() -> String {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        format!("sc://127.0.0.1:{port}")
+    }
+
+    /// A job file in `directory` over `source`, on the Spark engine at `remote`, with its own
+    /// ledger (and a budget in it).
+    fn spark_job(directory: &Path, source: &Path, remote: &str, column: &str) -> PathBuf {
+        let ledger = directory.join("ledger.sqlite");
+        veil()
+            .args(["budget", "init", "--ledger"])
+            .arg(&ledger)
+            .args(["--dataset", "events", "--purpose", "analytics"])
+            .args(["--epsilon", "5", "--delta", "1e-5"])
+            .assert()
+            .success();
+        let job = directory.join("job.toml");
+        std::fs::write(
+            &job,
+            format!(
+                r#"
+[source]
+path = {source:?}
+privacy_unit = "user_id"
+
+[budget]
+ledger = {ledger:?}
+dataset = "events"
+purpose = "analytics"
+epsilon = 1.0
+delta = 1e-6
+
+[engine]
+kind = "spark"
+remote = {remote:?}
+
+[[query]]
+name = "by_country"
+group_by = ["country"]
+max_groups_per_unit = 2
+max_rows_per_group = 3
+aggregates = [{{ kind = "count" }}, {{ kind = "sum", column = {column:?}, bounds = [0.0, 100.0] }}]
+
+[output]
+path = {output:?}
+"#,
+                output = directory.join("out"),
+            ),
+        )
+        .unwrap();
+        job
+    }
+
+    /// Nothing was charged to the job's budget and nothing was written.
+    fn nothing_released(directory: &Path) {
+        let ledger = SqliteLedger::open(&directory.join("ledger.sqlite")).unwrap();
+        let status = ledger
+            .status(&BudgetKey {
+                dataset: "events".into(),
+                purpose: "analytics".into(),
+            })
+            .unwrap();
+        assert_eq!(status.remaining, status.total, "nothing is charged");
+        let written = std::fs::read_dir(directory.join("out"))
+            .map(|entries| entries.count())
+            .unwrap_or(0);
+        assert_eq!(written, 0, "nothing is written");
+    }
+
+    fn sample(path: &Path, rows: &str) {
+        veil()
+            .args(["sample-data", "--rows", rows, "--users", "500", "--out"])
+            .arg(path)
+            .assert()
+            .success();
+    }
+
+    #[test]
+    fn an_unreachable_server_is_named_and_nothing_is_released() {
+        let directory = tempfile::tempdir().unwrap();
+        let source = workspace().join("data/events.parquet");
+        let remote = dead_remote();
+        let job = spark_job(directory.path(), &source, &remote, "value");
+        veil()
+            .arg("run")
+            .arg(&job)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!(
+                "cannot reach the Spark Connect server at {remote}"
+            )));
+        nothing_released(directory.path());
+    }
+
+    #[test]
+    fn quickstart_runs_on_spark() {
+        let Some(remote) = remote() else { return };
+        let directory = tempfile::tempdir().unwrap();
+        let output = directory.path().join("out");
+        veil()
+            .current_dir(workspace())
+            .args([
+                "run",
+                "configs/quickstart.toml",
+                "--engine",
+                "spark",
+                "--remote",
+            ])
+            .arg(&remote)
+            .arg("--ledger")
+            .arg(directory.path().join("ledger.sqlite"))
+            .arg("--output")
+            .arg(&output)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Released 1 table under charge 1"))
+            .stderr(
+                predicate::str::contains("spark: connected to")
+                    .and(predicate::str::contains(
+                        "spark: reading, bounding and aggregating on Spark",
+                    ))
+                    .and(predicate::str::contains("stages done")),
+            );
+        assert!(output.join("by_country.csv").exists());
+        let manifest = std::fs::read_to_string(output.join("release.json")).unwrap();
+        assert!(manifest.contains("\"rows_read\""));
+    }
+
+    #[test]
+    fn explain_on_spark_reads_the_schema_there() {
+        let Some(remote) = remote() else { return };
+        veil()
+            .current_dir(workspace())
+            .args([
+                "explain",
+                "configs/quickstart.toml",
+                "--engine",
+                "spark",
+                "--remote",
+            ])
+            .arg(&remote)
+            .assert()
+            .success()
+            .stdout(
+                predicate::str::contains("Engine: spark at")
+                    .and(predicate::str::contains("WITH\n-- Retention")),
+            );
+    }
+
+    #[test]
+    fn a_failure_while_spark_runs_releases_nothing() {
+        let Some(remote) = remote() else { return };
+        let directory = tempfile::tempdir().unwrap();
+        let source = directory.path().join("events.parquet");
+        sample(&source, "50000");
+        // Corrupt the data pages but keep the footer: the schema reads, a task fails.
+        let mut bytes = std::fs::read(&source).unwrap();
+        let half = bytes.len() / 2;
+        for byte in &mut bytes[8..half] {
+            *byte = 0x5A;
+        }
+        std::fs::write(&source, bytes).unwrap();
+        let job = spark_job(directory.path(), &source, &remote, "value");
+        veil()
+            .arg("run")
+            .arg(&job)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(
+                "aggregating on Spark failed: Spark reported",
+            ));
+        nothing_released(directory.path());
+    }
+
+    #[test]
+    fn a_type_spark_cannot_read_is_named() {
+        let Some(remote) = remote() else { return };
+        let directory = tempfile::tempdir().unwrap();
+        let source = directory.path().join("events.parquet");
+        let batch = RecordBatch::try_from_iter([
+            (
+                "user_id",
+                Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+            ),
+            ("country", Arc::new(StringArray::from(vec!["FR", "DE"]))),
+            (
+                "value",
+                Arc::new(TimestampNanosecondArray::from(vec![1, 2])),
+            ),
+        ])
+        .unwrap();
+        let mut writer = ArrowWriter::try_new(
+            std::fs::File::create(&source).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let job = spark_job(directory.path(), &source, &remote, "value");
+        veil()
+            .arg("run")
+            .arg(&job)
+            .assert()
+            .code(2)
+            // Spark names the file and the Parquet type it refuses, not the column.
+            .stderr(predicate::str::contains(
+                "events.parquet: cannot read it as Parquet",
+            ))
+            .stderr(predicate::str::contains("TIMESTAMP(NANOS,false)"));
+        nothing_released(directory.path());
+    }
 }

@@ -287,6 +287,41 @@ pub fn source_files(source: &Source) -> Result<Vec<PathBuf>, EngineError> {
     Ok(files)
 }
 
+/// Whether a file written at `path` would be read as part of `source` by a run: it is the
+/// source file itself, lies anywhere under a source directory, or is matched by a source glob.
+/// Commands check their outputs with it, so that no release ever lands among its own inputs.
+#[must_use]
+pub fn source_would_read(source: &Source, path: &Path) -> bool {
+    let canonical = |path: &Path| std::fs::canonicalize(path).ok();
+    // The path itself may not exist yet: canonicalize its folder and keep its name.
+    let Some(name) = path.file_name() else {
+        return false;
+    };
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let Some(target) = canonical(folder).map(|folder| folder.join(name)) else {
+        return false;
+    };
+    let text = source.path.to_string_lossy();
+    if text.contains(['*', '?', '[']) {
+        let (directory, pattern) = match text.rfind('/') {
+            Some(at) => (PathBuf::from(&text[..at]), text[at + 1..].to_string()),
+            None => (PathBuf::from("."), text.to_string()),
+        };
+        return canonical(&directory).is_some_and(|directory| {
+            target.parent() == Some(directory.as_path())
+                && glob_match(&pattern, &name.to_string_lossy())
+        });
+    }
+    match canonical(&source.path) {
+        Some(source_path) if source.path.is_dir() => target.starts_with(&source_path),
+        Some(source_path) => target == source_path,
+        None => false,
+    }
+}
+
 fn collect_files(
     directory: &Path,
     format: SourceFormat,

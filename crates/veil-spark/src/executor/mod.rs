@@ -75,6 +75,19 @@ pub type OnEvent = Arc<dyn Fn(&SparkEvent) + Send + Sync>;
 /// Spark SQL ([`crate::compile`]), Spark reads, filters, bounds and aggregates, and only
 /// the per-group aggregates come back. Noise, partition selection, the ledger and the
 /// release stay with the caller ([`veil_engine::run_with`]).
+///
+/// ```no_run
+/// use veil_engine::Executor;
+/// use veil_engine::scan::BoundingKey;
+/// use veil_spark::{Remote, SparkExecutor};
+/// # let job: veil_engine::job::Job = unimplemented!();
+/// let spark = SparkExecutor::connect(&Remote::parse("sc://localhost:15002")?)?;
+/// let plan = veil_engine::check_with(&job, &spark)?;
+/// println!("{}", spark.compile(&plan.scan)?);
+/// let aggregated = spark.aggregate(&plan.scan, BoundingKey::from_words([7, 11]))?;
+/// assert_eq!(aggregated.queries.len(), plan.queries.len());
+/// Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct SparkExecutor {
     remote: Remote,
     session: SparkSession,
