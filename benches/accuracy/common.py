@@ -208,11 +208,11 @@ class Recorder:
             }
 
 
-def unsupported(system, question, setting, aggregates, reason):
+def unsupported(system, question, setting, aggregates, reason, variant="default"):
     eps, delta, accounting, partitions = setting
     for a in aggregates:
         yield {
-            "system": system, "variant": "default", "question": question, "aggregate": a,
+            "system": system, "variant": variant, "question": question, "aggregate": a,
             "epsilon": eps, "delta": delta, "accounting": accounting,
             "partitions": partitions, "releases": 0, "unsupported": reason,
         }

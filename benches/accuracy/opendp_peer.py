@@ -47,7 +47,8 @@ def aggregations(question, variant, partitions):
     if question == "q2":
         return [count, s] if variant == "mean=sum/count" else [count, s, mean]
     if question == "q3":
-        return [mean]
+        # private partitions need a noisy count to threshold on (the mean's own is not one)
+        return [mean] if partitions == "public" else [count, mean]
     if question == "q4":
         # private partitions need a noisy count to threshold on
         return [median] if partitions == "public" else [count, median]
@@ -75,7 +76,12 @@ def main():
         for question in args.question:
             variants = ["default", "mean=sum/count"] if question == "q2" else ["default"]
             for variant in variants:
-                run(args, rng, df, raw, keys, setting, question, variant)
+                try:
+                    run(args, rng, df, raw, keys, setting, question, variant)
+                except Exception as e:  # noqa: BLE001 - recorded as a cell the library cannot fill
+                    common.write(args.out, common.unsupported(
+                        SYSTEM, question, setting, common.QUESTIONS[question],
+                        f"{type(e).__name__}: {str(e).strip()[:300]}", variant))
 
 
 def run(args, rng, df, raw, keys, setting, question, variant):

@@ -69,41 +69,45 @@ def main():
         for question in args.question:
             aggregates = common.QUESTIONS[question]
             rec = None
-            for _ in range(args.releases):
-                backend = RecordingBackend()
-                accountant = pipeline_dp.NaiveBudgetAccountant(
-                    total_epsilon=eps, total_delta=delta)
-                engine = pipeline_dp.DPEngine(accountant, backend)
-                params = pipeline_dp.AggregateParams(
-                    noise_kind=noise,
-                    metrics=METRICS[question],
-                    max_partitions_contributed=common.L0,
-                    max_contributions_per_partition=common.LINF,
-                    min_value=common.LOWER,
-                    max_value=common.UPPER,
-                )
-                report = ExplainComputationReport()
-                with common.Timer() as timer:
-                    result = engine.aggregate(
-                        rows, params, extractors,
-                        public_partitions=common.COUNTRIES if partitions == "public" else None,
-                        out_explain_computation_report=report)
-                    accountant.compute_budgets()
-                    result = list(result)
-                if rec is None:
-                    text = report.text()
-                    rec = common.Recorder(SYSTEM, "default", question, setting, aggregates,
-                                          mechanism=" | ".join(
-                                              l.strip() for l in text.splitlines()
-                                              if "Computed" in l or "selection" in l.lower()
-                                              or "noise" in l.lower())[:900])
-                released = {a: {} for a in aggregates}
-                for pk, metrics in result:
-                    for a in aggregates:
-                        released[a][pk] = float(getattr(metrics, FIELDS[a]))
-                bounded = common.bounded_truth(*backend.kept_rows())
-                rec.add(released, bounded, raw, timer.seconds)
-            common.write(args.out, rec.lines())
+            try:
+                for _ in range(args.releases):
+                    backend = RecordingBackend()
+                    accountant = pipeline_dp.NaiveBudgetAccountant(
+                        total_epsilon=eps, total_delta=delta)
+                    engine = pipeline_dp.DPEngine(accountant, backend)
+                    params = pipeline_dp.AggregateParams(
+                        noise_kind=noise,
+                        metrics=METRICS[question],
+                        max_partitions_contributed=common.L0,
+                        max_contributions_per_partition=common.LINF,
+                        min_value=common.LOWER,
+                        max_value=common.UPPER,
+                    )
+                    report = ExplainComputationReport()
+                    with common.Timer() as timer:
+                        result = engine.aggregate(
+                            rows, params, extractors,
+                            public_partitions=common.COUNTRIES if partitions == "public" else None,
+                            out_explain_computation_report=report)
+                        accountant.compute_budgets()
+                        result = list(result)
+                    if rec is None:
+                        text = report.text()
+                        rec = common.Recorder(SYSTEM, "default", question, setting, aggregates,
+                                              mechanism=" | ".join(
+                                                  l.strip() for l in text.splitlines()
+                                                  if l.strip())[:2000])
+                    released = {a: {} for a in aggregates}
+                    for pk, metrics in result:
+                        for a in aggregates:
+                            released[a][pk] = float(getattr(metrics, FIELDS[a]))
+                    bounded = common.bounded_truth(*backend.kept_rows())
+                    rec.add(released, bounded, raw, timer.seconds)
+                common.write(args.out, rec.lines())
+            except Exception as e:  # noqa: BLE001 - recorded as a cell the library cannot fill
+                common.write(args.out, common.unsupported(
+                    SYSTEM, question, setting, aggregates,
+                    f"{type(e).__name__}: {str(e).strip()[:300]}"))
 
 
 if __name__ == "__main__":

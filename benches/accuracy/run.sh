@@ -17,7 +17,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${VEIL_ACCURACY_CACHE:-$HOME/.cache/veil/accuracy}
-DATA=${1:-$CACHE/events-1m.parquet}
+DATA=$(realpath -m "${1:-$CACHE/events-1m.parquet}")
 OUT=$CACHE/results.jsonl
 VENV=$CACHE/venvs/peers
 RELEASES=${RELEASES:-20}
@@ -25,6 +25,7 @@ PEERS=${PEERS:-opendp pipelinedp tumult}
 EPSILONS=${EPSILONS:-0.1,1,4}
 QUESTIONS=${QUESTIONS:-q1,q2,q3,q4}
 mkdir -p "$CACHE/logs"
+cd "$CACHE"  # Spark and friends write scratch files into the working directory
 
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import opendp, pipeline_dp, tmlt.analytics" 2>/dev/null; then
     python3 -m venv "$VENV"
@@ -58,7 +59,8 @@ run_peer() {
     n=${!var:-$RELEASES}
     local t0=$(date +%s)
     "$PY" "$HERE/${peer}_peer.py" --data "$DATA" --epsilon "$EPSILONS" --question "$QUESTIONS" \
-        --releases "$n" --out "$CACHE/$peer.jsonl" > "$CACHE/logs/$peer.log" 2>&1
+        --releases "$n" --out "$CACHE/$peer.jsonl" > "$CACHE/logs/$peer.log" 2>&1 \
+        || echo "$peer failed: see $CACHE/logs/$peer.log"
     echo "$peer: $n releases per setting, $(( $(date +%s) - t0 )) s"
 }
 pids=()
