@@ -81,16 +81,19 @@ class Truth:
     """Per-country count, sum, mean and sorted values of a set of rows."""
 
     def __init__(self, country, value):
+        import pandas as pd
+
+        codes, keys = pd.factorize(np.asarray(country), sort=False)
+        value = np.asarray(value, dtype=float)
+        order = np.lexsort((value, codes))
+        c, v = codes[order], value[order]
+        bounds = np.searchsorted(c, np.arange(len(keys) + 1))
         self.count, self.sum, self.mean, self.sorted = {}, {}, {}, {}
-        order = np.argsort(country, kind="stable")
-        c, v = country[order], value[order]
-        keys, starts = np.unique(c, return_index=True)
-        ends = list(starts[1:]) + [len(c)]
-        for k, s, e in zip(keys, starts, ends):
-            vals = np.sort(v[s:e])
-            self.count[k] = float(e - s)
+        for i, k in enumerate(keys):
+            vals = v[bounds[i]:bounds[i + 1]]
+            self.count[k] = float(len(vals))
             self.sum[k] = float(vals.sum())
-            self.mean[k] = float(vals.mean()) if e > s else float("nan")
+            self.mean[k] = float(vals.mean()) if len(vals) else float("nan")
             self.sorted[k] = vals
 
     def get(self, aggregate, country):
