@@ -28,8 +28,10 @@ use rand_core::{CryptoRng, Rng};
 use serde_json::json;
 use veil_accountant::{BudgetKey, BudgetLedger, Charge, ReleaseRecord};
 
+mod aggregates;
 pub mod consent_stats;
 mod error;
+mod frame;
 pub mod job;
 mod output;
 pub mod plan;

@@ -13,6 +13,7 @@ use veil_core::mechanism::FixedPoint;
 use veil_core::special::normal_sf_inverse;
 
 use crate::EngineError;
+use crate::frame::{int_column, row_keys};
 use crate::job::{AggregateKind, Partitions};
 use crate::plan::{
     HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, MeasureNoise, NoisyMeasure, Plan, QueryPlan,
@@ -140,19 +141,6 @@ pub fn release<R: Rng + CryptoRng + ?Sized>(
         .collect()
 }
 
-pub(crate) fn int_column(frame: &DataFrame, name: &str) -> Result<Vec<i64>, EngineError> {
-    let column = frame
-        .column(name)
-        .map_err(|e| EngineError::polars("reading aggregates", &e))?;
-    let column = column
-        .cast(&DataType::Int64)
-        .map_err(|e| EngineError::polars("reading aggregates", &e))?;
-    let values = column
-        .i64()
-        .map_err(|e| EngineError::polars("reading aggregates", &e))?;
-    Ok(values.iter().map(|value| value.unwrap_or(0)).collect())
-}
-
 /// The groups to consider: the aggregated groups, or for public partitions every key
 /// (groups without rows get zeros).
 fn candidate_groups(
@@ -163,7 +151,7 @@ fn candidate_groups(
         return Ok(aggregates.groups.clone());
     };
     let group_by = &query.query.group_by;
-    let keys_frame = crate::scan::keys_frame(group_by, keys)?;
+    let keys_frame = crate::frame::keys_frame(group_by, keys)?;
     let on: Vec<Expr> = group_by.iter().map(|name| col(name.as_str())).collect();
     let measure_columns: Vec<Expr> = aggregates
         .groups
@@ -217,32 +205,6 @@ fn leaf_counts(
         result.insert(column.clone(), counts);
     }
     Ok(result)
-}
-
-/// How a null group value appears in [`row_keys`] (not a valid UTF-8 text a file would hold).
-pub(crate) const NULL_KEY: &str = "\u{0}null";
-
-/// Each row's group key as text (for matching rows across frames); null as [`NULL_KEY`].
-pub(crate) fn row_keys(
-    frame: &DataFrame,
-    group_by: &[String],
-) -> Result<Vec<Vec<String>>, EngineError> {
-    let mut keys = vec![Vec::with_capacity(group_by.len()); frame.height()];
-    for name in group_by {
-        let column = frame
-            .column(name)
-            .map_err(|e| EngineError::polars("reading aggregates", &e))?;
-        let text = column
-            .cast(&DataType::String)
-            .map_err(|e| EngineError::polars("reading aggregates", &e))?;
-        let values = text
-            .str()
-            .map_err(|e| EngineError::polars("reading aggregates", &e))?;
-        for (key, value) in keys.iter_mut().zip(values.iter()) {
-            key.push(value.map_or_else(|| NULL_KEY.to_string(), str::to_string));
-        }
-    }
-    Ok(keys)
 }
 
 fn noisy<R: Rng + CryptoRng + ?Sized>(

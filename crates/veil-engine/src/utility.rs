@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 
 use crate::EngineError;
+use crate::frame::{NULL_KEY, row_keys};
 use crate::job::AggregateKind;
 use crate::plan::{Measure, Plan, QueryPlan};
-use crate::release::{NULL_KEY, row_keys};
 use crate::scan::{self, BoundingKey};
 
 /// What to compute besides the job's own aggregates.

@@ -1,5 +1,7 @@
 use super::*;
 use crate::job::{Aggregate, Output, OutputFormat, Source, SourceFormat, ValueColumn};
+use crate::job::{AggregateKind, Partitions};
+use veil_core::Rho;
 
 fn aggregate(kind: AggregateKind) -> Aggregate {
     Aggregate {
@@ -290,7 +292,7 @@ proptest::proptest! {
     /// The parts of a budget never add up past it (so a plan never claims more than it has).
     #[test]
     fn parts_never_add_up_past_the_whole(whole in 1e-6..100.0_f64, parts in 1..50_usize) {
-        let part = part_of(whole, parts);
+        let part = budget::part_of(whole, parts);
         let sum: f64 = std::iter::repeat_n(part, parts).sum();
         proptest::prop_assert!(part > 0.0);
         proptest::prop_assert!(sum <= whole, "{sum} > {whole}");

@@ -8,10 +8,11 @@
 use polars::prelude::*;
 use veil_core::{Bounds, Delta, Epsilon};
 
-use super::{
-    BoundingKey, Kept, KeptColumn, L0_KEPT, PAIR_PRIORITY, ROW_PRIORITY, bounded_pairs,
-    bounding_input, group_exprs, hash, pair_table, row_value, unit_and_group, with_unit,
+use super::bound::{
+    KeptColumn, L0_KEPT, PAIR_PRIORITY, ROW_PRIORITY, bounded_pairs, bounding_input, group_exprs,
+    pair_table, row_value, unit_and_group,
 };
+use super::{BoundingKey, Kept, hash, with_unit};
 use crate::job::{
     Aggregate, AggregateKind, ContributionBounds, Governance, Job, JobBudget, Output, OutputFormat,
     Partitions, Query, Source, SourceFormat, ValueColumn,

@@ -285,3 +285,29 @@ pub struct Job {
     /// Purpose, consent and retention.
     pub governance: Governance,
 }
+
+/// The value columns an aggregate writes (each also gets `_std`, `_ci_low`, `_ci_high`).
+#[must_use]
+pub fn output_names_of(aggregate: &crate::job::Aggregate) -> Vec<String> {
+    match &aggregate.kind {
+        AggregateKind::Quantiles { column, levels } => levels
+            .iter()
+            .map(|level| {
+                let percent = level * 100.0;
+                let label = if (percent - percent.round()).abs() < 1e-9 {
+                    format!("{percent:.0}")
+                } else {
+                    format!("{percent}").replace('.', "_")
+                };
+                if aggregate.name == aggregate.kind.default_name() {
+                    format!("q{label}_{}", column.name)
+                } else {
+                    format!("{}_q{label}", aggregate.name)
+                }
+            })
+            .collect(),
+        _ => vec![aggregate.name.clone()],
+    }
+}
+
+mod validate;

@@ -1,0 +1,167 @@
+//! The checks of a job that its types cannot express.
+
+use std::collections::BTreeSet;
+
+use super::{AggregateKind, Job, Partitions, output_names_of};
+use crate::EngineError;
+
+impl Job {
+    /// Checks what the types cannot: names, bounds, duplicates, quantile levels, public
+    /// partition keys.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidJob`] naming the job key at fault.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let job = self;
+        if job.queries.is_empty() {
+            return Err(EngineError::invalid(
+                "query",
+                "the job has no [[query]]: add at least one",
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for (index, query) in job.queries.iter().enumerate() {
+            let key = format!("query[{index}]");
+            if query.name.trim().is_empty() {
+                return Err(EngineError::invalid(
+                    format!("{key}.name"),
+                    "a query needs a non-empty name",
+                ));
+            }
+            if !query
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(EngineError::invalid(
+                    format!("{key}.name"),
+                    format!(
+                        "{:?} names an output file: use letters, digits, '_' and '-' only",
+                        query.name
+                    ),
+                ));
+            }
+            if !names.insert(query.name.as_str()) {
+                return Err(EngineError::invalid(
+                    format!("{key}.name"),
+                    format!("duplicate query name {:?}", query.name),
+                ));
+            }
+            if query.bounds.max_groups_per_unit == 0 {
+                return Err(EngineError::invalid(
+                    format!("{key}.max_groups_per_unit"),
+                    "must be at least 1",
+                ));
+            }
+            if query.bounds.max_rows_per_group == 0 {
+                return Err(EngineError::invalid(
+                    format!("{key}.max_rows_per_group"),
+                    "must be at least 1",
+                ));
+            }
+            if !(query.weight.is_finite() && query.weight > 0.0) {
+                return Err(EngineError::invalid(
+                    format!("{key}.weight"),
+                    format!("{} must be finite and > 0", query.weight),
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            for column in &query.group_by {
+                if *column == job.source.privacy_unit {
+                    return Err(EngineError::invalid(
+                        format!("{key}.group_by"),
+                        format!(
+                            "{column:?} is the privacy unit: grouping by it would release one row per person"
+                        ),
+                    ));
+                }
+                if !seen.insert(column) {
+                    return Err(EngineError::invalid(
+                        format!("{key}.group_by"),
+                        format!("{column:?} appears twice"),
+                    ));
+                }
+            }
+            if query.aggregates.is_empty() {
+                return Err(EngineError::invalid(
+                    format!("{key}.aggregates"),
+                    "a query needs at least one aggregate",
+                ));
+            }
+            if let Partitions::Public { keys, origin } = &query.partitions {
+                if query.group_by.is_empty() {
+                    return Err(EngineError::invalid(
+                        format!("{key}.partitions"),
+                        "public partitions need group_by columns to match",
+                    ));
+                }
+                for (row, values) in keys.iter().enumerate() {
+                    if values.len() != query.group_by.len() {
+                        return Err(EngineError::invalid(
+                            format!("{key}.partitions"),
+                            format!(
+                                "key {} of {origin} has {} values for {} group_by columns",
+                                row + 1,
+                                values.len(),
+                                query.group_by.len()
+                            ),
+                        ));
+                    }
+                }
+            }
+            let mut output_names = BTreeSet::new();
+            for (aggregate_index, aggregate) in query.aggregates.iter().enumerate() {
+                let aggregate_key = format!("{key}.aggregates[{aggregate_index}]");
+                if let Some(column) = aggregate.kind.column() {
+                    if column.name == job.source.privacy_unit {
+                        return Err(EngineError::invalid(
+                            format!("{aggregate_key}.column"),
+                            format!(
+                                "{:?} is the privacy unit: aggregate another column",
+                                column.name
+                            ),
+                        ));
+                    }
+                    if column.bounds.lower() >= column.bounds.upper() {
+                        return Err(EngineError::invalid(
+                            format!("{aggregate_key}.bounds"),
+                            format!(
+                                "[{}, {}] is empty: the lower bound must be below the upper bound",
+                                column.bounds.lower(),
+                                column.bounds.upper()
+                            ),
+                        ));
+                    }
+                }
+                if let AggregateKind::Quantiles { levels, .. } = &aggregate.kind {
+                    if levels.is_empty() {
+                        return Err(EngineError::invalid(
+                            format!("{aggregate_key}.q"),
+                            "give at least one quantile level, e.g. q = [0.5]",
+                        ));
+                    }
+                    for level in levels {
+                        if !(0.0..=1.0).contains(level) {
+                            return Err(EngineError::invalid(
+                                format!("{aggregate_key}.q"),
+                                format!("{level} is not in [0, 1]"),
+                            ));
+                        }
+                    }
+                }
+                for name in output_names_of(aggregate) {
+                    if !output_names.insert(name.clone()) || query.group_by.contains(&name) {
+                        return Err(EngineError::invalid(
+                            format!("{aggregate_key}.name"),
+                            format!(
+                                "output column {name:?} appears twice in query {:?}; set `name` to tell them apart",
+                                query.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
