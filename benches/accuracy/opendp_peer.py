@@ -94,7 +94,11 @@ def run(args, rng, df, raw, keys, setting, question, variant):
         privacy_unit=dp.unit_of(contributions=1, identifier="user_id"),
         privacy_loss=privacy_loss,
         split_evenly_over=1,
-        margins=[dp.polars.Margin(by=["country"], max_length=len(df))],
+        # max_length: float sums need a bound on the rows per group (for their rounding
+        # allowance), and with private partitions also on the number of groups: the 249
+        # ISO 3166 codes, a public bound.
+        margins=[dp.polars.Margin(by=["country"], max_length=len(df),
+                                  max_groups=None if partitions == "public" else 249)],
     )
     query = (
         context.query()
