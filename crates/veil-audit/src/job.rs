@@ -30,12 +30,15 @@
 //!
 //! Groups whose aggregates are equal on both datasets have identically distributed
 //! outputs and cannot show a difference; the audit releases and tests only the groups
-//! that differ. For each such group, every output column and the group's presence are
-//! one cell: the output of a trial is the released value, or `-∞` when the group was not
-//! released. A cell's claim is the plan's loss for what it is computed from: the
+//! that differ. For each such group, every output column, the group's presence and its
+//! row number in the published table are one cell each: the output of a trial is the
+//! released value (or the row number), or `-∞` when the group was not released. Row
+//! numbers are observed in releases of every group (by the plan reduced to its partition
+//! selection), since where a group lands depends on the groups around it: a table whose
+//! row order follows anything but the released keys fails there. A cell's claim is the plan's loss for what it is computed from: the
 //! measures behind the column (a mean uses the value count and the centered sum) and,
 //! when the query selects groups privately, the partition selection (presence gates
-//! every cell). Laplace losses add up; Gaussian losses add up in zCDP and convert to
+//! every cell; presence and position claim the selection alone). Laplace losses add up; Gaussian losses add up in zCDP and convert to
 //! (ε, δ) at the plan's conversion δ (`1e-6` for a job budgeted in ρ alone); the
 //! selection's δ is added. This is never more than the job's total, also reported.
 //! Every cell is one test; the confidence is split evenly between them, so a correct
@@ -281,7 +284,12 @@ where
     if options.trials < 2 {
         return Err(AuditError::option("--trials", "must be at least 2"));
     }
-    // What to test: per pair, the groups that differ under some key.
+    // What to test: per pair, the groups that differ under some key. Their values and
+    // presence are observed in releases of those groups alone (the others are released
+    // alike on both datasets); their row numbers in releases of every group, by a plan
+    // that keeps only what decides which groups are published, since a group's row depends
+    // on the others around it.
+    let position_plan = presence_only(plan);
     let mut setups = Vec::new();
     for neighbours in neighbours {
         let touched = touched_groups(plan, &neighbours.datasets)?;
@@ -295,19 +303,27 @@ where
         }
         let mut cells = Vec::new();
         for (index, query) in plan.queries.iter().enumerate() {
-            // Each output of the query (and the group's presence, `None`) with its claim:
-            // the same for every group.
-            let mut outputs: Vec<Option<String>> = query
+            // Each output of the query, the group's presence and its row in the table, with
+            // their claims: the same for every group. Presence and position depend on which
+            // groups are released, so they claim what the selection costs.
+            let mut outputs: Vec<Observed> = query
                 .query
                 .aggregates
                 .iter()
                 .flat_map(output_names_of)
-                .map(Some)
+                .map(Observed::Value)
                 .collect();
-            outputs.push(None);
+            outputs.push(Observed::Presence);
+            outputs.push(Observed::Position);
             let claimed = outputs
                 .into_iter()
-                .map(|output| Ok((cell_claim(plan, query, output.as_deref())?, output)))
+                .map(|output| {
+                    let column = match &output {
+                        Observed::Value(name) => Some(name.as_str()),
+                        Observed::Presence | Observed::Position => None,
+                    };
+                    Ok((cell_claim(plan, query, column)?, output))
+                })
                 .collect::<Result<Vec<_>, AuditError>>()?;
             for group in &touched[index] {
                 for (claim, output) in &claimed {
@@ -320,12 +336,18 @@ where
                 }
             }
         }
-        setups.push((neighbours.pair, restricted_plan, datasets, cells));
+        setups.push((
+            neighbours.pair,
+            restricted_plan,
+            datasets,
+            &neighbours.datasets,
+            cells,
+        ));
     }
-    let total_cells: usize = setups.iter().map(|setup| setup.3.len()).sum();
+    let total_cells: usize = setups.iter().map(|setup| setup.4.len()).sum();
     let each = options.confidence.split(total_cells);
     let mut cells = Vec::new();
-    for (pair, restricted_plan, datasets, setup) in setups {
+    for (pair, restricted_plan, datasets, full, setup) in setups {
         if setup.is_empty() {
             continue;
         }
@@ -340,9 +362,17 @@ where
             let (base, changed) = &datasets[pick];
             let released_base = release(&restricted_plan, base, rng)?;
             let released_changed = release(&restricted_plan, changed, rng)?;
+            let (full_base, full_changed) = &full[pick];
+            let ordered_base = release(&position_plan, full_base, rng)?;
+            let ordered_changed = release(&position_plan, full_changed, rng)?;
             for (index, cell) in setup.iter().enumerate() {
-                first[index].push(observe(&restricted_plan, &released_base, cell));
-                second[index].push(observe(&restricted_plan, &released_changed, cell));
+                let (base, changed, plan) = if cell.output == Observed::Position {
+                    (&ordered_base, &ordered_changed, &position_plan)
+                } else {
+                    (&released_base, &released_changed, &restricted_plan)
+                };
+                first[index].push(observe(plan, base, cell));
+                second[index].push(observe(plan, changed, cell));
             }
         }
         for ((cell, first), second) in setup.into_iter().zip(first).zip(second) {
@@ -351,7 +381,7 @@ where
                 pair,
                 query: plan.queries[cell.query].query.name.clone(),
                 group: cell.group,
-                output: cell.output.unwrap_or_else(|| "presence".to_string()),
+                output: cell.output.name(),
                 audit,
             });
         }
@@ -461,42 +491,55 @@ fn cell_claim(plan: &Plan, query: &QueryPlan, output: Option<&str>) -> Result<Cl
     })
 }
 
+/// What a cell observes of a group in each release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Observed {
+    /// An output column's value.
+    Value(String),
+    /// Whether the group is in the table.
+    Presence,
+    /// The group's row number in the published table: a release whose row order depends on
+    /// anything but the released keys (the scan's order, say) shows it here.
+    Position,
+}
+
+impl Observed {
+    fn name(&self) -> String {
+        match self {
+            Self::Value(name) => name.clone(),
+            Self::Presence => "presence".to_string(),
+            Self::Position => "position".to_string(),
+        }
+    }
+}
+
 /// One cell before sampling.
 struct CellSetup {
     query: usize,
     group: Vec<Option<String>>,
-    output: Option<String>,
+    output: Observed,
     claim: Claim,
 }
 
-/// A cell's output in one release: its value, `0` for presence, `-∞` when the group is
-/// not in the table.
+/// A cell's output in one release: its value, `0` for presence, the row number for
+/// position, `-∞` when the group is not in the table.
 fn observe(plan: &Plan, tables: &[ReleasedTable], cell: &CellSetup) -> f64 {
     let Some(table) = tables.get(cell.query) else {
         return f64::NEG_INFINITY;
     };
     let group_by = &plan.queries[cell.query].query.group_by;
-    let key: Vec<String> = cell
-        .group
+    let Some(row) = table
+        .group_keys(group_by)
         .iter()
-        .map(|value| value.clone().unwrap_or_default())
-        .collect();
-    let columns: Vec<Vec<String>> = group_by
-        .iter()
-        .map(|name| table.column_as_strings(name).unwrap_or_default())
-        .collect();
-    let row = (0..table.groups()).find(|&row| {
-        columns
-            .iter()
-            .zip(&key)
-            .all(|(column, value)| column.get(row) == Some(value))
-    });
-    let Some(row) = row else {
+        .position(|key| *key == cell.group)
+    else {
         return f64::NEG_INFINITY;
     };
     match &cell.output {
-        None => 0.0,
-        Some(name) => table
+        Observed::Presence => 0.0,
+        #[allow(clippy::cast_precision_loss)]
+        Observed::Position => row as f64,
+        Observed::Value(name) => table
             .column_as_f64(name)
             .and_then(|values| values.get(row).copied())
             .filter(|value| !value.is_nan())
@@ -626,6 +669,17 @@ fn restrict(
         queries,
         aggregated.counts.clone(),
     )?)
+}
+
+/// The plan reduced to what decides which groups a release publishes: partition selection,
+/// no aggregates and no other measure.
+fn presence_only(plan: &Plan) -> Plan {
+    let mut plan = plan.clone();
+    for query in &mut plan.queries {
+        query.query.aggregates.clear();
+        query.measures.clear();
+    }
+    plan
 }
 
 /// The plan with public partitions reduced to the touched keys (the others are

@@ -101,20 +101,23 @@ pub struct ScanCounts {
 
 impl ScanCounts {
     /// The counts from what each stage of a scan passed: rows in the source, rows inside the
-    /// retention window, rows of units with consent in force (all rows without a consent
-    /// filter), rows among those without a unit, and missing values per aggregated column.
+    /// retention window and those of them without a unit, rows with a unit whose consent is
+    /// in force (every row with a unit, without a consent filter), and missing values per
+    /// aggregated column among the last.
     #[must_use]
     pub fn from_passes(
         rows_read: u64,
         rows_in_window: u64,
-        rows_with_consent: u64,
         rows_without_unit: u64,
+        rows_with_consent: u64,
         missing_values: BTreeMap<String, u64>,
     ) -> Self {
         Self {
             rows_read,
             rows_outside_retention: rows_read.saturating_sub(rows_in_window),
-            rows_without_consent: rows_in_window.saturating_sub(rows_with_consent),
+            rows_without_consent: rows_in_window
+                .saturating_sub(rows_without_unit)
+                .saturating_sub(rows_with_consent),
             rows_without_unit,
             missing_values,
         }

@@ -231,7 +231,6 @@ pub fn run_with<R: Rng + CryptoRng + ?Sized>(
         let manifest = manifest(
             job,
             &plan,
-            &aggregated,
             &tables,
             reservation.id,
             &budget_key,
@@ -305,12 +304,14 @@ pub fn run_with<R: Rng + CryptoRng + ?Sized>(
     })
 }
 
-/// The release manifest: what was released, how, at what cost, under which charge.
+/// The release manifest: what was released, how, at what cost, under which charge. It is
+/// published beside the tables, so it holds nothing computed from the data but what the
+/// mechanisms released: the scan's exact counts (rows read, without consent, ...) go to the
+/// operator only (`RunSummary::counts`), never here.
 #[allow(clippy::too_many_arguments)]
 fn manifest(
     job: &Job,
     plan: &Plan,
-    aggregated: &Aggregated,
     tables: &[ReleasedTable],
     charge_id: i64,
     budget_key: &BudgetKey,
@@ -439,14 +440,6 @@ fn manifest(
             "means, variances and quantiles are clamped to the values their bounds allow",
             "intervals are 95%: exact for counts and sums, delta-method approximations for means and variances, and from the noisy cumulative histogram for quantiles",
         ],
-        "diagnostics_not_private": {
-            "note": "true counts from the data, for the operator: do not publish",
-            "rows_read": aggregated.counts.rows_read,
-            "rows_outside_retention": aggregated.counts.rows_outside_retention,
-            "rows_without_consent": aggregated.counts.rows_without_consent,
-            "rows_without_privacy_unit": aggregated.counts.rows_without_unit,
-            "missing_values": aggregated.counts.missing_values,
-        },
     })
 }
 

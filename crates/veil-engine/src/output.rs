@@ -101,61 +101,139 @@ pub(crate) fn stage_table(
                     .map_err(polars_error)?;
             }
             OutputFormat::Csv => {
-                CsvWriter::new(writer)
-                    .include_header(true)
-                    .finish(&mut frame)
-                    .map_err(polars_error)?;
+                let text = csv_text(&frame).map_err(polars_error)?;
+                writer
+                    .write_all(text.as_bytes())
+                    .map_err(output_error(&error_path))?;
             }
             OutputFormat::Json => {
-                let rows = json_rows(&frame).map_err(polars_error)?;
-                serde_json::to_writer_pretty(&mut *writer, &rows).map_err(|e| {
-                    EngineError::Output {
-                        path: error_path.clone(),
-                        source: std::io::Error::other(e),
-                    }
-                })?;
-                writer.write_all(b"\n").map_err(output_error(&error_path))?;
+                let text = json_rows(&frame).map_err(polars_error)?;
+                writer
+                    .write_all(text.as_bytes())
+                    .map_err(output_error(&error_path))?;
             }
         }
         Ok(())
     })
 }
 
-/// The frame as a JSON array of objects, numbers as numbers (NaN as null).
-fn json_rows(frame: &DataFrame) -> PolarsResult<Vec<serde_json::Map<String, serde_json::Value>>> {
-    let mut rows = vec![serde_json::Map::new(); frame.height()];
-    for column in frame.columns() {
-        let name = column.name().to_string();
-        let dtype = column.dtype();
-        if dtype.is_integer() {
-            let values = column.cast(&DataType::Int64)?;
-            for (row, value) in rows.iter_mut().zip(values.i64()?.iter()) {
-                row.insert(
-                    name.clone(),
-                    value.map_or(serde_json::Value::Null, serde_json::Value::from),
-                );
-            }
-        } else if dtype.is_float() {
-            let values = column.cast(&DataType::Float64)?;
-            for (row, value) in rows.iter_mut().zip(values.f64()?.iter()) {
-                let value = value
-                    .and_then(serde_json::Number::from_f64)
-                    .map_or(serde_json::Value::Null, serde_json::Value::Number);
-                row.insert(name.clone(), value);
-            }
+/// The frame as CSV (RFC 4180): a header, then one line per row. A null is an empty field
+/// and an empty text is `""`, so the two read back apart (a null group key is not the
+/// empty key); text is quoted where it holds a comma, a quote or a line break; numbers are
+/// written in their shortest exact form.
+fn csv_text(frame: &DataFrame) -> PolarsResult<String> {
+    fn quoted(text: &str) -> String {
+        if text.is_empty() || text.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
         } else {
-            let values = column.cast(&DataType::String)?;
-            for (row, value) in rows.iter_mut().zip(values.str()?.iter()) {
-                row.insert(
-                    name.clone(),
-                    value.map_or(serde_json::Value::Null, |text| {
-                        serde_json::Value::from(text.to_string())
-                    }),
-                );
-            }
+            text.to_string()
         }
     }
-    Ok(rows)
+    let mut columns: Vec<Vec<String>> = Vec::new();
+    for column in frame.columns() {
+        let dtype = column.dtype();
+        let cells: Vec<String> = if dtype.is_integer() {
+            let values = column.cast(&DataType::Int64)?;
+            values
+                .i64()?
+                .iter()
+                .map(|value| value.map_or_else(String::new, |value| value.to_string()))
+                .collect()
+        } else if dtype.is_float() {
+            let values = column.cast(&DataType::Float64)?;
+            values
+                .f64()?
+                .iter()
+                .map(|value| value.map_or_else(String::new, float_text))
+                .collect()
+        } else {
+            let values = column.cast(&DataType::String)?;
+            values
+                .str()?
+                .iter()
+                .map(|value| value.map_or_else(String::new, quoted))
+                .collect()
+        };
+        columns.push(cells);
+    }
+    let header: Vec<String> = frame
+        .get_column_names()
+        .iter()
+        .map(|name| quoted(name.as_str()))
+        .collect();
+    let mut text = header.join(",");
+    text.push('\n');
+    for row in 0..frame.height() {
+        let line: Vec<&str> = columns.iter().map(|cells| cells[row].as_str()).collect();
+        text.push_str(&line.join(","));
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// A float in its shortest form that reads back exactly; `NaN`, `inf`, `-inf` as such.
+fn float_text(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_string()
+    } else if value.is_infinite() {
+        if value > 0.0 { "inf" } else { "-inf" }.to_string()
+    } else if value != 0.0 && (value.abs() >= 1e16 || value.abs() < 1e-5) {
+        format!("{value:e}")
+    } else {
+        format!("{value}")
+    }
+}
+
+/// The frame as a JSON array of objects, one per row, keys in the table's column order
+/// (group columns first), numbers as numbers (NaN as null), null keys as `null`.
+fn json_rows(frame: &DataFrame) -> PolarsResult<String> {
+    let mut columns: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+    for column in frame.columns() {
+        let dtype = column.dtype();
+        let values: Vec<serde_json::Value> = if dtype.is_integer() {
+            let values = column.cast(&DataType::Int64)?;
+            values
+                .i64()?
+                .iter()
+                .map(|value| value.map_or(serde_json::Value::Null, serde_json::Value::from))
+                .collect()
+        } else if dtype.is_float() {
+            let values = column.cast(&DataType::Float64)?;
+            values
+                .f64()?
+                .iter()
+                .map(|value| {
+                    value
+                        .and_then(serde_json::Number::from_f64)
+                        .map_or(serde_json::Value::Null, serde_json::Value::Number)
+                })
+                .collect()
+        } else {
+            let values = column.cast(&DataType::String)?;
+            values
+                .str()?
+                .iter()
+                .map(|value| value.map_or(serde_json::Value::Null, serde_json::Value::from))
+                .collect()
+        };
+        columns.push((
+            serde_json::Value::from(column.name().as_str()).to_string(),
+            values,
+        ));
+    }
+    let mut text = String::from("[");
+    for row in 0..frame.height() {
+        text.push_str(if row == 0 { "\n  {" } else { ",\n  {" });
+        for (index, (name, values)) in columns.iter().enumerate() {
+            text.push_str(if index == 0 { "\n    " } else { ",\n    " });
+            text.push_str(name);
+            text.push_str(": ");
+            text.push_str(&values[row].to_string());
+        }
+        text.push_str("\n  }");
+    }
+    text.push_str(if frame.height() == 0 { "]\n" } else { "\n]\n" });
+    Ok(text)
 }
 
 /// Syncs a directory so that renames in it survive a crash (best effort where the

@@ -53,6 +53,47 @@ impl ReleasedTable {
             .collect()
     }
 
+    /// Each row's group key: one text value per column of `group_by`, `None` for null (a
+    /// missing column reads as all null).
+    #[must_use]
+    pub fn group_keys(&self, group_by: &[String]) -> Vec<Vec<Option<String>>> {
+        let mut keys = vec![Vec::with_capacity(group_by.len()); self.frame.height()];
+        for name in group_by {
+            let text = self
+                .frame
+                .column(name)
+                .ok()
+                .and_then(|column| column.cast(&DataType::String).ok());
+            let values: Vec<Option<String>> = match text.as_ref().and_then(|c| c.str().ok()) {
+                Some(values) => values.iter().map(|v| v.map(str::to_string)).collect(),
+                None => vec![None; self.frame.height()],
+            };
+            for (key, value) in keys.iter_mut().zip(values) {
+                key.push(value);
+            }
+        }
+        keys
+    }
+
+    /// The same table with its rows in `order` (row numbers). For the privacy auditor's
+    /// planted-bug tests, which publish rows in another order to check that it notices.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_row_order(&self, order: &[usize]) -> Self {
+        #[allow(clippy::cast_possible_truncation)]
+        let indices = IdxCa::from_vec(
+            "rows".into(),
+            order.iter().map(|&row| row as IdxSize).collect(),
+        );
+        Self {
+            query: self.query.clone(),
+            frame: self
+                .frame
+                .take(&indices)
+                .unwrap_or_else(|_| self.frame.clone()),
+        }
+    }
+
     /// One column as text, for display (`None` if there is no such column).
     #[must_use]
     pub fn column_as_strings(&self, name: &str) -> Option<Vec<String>> {
@@ -405,10 +446,29 @@ fn release_query<R: Rng + CryptoRng + ?Sized>(
     }
     let frame = DataFrame::new(noisy_groups.len(), columns)
         .map_err(|e| EngineError::polars("building the released table", &e))?;
+    let frame = in_key_order(frame, &query.query.group_by)?;
     Ok(ReleasedTable {
         query: query.query.name.clone(),
         frame,
     })
+}
+
+/// The released rows ordered by their group keys (each column's natural order, nulls
+/// last): a function of the released keys alone. The scan's output comes in an order set by
+/// the data (for example by each group's smallest unit id), and a published row order
+/// that moves when one person is added would leak them with no noise involved.
+fn in_key_order(frame: DataFrame, group_by: &[String]) -> Result<DataFrame, EngineError> {
+    if group_by.is_empty() || frame.height() < 2 {
+        return Ok(frame);
+    }
+    frame
+        .sort(
+            group_by.iter().map(String::as_str).collect::<Vec<_>>(),
+            SortMultipleOptions::default()
+                .with_nulls_last(true)
+                .with_maintain_order(true),
+        )
+        .map_err(|e| EngineError::polars("ordering the released table", &e))
 }
 
 fn measure_grid(query: &QueryPlan, key: &str) -> Option<FixedPoint> {

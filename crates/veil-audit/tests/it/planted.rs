@@ -93,6 +93,11 @@ const CASES: &[Case] = &[
         correct: job_correct,
         planted: job_without_selection,
     },
+    Case {
+        bug: "rows published in the scan's order instead of by key",
+        correct: order_correct,
+        planted: order_of_the_scan,
+    },
 ];
 
 #[test]
@@ -386,4 +391,83 @@ fn job_without_selection(rng: &mut ChaCha20Rng) -> Verdict {
     audit_neighbours_with(&plan, &neighbours, options(), rng, release)
         .unwrap()
         .verdict
+}
+
+// ---- Row order: three large groups; one added person moves group "B" to the front of the
+// scan's output (as a scan ordered by each group's smallest unit id would). A release
+// that keeps the scan's order publishes that move; one ordered by key does not.
+
+fn order_aggregates(order: &[&str], units_of_b: i64) -> veil_engine::scan::Aggregated {
+    let units = |key: &str| if key == "B" { units_of_b } else { 5_000 };
+    veil_engine::scan::Aggregated::from_external(
+        vec![veil_engine::scan::ExternalAggregates {
+            group_by: vec!["country".into()],
+            keys: order
+                .iter()
+                .map(|key| vec![Some((*key).to_string())])
+                .collect(),
+            measures: [
+                (
+                    "rows".to_string(),
+                    order.iter().map(|key| units(key) * 3).collect(),
+                ),
+                (
+                    "units".to_string(),
+                    order.iter().map(|key| units(key)).collect(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            histograms: std::collections::BTreeMap::new(),
+        }],
+        veil_engine::scan::ScanCounts::default(),
+    )
+    .unwrap()
+}
+
+fn order_audit(rng: &mut ChaCha20Rng, keep_scan_order: bool) -> Verdict {
+    let directory = tempfile::tempdir().unwrap();
+    let mut job = job_on(&directory.path().join("none.parquet"), directory.path());
+    job.queries[0].aggregates.truncate(1);
+    let plan = veil_engine::plan::plan(&job).unwrap();
+    let neighbours = vec![Neighbours {
+        pair: veil_audit::job::Pair::AddUnit,
+        datasets: vec![(
+            order_aggregates(&["A", "B", "C"], 5_000),
+            order_aggregates(&["B", "A", "C"], 5_001),
+        )],
+    }];
+    let release =
+        |plan: &Plan, aggregated: &veil_engine::scan::Aggregated, rng: &mut ChaCha20Rng| {
+            let tables = veil_engine::release::release(plan, aggregated, rng)?;
+            if !keep_scan_order {
+                return Ok(tables);
+            }
+            Ok(tables
+                .into_iter()
+                .zip(&plan.queries)
+                .zip(&aggregated.queries)
+                .map(|((table, query), aggregates)| {
+                    let scan_order = aggregates.group_keys(&query.query.group_by).unwrap();
+                    let mut rows: Vec<usize> = (0..table.groups()).collect();
+                    let keys = table.group_keys(&query.query.group_by);
+                    rows.sort_by_key(|&row| scan_order.iter().position(|key| *key == keys[row]));
+                    table.with_row_order(&rows)
+                })
+                .collect())
+        };
+    let audit = audit_neighbours_with(&plan, &neighbours, options(), rng, release).unwrap();
+    assert!(
+        audit.cells.iter().any(|cell| cell.output == "position"),
+        "the group's row is tested"
+    );
+    audit.verdict
+}
+
+fn order_correct(rng: &mut ChaCha20Rng) -> Verdict {
+    order_audit(rng, false)
+}
+
+fn order_of_the_scan(rng: &mut ChaCha20Rng) -> Verdict {
+    order_audit(rng, true)
 }

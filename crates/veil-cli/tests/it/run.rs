@@ -237,3 +237,92 @@ fn a_ledger_without_the_budget_says_how_to_create_it() {
         .stderr(predicate::str::contains("veil budget init"));
     assert!(files_in(&output).is_empty());
 }
+
+/// A job over `source` writing a parquet table named `query` into `output`, with its own
+/// ledger and budget in `directory`.
+fn overwriting_job(directory: &Path, source: &Path, query: &str, output: &Path) -> PathBuf {
+    let ledger = directory.join("ledger.sqlite");
+    veil()
+        .args(["budget", "init", "--ledger"])
+        .arg(&ledger)
+        .args(["--dataset", "events", "--purpose", "analytics"])
+        .args(["--epsilon", "5", "--delta", "1e-5"])
+        .assert()
+        .success();
+    let job = directory.join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+[source]
+path = {source:?}
+privacy_unit = "user_id"
+
+[budget]
+ledger = {ledger:?}
+dataset = "events"
+purpose = "analytics"
+epsilon = 1.0
+delta = 1e-6
+
+[[query]]
+name = {query:?}
+group_by = ["country"]
+max_groups_per_unit = 1
+max_rows_per_group = 1
+aggregates = [{{ kind = "count" }}]
+
+[output]
+path = {output:?}
+format = "parquet"
+"#
+        ),
+    )
+    .unwrap();
+    job
+}
+
+/// Regression: `[output] path` at the source's folder with a query named like the source
+/// replaced `events.parquet` with the release, exit 0. Every output over an input, or
+/// among the source's files, is refused before anything is read or charged.
+#[test]
+fn a_release_never_lands_on_or_among_its_inputs() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let source = data.join("events.parquet");
+    std::fs::copy(workspace().join("data/events.parquet"), &source).unwrap();
+    let before = std::fs::read(&source).unwrap();
+    let cases = [
+        // The source file itself.
+        (
+            source.clone(),
+            "events",
+            data.clone(),
+            "is a file of the source",
+        ),
+        // The folder of a directory source: the next run would read the release.
+        (
+            data.clone(),
+            "by_country",
+            data.clone(),
+            "among the files of the source",
+        ),
+    ];
+    for (source, query, output, message) in cases {
+        let job = overwriting_job(directory.path(), &source, query, &output);
+        veil()
+            .arg("run")
+            .arg(&job)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(message));
+        std::fs::remove_file(directory.path().join("ledger.sqlite")).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(&source).unwrap(),
+        before,
+        "the source is intact"
+    );
+    assert_eq!(files_in(&data), ["events.parquet"]);
+}

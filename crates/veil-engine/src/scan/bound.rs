@@ -175,7 +175,15 @@ fn with_l0_flag(
         .with_column(
             hash::keyed_hash(&query.pair_hash_columns(unit), key.0[1]).alias(PAIR_PRIORITY),
         )
-        .sort([unit, PAIR_PRIORITY], SortMultipleOptions::default())
+        // Two pairs of a unit tie only by a collision of the hash; their group keys (nulls
+        // last) then decide, so the choice never depends on the order of the data.
+        .sort_by_exprs(
+            std::iter::once(col(unit))
+                .chain(std::iter::once(col(PAIR_PRIORITY)))
+                .chain(group_exprs(&query.group_by))
+                .collect::<Vec<_>>(),
+            SortMultipleOptions::default().with_nulls_last(true),
+        )
         .with_row_index(PAIR_POSITION, None)
         .with_column(kept.alias(L0_KEPT))
         .drop(cols([PAIR_PRIORITY, PAIR_POSITION])))

@@ -9,6 +9,12 @@
 //! or Spark executes the plan. The result is a signed 64-bit integer, ordered as Spark
 //! orders it.
 //!
+//! Spark's `xxhash64` skips null arguments, so `(null, "x")` and `("x", null)` would hash
+//! alike and rows that differ only in where their nulls are would tie. Veil's keyed hash
+//! therefore appends one more argument per 62 columns: a `BIGINT` whose bit `j` says that
+//! column `j` is null ([`null_masks`]; Spark SQL computes the same sum of `IF(c IS NULL,
+//! 2^j, 0)`). Distinct rows then hash alike only by a collision of XXH64 itself.
+//!
 //! XXH64 is not a cryptographic hash, and it need not be one: bounding is private whatever
 //! rows it keeps, as long as the choice for one unit depends only on that unit's rows and
 //! the key. The secret per-run key keeps the choice unpredictable, so it behaves as a
@@ -201,7 +207,35 @@ fn fold_column(hashes: &mut [u64], column: &Column) -> PolarsResult<()> {
     Ok(())
 }
 
-/// An expression computing `xxhash64(key, columns...)` per row, as an `Int64`.
+/// How many columns one null mask covers (its bits 0..62, so the mask stays a positive
+/// `BIGINT`).
+pub const NULL_MASK_COLUMNS: usize = 62;
+
+/// Per row, the null masks of `columns`: one per [`NULL_MASK_COLUMNS`] columns, bit `j` set
+/// where the chunk's column `j` is null.
+fn null_masks(columns: &[Column], height: usize) -> Vec<Vec<i64>> {
+    columns
+        .chunks(NULL_MASK_COLUMNS)
+        .map(|chunk| {
+            let mut masks = vec![0_i64; height];
+            for (bit, column) in chunk.iter().enumerate() {
+                if column.null_count() == 0 {
+                    continue;
+                }
+                let nulls = column.is_null();
+                for (mask, null) in masks.iter_mut().zip(nulls.iter()) {
+                    if null == Some(true) {
+                        *mask |= 1 << bit;
+                    }
+                }
+            }
+            masks
+        })
+        .collect()
+}
+
+/// An expression computing `xxhash64(key, columns..., null masks...)` per row, as an
+/// `Int64` (see the module's documentation for the masks).
 pub(crate) fn keyed_hash(columns: &[String], key: u64) -> Expr {
     let inputs: Vec<Expr> = columns.iter().map(|name| col(name.as_str())).collect();
     let seed = hash_long(i64::from_ne_bytes(key.to_ne_bytes()), SPARK_SEED);
@@ -211,6 +245,11 @@ pub(crate) fn keyed_hash(columns: &[String], key: u64) -> Expr {
             let mut hashes = vec![seed; height];
             for column in columns.iter() {
                 fold_column(&mut hashes, column)?;
+            }
+            for masks in null_masks(columns, height) {
+                for (hash, mask) in hashes.iter_mut().zip(masks) {
+                    *hash = hash_long(mask, *hash);
+                }
             }
             let signed: Vec<i64> = hashes
                 .into_iter()
@@ -348,6 +387,45 @@ mod tests {
             ]),
             5_369_016_045_046_166_707
         ); // (-6917529027641081856L, 123456789L, 'DE')
+    }
+
+    /// Regression: the hash skipped nulls, so a unit's groups `(null, "x")` and `("x", null)`
+    /// hashed alike and which one L0 kept could depend on other rows.
+    #[test]
+    fn nulls_in_different_columns_hash_differently() {
+        let frame = df!(
+            "unit" => [Some(1_i64), Some(1)],
+            "a" => [None, Some("x")],
+            "b" => [Some("x"), None],
+        )
+        .unwrap();
+        let columns = ["unit".to_string(), "a".to_string(), "b".to_string()];
+        let hashes = frame
+            .lazy()
+            .select([keyed_hash(&columns, 7).alias("hash")])
+            .collect()
+            .unwrap();
+        let hashes: Vec<Option<i64>> = hashes
+            .column("hash")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_ne!(hashes[0], hashes[1]);
+        // Without nulls the mask is 0: `xxhash64(key, 1L, 'x', 'y', 0L)`, as Spark computes it.
+        let seed = hash_long(7, SPARK_SEED);
+        let expected = hash_long(0, xxh64(b"y", xxh64(b"x", hash_long(1, seed))));
+        let frame = df!("unit" => [1_i64], "a" => ["x"], "b" => ["y"]).unwrap();
+        let hashes = frame
+            .lazy()
+            .select([keyed_hash(&columns, 7).alias("hash")])
+            .collect()
+            .unwrap();
+        assert_eq!(
+            hashes.column("hash").unwrap().i64().unwrap().get(0),
+            Some(i64::from_ne_bytes(expected.to_ne_bytes()))
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::plan::{Measure, ScanPlan};
 mod bound;
 mod filter;
 mod hash;
+pub use hash::NULL_MASK_COLUMNS;
 mod kept;
 mod neighbour;
 mod source;
@@ -98,20 +99,17 @@ pub(crate) fn aggregate_rows(
     let unit = plan.source.privacy_unit.as_str();
     let base = with_unit(projected.clone(), unit);
 
-    // Diagnostics for the operator (not released): rows read, rows without a unit, and
-    // missing values per aggregated column.
+    // Diagnostics for the operator (not released): rows of units with consent in force,
+    // and missing values per aggregated column among them; rows inside the retention window
+    // without a unit (a null unit never has consent, but it is counted as what it is).
     let value_columns = plan.value_columns();
-    let mut diagnostics = vec![
-        len().cast(DataType::UInt64).alias("rows"),
-        col(unit)
-            .null_count()
-            .cast(DataType::UInt64)
-            .alias("no_unit"),
-    ];
+    let with_unit = col(unit).is_not_null();
+    let mut diagnostics = vec![with_unit.clone().sum().cast(DataType::UInt64).alias("rows")];
     for column in &value_columns {
         diagnostics.push(
-            value_present(column)
-                .not()
+            with_unit
+                .clone()
+                .and(value_present(column).not())
                 .sum()
                 .cast(DataType::UInt64)
                 .alias(format!("missing:{column}")),
@@ -119,10 +117,17 @@ pub(crate) fn aggregate_rows(
     }
     // Rows in the source and inside the retention window, for the operator.
     let count = || [len().cast(DataType::UInt64).alias("rows")];
+    let (in_window, _) = windowed(plan)?;
     let mut checks = vec![
         projected.select(diagnostics),
         scan_source(&plan.source)?.select(count()),
-        windowed(plan)?.0.select(count()),
+        in_window.select([
+            len().cast(DataType::UInt64).alias("rows"),
+            col(unit)
+                .null_count()
+                .cast(DataType::UInt64)
+                .alias("no_unit"),
+        ]),
     ];
     if let Some(consent) = &plan.consent {
         checks.push(unknown_actions(consent)?);
@@ -155,9 +160,6 @@ pub(crate) fn aggregate_rows(
     if let Some(consent) = &plan.consent {
         consent.check_actions(read(&next()?, "unknown")?)?;
     }
-    let rows_read = read(&in_source, "rows")?;
-    let rows_in_window = read(&in_window, "rows")?;
-    let rows_with_consent = read(&diagnostics, "rows")?;
     let mut missing_values = BTreeMap::new();
     for column in &value_columns {
         missing_values.insert(
@@ -166,10 +168,10 @@ pub(crate) fn aggregate_rows(
         );
     }
     let counts = ScanCounts::from_passes(
-        rows_read,
-        rows_in_window,
-        rows_with_consent,
-        read(&diagnostics, "no_unit")?,
+        read(&in_source, "rows")?,
+        read(&in_window, "rows")?,
+        read(&in_window, "no_unit")?,
+        read(&diagnostics, "rows")?,
         missing_values,
     );
 

@@ -19,8 +19,9 @@ pub enum Neighbour {
     /// One more unit with these rows, added after retention and consent (as a unit whose
     /// rows are all inside the window and whose consent is in force). Each row gives
     /// values as text per column, cast to the column's type; columns it does not name
-    /// are null. The unit's id is new: the largest id plus one (integer ids) or the
-    /// largest id with a suffix (text ids).
+    /// are null. The unit's id is new and sorts before every other where it can: the
+    /// smallest id minus one (integer ids) or the empty text (text ids), else the largest id
+    /// plus one or with a suffix.
     AddUnit(Vec<BTreeMap<String, String>>),
     /// Without any row of the unit that has the most rows after retention and consent
     /// (the smallest id among ties). Which unit it is never leaves the engine.
@@ -83,37 +84,61 @@ fn added_unit(
         .get(unit)
         .cloned()
         .ok_or_else(|| EngineError::Internal(format!("unit column {unit} vanished")))?;
-    let largest = rows
-        .select([col(unit).max()])
+    let extremes = rows
+        .select([col(unit).min().alias("min"), col(unit).max().alias("max")])
         .collect()
         .map_err(|e| EngineError::polars("finding a new unit id", &e))?;
-    let largest = largest
-        .column(unit)
-        .map_err(|e| EngineError::polars("finding a new unit id", &e))?;
+    let extreme = |name: &str| {
+        extremes
+            .column(name)
+            .cloned()
+            .map_err(|e| EngineError::polars("finding a new unit id", &e))
+    };
+    let (smallest, largest) = (extreme("min")?, extreme("max")?);
+    // The new id sorts before every other (else after): an engine whose output order
+    // follows the smallest id of a group would move that group, and the audit sees it.
     let id = if unit_type.is_integer() {
-        let largest = largest
-            .cast(&DataType::Int64)
-            .and_then(|column| column.i64().map(|values| values.get(0)))
-            .map_err(|e| EngineError::polars("finding a new unit id", &e))?;
-        let id = largest.map_or(Some(1), |largest| largest.checked_add(1));
+        let read = |column: &Column| {
+            column
+                .cast(&DataType::Int64)
+                .and_then(|column| column.i64().map(|values| values.get(0)))
+                .map_err(|e| EngineError::polars("finding a new unit id", &e))
+        };
+        let below = read(&smallest)?.and_then(|smallest| {
+            let below = smallest.checked_sub(1)?;
+            (below >= 0
+                || matches!(
+                    unit_type,
+                    DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
+                ))
+            .then_some(below)
+        });
+        let id = match read(&largest)? {
+            None => Some(1),
+            Some(largest) => below.or_else(|| largest.checked_add(1)),
+        };
         Column::new(
             unit.into(),
             [id.ok_or_else(|| {
                 EngineError::invalid(
                     "source.privacy_unit",
-                    "the largest unit id leaves no room for a new one",
+                    "the unit ids leave no room for a new one",
                 )
             })?],
         )
     } else if matches!(unit_type, DataType::String) {
-        let largest = largest
-            .str()
-            .map(|values| values.get(0).map(str::to_string))
-            .map_err(|e| EngineError::polars("finding a new unit id", &e))?;
-        Column::new(
-            unit.into(),
-            [largest.map_or_else(|| "unit".to_string(), |largest| format!("{largest}+"))],
-        )
+        let read = |column: &Column| {
+            column
+                .str()
+                .map(|values| values.get(0).map(str::to_string))
+                .map_err(|e| EngineError::polars("finding a new unit id", &e))
+        };
+        let id = match (read(&smallest)?, read(&largest)?) {
+            (Some(smallest), _) if !smallest.is_empty() => String::new(),
+            (_, Some(largest)) => format!("{largest}+"),
+            _ => "unit".to_string(),
+        };
+        Column::new(unit.into(), [id])
     } else {
         return Err(EngineError::invalid(
             "source.privacy_unit",

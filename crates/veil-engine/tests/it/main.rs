@@ -4,4 +4,5 @@
 mod bounding;
 mod fixtures;
 mod governance;
+mod holes;
 mod run;

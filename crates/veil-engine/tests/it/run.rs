@@ -101,6 +101,16 @@ fn run_writes_tables_and_manifest_after_commit() {
     assert_eq!(ledger.releases.len(), 2, "the table and the manifest");
     assert_eq!(files_in(&output), ["by_country.csv", "release.json"]);
     let table = &summary.outputs[0].table;
+    assert_eq!(
+        summary.counts.rows_read, 50_000,
+        "the operator still gets the counts"
+    );
+    // Regression: rows came out in the scan's order (by each group's smallest unit id),
+    // which one added person could change. They are in key order.
+    let countries = table.column_as_strings("country").unwrap();
+    let mut sorted = countries.clone();
+    sorted.sort();
+    assert_eq!(countries, sorted);
     let columns = table.columns();
     for expected in [
         "country",
@@ -135,7 +145,14 @@ fn run_writes_tables_and_manifest_after_commit() {
         manifest["columns_read"],
         serde_json::json!(["user_id", "country", "value"])
     );
-    assert_eq!(manifest["diagnostics_not_private"]["rows_read"], 50_000);
+    // Regression: release.json carried the scan's exact counts; comparing two releases
+    // then showed how many rows one withdrawn person had. The manifest holds none of them.
+    assert!(manifest.get("diagnostics_not_private").is_none());
+    let text = std::fs::read_to_string(output.join("release.json")).unwrap();
+    assert!(
+        !text.contains("rows_read") && !text.contains("50000"),
+        "{text}"
+    );
 }
 
 #[test]

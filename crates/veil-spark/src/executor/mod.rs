@@ -603,8 +603,8 @@ pub(crate) fn parse(
     let counts = ScanCounts::from_passes(
         rows_read,
         rows_in_window,
-        rows_with_consent,
         counter(sql::ROWS_WITHOUT_UNIT)?,
+        rows_with_consent,
         missing_values,
     );
     Ok(Parsed { queries, counts })

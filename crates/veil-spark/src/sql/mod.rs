@@ -26,7 +26,7 @@ use veil_engine::job::{Source, SourceFormat};
 use veil_engine::plan::{
     ConsentFilter, HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, QueryScan, ScanPlan,
 };
-use veil_engine::scan::BoundingKey;
+use veil_engine::scan::{BoundingKey, NULL_MASK_COLUMNS};
 use veil_engine::schema::{ColumnKind, SourceSchema};
 
 /// The named parameter that keys the row hash (L∞).
@@ -317,17 +317,23 @@ fn counts_branch(plan: &ScanPlan, window: Option<&str>, layout: &Layout) -> Stri
             |window| format!("COUNT_IF({window})"),
         ),
     ));
-    let mut row_counts = vec![
-        (ROWS_WITH_CONSENT.to_string(), "COUNT(*)".to_string()),
-        (
-            ROWS_WITHOUT_UNIT.to_string(),
-            format!("COUNT_IF({unit} IS NULL)"),
+    // Rows without a unit are counted in the window, before consent (a null unit never has
+    // consent, but it is counted as what it is); the rest among the rows with a unit.
+    source_counts.push((
+        ROWS_WITHOUT_UNIT.to_string(),
+        window.map_or_else(
+            || format!("COUNT_IF({unit} IS NULL)"),
+            |window| format!("COUNT_IF(({window}) AND {unit} IS NULL)"),
         ),
-    ];
+    ));
+    let mut row_counts = vec![(
+        ROWS_WITH_CONSENT.to_string(),
+        format!("COUNT_IF({unit} IS NOT NULL)"),
+    )];
     for column in plan.value_columns() {
         row_counts.push((
             format!("{MISSING_PREFIX}{column}"),
-            format!("COUNT_IF(NOT {})", present(&column)),
+            format!("COUNT_IF({unit} IS NOT NULL AND NOT {})", present(&column)),
         ));
     }
     let mut parts = vec![
@@ -473,10 +479,7 @@ fn query_sql(
         .map(|column| ident(column))
         .collect();
     let partition = unit_and_groups.join(", ");
-    let row_hash = std::iter::once(format!(":{ROW_KEY}"))
-        .chain(hashed.iter().map(|column| ident(column)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let row_hash = keyed_hash_arguments(ROW_KEY, &hashed);
     ctes.push((
         bounded.clone(),
         format!(
@@ -511,12 +514,16 @@ fn query_sql(
             }
         }
     }
-    let pair_hash = std::iter::once(format!(":{PAIR_KEY}"))
-        .chain(unit_and_groups.iter().cloned())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let pair_hash = keyed_hash_arguments(PAIR_KEY, &query.pair_hash_columns(unit));
+    // Pairs tie only by a hash collision; their group keys then decide, nulls last, as in
+    // the local engine's sort.
+    let tie_break: String = query
+        .group_by
+        .iter()
+        .map(|column| format!(", {} ASC NULLS LAST", ident(column)))
+        .collect();
     pair_columns.push(format!(
-        "ROW_NUMBER() OVER (PARTITION BY {} ORDER BY xxhash64({pair_hash})) AS veil_rank",
+        "ROW_NUMBER() OVER (PARTITION BY {} ORDER BY xxhash64({pair_hash}){tie_break}) AS veil_rank",
         ident(unit)
     ));
     ctes.push((
@@ -798,6 +805,23 @@ fn double_literal(value: f64) -> String {
 /// Indents the continuation lines of a CTE body.
 fn indent(body: &str) -> String {
     body.replace('\n', "\n  ")
+}
+
+/// The arguments of the keyed `xxhash64` over `columns`: the key parameter, the columns,
+/// then one null mask per `NULL_MASK_COLUMNS` columns (`IF(c IS NULL, 2^j, 0)` summed as a
+/// `BIGINT`), exactly as the local engine hashes (`veil_engine::scan`'s hash module).
+fn keyed_hash_arguments(key: &str, columns: &[String]) -> String {
+    let mut arguments = vec![format!(":{key}")];
+    arguments.extend(columns.iter().map(|column| ident(column)));
+    for chunk in columns.chunks(NULL_MASK_COLUMNS) {
+        let bits: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(bit, column)| format!("IF({} IS NULL, {}L, 0L)", ident(column), 1_i64 << bit))
+            .collect();
+        arguments.push(format!("({})", bits.join(" + ")));
+    }
+    arguments.join(", ")
 }
 
 #[cfg(test)]

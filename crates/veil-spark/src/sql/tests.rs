@@ -183,10 +183,9 @@ fn without_governance_every_row_counts() {
             .contains("SELECT `user_id`, `country`, `value` FROM veil_source")
     );
     assert!(sql.query().contains("'rows_in_window', c1"));
-    assert!(
-        sql.query()
-            .contains("COUNT(*) AS c0, COUNT(*) AS c1 FROM veil_source")
-    );
+    assert!(sql.query().contains(
+        "COUNT(*) AS c0, COUNT(*) AS c1, COUNT_IF(`user_id` IS NULL) AS c2 FROM veil_source"
+    ));
 }
 
 #[test]
@@ -196,10 +195,11 @@ fn bounds_by_keyed_hashes_of_the_engine_columns() {
         false,
     ));
     let query = sql.query();
-    assert!(query.contains("ROW_NUMBER() OVER (PARTITION BY `user_id`, `country` ORDER BY xxhash64(:veil_row_key, `user_id`, `country`, `value`)) AS veil_rank"));
+    // The last argument is the null mask (the local engine's hash appends it alike).
+    assert!(query.contains("ROW_NUMBER() OVER (PARTITION BY `user_id`, `country` ORDER BY xxhash64(:veil_row_key, `user_id`, `country`, `value`, (IF(`user_id` IS NULL, 1L, 0L) + IF(`country` IS NULL, 2L, 0L) + IF(`value` IS NULL, 4L, 0L)))) AS veil_rank"));
     assert!(query.contains(") WHERE veil_rank <= 5"));
     assert!(query.contains(
-        "ROW_NUMBER() OVER (PARTITION BY `user_id` ORDER BY xxhash64(:veil_pair_key, `user_id`, `country`)) AS veil_rank"
+        "ROW_NUMBER() OVER (PARTITION BY `user_id` ORDER BY xxhash64(:veil_pair_key, `user_id`, `country`, (IF(`user_id` IS NULL, 1L, 0L) + IF(`country` IS NULL, 2L, 0L))), `country` ASC NULLS LAST) AS veil_rank"
     ));
     assert!(query.contains(") WHERE veil_rank <= 3"));
     assert!(!query.contains(&format!("{}", u64::MAX)));

@@ -38,7 +38,7 @@ q0_rows AS (
 -- L∞: in each (unit, group), the 5 rows with the smallest keyed hashes.
 q0_bounded AS (
   SELECT * FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY `user_id`, `country` ORDER BY xxhash64(:veil_row_key, `user_id`, `country`, `value`)) AS veil_rank
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY `user_id`, `country` ORDER BY xxhash64(:veil_row_key, `user_id`, `country`, `value`, (IF(`user_id` IS NULL, 1L, 0L) + IF(`country` IS NULL, 2L, 0L) + IF(`value` IS NULL, 4L, 0L)))) AS veil_rank
     FROM q0_rows
   ) WHERE veil_rank <= 5
 ),
@@ -65,7 +65,7 @@ q0_pairs AS (
       COALESCE(SUM(`values:value`), 0) AS `values:value`,
       COALESCE(SUM(`centered_sum:value`), 0) AS `centered_sum:value`,
       COALESCE(SUM(`centered_squares:value`), 0) AS `centered_squares:value`,
-      ROW_NUMBER() OVER (PARTITION BY `user_id` ORDER BY xxhash64(:veil_pair_key, `user_id`, `country`)) AS veil_rank
+      ROW_NUMBER() OVER (PARTITION BY `user_id` ORDER BY xxhash64(:veil_pair_key, `user_id`, `country`, (IF(`user_id` IS NULL, 1L, 0L) + IF(`country` IS NULL, 2L, 0L))), `country` ASC NULLS LAST) AS veil_rank
     FROM q0_values
     GROUP BY `user_id`, `country`
   ) WHERE veil_rank <= 3
@@ -78,7 +78,7 @@ q1_rows AS (
 -- L∞: in each (unit, group), the 5 rows with the smallest keyed hashes.
 q1_bounded AS (
   SELECT * FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY `user_id` ORDER BY xxhash64(:veil_row_key, `user_id`, `value`)) AS veil_rank
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY `user_id` ORDER BY xxhash64(:veil_row_key, `user_id`, `value`, (IF(`user_id` IS NULL, 1L, 0L) + IF(`value` IS NULL, 2L, 0L)))) AS veil_rank
     FROM q1_rows
   ) WHERE veil_rank <= 5
 ),
@@ -103,7 +103,7 @@ q1_pairs AS (
       COALESCE(SUM(`values:value`), 0) AS `values:value`,
       COALESCE(SUM(`centered_sum:value`), 0) AS `centered_sum:value`,
       COALESCE(SUM(`centered_squares:value`), 0) AS `centered_squares:value`,
-      ROW_NUMBER() OVER (PARTITION BY `user_id` ORDER BY xxhash64(:veil_pair_key, `user_id`)) AS veil_rank
+      ROW_NUMBER() OVER (PARTITION BY `user_id` ORDER BY xxhash64(:veil_pair_key, `user_id`, (IF(`user_id` IS NULL, 1L, 0L)))) AS veil_rank
     FROM q1_values
     GROUP BY `user_id`
   ) WHERE veil_rank <= 3
@@ -122,8 +122,8 @@ SELECT
   CAST(NULL AS BIGINT) AS v4,
   CAST(NULL AS BIGINT) AS v5
 FROM (
-  SELECT stack(2, 'rows_read', c0, 'rows_in_window', c1) AS (counter, value)
-  FROM (SELECT COUNT(*) AS c0, COUNT_IF(unix_micros(CAST(`event_time` AS TIMESTAMP)) BETWEEN 1777939200000000 AND 1793491200000000) AS c1 FROM veil_source)
+  SELECT stack(3, 'rows_read', c0, 'rows_in_window', c1, 'rows_without_unit', c2) AS (counter, value)
+  FROM (SELECT COUNT(*) AS c0, COUNT_IF(unix_micros(CAST(`event_time` AS TIMESTAMP)) BETWEEN 1777939200000000 AND 1793491200000000) AS c1, COUNT_IF((unix_micros(CAST(`event_time` AS TIMESTAMP)) BETWEEN 1777939200000000 AND 1793491200000000) AND `user_id` IS NULL) AS c2 FROM veil_source)
 )
 UNION ALL
 SELECT
@@ -139,8 +139,8 @@ SELECT
   CAST(NULL AS BIGINT) AS v4,
   CAST(NULL AS BIGINT) AS v5
 FROM (
-  SELECT stack(3, 'rows_with_consent', c0, 'rows_without_unit', c1, 'missing:value', c2) AS (counter, value)
-  FROM (SELECT COUNT(*) AS c0, COUNT_IF(`user_id` IS NULL) AS c1, COUNT_IF(NOT (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE)))) AS c2 FROM source_rows)
+  SELECT stack(2, 'rows_with_consent', c0, 'missing:value', c1) AS (counter, value)
+  FROM (SELECT COUNT_IF(`user_id` IS NOT NULL) AS c0, COUNT_IF(`user_id` IS NOT NULL AND NOT (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE)))) AS c1 FROM source_rows)
 )
 UNION ALL
 SELECT

@@ -18,7 +18,7 @@ q0_rows AS (
 -- L∞: in each (unit, group), the 5 rows with the smallest keyed hashes.
 q0_bounded AS (
   SELECT * FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY `user_id`, `country`, `feature` ORDER BY xxhash64(:veil_row_key, `user_id`, `country`, `feature`, `value`)) AS veil_rank
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY `user_id`, `country`, `feature` ORDER BY xxhash64(:veil_row_key, `user_id`, `country`, `feature`, `value`, (IF(`user_id` IS NULL, 1L, 0L) + IF(`country` IS NULL, 2L, 0L) + IF(`feature` IS NULL, 4L, 0L) + IF(`value` IS NULL, 8L, 0L)))) AS veil_rank
     FROM q0_rows
   ) WHERE veil_rank <= 5
 ),
@@ -47,7 +47,7 @@ q0_pairs AS (
       COALESCE(SUM(`values:value`), 0) AS `values:value`,
       COALESCE(SUM(`centered_sum:value`), 0) AS `centered_sum:value`,
       COALESCE(SUM(`centered_squares:value`), 0) AS `centered_squares:value`,
-      ROW_NUMBER() OVER (PARTITION BY `user_id` ORDER BY xxhash64(:veil_pair_key, `user_id`, `country`, `feature`)) AS veil_rank
+      ROW_NUMBER() OVER (PARTITION BY `user_id` ORDER BY xxhash64(:veil_pair_key, `user_id`, `country`, `feature`, (IF(`user_id` IS NULL, 1L, 0L) + IF(`country` IS NULL, 2L, 0L) + IF(`feature` IS NULL, 4L, 0L))), `country` ASC NULLS LAST, `feature` ASC NULLS LAST) AS veil_rank
     FROM q0_values
     GROUP BY `user_id`, `country`, `feature`
   ) WHERE veil_rank <= 3
@@ -67,8 +67,8 @@ SELECT
   CAST(NULL AS BIGINT) AS v4,
   CAST(NULL AS BIGINT) AS v5
 FROM (
-  SELECT stack(2, 'rows_read', c0, 'rows_in_window', c1) AS (counter, value)
-  FROM (SELECT COUNT(*) AS c0, COUNT(*) AS c1 FROM veil_source)
+  SELECT stack(3, 'rows_read', c0, 'rows_in_window', c1, 'rows_without_unit', c2) AS (counter, value)
+  FROM (SELECT COUNT(*) AS c0, COUNT(*) AS c1, COUNT_IF(`user_id` IS NULL) AS c2 FROM veil_source)
 )
 UNION ALL
 SELECT
@@ -85,8 +85,8 @@ SELECT
   CAST(NULL AS BIGINT) AS v4,
   CAST(NULL AS BIGINT) AS v5
 FROM (
-  SELECT stack(3, 'rows_with_consent', c0, 'rows_without_unit', c1, 'missing:value', c2) AS (counter, value)
-  FROM (SELECT COUNT(*) AS c0, COUNT_IF(`user_id` IS NULL) AS c1, COUNT_IF(NOT (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE)))) AS c2 FROM source_rows)
+  SELECT stack(2, 'rows_with_consent', c0, 'missing:value', c1) AS (counter, value)
+  FROM (SELECT COUNT_IF(`user_id` IS NOT NULL) AS c0, COUNT_IF(`user_id` IS NOT NULL AND NOT (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE)))) AS c1 FROM source_rows)
 )
 UNION ALL
 -- Query "by_pair": per-group sums (v0 = rows, v1 = units, v2 = sum:value, v3 = values:value, v4 = centered_sum:value, v5 = centered_squares:value).
