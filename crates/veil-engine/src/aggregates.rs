@@ -97,19 +97,22 @@ pub struct ScanCounts {
     /// Per aggregated column, rows whose value was null or NaN (dropped from that column's
     /// aggregates).
     pub missing_values: BTreeMap<String, u64>,
+    /// Distinct privacy units that remain after retention and consent.
+    pub units: u64,
 }
 
 impl ScanCounts {
     /// The counts from what each stage of a scan passed: rows in the source, rows inside the
     /// retention window and those of them without a unit, rows with a unit whose consent is
-    /// in force (every row with a unit, without a consent filter), and missing values per
-    /// aggregated column among the last.
+    /// in force (every row with a unit, without a consent filter) and their distinct units,
+    /// and missing values per aggregated column among them.
     #[must_use]
     pub fn from_passes(
         rows_read: u64,
         rows_in_window: u64,
         rows_without_unit: u64,
         rows_with_consent: u64,
+        units: u64,
         missing_values: BTreeMap<String, u64>,
     ) -> Self {
         Self {
@@ -120,7 +123,39 @@ impl ScanCounts {
                 .saturating_sub(rows_with_consent),
             rows_without_unit,
             missing_values,
+            units,
         }
+    }
+
+    /// Refuses a scan that left fewer than `required` units, saying which stage emptied
+    /// the source when one did.
+    ///
+    /// # Errors
+    /// [`EngineError::TooFewUnits`].
+    pub fn check_units(&self, required: u64) -> Result<(), EngineError> {
+        if self.units >= required.max(1) {
+            return Ok(());
+        }
+        let in_window = self.rows_read - self.rows_outside_retention;
+        let why = if self.rows_read == 0 {
+            ": the source has no rows".to_string()
+        } else if in_window == 0 {
+            format!(
+                ": all {} rows are outside the purpose's retention window (check the time column and --as-of)",
+                self.rows_read
+            )
+        } else if self.rows_without_consent + self.rows_without_unit == in_window {
+            format!(
+                ": none of the {in_window} rows inside the retention window has a unit whose consent for the purpose was in force at the as-of time (check the consent log's purposes, actions and dates, and --as-of)"
+            )
+        } else {
+            String::new()
+        };
+        Err(EngineError::TooFewUnits {
+            found: self.units,
+            required: required.max(1),
+            why,
+        })
     }
 }
 

@@ -87,6 +87,20 @@ pub enum EngineError {
     /// The ledger refused the charge or failed.
     #[error(transparent)]
     Budget(#[from] BudgetError),
+    /// Fewer privacy units remain after retention and consent than the job requires: the
+    /// run stops before anything is charged. The counts are exact (for the operator; this
+    /// message is never published).
+    #[error(
+        "{found} of the source's privacy units remain after retention and consent, and the job requires at least {required} (source.min_units); nothing was released or charged{why}"
+    )]
+    TooFewUnits {
+        /// Units that remain.
+        found: u64,
+        /// `source.min_units`.
+        required: u64,
+        /// What emptied the source, if a stage did: `": ..."`, or empty.
+        why: String,
+    },
     /// A bug in Veil: please report it.
     #[error("internal error (a bug in Veil, please report it): {0}")]
     Internal(String),

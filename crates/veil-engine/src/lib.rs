@@ -159,7 +159,11 @@ pub fn check_with(job: &Job, executor: &dyn Executor) -> Result<Plan, EngineErro
     let schema = executor.schema(&job.source)?;
     schema::check(job, &schema)?;
     if let Some(consent) = &job.governance.consent {
-        schema::check_consent(consent, &executor.schema(&consent.source())?)?;
+        schema::check_consent(
+            consent,
+            &executor.schema(&consent.source())?,
+            schema.get(&job.source.privacy_unit),
+        )?;
     }
     Ok(plan)
 }
@@ -205,6 +209,7 @@ pub fn run_with<R: Rng + CryptoRng + ?Sized>(
 
     progress(Stage::Scanning);
     let aggregated = executor.aggregate(&plan.scan, BoundingKey::random(rng))?;
+    aggregated.counts.check_units(job.governance.min_units)?;
 
     progress(Stage::Reserving);
     let charge = Charge {

@@ -5,7 +5,7 @@ use std::fmt;
 use polars::prelude::DataType;
 
 use crate::EngineError;
-use crate::job::{Consent, Job};
+use crate::job::{Consent, Job, SourceFormat};
 
 /// The kind of values a source column holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +108,29 @@ pub fn check(job: &Job, schema: &SourceSchema) -> Result<(), EngineError> {
                 available: available.clone(),
             })
     };
-    let unit = find("source.privacy_unit", &job.source.privacy_unit)?;
+    let unit = find("source.privacy_unit", &job.source.privacy_unit).map_err(|error| {
+        match (job.source.format, available.as_slice()) {
+            // One column whose name holds another separator: the file is delimited by it.
+            (SourceFormat::Csv { delimiter }, [only])
+                if only.contains([';', '\t', '|']) && !only.contains(char::from(delimiter)) =>
+            {
+                let found = [(';', "\";\""), ('\t', "\"\\t\" (a tab)"), ('|', "\"|\"")]
+                    .into_iter()
+                    .find(|(separator, _)| only.contains(*separator))
+                    .map_or("another character", |(_, name)| name);
+                EngineError::InvalidJob {
+                    key: "source.delimiter".to_string(),
+                    reason: format!(
+                        "{} reads as one column {only:?} with the delimiter {:?}, so column {:?} is not found: its header seems separated by {found}; set `delimiter = {found}` in [source]",
+                        job.source.path.display(),
+                        char::from(delimiter).to_string(),
+                        job.source.privacy_unit
+                    ),
+                }
+            }
+            _ => error,
+        }
+    })?;
     if !matches!(unit, ColumnKind::Integer | ColumnKind::String) {
         return Err(EngineError::ColumnType {
             key: "source.privacy_unit".to_string(),
@@ -163,7 +185,11 @@ pub fn check(job: &Job, schema: &SourceSchema) -> Result<(), EngineError> {
 ///
 /// # Errors
 /// [`EngineError::ColumnNotFound`] or [`EngineError::ColumnType`] naming the `consent` key.
-pub fn check_consent(consent: &Consent, schema: &SourceSchema) -> Result<(), EngineError> {
+pub fn check_consent(
+    consent: &Consent,
+    schema: &SourceSchema,
+    source_unit: Option<&ColumnKind>,
+) -> Result<(), EngineError> {
     let available: Vec<String> = schema
         .columns
         .iter()
@@ -202,6 +228,20 @@ pub fn check_consent(consent: &Consent, schema: &SourceSchema) -> Result<(), Eng
                 expected: expected_text,
             });
         }
+    }
+    // A log whose ids are text where the source's are integers (or the reverse) matches no
+    // one: every row would be dropped as without consent, silently.
+    if let (Some(source_kind), Some(log_kind)) = (source_unit, schema.get(&consent.unit_column))
+        && source_kind != log_kind
+    {
+        return Err(EngineError::InvalidJob {
+            key: "consent.unit_column".to_string(),
+            reason: format!(
+                "column {:?} of {} holds {log_kind} ids but the source's privacy unit holds {source_kind} ids: no one would match and every row would count as without consent; write the log with ids of the source's type",
+                consent.unit_column,
+                consent.path.display()
+            ),
+        });
     }
     let time = schema
         .get(&consent.time_column)

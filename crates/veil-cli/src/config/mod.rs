@@ -86,6 +86,7 @@ pub(crate) struct EngineChoice {
 struct ConsentConfig {
     path: PathBuf,
     format: Option<SourceFormatName>,
+    delimiter: Option<String>,
     unit_column: Option<String>,
     purpose_column: Option<String>,
     action_column: Option<String>,
@@ -98,7 +99,11 @@ struct SourceConfig {
     path: PathBuf,
     privacy_unit: String,
     format: Option<SourceFormatName>,
+    /// The field separator of a CSV source: one character (`","`, `";"`, `"\t"`).
+    delimiter: Option<String>,
     time_column: Option<String>,
+    /// Refuse to release when fewer units remain after retention and consent.
+    min_units: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -267,10 +272,21 @@ fn convert(
         key,
         reason,
     };
-    let format = match file.source.format {
-        Some(SourceFormatName::Parquet) => SourceFormat::Parquet,
-        Some(SourceFormatName::Csv) => SourceFormat::Csv,
-        None => SourceFormat::from_path(&file.source.path),
+    let format = source_format(
+        file.source.format,
+        file.source.delimiter.as_deref(),
+        &file.source.path,
+    )
+    .map_err(|reason| error("source.delimiter".into(), reason))?;
+    let min_units = match file.source.min_units {
+        Some(0) => {
+            return Err(error(
+                "source.min_units".into(),
+                "must be at least 1: a release about no one is refused anyway".into(),
+            ));
+        }
+        Some(units) => units,
+        None => 1,
     };
     if file.source.privacy_unit.trim().is_empty() {
         return Err(error(
@@ -366,12 +382,15 @@ fn convert(
             }
         }
     };
+    let consent_format = match &file.consent {
+        Some(consent) => Some(
+            source_format(consent.format, consent.delimiter.as_deref(), &consent.path)
+                .map_err(|reason| error("consent.delimiter".into(), reason))?,
+        ),
+        None => None,
+    };
     let consent = file.consent.map(|consent| Consent {
-        format: match consent.format {
-            Some(SourceFormatName::Parquet) => SourceFormat::Parquet,
-            Some(SourceFormatName::Csv) => SourceFormat::Csv,
-            None => SourceFormat::from_path(&consent.path),
-        },
+        format: consent_format.unwrap_or(SourceFormat::Parquet),
         path: consent.path,
         unit_column: consent
             .unit_column
@@ -396,6 +415,7 @@ fn convert(
         consent,
         time_column: file.source.time_column.clone(),
         as_of_ms,
+        min_units,
     };
     Ok(LoadedJob {
         file: path.to_path_buf(),
@@ -413,6 +433,42 @@ fn convert(
         engine,
         segments,
     })
+}
+
+/// A file's format: the one named, else the extension's; a `delimiter` makes it CSV (and is
+/// refused for Parquet).
+fn source_format(
+    named: Option<SourceFormatName>,
+    delimiter: Option<&str>,
+    path: &Path,
+) -> Result<SourceFormat, String> {
+    let format = match named {
+        Some(SourceFormatName::Parquet) => SourceFormat::Parquet,
+        Some(SourceFormatName::Csv) => SourceFormat::csv(),
+        None if delimiter.is_some() => SourceFormat::csv(),
+        None => SourceFormat::from_path(path),
+    };
+    let Some(text) = delimiter else {
+        return Ok(format);
+    };
+    if format == SourceFormat::Parquet {
+        return Err(
+            "a delimiter is for CSV files; this one is Parquet (set format = \"csv\" if it is not)"
+                .into(),
+        );
+    }
+    let delimiter = match text {
+        "\\t" | "tab" => b'\t',
+        _ => match text.as_bytes() {
+            [byte] if byte.is_ascii() && *byte != b'"' && *byte != b'\n' && *byte != b'\r' => *byte,
+            _ => {
+                return Err(format!(
+                    "{text:?} is not a field separator: give one ASCII character such as \",\", \";\", \"|\" or \"\\t\" (a tab)"
+                ));
+            }
+        },
+    };
+    Ok(SourceFormat::Csv { delimiter })
 }
 
 type KeyError = (String, String);

@@ -8,6 +8,7 @@ mod bad_input;
 mod budget;
 mod fuzz;
 mod governance;
+mod holes;
 mod ldp;
 mod noise;
 mod report;

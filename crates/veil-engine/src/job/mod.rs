@@ -20,8 +20,11 @@ pub struct Source {
 pub enum SourceFormat {
     /// Apache Parquet.
     Parquet,
-    /// Comma-separated values with a header row.
-    Csv,
+    /// Delimited text with a header row.
+    Csv {
+        /// The field separator (`b','` unless the job says otherwise).
+        delimiter: u8,
+    },
 }
 
 impl SourceFormat {
@@ -34,10 +37,22 @@ impl SourceFormat {
             .map(|name| name.to_string_lossy().to_lowercase())
             .unwrap_or_default();
         if name.ends_with(".csv") || name.ends_with(".csv.gz") {
-            Self::Csv
+            Self::csv()
         } else {
             Self::Parquet
         }
+    }
+
+    /// Comma-separated values.
+    #[must_use]
+    pub fn csv() -> Self {
+        Self::Csv { delimiter: b',' }
+    }
+
+    /// Whether this is one of the CSV formats (any delimiter).
+    #[must_use]
+    pub fn is_csv(self) -> bool {
+        matches!(self, Self::Csv { .. })
     }
 }
 
@@ -247,6 +262,9 @@ pub struct Governance {
     /// The time the job runs as of, in milliseconds since the Unix epoch (UTC): consent in
     /// force then, and the retention window ending then.
     pub as_of_ms: i64,
+    /// The fewest privacy units that may remain after retention and consent for a release
+    /// (at least 1: a job with no one left is refused before anything is charged).
+    pub min_units: u64,
 }
 
 impl Governance {
@@ -263,6 +281,7 @@ impl Governance {
             consent: None,
             time_column: None,
             as_of_ms,
+            min_units: 1,
         }
     }
 }

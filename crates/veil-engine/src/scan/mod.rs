@@ -104,7 +104,14 @@ pub(crate) fn aggregate_rows(
     // without a unit (a null unit never has consent, but it is counted as what it is).
     let value_columns = plan.value_columns();
     let with_unit = col(unit).is_not_null();
-    let mut diagnostics = vec![with_unit.clone().sum().cast(DataType::UInt64).alias("rows")];
+    let mut diagnostics = vec![
+        with_unit.clone().sum().cast(DataType::UInt64).alias("rows"),
+        col(unit)
+            .drop_nulls()
+            .n_unique()
+            .cast(DataType::UInt64)
+            .alias("units"),
+    ];
     for column in &value_columns {
         diagnostics.push(
             with_unit
@@ -172,6 +179,7 @@ pub(crate) fn aggregate_rows(
         read(&in_window, "rows")?,
         read(&in_window, "no_unit")?,
         read(&diagnostics, "rows")?,
+        read(&diagnostics, "units")?,
         missing_values,
     );
 

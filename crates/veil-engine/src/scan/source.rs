@@ -90,7 +90,7 @@ fn collect_files(
         let path = entry?.path();
         if path.is_dir() {
             collect_files(&path, format, found)?;
-        } else if SourceFormat::from_path(&path) == format
+        } else if SourceFormat::from_path(&path).is_csv() == format.is_csv()
             && !path
                 .file_name()
                 .is_some_and(|name| name.to_string_lossy().starts_with('.'))
@@ -122,7 +122,7 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 fn format_name(format: SourceFormat) -> &'static str {
     match format {
         SourceFormat::Parquet => "Parquet",
-        SourceFormat::Csv => "CSV",
+        SourceFormat::Csv { .. } => "CSV",
     }
 }
 
@@ -146,7 +146,8 @@ pub(crate) fn scan_source(source: &Source) -> Result<LazyFrame, EngineError> {
             };
             LazyFrame::scan_parquet_files(paths.into_iter().collect(), args).map_err(unreadable)
         }
-        SourceFormat::Csv => LazyCsvReader::new_paths(paths.into_iter().collect())
+        SourceFormat::Csv { delimiter } => LazyCsvReader::new_paths(paths.into_iter().collect())
+            .with_separator(delimiter)
             .with_has_header(true)
             .with_infer_schema_length(Some(10_000))
             .with_try_parse_dates(true)

@@ -97,6 +97,7 @@ fn governance(retention_days: Option<i64>, consent: Option<&Path>) -> Governance
         }),
         time_column: Some("event_time".into()),
         as_of_ms: AS_OF,
+        min_units: 1,
     }
 }
 

@@ -64,7 +64,7 @@ fn released_text(format: OutputFormat) -> (String, veil_engine::RunSummary) {
     std::fs::write(&consent, log).unwrap();
     job.governance.consent = Some(veil_engine::job::Consent {
         path: consent,
-        format: veil_engine::job::SourceFormat::Csv,
+        format: veil_engine::job::SourceFormat::csv(),
         unit_column: "user_id".into(),
         purpose_column: "purpose".into(),
         action_column: "action".into(),

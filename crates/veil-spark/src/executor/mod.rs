@@ -605,6 +605,7 @@ pub(crate) fn parse(
         rows_in_window,
         counter(sql::ROWS_WITHOUT_UNIT)?,
         rows_with_consent,
+        counter(sql::UNITS)?,
         missing_values,
     );
     Ok(Parsed { queries, counts })

@@ -44,6 +44,7 @@ pub(crate) const ROWS_READ: &str = "rows_read";
 pub(crate) const ROWS_IN_WINDOW: &str = "rows_in_window";
 pub(crate) const ROWS_WITH_CONSENT: &str = "rows_with_consent";
 pub(crate) const ROWS_WITHOUT_UNIT: &str = "rows_without_unit";
+pub(crate) const UNITS: &str = "units";
 pub(crate) const UNKNOWN_ACTIONS: &str = "unknown_actions";
 pub(crate) const MISSING_PREFIX: &str = "missing:";
 
@@ -326,10 +327,13 @@ fn counts_branch(plan: &ScanPlan, window: Option<&str>, layout: &Layout) -> Stri
             |window| format!("COUNT_IF(({window}) AND {unit} IS NULL)"),
         ),
     ));
-    let mut row_counts = vec![(
-        ROWS_WITH_CONSENT.to_string(),
-        format!("COUNT_IF({unit} IS NOT NULL)"),
-    )];
+    let mut row_counts = vec![
+        (
+            ROWS_WITH_CONSENT.to_string(),
+            format!("COUNT_IF({unit} IS NOT NULL)"),
+        ),
+        (UNITS.to_string(), format!("COUNT(DISTINCT {unit})")),
+    ];
     for column in plan.value_columns() {
         row_counts.push((
             format!("{MISSING_PREFIX}{column}"),
@@ -735,7 +739,7 @@ fn micros(column: &str) -> String {
 fn check_parquet(source: &Source, key: &str) -> Result<(), EngineError> {
     match source.format {
         SourceFormat::Parquet => Ok(()),
-        SourceFormat::Csv => Err(EngineError::InvalidJob {
+        SourceFormat::Csv { .. } => Err(EngineError::InvalidJob {
             key: key.to_string(),
             reason: format!(
                 "the Spark engine reads Parquet only, and {} is CSV (Spark infers CSV types differently, so rows would hash differently); convert it to Parquet or run the job locally",

@@ -293,7 +293,7 @@ fn refuses_what_spark_would_compute_differently() {
         false,
     );
     csv.source.path = PathBuf::from("/data/events.csv");
-    csv.source.format = SourceFormat::Csv;
+    csv.source.format = SourceFormat::csv();
     let plan = veil_engine::plan::plan(&csv).expect("the job plans");
     let error = compile(&plan.scan, &schema()).expect_err("CSV is refused");
     assert!(

@@ -85,8 +85,8 @@ SELECT
   CAST(NULL AS BIGINT) AS v4,
   CAST(NULL AS BIGINT) AS v5
 FROM (
-  SELECT stack(2, 'rows_with_consent', c0, 'missing:value', c1) AS (counter, value)
-  FROM (SELECT COUNT_IF(`user_id` IS NOT NULL) AS c0, COUNT_IF(`user_id` IS NOT NULL AND NOT (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE)))) AS c1 FROM source_rows)
+  SELECT stack(3, 'rows_with_consent', c0, 'units', c1, 'missing:value', c2) AS (counter, value)
+  FROM (SELECT COUNT_IF(`user_id` IS NOT NULL) AS c0, COUNT(DISTINCT `user_id`) AS c1, COUNT_IF(`user_id` IS NOT NULL AND NOT (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE)))) AS c2 FROM source_rows)
 )
 UNION ALL
 -- Query "by_pair": per-group sums (v0 = rows, v1 = units, v2 = sum:value, v3 = values:value, v4 = centered_sum:value, v5 = centered_squares:value).

@@ -1,0 +1,204 @@
+//! Regressions from a privacy review and a data team's walk through Veil (each test failed
+//! before its fix): empty releases that charged, silent type mismatches, CSV delimiters.
+
+use std::path::{Path, PathBuf};
+
+use predicates::prelude::*;
+use veil_accountant::{BudgetKey, BudgetLedger};
+use veil_ledger::SqliteLedger;
+
+use crate::veil;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A job over `source` with `extra` TOML (a `[consent]` table, more `[source]` keys),
+/// its own ledger and budget.
+fn job(directory: &Path, source: &Path, source_keys: &str, extra: &str) -> PathBuf {
+    let ledger = directory.join("ledger.sqlite");
+    if !ledger.exists() {
+        veil()
+            .args(["budget", "init", "--ledger"])
+            .arg(&ledger)
+            .args(["--dataset", "events", "--purpose", "analytics"])
+            .args(["--epsilon", "5", "--delta", "1e-5"])
+            .assert()
+            .success();
+    }
+    let job = directory.join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+as_of = "2026-11-01T00:00:00Z"
+
+[source]
+path = {source:?}
+privacy_unit = "user_id"
+{source_keys}
+
+[budget]
+ledger = {ledger:?}
+dataset = "events"
+purpose = "analytics"
+epsilon = 1.0
+delta = 1e-6
+
+{extra}
+
+[[query]]
+name = "by_country"
+group_by = ["country"]
+max_groups_per_unit = 1
+max_rows_per_group = 1
+aggregates = [{{ kind = "count" }}]
+
+[output]
+path = {output:?}
+"#,
+            output = directory.join("out"),
+        ),
+    )
+    .unwrap();
+    job
+}
+
+/// Nothing was charged and no output folder was written.
+fn nothing_charged(directory: &Path) {
+    let ledger = SqliteLedger::open(&directory.join("ledger.sqlite")).unwrap();
+    let status = ledger
+        .status(&BudgetKey {
+            dataset: "events".into(),
+            purpose: "analytics".into(),
+        })
+        .unwrap();
+    assert_eq!(status.remaining, status.total, "nothing is charged");
+    let written = std::fs::read_dir(directory.join("out"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(written, 0, "nothing is written");
+}
+
+/// Regression: a consent log with text ids over a source with integer ids matched no one,
+/// released 0 groups, charged the budget and exited 0.
+#[test]
+fn a_consent_log_of_another_id_type_is_a_configuration_error() {
+    let directory = tempfile::tempdir().unwrap();
+    let consent = directory.path().join("consent.csv");
+    std::fs::write(
+        &consent,
+        "user_id,purpose,action,at\nu1,analytics,grant,2026-01-01T00:00:00Z\n",
+    )
+    .unwrap();
+    let source = workspace().join("data/events.parquet");
+    let job = job(
+        directory.path(),
+        &source,
+        "",
+        &format!("[consent]\npath = {consent:?}"),
+    );
+    veil()
+        .arg("run")
+        .arg(&job)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("consent.unit_column"))
+        .stderr(predicate::str::contains(
+            "holds string ids but the source's privacy unit holds integer ids",
+        ));
+    nothing_charged(directory.path());
+}
+
+/// Regression: consent given only after the as-of time left no one, and the empty
+/// release was charged with exit 0.
+#[test]
+fn a_run_that_leaves_no_one_is_refused_and_says_why() {
+    let directory = tempfile::tempdir().unwrap();
+    let consent = directory.path().join("consent.csv");
+    let mut log = String::from("user_id,purpose,action,at\n");
+    for user in 0..5000 {
+        log.push_str(&format!("{user},analytics,grant,2026-12-01T00:00:00Z\n"));
+    }
+    std::fs::write(&consent, log).unwrap();
+    let source = workspace().join("data/events.parquet");
+    let job = job(
+        directory.path(),
+        &source,
+        "",
+        &format!("[consent]\npath = {consent:?}"),
+    );
+    veil()
+        .arg("run")
+        .arg(&job)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "0 of the source's privacy units remain",
+        ))
+        .stderr(predicate::str::contains(
+            "consent for the purpose was in force at the as-of time",
+        ))
+        .stderr(predicate::str::contains("nothing was released or charged"));
+    nothing_charged(directory.path());
+}
+
+/// A job can ask for a smallest population; below it nothing is released or charged.
+#[test]
+fn min_units_refuses_a_small_population() {
+    let directory = tempfile::tempdir().unwrap();
+    let source = workspace().join("data/events.parquet");
+    let job = job(directory.path(), &source, "min_units = 1000000000", "");
+    veil()
+        .arg("run")
+        .arg(&job)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "the job requires at least 1000000000 (source.min_units)",
+        ));
+    nothing_charged(directory.path());
+    let job = self::job(directory.path(), &source, "min_units = 0", "");
+    veil()
+        .arg("run")
+        .arg(&job)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "source.min_units: must be at least 1",
+        ));
+}
+
+/// A CSV source separated by semicolons: without `delimiter` the unit column is "missing",
+/// and the message says the delimiter may be wrong; with it the job runs.
+#[test]
+fn a_csv_source_with_another_delimiter_is_named_and_readable() {
+    let directory = tempfile::tempdir().unwrap();
+    let source = directory.path().join("events.csv");
+    let mut text = String::from("user_id;country\n");
+    for user in 0..3000 {
+        text.push_str(&format!("{user};{}\n", ["FR", "DE", "ES"][user % 3]));
+    }
+    std::fs::write(&source, text).unwrap();
+    let job = job(directory.path(), &source, "", "");
+    veil()
+        .arg("run")
+        .arg(&job)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("source.delimiter"))
+        .stderr(predicate::str::contains(
+            "set `delimiter = \";\"` in [source]",
+        ));
+    nothing_charged(directory.path());
+    let job = self::job(directory.path(), &source, "delimiter = \";\"", "");
+    veil()
+        .arg("run")
+        .arg(&job)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("by_country: 3 groups"));
+}
