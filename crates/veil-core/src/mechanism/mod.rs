@@ -21,11 +21,13 @@ use crate::{Bounds, ParamError, PrivacyLoss, Rational};
 
 mod gaussian;
 mod laplace;
+mod quantile;
 mod threshold;
 
 pub use gaussian::GaussianMechanism;
 pub use laplace::LaplaceMechanism;
-pub use threshold::{ThresholdMechanism, ThresholdNoise};
+pub use quantile::{LEVEL_DENOMINATOR, QuantileLevel, QuantileMechanism, QuantileSelection};
+pub use threshold::{ConditionalInterval, ThresholdMechanism, ThresholdNoise};
 
 /// The confidence level of the intervals Veil reports: 95%.
 pub const DEFAULT_CONFIDENCE: f64 = 0.95;
@@ -39,6 +41,9 @@ pub enum MechanismKind {
     DiscreteLaplace,
     /// The discrete Gaussian distribution.
     DiscreteGaussian,
+    /// A choice among candidates by exponentially falling weights (permute-and-flip or
+    /// the exponential mechanism).
+    Exponential,
 }
 
 impl fmt::Display for MechanismKind {
@@ -46,6 +51,7 @@ impl fmt::Display for MechanismKind {
         f.write_str(match self {
             Self::DiscreteLaplace => "discrete-laplace",
             Self::DiscreteGaussian => "discrete-gaussian",
+            Self::Exponential => "exponential",
         })
     }
 }

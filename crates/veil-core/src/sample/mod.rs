@@ -451,6 +451,20 @@ fn bernoulli_ratio_big<R: Rng + ?Sized>(rng: &mut R, numer: &UBig, denom: &UBig)
     uniform_below_big(rng, denom) < *numer
 }
 
+/// `Bernoulli(exp(-numer/denom))` for big-integer parts (`denom > 0`), in 128-bit
+/// arithmetic when both parts fit.
+pub(crate) fn bernoulli_exp_of<R: Rng + ?Sized>(rng: &mut R, numer: &UBig, denom: &UBig) -> bool {
+    match (u128::try_from(numer), u128::try_from(denom)) {
+        (Ok(numer), Ok(denom)) => bernoulli_exp_ratio(rng, numer, denom),
+        _ => bernoulli_exp_big(rng, numer, denom),
+    }
+}
+
+/// A uniform integer in `[0, n)`, `n > 0`.
+pub(crate) fn uniform_below<R: Rng + ?Sized>(rng: &mut R, n: u64) -> u64 {
+    uniform_below_u64(rng, n)
+}
+
 /// `Bernoulli(exp(-numer/denom))` with arbitrary-precision parts.
 fn bernoulli_exp_big<R: Rng + ?Sized>(rng: &mut R, numer: &UBig, denom: &UBig) -> bool {
     let (mut whole, remainder) = (numer / denom, numer % denom);

@@ -34,7 +34,23 @@ pub struct ThresholdMechanism {
     noise: ThresholdNoise,
     threshold: i64,
     max_partitions: u64,
+    /// The most one unit adds to a group's count (1 for distinct units; `L∞` for rows).
+    contribution: u64,
     delta: Delta,
+}
+
+/// The 95% interval of a count that passed its threshold, given that it passed. The
+/// released count itself stays the noisy value, which is biased upwards near the threshold
+/// (only groups whose noise pushed them over are seen: about `+1.2σ` at the threshold
+/// itself); the interval accounts for that: it holds the true count with probability at
+/// least 95% *given that the group passed*, by inverting the tests of the noise
+/// distribution truncated at the threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConditionalInterval {
+    /// The lower end (at least 0).
+    pub low: f64,
+    /// The upper end.
+    pub high: f64,
 }
 
 impl ThresholdMechanism {
@@ -49,22 +65,13 @@ impl ThresholdMechanism {
     ) -> Result<Self, ParamError> {
         check(max_partitions, delta)?;
         let noise = LaplaceMechanism::new(L1Sensitivity::integer(max_partitions), epsilon)?;
-        let scale = noise.scale().to_f64_down();
-        // P[Z >= m] = q^m / (1 + q) for m >= 1, q = exp(-1/scale): rounded up.
-        let tail = move |m: i64| -> f64 {
-            if m <= 0 {
-                return 1.0;
-            }
-            #[allow(clippy::cast_precision_loss)]
-            let m = m as f64;
-            let q = libm::exp(-1.0 / scale);
-            pad_up(libm::exp(-m / scale) / (1.0 + q))
-        };
-        let threshold = smallest_threshold(max_partitions, delta, tail)?;
+        let tail = laplace_tail(noise.scale().to_f64_down());
+        let threshold = smallest_threshold(max_partitions, 1, delta, tail)?;
         Ok(Self {
             noise: ThresholdNoise::Laplace(noise),
             threshold,
             max_partitions,
+            contribution: 1,
             delta,
         })
     }
@@ -80,16 +87,127 @@ impl ThresholdMechanism {
         let sigma = libm::sqrt(noise.sigma_squared().to_f64_down());
         #[allow(clippy::cast_precision_loss)]
         let tail = move |m: i64| discrete_gaussian_tail(m as f64, sigma).1;
-        let threshold = smallest_threshold(max_partitions, delta, tail)?;
+        let threshold = smallest_threshold(max_partitions, 1, delta, tail)?;
         Ok(Self {
             noise: ThresholdNoise::Gaussian(noise),
             threshold,
             max_partitions,
+            contribution: 1,
             delta,
         })
     }
 
-    /// The threshold τ on the noisy distinct-unit count.
+    /// Thresholding a count that is released anyway: `noise` is that count's mechanism
+    /// (calibrated by the caller for every group a unit can reach), `contribution` the
+    /// most one unit adds to one group's count (1 for distinct units, `L∞` for rows). A
+    /// group passes when its released noisy count reaches τ; the selection costs only δ on
+    /// top of the count's own loss.
+    ///
+    /// # Errors
+    /// [`ParamError`] if `max_partitions` or `contribution` is zero or δ is zero.
+    pub fn on_released(
+        noise: ThresholdNoise,
+        contribution: u64,
+        max_partitions: u64,
+        delta: Delta,
+    ) -> Result<Self, ParamError> {
+        check(max_partitions, delta)?;
+        if contribution == 0 {
+            return Err(ParamError::OutOfRange {
+                param: "contribution per group",
+                value: 0.0,
+                expected: ">= 1",
+            });
+        }
+        let threshold = match &noise {
+            ThresholdNoise::Laplace(mechanism) => {
+                let scale = mechanism.scale().to_f64_down();
+                smallest_threshold(max_partitions, contribution, delta, laplace_tail(scale))?
+            }
+            ThresholdNoise::Gaussian(mechanism) => {
+                let sigma = libm::sqrt(mechanism.sigma_squared().to_f64_down());
+                #[allow(clippy::cast_precision_loss)]
+                let tail = move |m: i64| discrete_gaussian_tail(m as f64, sigma).1;
+                smallest_threshold(max_partitions, contribution, delta, tail)?
+            }
+        };
+        Ok(Self {
+            noise,
+            threshold,
+            max_partitions,
+            contribution,
+            delta,
+        })
+    }
+
+    /// Whether a released noisy count passes.
+    #[must_use]
+    pub fn passes(&self, noisy: i64) -> bool {
+        noisy >= self.threshold
+    }
+
+    /// The most one unit adds to one group's count.
+    #[must_use]
+    pub fn contribution(&self) -> u64 {
+        self.contribution
+    }
+
+    /// The interval of a group whose released noisy count `noisy` passed (post-processing:
+    /// it reads nothing but the released count).
+    #[must_use]
+    pub fn conditional_interval(&self, noisy: i64) -> ConditionalInterval {
+        // P[Y >= y | Y >= τ] for Y = n + Z: increasing in n (the noise is log-concave).
+        let at_least = |n: f64, y: i64| -> f64 {
+            #[allow(clippy::cast_precision_loss)]
+            let (y, tau) = (y as f64, self.threshold as f64);
+            let passed = self.noise_tail(tau - n);
+            if passed <= 0.0 {
+                return 1.0;
+            }
+            (self.noise_tail(y.max(tau) - n) / passed).min(1.0)
+        };
+        // The n at which `P[Y >= y | n, passed] = p` (bisection; monotone in n).
+        let solve = |p: f64, y: i64| -> f64 {
+            let spread = 50.0 * self.std_dev().max(1.0);
+            #[allow(clippy::cast_precision_loss)]
+            let (mut low, mut high) = (y as f64 - spread, y as f64 + spread);
+            for _ in 0..100 {
+                let middle = f64::midpoint(low, high);
+                if at_least(middle, y) < p {
+                    low = middle;
+                } else {
+                    high = middle;
+                }
+            }
+            f64::midpoint(low, high)
+        };
+        let tail = (1.0 - super::DEFAULT_CONFIDENCE) / 2.0;
+        // Lower end: the smallest n under which a count at least this large is not rare;
+        // upper end: the largest n under which a count at most this large is not rare.
+        let low = solve(tail, noisy).max(0.0);
+        let high = solve(1.0 - tail, noisy.saturating_add(1)).max(low);
+        ConditionalInterval { low, high }
+    }
+
+    /// `P[Z >= m]` for real `m` (rounded to the integer grid of the noise), in floating
+    /// point: for estimates, not for calibration.
+    fn noise_tail(&self, m: f64) -> f64 {
+        let m = libm::ceil(m - 1e-9);
+        match &self.noise {
+            ThresholdNoise::Laplace(noise) => {
+                let scale = noise.scale().to_f64();
+                let q = libm::exp(-1.0 / scale);
+                if m > 0.0 {
+                    libm::exp(-m / scale) / (1.0 + q)
+                } else {
+                    1.0 - libm::exp(-(1.0 - m) / scale) / (1.0 + q)
+                }
+            }
+            ThresholdNoise::Gaussian(noise) => crate::special::normal_sf((m - 0.5) / noise.sigma()),
+        }
+    }
+
+    /// The threshold τ on the noisy count.
     #[must_use]
     pub fn threshold(&self) -> i64 {
         self.threshold
@@ -209,16 +327,34 @@ fn check(max_partitions: u64, delta: Delta) -> Result<(), ParamError> {
     Ok(())
 }
 
-/// The smallest τ >= 1 with `L0 · tail(τ - 1) <= δ`, where `tail(m)` bounds `P[Z >= m]`
-/// from above and decreases in `m`.
+/// `P[Z >= m]` of the discrete Laplace of `scale`, rounded up: `q^m / (1 + q)` for
+/// `m >= 1`, `q = exp(-1/scale)`.
+fn laplace_tail(scale: f64) -> impl Fn(i64) -> f64 {
+    move |m: i64| -> f64 {
+        if m <= 0 {
+            return 1.0;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let m = m as f64;
+        let q = libm::exp(-1.0 / scale);
+        pad_up(libm::exp(-m / scale) / (1.0 + q))
+    }
+}
+
+/// The smallest τ >= 1 with `L0 · tail(τ - c) <= δ`, where `c` is the most a unit adds to
+/// one group's count and `tail(m)` bounds `P[Z >= m]` from above and decreases in `m`.
 fn smallest_threshold(
     max_partitions: u64,
+    contribution: u64,
     delta: Delta,
     tail: impl Fn(i64) -> f64,
 ) -> Result<i64, ParamError> {
     #[allow(clippy::cast_precision_loss)]
     let partitions = max_partitions as f64;
-    let passes = |threshold: i64| pad_up(partitions * tail(threshold - 1)) <= delta.get();
+    let contribution = i64::try_from(contribution).unwrap_or(i64::MAX);
+    let passes = |threshold: i64| {
+        pad_up(partitions * tail(threshold.saturating_sub(contribution))) <= delta.get()
+    };
     let mut high: i64 = 1;
     while !passes(high) {
         high = high.checked_mul(2).ok_or_else(|| ParamError::Invalid {
