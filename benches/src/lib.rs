@@ -70,19 +70,23 @@ pub fn job(source: &Path, output: &Path) -> Job {
                 Aggregate {
                     name: "count".into(),
                     kind: AggregateKind::Count,
+                    weight: 1.0,
                 },
                 Aggregate {
                     name: "sum_value".into(),
                     kind: AggregateKind::Sum(value),
+                    weight: 1.0,
                 },
             ],
             weight: 1.0,
+            drop_missing: Vec::new(),
         }],
         output: Output {
             directory: output.to_path_buf(),
             format: OutputFormat::Parquet,
         },
         governance: Governance::unrestricted("analytics", veil_engine::sample::SAMPLE_END_MS),
+        noise: veil_engine::job::NoisePreference::Auto,
     }
 }
 

@@ -53,9 +53,7 @@ use rand_core::{CryptoRng, Rng};
 use veil_core::calibrate::rho_to_epsilon;
 use veil_core::{Delta, Epsilon, PrivacyLoss, Rho};
 use veil_engine::job::{Job, Partitions};
-use veil_engine::plan::{
-    Measure, Plan, PlannedCost, QueryPlan, ScanPlan, measures_for, output_names_of,
-};
+use veil_engine::plan::{Measure, Plan, PlannedCost, QueryPlan, ScanPlan, output_names_of};
 use veil_engine::release::ReleasedTable;
 use veil_engine::scan::{
     Aggregated, BoundingKey, ExternalAggregates, Neighbour, QueryAggregates, aggregate,
@@ -438,24 +436,26 @@ pub fn job_claim(plan: &Plan) -> Result<Claim, AuditError> {
 fn cell_claim(plan: &Plan, query: &QueryPlan, output: Option<&str>) -> Result<Claim, AuditError> {
     let mut losses: Vec<PrivacyLoss> = Vec::new();
     let mut delta = 0.0;
+    // The measures the cell reads, each once: the count that selects groups (presence
+    // gates every cell) and the output's own.
+    let mut keys: BTreeSet<String> = BTreeSet::new();
     if let Some(selection) = &query.selection {
-        losses.push(selection.noise_loss());
         delta += selection.delta().get();
+        match &query.selection_count {
+            Some(key) => {
+                keys.insert(key.clone());
+            }
+            None => losses.push(selection.noise_loss()),
+        }
     }
     if let Some(output) = output {
-        let aggregate = query
-            .query
-            .aggregates
-            .iter()
-            .find(|aggregate| output_names_of(aggregate).iter().any(|name| name == output));
-        let measures = match aggregate {
-            Some(aggregate) => measures_for(&aggregate.kind, "audit")?,
-            None => Vec::new(),
-        };
-        for measure in measures {
-            if let Some(noisy) = query.noise_of(&measure.key()) {
-                losses.push(noisy.noise.loss());
-            }
+        for noisy in query.measures_of_output(output) {
+            keys.insert(noisy.measure.key());
+        }
+    }
+    for key in &keys {
+        if let Some(noisy) = query.noise_of(key) {
+            losses.push(noisy.noise.loss());
         }
     }
     let mut epsilon = 0.0;
@@ -562,9 +562,9 @@ fn fingerprints(
         .collect();
     for measure in &scan.measures {
         match measure {
-            Measure::Histogram { column, .. } => {
+            Measure::Histogram { .. } => {
                 for (group, leaf, rows) in aggregates
-                    .histogram(column, &query.query.group_by)
+                    .histogram(&measure.key(), &query.query.group_by)
                     .unwrap_or_default()
                 {
                     if let Some(entry) = keys.get(group).and_then(|key| result.get_mut(key)) {
@@ -637,16 +637,16 @@ fn restrict(
         let mut histograms = BTreeMap::new();
         for measure in &scan.measures {
             match measure {
-                Measure::Histogram { column, .. } => {
+                Measure::Histogram { .. } => {
                     let rows = aggregates
-                        .histogram(column, &group_by)
+                        .histogram(&measure.key(), &group_by)
                         .unwrap_or_default()
                         .into_iter()
                         .filter_map(|(group, leaf, rows)| {
                             new_index.get(&group).map(|&group| (group, leaf, rows))
                         })
                         .collect();
-                    histograms.insert(column.clone(), rows);
+                    histograms.insert(measure.key(), rows);
                 }
                 other => {
                     if let Some(values) = aggregates.measure(&other.key()) {
@@ -671,13 +671,17 @@ fn restrict(
     )?)
 }
 
-/// The plan reduced to what decides which groups a release publishes: partition selection,
-/// no aggregates and no other measure.
+/// The plan reduced to what decides which groups a release publishes: partition selection
+/// (and the released count it thresholds), no aggregates and no other measure.
 fn presence_only(plan: &Plan) -> Plan {
     let mut plan = plan.clone();
     for query in &mut plan.queries {
         query.query.aggregates.clear();
-        query.measures.clear();
+        query.derivations.clear();
+        let selection_count = query.selection_count.clone();
+        query
+            .measures
+            .retain(|noisy| Some(noisy.measure.key()) == selection_count);
     }
     plan
 }
@@ -724,9 +728,9 @@ fn extreme_values(scan: &ScanPlan) -> BTreeMap<String, f64> {
     for query in &scan.queries {
         for measure in &query.measures {
             let bounds = match measure {
-                Measure::Sum { column, grid }
-                | Measure::CenteredSum { column, grid }
-                | Measure::CenteredSquares { column, grid } => {
+                Measure::Sum { column, grid, .. }
+                | Measure::CenteredSum { column, grid, .. }
+                | Measure::CenteredSquares { column, grid, .. } => {
                     let (lower, upper) = grid.bounds_in_steps();
                     Some((column, grid.to_real(lower), grid.to_real(upper)))
                 }

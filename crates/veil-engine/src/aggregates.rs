@@ -15,7 +15,7 @@ use crate::frame::{NULL_KEY, int_column, row_keys};
 pub struct QueryAggregates {
     /// Group-by columns, then one `Int64` column per measure key.
     pub(crate) groups: DataFrame,
-    /// Per histogram column: group-by columns, `leaf`, `rows`.
+    /// Per histogram measure key: group-by columns, `leaf`, `rows`.
     pub(crate) histograms: BTreeMap<String, DataFrame>,
 }
 
@@ -50,10 +50,11 @@ impl QueryAggregates {
         int_column(&self.groups, key).ok()
     }
 
-    /// The true leaf counts of a histogram column: `(group index, leaf, rows)`.
+    /// The true leaf counts of a histogram measure (by its key): `(group index, leaf,
+    /// rows)`.
     #[must_use]
-    pub fn histogram(&self, column: &str, group_by: &[String]) -> Option<Vec<(usize, i64, i64)>> {
-        let frame = self.histograms.get(column)?;
+    pub fn histogram(&self, key: &str, group_by: &[String]) -> Option<Vec<(usize, i64, i64)>> {
+        let frame = self.histograms.get(key)?;
         let index: BTreeMap<Vec<String>, usize> = row_keys(&self.groups, group_by)
             .ok()?
             .into_iter()

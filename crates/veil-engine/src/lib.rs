@@ -360,6 +360,7 @@ fn manifest(
                         veil_core::mechanism::ThresholdNoise::Gaussian(_) => "gaussian",
                     }),
                     "threshold": selection.threshold(),
+                    "on": query.selection_count.clone().unwrap_or_else(|| "units (drawn for the selection alone)".to_string()),
                     "noise_std": selection.std_dev(),
                     "delta": selection.delta().get(),
                     "units_for_even_odds": selection.units_for_half(),
@@ -369,10 +370,12 @@ fn manifest(
                 .measures
                 .iter()
                 .map(|noisy| {
+                    let std = noisy.noise.std_dev();
                     json!({
                         "measure": noisy.measure.key(),
+                        "budget_share": noisy.share,
                         "loss": noisy.noise.loss().to_string(),
-                        "noise_std_in_steps": noisy.noise.std_dev(),
+                        "noise_std_in_steps": std.is_finite().then_some(std),
                         "step": measure_step(&noisy.measure),
                     })
                 })
@@ -381,7 +384,8 @@ fn manifest(
                 .query
                 .aggregates
                 .iter()
-                .map(|aggregate| {
+                .zip(&query.derivations)
+                .map(|(aggregate, derivation)| {
                     let column = aggregate.kind.column().map(|column| {
                         json!({ "name": column.name, "bounds": [column.bounds.lower(), column.bounds.upper()] })
                     });
@@ -390,6 +394,8 @@ fn manifest(
                         "kind": kind_name(&aggregate.kind),
                         "column": column,
                         "outputs": plan::output_names_of(aggregate),
+                        "from": derivation.measures(),
+                        "formula": derivation.formula(),
                     })
                 })
                 .collect();
@@ -443,7 +449,9 @@ fn manifest(
             "counts and unit counts are clamped at 0, and so are their interval ends",
             "sums of values bounded below by 0 (or above by 0) are clamped to that sign, interval ends too",
             "means, variances and quantiles are clamped to the values their bounds allow",
-            "intervals are 95%: exact for counts and sums, delta-method approximations for means and variances, and from the noisy cumulative histogram for quantiles",
+            "intervals are 95%: exact for counts and sums, delta-method approximations for means and variances",
+            "a count that selected its group is the noisy count itself, biased upwards near the threshold (only groups whose noise pushed them over are released); its interval holds the true count with 95% probability given that the group was released",
+            "a quantile is a bin edge chosen by permute-and-flip (or the exponential mechanism) among the histogram's bin edges; its interval's ends are two more such choices, aimed that many rows below and above the level that each misses with probability at most 2.5%, widened by one bin: 95% where values have no point masses or wide gaps at the bin's scale, approximate otherwise",
         ],
     })
 }

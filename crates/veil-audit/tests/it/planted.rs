@@ -323,6 +323,7 @@ fn job_on(source: &Path, output: &Path) -> Job {
                 Aggregate {
                     name: count.default_name(),
                     kind: count,
+                    weight: 1.0,
                 },
                 Aggregate {
                     name: "sum_value".into(),
@@ -330,15 +331,18 @@ fn job_on(source: &Path, output: &Path) -> Job {
                         name: "value".into(),
                         bounds: Bounds::new(0.0, 100.0).unwrap(),
                     }),
+                    weight: 1.0,
                 },
             ],
             weight: 1.0,
+            drop_missing: Vec::new(),
         }],
         output: Output {
             directory: output.join("out"),
             format: OutputFormat::Csv,
         },
         governance: Governance::unrestricted("analytics", veil_engine::sample::SAMPLE_END_MS),
+        noise: veil_engine::job::NoisePreference::Auto,
     }
 }
 

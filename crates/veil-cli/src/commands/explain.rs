@@ -9,8 +9,8 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 use veil_core::mechanism::ThresholdNoise;
 use veil_engine::Executor;
-use veil_engine::job::{AggregateKind, Job, JobBudget, Partitions};
-use veil_engine::plan::{Measure, Plan, PlannedCost, QueryPlan, output_names_of};
+use veil_engine::job::{Job, JobBudget, Partitions};
+use veil_engine::plan::{OutputNoise, Plan, PlannedCost, QueryPlan};
 
 use crate::config::{self, LoadedJob};
 use crate::engine::{Engine, EngineArgs};
@@ -152,56 +152,20 @@ fn short(value: f64) -> String {
     }
 }
 
-/// The noise of one released value, in its own units, in words.
-fn noise_text(query: &QueryPlan, kind: &AggregateKind) -> (String, String) {
-    let std_of = |key: &str| query.noise_of(key).map(|noisy| noisy.noise.std_dev());
-    let step_of = |key: &str| {
-        query.noise_of(key).and_then(|noisy| match &noisy.measure {
-            Measure::Sum { grid, .. } => Some(grid.granularity().to_f64()),
-            Measure::CenteredSum { grid, .. } | Measure::CenteredSquares { grid, .. } => {
-                Some(grid.granularity().to_f64() / 2.0)
-            }
-            _ => None,
-        })
-    };
-    let z = 1.96;
-    match kind {
-        AggregateKind::Count => std_of("rows").map_or_else(Default::default, |std| {
-            (short(std), format!("± {}", short(z * std)))
-        }),
-        AggregateKind::UnitCount => {
-            let std = query
-                .selection
-                .as_ref()
-                .map(veil_core::mechanism::ThresholdMechanism::std_dev)
-                .or_else(|| std_of("units"));
-            std.map_or_else(Default::default, |std| {
-                (short(std), format!("± {}", short(z * std)))
-            })
-        }
-        AggregateKind::Sum(column) => {
-            let key = format!("sum:{}", column.name);
-            match (std_of(&key), step_of(&key)) {
-                (Some(std), Some(step)) => {
-                    (short(std * step), format!("± {}", short(z * std * step)))
-                }
-                _ => Default::default(),
-            }
-        }
-        AggregateKind::Mean(column) | AggregateKind::Variance(column) => {
-            let key = format!("centered_sum:{}", column.name);
-            match (std_of(&key), step_of(&key)) {
-                (Some(std), Some(step)) => (
-                    format!("≈ {} / n", short(std * step)),
-                    format!("≈ ± {} / n (n values in the group)", short(z * std * step)),
-                ),
-                _ => Default::default(),
-            }
-        }
-        AggregateKind::Quantiles { .. } => (
-            "rank error".to_string(),
-            "from the noisy histogram".to_string(),
+/// The noise of one released value, in its own units, in words: `(std, 95% error)`.
+fn noise_text(noise: &OutputNoise) -> (String, String) {
+    let z = veil_core::special::normal_sf_inverse(0.025);
+    match (noise.std, noise.std_times_n, noise.rank_error) {
+        (Some(std), _, _) => (short(std), format!("± {}", short(z * std))),
+        (None, Some(std), _) => (
+            format!("≈ {} / n", short(std)),
+            format!("≈ ± {} / n (n values in the group)", short(z * std)),
         ),
+        (None, None, Some(rank)) => (
+            "rank error".to_string(),
+            format!("rank within ± {} rows (95%), plus one bin", short(rank)),
+        ),
+        (None, None, None) => Default::default(),
     }
 }
 
@@ -215,12 +179,19 @@ fn selection_text(query: &QueryPlan) -> String {
                 ThresholdNoise::Laplace(_) => "Laplace",
                 ThresholdNoise::Gaussian(_) => "Gaussian",
             };
-            format!(
-                "private: a group is released if its noisy count of units reaches {} ({noise} thresholding, δ = {:e}); a group of {} units has even odds",
-                selection.threshold(),
-                selection.delta().get(),
-                selection.units_for_half()
-            )
+            match &query.selection_count {
+                Some(count) => format!(
+                    "private: a group is released if its released noisy {count} count reaches {} ({noise} noise; the selection costs only δ = {:e})",
+                    selection.threshold(),
+                    selection.delta().get(),
+                ),
+                None => format!(
+                    "private: a group is released if its noisy count of units reaches {} ({noise} thresholding, δ = {:e}); a group of {} units has even odds",
+                    selection.threshold(),
+                    selection.delta().get(),
+                    selection.units_for_half()
+                ),
+            }
         }
         (Partitions::Private, None) => "one group for all rows".to_string(),
     }
@@ -289,8 +260,9 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
             "clamped to",
             "noise std",
             "95% error",
+            "from",
         ]);
-        for aggregate in &query.query.aggregates {
+        for (index, aggregate) in query.query.aggregates.iter().enumerate() {
             let bounds = aggregate.kind.column().map_or_else(String::new, |column| {
                 format!(
                     "{} in [{}, {}]",
@@ -299,9 +271,9 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
                     column.bounds.upper()
                 )
             });
-            let (std, error) = noise_text(query, &aggregate.kind);
-            for name in output_names_of(aggregate) {
-                table.add_row([name, bounds.clone(), std.clone(), error.clone()]);
+            for noise in query.output_noise(index) {
+                let (std, error) = noise_text(&noise);
+                table.add_row([noise.name, bounds.clone(), std, error, noise.formula]);
             }
         }
         for row in table.to_string().lines() {
@@ -404,19 +376,31 @@ fn plan_json(loaded: &LoadedJob, plan: &Plan) -> serde_json::Value {
         .queries
         .iter()
         .map(|query| {
-            let aggregates: Vec<serde_json::Value> = query
-                .query
-                .aggregates
-                .iter()
-                .map(|aggregate| {
-                    let (std, error) = noise_text(query, &aggregate.kind);
-                    json!({ "outputs": output_names_of(aggregate), "noise_std": std, "error_95": error })
+            let aggregates: Vec<serde_json::Value> = (0..query.query.aggregates.len())
+                .flat_map(|index| query.output_noise(index))
+                .map(|noise| {
+                    let z = veil_core::special::normal_sf_inverse(0.025);
+                    json!({
+                        "output": noise.name,
+                        "from": noise.measures,
+                        "formula": noise.formula,
+                        "noise_std": noise.std,
+                        "error_95": noise.std.map(|std| z * std),
+                        "noise_std_times_n": noise.std_times_n,
+                        "rank_error_95": noise.rank_error,
+                    })
                 })
                 .collect();
             let measures: Vec<serde_json::Value> = query
                 .measures
                 .iter()
-                .map(|noisy| json!({ "measure": noisy.measure.key(), "loss": noisy.noise.loss().to_string(), "noise_std_in_steps": noisy.noise.std_dev() }))
+                .map(|noisy| json!({
+                    "measure": noisy.measure.key(),
+                    "budget_share": noisy.share,
+                    "loss": noisy.noise.loss().to_string(),
+                    "noise_std": veil_engine::plan::real_std(query, &noisy.measure.key()),
+                    "noise_std_in_steps": noisy.noise.std_dev().is_finite().then(|| noisy.noise.std_dev()),
+                }))
                 .collect();
             json!({
                 "name": query.query.name,

@@ -159,33 +159,109 @@ impl NoisePlanner for EnginePlanner {
             .queries
             .get(query)
             .ok_or_else(|| planning("no such query".into()))?;
-        let mut measures = std::collections::BTreeMap::new();
-        for noisy in &query_plan.measures {
-            let shape = match noisy.noise {
-                MeasureNoise::Laplace(_) => NoiseShape::Laplace,
-                MeasureNoise::Gaussian(_) => NoiseShape::Gaussian,
-            };
-            let unit = match &noisy.measure {
-                Measure::Sum { grid, .. } => grid.granularity().to_f64(),
-                Measure::CenteredSum { grid, .. } => grid.granularity().to_f64() / 2.0,
-                Measure::CenteredSquares { grid, .. } => {
-                    (grid.granularity().to_f64() / 2.0).powi(2)
-                }
-                Measure::Rows
-                | Measure::Units
-                | Measure::ValueCount { .. }
-                | Measure::Histogram { .. } => 1.0,
-            };
-            measures.insert(
-                noisy.measure.key(),
-                Noise::new(shape, noisy.noise.std_dev() * unit)?,
-            );
-        }
+        let measures = report_noise(query_plan)?;
         Ok(QueryNoise {
             selection: query_plan.selection.clone(),
             measures,
         })
     }
+}
+
+/// The noise of each aggregate as the report reads it: per aggregate, under the keys of
+/// the measures it would have had alone (`sum:NAME`, `values:NAME`, `centered_sum:NAME`,
+/// `histogram:NAME`, `rows`, `units`), from the plan's shared and derived measures.
+fn report_noise(
+    query: &veil_engine::plan::QueryPlan,
+) -> Result<std::collections::BTreeMap<String, Noise>, ReportError> {
+    use veil_engine::plan::Derivation;
+    let shape_of = |noise: &MeasureNoise| match noise {
+        MeasureNoise::Gaussian(_) => NoiseShape::Gaussian,
+        MeasureNoise::Laplace(_) | MeasureNoise::Quantile(_) => NoiseShape::Laplace,
+    };
+    // A measure's noise in real units: counts in rows, sums in the column's units.
+    let real = |key: &str| -> Option<(NoiseShape, f64)> {
+        let noisy = query.noise_of(key)?;
+        let unit = match &noisy.measure {
+            Measure::Sum { grid, .. } => grid.granularity().to_f64(),
+            Measure::CenteredSum { grid, .. } => grid.granularity().to_f64() / 2.0,
+            Measure::CenteredSquares { grid, .. } => (grid.granularity().to_f64() / 2.0).powi(2),
+            Measure::Rows
+            | Measure::Units
+            | Measure::ValueCount { .. }
+            | Measure::Histogram { .. } => 1.0,
+        };
+        Some((shape_of(&noisy.noise), noisy.noise.std_dev() * unit))
+    };
+    let mut measures = std::collections::BTreeMap::new();
+    let mut put = |key: String, (shape, std): (NoiseShape, f64)| -> Result<(), ReportError> {
+        measures.insert(key, Noise::new(shape, std)?);
+        Ok(())
+    };
+    for key in ["rows", "units"] {
+        if let Some(noise) = real(key) {
+            put(key.to_string(), noise)?;
+        }
+    }
+    for (aggregate, derivation) in query.query.aggregates.iter().zip(&query.derivations) {
+        let Some(column) = aggregate.kind.column() else {
+            continue;
+        };
+        let name = &column.name;
+        let middle = f64::midpoint(column.bounds.lower(), column.bounds.upper());
+        match derivation {
+            Derivation::Sum { sum } => {
+                if let Some(noise) = real(sum) {
+                    put(format!("sum:{name}"), noise)?;
+                }
+            }
+            Derivation::CenteredSum { count, centered } => {
+                if let (Some((_, count_std)), Some((shape, centered_std))) =
+                    (real(count), real(centered))
+                {
+                    put(
+                        format!("sum:{name}"),
+                        (shape, (middle * count_std).hypot(centered_std)),
+                    )?;
+                }
+            }
+            Derivation::Mean { count, centered }
+            | Derivation::Variance {
+                count, centered, ..
+            } => {
+                if let (Some(count), Some(centered)) = (real(count), real(centered)) {
+                    put(format!("values:{name}"), count)?;
+                    put(format!("centered_sum:{name}"), centered)?;
+                }
+                if let Derivation::Variance { squares, .. } = derivation
+                    && let Some(squares) = real(squares)
+                {
+                    put(format!("centered_squares:{name}"), squares)?;
+                }
+            }
+            Derivation::Quantiles { histogram } => {
+                // The report models a quantile's error as a shift in rank whose spread it
+                // derives from a histogram node's noise; give the node the noise whose
+                // spread at the median is the point draw's typical rank error, √2·L∞/ε.
+                if let Some(noisy) = query.noise_of(histogram)
+                    && let MeasureNoise::Quantile(noise) = &noisy.noise
+                {
+                    let rank_std = std::f64::consts::SQRT_2
+                        * f64::from(query.query.bounds.max_rows_per_group)
+                        / noise.point.epsilon().get();
+                    let (branching, depth) =
+                        (f64::from(HISTOGRAM_BRANCHING), f64::from(HISTOGRAM_DEPTH));
+                    let per_node =
+                        (((branching - 1.0) * depth).sqrt() / 2.0).hypot(0.5 * branching.sqrt());
+                    put(
+                        format!("histogram:{name}"),
+                        (shape_of(&noisy.noise), rank_std / per_node),
+                    )?;
+                }
+            }
+            Derivation::Count { .. } | Derivation::UnitCount { .. } => {}
+        }
+    }
+    Ok(measures)
 }
 
 /// The job's ε, or a usage error for a ρ budget.

@@ -9,8 +9,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use veil_core::{Bounds, Delta, Epsilon, Rho};
 use veil_engine::job::{
-    Aggregate, AggregateKind, Consent, ContributionBounds, Governance, Job, JobBudget, Output,
-    OutputFormat, Partitions, Purpose, Query, Source, SourceFormat, ValueColumn,
+    Aggregate, AggregateKind, Consent, ContributionBounds, Governance, Job, JobBudget,
+    NoisePreference, Output, OutputFormat, Partitions, Purpose, Query, Source, SourceFormat,
+    ValueColumn,
 };
 
 /// A job file that cannot be used, with the key at fault.
@@ -128,6 +129,18 @@ pub(crate) struct BudgetConfig {
     epsilon: Option<f64>,
     delta: Option<f64>,
     rho: Option<f64>,
+    /// `auto` (default), `laplace` or `gaussian`: the noise family.
+    #[serde(default)]
+    noise: NoiseName,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum NoiseName {
+    #[default]
+    Auto,
+    Laplace,
+    Gaussian,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +153,9 @@ struct QueryConfig {
     max_rows_per_group: Option<u32>,
     partitions: Option<toml::Value>,
     weight: Option<f64>,
+    /// Columns whose missing values leave the row out of the whole query.
+    #[serde(default)]
+    drop_missing: Vec<String>,
     /// A column whose values split the groups for the utility report's fairness
     /// breakdowns (e.g. a region for groups by country).
     segment: Option<String>,
@@ -155,6 +171,7 @@ struct AggregateConfig {
     column: Option<String>,
     bounds: Option<Vec<f64>>,
     q: Option<Vec<f64>>,
+    weight: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -427,6 +444,11 @@ fn convert(
             queries,
             output,
             governance,
+            noise: match file.budget.noise {
+                NoiseName::Auto => NoisePreference::Auto,
+                NoiseName::Laplace => NoisePreference::Laplace,
+                NoiseName::Gaussian => NoisePreference::Gaussian,
+            },
         },
         budget: file.budget,
         registry,
@@ -539,6 +561,7 @@ fn convert_query(index: usize, query: QueryConfig) -> Result<Query, KeyError> {
         partitions,
         aggregates,
         weight: query.weight.unwrap_or(1.0),
+        drop_missing: query.drop_missing,
     })
 }
 
@@ -607,7 +630,19 @@ fn convert_aggregate(aggregate: AggregateConfig) -> Result<Aggregate, KeyError> 
         (_, None) => return Err(("column".into(), "this aggregate needs a column".into())),
     };
     let name = aggregate.name.unwrap_or_else(|| kind.default_name());
-    Ok(Aggregate { name, kind })
+    let weight = match aggregate.weight {
+        None => 1.0,
+        Some(weight) if weight.is_finite() && weight > 0.0 => weight,
+        Some(weight) => {
+            return Err((
+                "weight".into(),
+                format!(
+                    "{weight} must be finite and > 0 (it weighs this aggregate's error when the budget is split)"
+                ),
+            ));
+        }
+    };
+    Ok(Aggregate { name, kind, weight })
 }
 
 fn partitions(value: Option<&toml::Value>, group_by: &[String]) -> Result<Partitions, String> {

@@ -99,6 +99,9 @@ pub struct Aggregate {
     pub name: String,
     /// What to compute.
     pub kind: AggregateKind,
+    /// How much this aggregate's relative error counts when the planner splits the budget
+    /// (default 1; a quantiles aggregate counts once per level).
+    pub weight: f64,
 }
 
 /// What an aggregate computes.
@@ -173,6 +176,10 @@ pub struct Query {
     pub aggregates: Vec<Aggregate>,
     /// This query's share of the job's budget relative to the others (default 1).
     pub weight: f64,
+    /// Rows without a value (null or NaN) in any of these columns are left out of the
+    /// whole query, before bounding: its counts then count only rows with values, and
+    /// counts and value aggregates can share their noisy measures.
+    pub drop_missing: Vec<String>,
 }
 
 /// Where and how outputs are written.
@@ -303,6 +310,20 @@ pub struct Job {
     pub output: Output,
     /// Purpose, consent and retention.
     pub governance: Governance,
+    /// Which noise family the planner may use.
+    pub noise: NoisePreference,
+}
+
+/// Which noise family a job's plan uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NoisePreference {
+    /// The family whose predicted error of the released outputs is lower.
+    #[default]
+    Auto,
+    /// Discrete Laplace noise (pure ε; δ only pays for choosing groups).
+    Laplace,
+    /// Discrete Gaussian noise (zCDP, or (ε, δ) through its exact privacy curve).
+    Gaussian,
 }
 
 /// The value columns an aggregate writes (each also gets `_std`, `_ci_low`, `_ci_high`).

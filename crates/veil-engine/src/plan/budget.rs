@@ -1,254 +1,692 @@
-//! The plan's private part: the budget split across queries and measures, and the noise
-//! calibrated for each, in one noise family.
+//! The plan's private part: the budget split across every measure of the job so that the
+//! released outputs are as accurate as the planner can predict, the noise calibrated to
+//! the accountant that will charge it, and each measure's grid fitted to its noise.
+//!
+//! **Split for the answers.** Each output's variance is a function of its measures'
+//! variances (delta method, on a typical group: values at the middle of their bounds, so
+//! the group's size cancels out); a measure given a share `x` of the budget has variance
+//! `K/x²` (Laplace: ε adds up) or `K/x` (Gaussian: ρ adds up). The shares minimise
+//! `Σ weight · relative standard deviation` over the outputs, found by iterating the
+//! optimality conditions (every share's marginal gain equal).
+//!
+//! **Calibrate to the accountant.** Laplace: `ε_i = x_i·ε`, composed by adding. Gaussian:
+//! `ρ_i = x_i·ρ`, with `ρ` the largest whose Gaussian privacy curve (exact for a
+//! composition of Gaussians, μ-GDP) meets `(ε, δ)`, checked again by the PLD accountant on
+//! the discrete Gaussians themselves; a job with quantiles or a separate selection is
+//! accounted in zCDP instead (their losses have no exact Gaussian curve).
+//!
+//! **Grids fitted to the noise.** A sum's grid step is the power of two nearest below its
+//! noise's standard deviation over 2^20: rounding then moves a value by at most a
+//! millionth of the noise, and every sensitivity stays an integer the exact samplers can
+//! draw with (no `needs more than 64 bits` however large `max_rows_per_group` is).
 
-use veil_core::calibrate::rho_to_epsilon;
-use veil_core::mechanism::{GaussianMechanism, LaplaceMechanism, ThresholdMechanism};
+use veil_accountant::{Component, MechanismProfile, Method, compose};
+use veil_core::calibrate::{epsilon_to_rho, rho_to_epsilon};
+use veil_core::mechanism::{
+    FixedPoint, GaussianMechanism, Granularity, LaplaceMechanism, QuantileMechanism,
+    QuantileSelection, ThresholdMechanism, ThresholdNoise,
+};
 use veil_core::{Delta, Epsilon, L1Sensitivity, Rho};
 
-use super::scan_plan::selects_privately;
+use super::derive::{Derivation, Design};
 use super::{
-    HISTOGRAM_DEPTH, Measure, MeasureNoise, NoiseFamily, NoisyMeasure, Plan, PlannedCost,
-    QueryPlan, ScanPlan,
+    HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, MeasureNoise, NoiseFamily, NoisyMeasure,
+    QuantileNoise, QueryPlan,
 };
 use crate::EngineError;
-use crate::job::{Job, Query};
+use crate::job::{AggregateKind, Query};
 
-/// The sum of log noise standard deviations (and log units needed per selection): lower
-/// is better. Both families plan the same measures, so the comparison is like for like.
-pub(super) fn score(plan: &Plan) -> f64 {
-    plan.queries
-        .iter()
-        .map(|query| {
-            let measures: f64 = query
-                .measures
+/// Of a quantile's budget, the share of its point estimate; the rest is split between
+/// the two ends of its interval.
+pub const QUANTILE_POINT_SHARE: f64 = 0.7;
+
+/// A noise standard deviation spans about this many grid steps.
+const STEPS_PER_STD: f64 = 1_048_576.0;
+
+/// The budget one family spends, in its own measure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Spend {
+    /// ε, adding up (Laplace).
+    Epsilon(f64),
+    /// ρ, adding up (Gaussian).
+    Rho(f64),
+}
+
+impl Spend {
+    fn family(self) -> NoiseFamily {
+        match self {
+            Self::Epsilon(_) => NoiseFamily::Laplace,
+            Self::Rho(_) => NoiseFamily::Gaussian,
+        }
+    }
+
+    fn total(self) -> f64 {
+        match self {
+            Self::Epsilon(value) | Self::Rho(value) => value,
+        }
+    }
+
+    fn scaled(self, share: f64) -> Self {
+        match self {
+            Self::Epsilon(value) => Self::Epsilon(value * share),
+            Self::Rho(value) => Self::Rho(value * share),
+        }
+    }
+}
+
+/// One measure of the job, as the budget sees it.
+#[derive(Debug, Clone)]
+struct Slot {
+    query: usize,
+    measure: Measure,
+    /// The most one unit moves it in one group, in real units (rows for counts; for a
+    /// histogram, the rows of one unit).
+    per_group: f64,
+    /// Groups per unit (L0).
+    groups: f64,
+    /// Quantile draws per group (levels of the quantile aggregates on this histogram).
+    draws: f64,
+    /// Weight of this measure's own share when it decides nothing the objective sees (a
+    /// separate selection): then its share is fixed, not optimised.
+    fixed_share: Option<f64>,
+}
+
+/// One output's variance as a combination of measure variances, and its scale.
+#[derive(Debug, Clone)]
+struct Output {
+    weight: f64,
+    /// `(slot, coefficient)`: the output's variance is `Σ coefficient · variance(slot)`.
+    terms: Vec<(usize, f64)>,
+    /// The output's typical magnitude (its relative error divides by it).
+    scale: f64,
+}
+
+/// The typical group the objective is evaluated on: values at the middle of their bounds
+/// (a quarter of the width when the middle is zero), spread a quarter of the width.
+fn typical(bounds: veil_core::Bounds) -> (f64, f64, f64) {
+    let middle = f64::midpoint(bounds.lower(), bounds.upper());
+    let width = bounds.width();
+    let value = if middle.abs() > width * 1e-9 {
+        middle
+    } else {
+        width / 4.0
+    };
+    (middle, value, width / 4.0)
+}
+
+/// Everything a family's plan is made of, before noise: slots and outputs.
+struct Problem {
+    slots: Vec<Slot>,
+    outputs: Vec<Output>,
+}
+
+fn problem(queries: &[(&Query, &Design)]) -> Problem {
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut outputs = Vec::new();
+    let total_weight: f64 = queries.iter().map(|(query, _)| query.weight).sum();
+    for (index, (query, design)) in queries.iter().enumerate() {
+        let rows = f64::from(query.bounds.max_rows_per_group);
+        let groups = f64::from(query.bounds.max_groups_per_unit);
+        let first = slots.len();
+        let mut separate = 0.0;
+        for measure in &design.measures {
+            if design.separate_selection && *measure == Measure::Units {
+                separate = 1.0;
+            }
+            let per_group = match measure {
+                Measure::Units => 1.0,
+                Measure::Rows | Measure::ValueCount { .. } | Measure::Histogram { .. } => rows,
+                Measure::Sum { bounds, .. } => rows * bounds.max_abs(),
+                Measure::CenteredSum { bounds, .. } => rows * bounds.width() / 2.0,
+                Measure::CenteredSquares { bounds, .. } => rows * (bounds.width() / 2.0).powi(2),
+            };
+            let draws = design
+                .derivations
                 .iter()
-                .map(|noisy| noisy.noise.std_dev().max(1e-12).ln())
-                .sum();
+                .zip(&query.aggregates)
+                .filter_map(
+                    |(derivation, aggregate)| match (derivation, &aggregate.kind) {
+                        (
+                            Derivation::Quantiles { histogram },
+                            AggregateKind::Quantiles { levels, .. },
+                        ) if *histogram == measure.key() =>
+                        {
+                            #[allow(clippy::cast_precision_loss)]
+                            Some(levels.len() as f64)
+                        }
+                        _ => None,
+                    },
+                )
+                .sum::<f64>()
+                .max(1.0);
+            slots.push(Slot {
+                query: index,
+                measure: measure.clone(),
+                per_group,
+                groups,
+                draws,
+                fixed_share: None,
+            });
+        }
+        let keys: Vec<String> = slots[first..]
+            .iter()
+            .map(|slot| slot.measure.key())
+            .collect();
+        let slot_of = |key: &str| {
+            keys.iter()
+                .position(|existing| existing == key)
+                .map(|at| first + at)
+        };
+        if separate > 0.0
+            && let Some(slot) = slot_of(&Measure::Units.key())
+        {
+            // The selection's own count: a fixed part of the query's share, as one measure
+            // among the query's.
             #[allow(clippy::cast_precision_loss)]
-            let selection = query
-                .selection
-                .as_ref()
-                .map_or(0.0, |selection| (selection.units_for_half() as f64).ln());
-            measures + selection
+            let parts = (slots.len() - first) as f64;
+            slots[slot].fixed_share = Some(query.weight / total_weight / parts);
+        }
+        let query_weight = query.weight / total_weight;
+        for (derivation, aggregate) in design.derivations.iter().zip(&query.aggregates) {
+            let weight = query_weight * aggregate.weight;
+            let bounds = aggregate.kind.column().map(|column| column.bounds);
+            let find = |key: &String| slot_of(key).unwrap_or(first);
+            let output = |terms: Vec<(usize, f64)>, scale: f64| Output {
+                weight,
+                terms,
+                scale,
+            };
+            match (derivation, bounds) {
+                (Derivation::Count { rows: key } | Derivation::UnitCount { units: key }, _)
+                | (Derivation::Sum { sum: key }, None) => {
+                    outputs.push(output(vec![(find(key), 1.0)], 1.0));
+                }
+                (Derivation::Sum { sum }, Some(bounds)) => {
+                    let (_, value, _) = typical(bounds);
+                    outputs.push(output(vec![(find(sum), 1.0)], value.abs()));
+                }
+                (Derivation::CenteredSum { count, centered }, Some(bounds)) => {
+                    let (middle, value, _) = typical(bounds);
+                    outputs.push(output(
+                        vec![(find(count), middle * middle), (find(centered), 1.0)],
+                        value.abs(),
+                    ));
+                }
+                (Derivation::Mean { count, centered }, Some(bounds)) => {
+                    let (middle, value, _) = typical(bounds);
+                    let offset = value - middle;
+                    outputs.push(output(
+                        vec![(find(centered), 1.0), (find(count), offset * offset)],
+                        value.abs(),
+                    ));
+                }
+                (
+                    Derivation::Variance {
+                        count,
+                        centered,
+                        squares,
+                    },
+                    Some(bounds),
+                ) => {
+                    let (middle, value, spread) = typical(bounds);
+                    let offset = value - middle;
+                    let spread_squared = spread * spread;
+                    let count_term = offset * offset - spread_squared;
+                    outputs.push(output(
+                        vec![
+                            (find(squares), 1.0),
+                            (find(centered), 4.0 * offset * offset),
+                            (find(count), count_term * count_term),
+                        ],
+                        spread_squared,
+                    ));
+                }
+                (Derivation::Quantiles { histogram }, _) => {
+                    let levels = match &aggregate.kind {
+                        #[allow(clippy::cast_precision_loss)]
+                        AggregateKind::Quantiles { levels, .. } => levels.len() as f64,
+                        _ => 1.0,
+                    };
+                    // Rank error as a fraction of the group: weighed once per level.
+                    outputs.push(Output {
+                        weight: weight * levels,
+                        terms: vec![(find(histogram), 1.0)],
+                        scale: 1.0,
+                    });
+                }
+                (_, None) => {}
+            }
+        }
+    }
+    Problem { slots, outputs }
+}
+
+/// `K` of a slot in `family`: its variance at share `x` is `K/x²` (Laplace) or `K/x`
+/// (Gaussian), in its real units, for a budget total of one.
+fn variance_factor(slot: &Slot, family: NoiseFamily) -> f64 {
+    let candidates = f64::from(HISTOGRAM_BRANCHING.pow(HISTOGRAM_DEPTH) + 1);
+    match (&slot.measure, family) {
+        (Measure::Histogram { .. }, NoiseFamily::Laplace) => {
+            // Rank error of permute-and-flip at ε_point = share·ε·POINT/(L0·draws).
+            let rank = 2.0 * slot.per_group * slot.groups * slot.draws * candidates.ln()
+                / QUANTILE_POINT_SHARE;
+            rank * rank
+        }
+        (Measure::Histogram { .. }, NoiseFamily::Gaussian) => {
+            // ρ = L0·draws·(ε_p² + 2ε_i²)/8, ε_i = ε_p·(1 − POINT)/(2·POINT).
+            let interval = (1.0 - QUANTILE_POINT_SHARE) / (2.0 * QUANTILE_POINT_SHARE);
+            let per_rho = 8.0 / (slot.groups * slot.draws * (1.0 + 2.0 * interval * interval));
+            let rank = 2.0 * slot.per_group * candidates.ln();
+            rank * rank / per_rho
+        }
+        (_, NoiseFamily::Laplace) => 2.0 * (slot.groups * slot.per_group).powi(2),
+        (_, NoiseFamily::Gaussian) => slot.groups * slot.per_group * slot.per_group / 2.0,
+    }
+}
+
+/// The objective at `shares`: `Σ weight · sqrt(Σ coefficient · K/x^power) / scale`.
+fn objective(problem: &Problem, factors: &[f64], power: i32, shares: &[f64]) -> f64 {
+    problem
+        .outputs
+        .iter()
+        .map(|output| {
+            let variance: f64 = output
+                .terms
+                .iter()
+                .map(|&(slot, coefficient)| coefficient * factors[slot] / shares[slot].powi(power))
+                .sum();
+            output.weight * variance.sqrt() / output.scale
         })
         .sum()
 }
 
-/// Each query's share of the budget and how many parts it is split into.
-fn shares(job: &Job, scan: &ScanPlan) -> Vec<(f64, usize)> {
-    let total_weight: f64 = job.queries.iter().map(|query| query.weight).sum();
-    job.queries
-        .iter()
-        .zip(&scan.queries)
-        .map(|(query, query_scan)| {
-            let noised = query_scan
-                .measures
-                .iter()
-                .filter(|measure| **measure != Measure::Units)
-                .count();
-            let has_units = query_scan.measures.contains(&Measure::Units);
-            let parts = noised + usize::from(has_units || selects_privately(query));
-            (query.weight / total_weight, parts.max(1))
-        })
-        .collect()
-}
-
-/// The budget parts of one family's plan, spent query by query and measure by measure.
-struct Spent {
-    queries: Vec<QueryPlan>,
-    /// Σ ε (Laplace) or Σ ρ (Gaussian) of all mechanisms.
-    total: f64,
-    /// Σ δ of partition selection.
-    delta: f64,
-}
-
-/// `whole / parts`, rounded down so that `parts` of them never add up past `whole`: neither
-/// exactly (`part * parts`) nor as a running floating-point sum, the way an accountant adds
-/// them up (whose rounding could otherwise refuse a job that spends exactly its budget).
-pub(super) fn part_of(whole: f64, parts: usize) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
-    let count = parts as f64;
-    let mut part = whole / count;
-    let exceeds = |part: f64| {
-        part.mul_add(count, -whole) > 0.0 || std::iter::repeat_n(part, parts).sum::<f64>() > whole
-    };
-    // Each step lowers the part by one ulp; the running sum's rounding error is at most
-    // `parts` ulps of the whole, so this ends within a few dozen steps.
-    while exceeds(part) {
-        part = part.next_down();
+/// The shares of the budget that minimise the objective (fixed shares kept as given), and
+/// the objective there.
+fn optimise(problem: &Problem, family: NoiseFamily) -> (Vec<f64>, f64) {
+    let count = problem.slots.len();
+    if count == 0 {
+        return (Vec::new(), 0.0);
     }
-    part
+    let factors: Vec<f64> = problem
+        .slots
+        .iter()
+        .map(|slot| variance_factor(slot, family))
+        .collect();
+    let power = match family {
+        NoiseFamily::Laplace => 2,
+        NoiseFamily::Gaussian => 1,
+    };
+    let fixed: f64 = problem
+        .slots
+        .iter()
+        .filter_map(|slot| slot.fixed_share)
+        .sum();
+    let free: Vec<usize> = (0..count)
+        .filter(|&slot| problem.slots[slot].fixed_share.is_none())
+        .collect();
+    let mut shares: Vec<f64> = problem
+        .slots
+        .iter()
+        .map(|slot| slot.fixed_share.unwrap_or(0.0))
+        .collect();
+    if free.is_empty() {
+        let value = objective(problem, &factors, power, &shares);
+        return (shares, value);
+    }
+    let room = (1.0 - fixed).max(1e-9);
+    #[allow(clippy::cast_precision_loss)]
+    let even = room / free.len() as f64;
+    for &slot in &free {
+        shares[slot] = even;
+    }
+    // The optimality conditions (every free share's marginal gain equal) as a fixed point:
+    // x_i^(p+1) ∝ Σ_o (w_o/scale_o) · a_oi·K_i / sqrt(V_o). One step solves separable
+    // problems exactly; damped steps converge on the rest.
+    let exponent = 1.0 / f64::from(power + 1);
+    let mut value = objective(problem, &factors, power, &shares);
+    for _ in 0..300 {
+        let variances: Vec<f64> = problem
+            .outputs
+            .iter()
+            .map(|output| {
+                output
+                    .terms
+                    .iter()
+                    .map(|&(slot, coefficient)| {
+                        coefficient * factors[slot] / shares[slot].powi(power)
+                    })
+                    .sum::<f64>()
+                    .max(f64::MIN_POSITIVE)
+            })
+            .collect();
+        let mut pull = vec![0.0; count];
+        for (output, variance) in problem.outputs.iter().zip(&variances) {
+            for &(slot, coefficient) in &output.terms {
+                pull[slot] +=
+                    output.weight / output.scale * coefficient * factors[slot] / variance.sqrt();
+            }
+        }
+        let mut candidate = shares.clone();
+        let mut total = 0.0;
+        for &slot in &free {
+            let target = pull[slot].max(f64::MIN_POSITIVE).powf(exponent);
+            // Damped: halfway (in logs) from the current share.
+            candidate[slot] = (shares[slot] * target).sqrt();
+            total += candidate[slot];
+        }
+        for &slot in &free {
+            candidate[slot] = (candidate[slot] / total * room).max(room * 1e-9);
+        }
+        let candidate_value = objective(problem, &factors, power, &candidate);
+        let converged = (value - candidate_value).abs() <= value * 1e-12;
+        if candidate_value <= value {
+            shares = candidate;
+            value = candidate_value;
+        }
+        if converged {
+            break;
+        }
+    }
+    (shares, value)
 }
 
-/// Plans every query in `family`, splitting `total` (ε for Laplace, ρ for Gaussian) by the
-/// queries' shares and then evenly across each query's parts, and `selection_delta`
-/// evenly across the queries that select partitions privately.
-fn plan_queries(
-    job: &Job,
-    scan: &ScanPlan,
-    family: NoiseFamily,
-    total: f64,
+/// The objective of `queries`' designs in `family` at the best split of a budget of one
+/// (comparable between designs of the same family).
+pub(super) fn design_objective(queries: &[(&Query, &Design)], family: NoiseFamily) -> f64 {
+    optimise(&problem(queries), family).1
+}
+
+/// A planned family: each query's plan and what it spent.
+pub(super) struct FamilyPlan {
+    pub(super) queries: Vec<QueryPlan>,
+    /// Σ ε (Laplace) or Σ ρ (Gaussian) of every mechanism.
+    pub(super) total: f64,
+    /// Σ δ of partition selection.
+    pub(super) selection_delta: f64,
+    /// The objective at the chosen shares (lower is better; comparable across families).
+    pub(super) objective: f64,
+}
+
+/// Plans every query in the family of `spend`, whose total is the whole budget in that
+/// family's measure.
+///
+/// # Errors
+/// [`EngineError::InvalidJob`] or [`EngineError::Param`] naming the query and measure
+/// whose noise cannot be drawn exactly.
+pub(super) fn plan_family(
+    queries: &[(&Query, &Design)],
+    spend: Spend,
     selection_delta: f64,
-) -> Result<Spent, EngineError> {
-    let private_queries = job
-        .queries
+) -> Result<FamilyPlan, EngineError> {
+    let problem = problem(queries);
+    let family = spend.family();
+    let (shares, value) = optimise(&problem, family);
+    // Shares add up to one in floating point; a hair less keeps the parts' sum, however an
+    // accountant adds them, within the budget.
+    let shares: Vec<f64> = shares.iter().map(|share| share * (1.0 - 1e-12)).collect();
+    let private_queries = queries
         .iter()
-        .filter(|query| selects_privately(query))
+        .filter(|(_, design)| design.selection_count.is_some() || design.separate_selection)
         .count()
         .max(1);
-    let mut spent = Spent {
-        queries: Vec::new(),
-        total: 0.0,
-        delta: 0.0,
-    };
-    for ((query, query_scan), (share, parts)) in
-        job.queries.iter().zip(&scan.queries).zip(shares(job, scan))
-    {
-        let part = part_of(total * share, parts);
-        let l0 = u128::from(query.bounds.max_groups_per_unit);
-        let selection = if selects_privately(query) {
-            #[allow(clippy::cast_precision_loss)]
-            let query_delta = Delta::new(selection_delta / private_queries as f64)
-                .map_err(|e| EngineError::param("budget.delta", e))?;
-            let max_partitions = u64::from(query.bounds.max_groups_per_unit);
-            let mechanism = match family {
-                NoiseFamily::Laplace => {
-                    let epsilon =
-                        Epsilon::new(part).map_err(|e| EngineError::param("budget.epsilon", e))?;
-                    ThresholdMechanism::laplace(max_partitions, epsilon, query_delta)
-                }
-                NoiseFamily::Gaussian => {
-                    let rho = Rho::new(part).map_err(|e| EngineError::param("budget", e))?;
-                    ThresholdMechanism::gaussian(max_partitions, rho, query_delta)
-                }
+    #[allow(clippy::cast_precision_loss)]
+    let query_delta = selection_delta / private_queries as f64;
+    let mut plans: Vec<QueryPlan> = queries
+        .iter()
+        .map(|(query, design)| QueryPlan {
+            query: (*query).clone(),
+            selection: None,
+            selection_count: design.selection_count.clone(),
+            derivations: design.derivations.clone(),
+            measures: Vec::new(),
+        })
+        .collect();
+    let mut total = 0.0;
+    for (slot, share) in problem.slots.iter().zip(&shares) {
+        let query = queries[slot.query].0;
+        let design = queries[slot.query].1;
+        let part = spend.scaled(*share);
+        total += part.total();
+        if design.separate_selection && slot.measure == Measure::Units {
+            plans[slot.query].selection = Some(separate_selection(query, part, query_delta)?);
+            continue;
+        }
+        plans[slot.query]
+            .measures
+            .push(noisy_measure(query, slot, part, *share)?);
+    }
+    let mut delta = 0.0;
+    for ((query, design), plan) in queries.iter().zip(&mut plans) {
+        let Some(key) = &design.selection_count else {
+            if plan.selection.is_some() {
+                delta += query_delta;
             }
+            continue;
+        };
+        let noisy = plan
+            .measures
+            .iter()
+            .find(|noisy| noisy.measure.key() == *key)
+            .ok_or_else(|| EngineError::Internal(format!("selection count {key} not planned")))?;
+        let noise = match &noisy.noise {
+            MeasureNoise::Laplace(mechanism) => ThresholdNoise::Laplace(mechanism.clone()),
+            MeasureNoise::Gaussian(mechanism) => ThresholdNoise::Gaussian(mechanism.clone()),
+            MeasureNoise::Quantile(_) => {
+                return Err(EngineError::Internal(
+                    "a histogram cannot select groups".into(),
+                ));
+            }
+        };
+        let contribution = if noisy.measure == Measure::Units {
+            1
+        } else {
+            u64::from(query.bounds.max_rows_per_group)
+        };
+        let delta_part =
+            Delta::new(query_delta).map_err(|e| EngineError::param("budget.delta", e))?;
+        plan.selection = Some(
+            ThresholdMechanism::on_released(
+                noise,
+                contribution,
+                u64::from(query.bounds.max_groups_per_unit),
+                delta_part,
+            )
             .map_err(|e| {
                 EngineError::param(format!("query {:?}: partition selection", query.name), e)
-            })?;
-            spent.total += part;
-            spent.delta += query_delta.get();
-            Some(mechanism)
-        } else {
-            None
-        };
-        let mut measures = Vec::new();
-        for measure in &query_scan.measures {
-            if *measure == Measure::Units && selection.is_some() {
-                continue;
-            }
-            let per_group = measure.per_group_bound(query.bounds);
-            let levels = if matches!(measure, Measure::Histogram { .. }) {
-                u128::from(HISTOGRAM_DEPTH)
-            } else {
-                1
-            };
-            let named =
-                |e| EngineError::param(format!("query {:?}: {}", query.name, measure.key()), e);
-            let (noise, sensitivity) = match family {
-                NoiseFamily::Laplace => {
-                    // L1: one unit moves at most L0 groups, each by `per_group` per level.
-                    let sensitivity = l0 * per_group * levels;
-                    let l1 =
-                        u64::try_from(sensitivity).map_err(|_| too_sensitive(query, measure))?;
-                    let epsilon =
-                        Epsilon::new(part).map_err(|e| EngineError::param("budget.epsilon", e))?;
-                    (
-                        MeasureNoise::Laplace(
-                            LaplaceMechanism::new(L1Sensitivity::integer(l1), epsilon)
-                                .map_err(named)?,
-                        ),
-                        sensitivity,
-                    )
-                }
-                NoiseFamily::Gaussian => {
-                    // Squared L2: L0 groups, each moved by `per_group` per level.
-                    let sensitivity = per_group
-                        .checked_mul(per_group)
-                        .and_then(|square| square.checked_mul(l0 * levels))
-                        .ok_or_else(|| too_sensitive(query, measure))?;
-                    let rho = Rho::new(part).map_err(|e| EngineError::param("budget", e))?;
-                    (
-                        MeasureNoise::Gaussian(
-                            GaussianMechanism::new_zcdp_squared(sensitivity, rho).map_err(named)?,
-                        ),
-                        sensitivity,
-                    )
-                }
-            };
-            spent.total += part;
-            measures.push(NoisyMeasure {
-                measure: measure.clone(),
-                noise,
-                sensitivity,
-            });
-        }
-        spent.queries.push(QueryPlan {
-            query: query.clone(),
-            selection,
-            measures,
-        });
+            })?,
+        );
+        delta += query_delta;
     }
-    Ok(spent)
-}
-
-pub(super) fn laplace_plan(
-    job: &Job,
-    scan: ScanPlan,
-    epsilon: Epsilon,
-    delta: Option<Delta>,
-) -> Result<Plan, EngineError> {
-    let spent = plan_queries(
-        job,
-        &scan,
-        NoiseFamily::Laplace,
-        epsilon.get(),
-        delta.map_or(0.0, Delta::get),
-    )?;
-    Ok(Plan {
-        scan,
-        family: NoiseFamily::Laplace,
-        queries: spent.queries,
-        cost: PlannedCost::Basic {
-            epsilon: spent.total,
-            delta: spent.delta,
-        },
+    // The objective was computed for a budget of one: a Laplace noise's std scales as 1/ε,
+    // a Gaussian's as 1/sqrt(ρ).
+    let objective = match spend {
+        Spend::Epsilon(epsilon) => value / epsilon,
+        Spend::Rho(rho) => value / rho.sqrt(),
+    };
+    Ok(FamilyPlan {
+        queries: plans,
+        total,
+        selection_delta: delta,
+        objective,
     })
 }
 
-pub(super) fn gaussian_plan(
-    job: &Job,
-    scan: ScanPlan,
-    rho: Rho,
-    conversion_delta: f64,
-    selection_delta: f64,
-) -> Result<Plan, EngineError> {
-    let spent = plan_queries(
-        job,
-        &scan,
-        NoiseFamily::Gaussian,
-        rho.get(),
-        selection_delta,
-    )?;
-    let epsilon = if conversion_delta > 0.0 {
-        let rho = Rho::new(spent.total).map_err(|e| EngineError::param("budget", e))?;
-        let delta =
-            Delta::new(conversion_delta).map_err(|e| EngineError::param("budget.delta", e))?;
-        rho_to_epsilon(rho, delta)
-            .map_err(|e| EngineError::param("budget", e))?
-            .get()
-    } else {
-        0.0
+/// The distinct-unit threshold of a query that releases no count.
+fn separate_selection(
+    query: &Query,
+    part: Spend,
+    delta: f64,
+) -> Result<ThresholdMechanism, EngineError> {
+    let delta = Delta::new(delta).map_err(|e| EngineError::param("budget.delta", e))?;
+    let groups = u64::from(query.bounds.max_groups_per_unit);
+    match part {
+        Spend::Epsilon(epsilon) => ThresholdMechanism::laplace(
+            groups,
+            Epsilon::new(epsilon).map_err(|e| EngineError::param("budget.epsilon", e))?,
+            delta,
+        ),
+        Spend::Rho(rho) => ThresholdMechanism::gaussian(
+            groups,
+            Rho::new(rho).map_err(|e| EngineError::param("budget", e))?,
+            delta,
+        ),
+    }
+    .map_err(|e| EngineError::param(format!("query {:?}: partition selection", query.name), e))
+}
+
+/// The noise of one measure given its part of the budget: its grid fitted to the noise,
+/// then the exact mechanism on the integer steps.
+fn noisy_measure(
+    query: &Query,
+    slot: &Slot,
+    part: Spend,
+    share: f64,
+) -> Result<NoisyMeasure, EngineError> {
+    let named =
+        |e| EngineError::param(format!("query {:?}: {}", query.name, slot.measure.key()), e);
+    let groups = u64::from(query.bounds.max_groups_per_unit);
+    let rows = u64::from(query.bounds.max_rows_per_group);
+    if let Measure::Histogram { .. } = slot.measure {
+        return Ok(NoisyMeasure {
+            measure: slot.measure.clone(),
+            noise: MeasureNoise::Quantile(quantile_noise(query, slot, part)?),
+            sensitivity: u128::from(rows),
+            per_group: u128::from(rows),
+            groups,
+            share,
+        });
+    }
+    // The noise's standard deviation in real units, then the grid and the steps.
+    let real_std = match part {
+        Spend::Epsilon(epsilon) => {
+            std::f64::consts::SQRT_2 * slot.groups * slot.per_group / epsilon
+        }
+        Spend::Rho(rho) => slot.per_group * (slot.groups / (2.0 * rho)).sqrt(),
     };
-    Ok(Plan {
-        scan,
-        family: NoiseFamily::Gaussian,
-        queries: spent.queries,
-        cost: PlannedCost::Zcdp {
-            rho: spent.total,
-            conversion_delta,
-            epsilon,
-            selection_delta: spent.delta,
+    let measure = fitted(&slot.measure, real_std).map_err(named)?;
+    let per_group = measure.per_group_bound(query.bounds);
+    let too_large = || too_sensitive(query, &measure);
+    let (noise, sensitivity) = match part {
+        Spend::Epsilon(epsilon) => {
+            let sensitivity = per_group
+                .checked_mul(u128::from(groups))
+                .ok_or_else(too_large)?;
+            let l1 = u64::try_from(sensitivity).map_err(|_| too_large())?;
+            let epsilon =
+                Epsilon::new(epsilon).map_err(|e| EngineError::param("budget.epsilon", e))?;
+            (
+                MeasureNoise::Laplace(
+                    LaplaceMechanism::new(L1Sensitivity::integer(l1), epsilon)
+                        .map_err(|_| too_large())?,
+                ),
+                sensitivity,
+            )
+        }
+        Spend::Rho(rho) => {
+            let sensitivity = per_group
+                .checked_mul(per_group)
+                .and_then(|square| square.checked_mul(u128::from(groups)))
+                .ok_or_else(too_large)?;
+            let rho = Rho::new(rho).map_err(|e| EngineError::param("budget", e))?;
+            (
+                MeasureNoise::Gaussian(
+                    GaussianMechanism::new_zcdp_squared(sensitivity, rho)
+                        .map_err(|_| too_large())?,
+                ),
+                sensitivity,
+            )
+        }
+    };
+    Ok(NoisyMeasure {
+        measure,
+        noise,
+        sensitivity,
+        per_group,
+        groups,
+        share,
+    })
+}
+
+/// The measure with its grid fitted to a noise of `real_std` (counts keep steps of one).
+fn fitted(measure: &Measure, real_std: f64) -> Result<Measure, veil_core::ParamError> {
+    // The finest grid worth having: at most 2^30 steps per value (so sums stay far inside
+    // 64 bits), and no finer than needed for the noise.
+    // ... and no coarser than 2^10 steps across the bounds (rounding error stays a tenth of a
+    // percent of the width, and every sensitivity a positive integer).
+    let step_for = |std_in_unit: f64, bounds: veil_core::Bounds, half: bool| {
+        let wanted = std_in_unit / STEPS_PER_STD;
+        let finest = bounds.max_abs().max(bounds.width()) / 2f64.powi(30);
+        let coarsest = bounds.width() / 2f64.powi(10);
+        let step = wanted.min(coarsest).max(finest).max(f64::MIN_POSITIVE);
+        #[allow(clippy::cast_possible_truncation)]
+        let exponent = (step.log2().floor() as i32 + i32::from(half)).clamp(-100, 100);
+        Granularity::power_of_two(exponent)
+    };
+    Ok(match measure {
+        Measure::Sum { column, bounds, .. } => Measure::Sum {
+            column: column.clone(),
+            bounds: *bounds,
+            grid: FixedPoint::new(*bounds, step_for(real_std, *bounds, false)?)?,
         },
+        Measure::CenteredSum { column, bounds, .. } => Measure::CenteredSum {
+            column: column.clone(),
+            bounds: *bounds,
+            // Centred values count in half steps.
+            grid: FixedPoint::new(*bounds, step_for(real_std, *bounds, true)?)?,
+        },
+        Measure::CenteredSquares { column, bounds, .. } => {
+            // Squares count in (half steps)²: a step s gives units of s²/4.
+            let unit = (4.0 * real_std / STEPS_PER_STD).sqrt();
+            let width = bounds.width();
+            let finest = width / 2f64.powi(15);
+            let unit = unit.min(width / 2f64.powi(6));
+            #[allow(clippy::cast_possible_truncation)]
+            let exponent = (unit.max(finest).log2().floor() as i32).clamp(-100, 100);
+            Measure::CenteredSquares {
+                column: column.clone(),
+                bounds: *bounds,
+                grid: FixedPoint::new(*bounds, Granularity::power_of_two(exponent)?)?,
+            }
+        }
+        other => other.clone(),
+    })
+}
+
+/// The draws of a histogram: a point and two interval ends per quantile level, each an
+/// exponential-mechanism choice among the histogram's bin edges.
+fn quantile_noise(query: &Query, slot: &Slot, part: Spend) -> Result<QuantileNoise, EngineError> {
+    let named =
+        |e| EngineError::param(format!("query {:?}: {}", query.name, slot.measure.key()), e);
+    let rows = u64::from(query.bounds.max_rows_per_group);
+    let interval_share = (1.0 - QUANTILE_POINT_SHARE) / 2.0;
+    let (selection, point, interval) = match part {
+        Spend::Epsilon(epsilon) => {
+            // Pure: the L0·draws·(point + 2 ends) add up to the part.
+            let per_draw = epsilon / (slot.groups * slot.draws);
+            (
+                QuantileSelection::PermuteAndFlip,
+                per_draw * QUANTILE_POINT_SHARE,
+                per_draw * interval_share,
+            )
+        }
+        Spend::Rho(rho) => {
+            // zCDP: L0·draws·(ε_p² + 2ε_i²)/8 = ρ.
+            let ratio = interval_share / QUANTILE_POINT_SHARE;
+            let point =
+                (8.0 * rho / (slot.groups * slot.draws * (1.0 + 2.0 * ratio * ratio))).sqrt();
+            (QuantileSelection::Exponential, point, point * ratio)
+        }
+    };
+    let epsilon = |value: f64| {
+        // Rounded down: the loss claimed is never below the one drawn with.
+        Epsilon::new(value.next_down()).map_err(named)
+    };
+    Ok(QuantileNoise {
+        point: QuantileMechanism::new(epsilon(point)?, rows, selection).map_err(named)?,
+        interval: QuantileMechanism::new(epsilon(interval)?, rows, QuantileSelection::Exponential)
+            .map_err(named)?,
+        draws: slot.draws,
+        groups: slot.groups,
     })
 }
 
@@ -256,8 +694,82 @@ fn too_sensitive(query: &Query, measure: &Measure) -> EngineError {
     EngineError::invalid(
         format!("query {:?}", query.name),
         format!(
-            "the sensitivity of {} is too large to noise exactly; lower the contribution bounds or narrow the value bounds",
-            measure.key()
+            "{} cannot be noised exactly: max_groups_per_unit = {} and max_rows_per_group = {} make one person's contribution too large for the exact samplers at this budget; lower them (or raise ε)",
+            measure.key(),
+            query.bounds.max_groups_per_unit,
+            query.bounds.max_rows_per_group
         ),
     )
+}
+
+/// The largest ρ whose Gaussian privacy curve meets `(epsilon, delta)`: for a composition
+/// of Gaussian mechanisms with `ρ = Σ Δ_i²/(2σ_i²)`, the composition is exactly `μ`-GDP
+/// with `μ = sqrt(2ρ)` (Dong, Roth and Su 2022), and `δ(ε) = Φ(−ε/μ + μ/2) − e^ε Φ(−ε/μ − μ/2)`.
+/// Never below the zCDP conversion's ρ.
+///
+/// # Errors
+/// [`EngineError::Param`] if the budget is out of range.
+pub(super) fn gaussian_rho(epsilon: Epsilon, delta: Delta) -> Result<f64, EngineError> {
+    let zcdp = epsilon_to_rho(epsilon, delta)
+        .map_err(|e| EngineError::param("budget.epsilon", e))?
+        .get();
+    let curve = |mu: f64| {
+        let e = epsilon.get();
+        veil_core::special::normal_cdf(-e / mu + mu / 2.0)
+            - e.exp() * veil_core::special::normal_cdf(-e / mu - mu / 2.0)
+    };
+    let (mut low, mut high) = ((2.0 * zcdp).sqrt(), (2.0 * zcdp).sqrt() * 4.0);
+    if curve(low) > delta.get() {
+        return Ok(zcdp);
+    }
+    while curve(high) <= delta.get() {
+        high *= 2.0;
+        if high > 1e6 {
+            return Ok(zcdp);
+        }
+    }
+    for _ in 0..100 {
+        let middle = f64::midpoint(low, high);
+        if curve(middle) <= delta.get() {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    Ok((low * low / 2.0).max(zcdp))
+}
+
+/// The ε the PLD accountant gives the plan's discrete Gaussians at `delta` (`None` when
+/// the plan holds anything else, or the accountant declines).
+pub(super) fn gaussian_pld_epsilon(queries: &[QueryPlan], delta: Delta) -> Option<f64> {
+    let mut components = Vec::new();
+    for query in queries {
+        for noisy in &query.measures {
+            let MeasureNoise::Gaussian(mechanism) = &noisy.noise else {
+                return None;
+            };
+            components.push(Component::new(
+                MechanismProfile::DiscreteGaussian {
+                    sigma: mechanism.sigma_squared().to_f64_down().sqrt().next_down(),
+                    sensitivity: u64::try_from(noisy.per_group).ok()?,
+                },
+                noisy.groups,
+            ));
+        }
+    }
+    compose(&components, delta, Method::Pld)
+        .ok()
+        .map(|composition| composition.epsilon.get())
+}
+
+/// ε of `rho` converted at `delta` by zCDP (for a plan the PLD cannot account).
+///
+/// # Errors
+/// [`EngineError::Param`] for a ρ or δ out of range.
+pub(super) fn zcdp_epsilon(rho: f64, delta: f64) -> Result<f64, EngineError> {
+    let rho = Rho::new(rho).map_err(|e| EngineError::param("budget", e))?;
+    let delta = Delta::new(delta).map_err(|e| EngineError::param("budget.delta", e))?;
+    Ok(rho_to_epsilon(rho, delta)
+        .map_err(|e| EngineError::param("budget", e))?
+        .get())
 }

@@ -1,35 +1,48 @@
 //! Planning: from a job to what to read and aggregate ([`ScanPlan`], the non-private part,
 //! as data that any engine can execute) and how to noise it ([`Plan`]).
 //!
-//! The budget is split evenly across queries (or by their weights) and, within a query,
-//! evenly across the measures it needs. For an (ε, δ) budget two noise families are
-//! planned and the one with less noise is kept:
+//! - `derive`: the fewest noisy measures that answer each query, and how every released
+//!   aggregate is derived from them (a count and a mean share a count; a sum is measured or
+//!   derived from centred measures, whichever is predicted more accurate); private
+//!   partition selection thresholds a count released anyway.
+//! - `budget`: the budget split across all measures of the job to minimise the predicted
+//!   relative error of the released outputs (with each aggregate's `weight`), calibrated
+//!   to the accountant that charges it, with each measure's grid fitted to its noise.
+//! - `scan_plan`: the columns read, the retention window, the consent filter.
 //!
-//! - **Laplace**: discrete Laplace noise, composed by adding ε's; δ pays only for private
-//!   partition selection (Laplace thresholding).
-//! - **Gaussian**: discrete Gaussian noise accounted in zCDP, whose ρ's add up and convert
-//!   to (ε, δ) at half of δ; the other half pays for Gaussian thresholding. Its noise grows
-//!   with `sqrt(L0)` instead of `L0`, so it wins when units span many groups or a query has
-//!   many measures.
+//! For an (ε, δ) budget both noise families are planned unless the job pins one
+//! (`noise = "laplace" | "gaussian"`), and the one with the lower predicted error is kept:
+//!
+//! - **Laplace**: discrete Laplace noise and permute-and-flip quantiles, composed by adding
+//!   ε's; δ pays only for private partition selection.
+//! - **Gaussian**: discrete Gaussian noise, half of δ for the privacy curve of the
+//!   Gaussians (exact for their composition, checked by the PLD accountant) and half for
+//!   selection; with quantiles (the exponential mechanism, `ε²/8`-zCDP) the ρ's add up in
+//!   zCDP. Its noise grows with `sqrt(L0)` instead of `L0`.
 
 use std::collections::BTreeSet;
 
 use veil_accountant::{ChargeItem, MechanismProfile};
 use veil_core::calibrate::epsilon_to_rho;
 use veil_core::mechanism::{
-    FixedPoint, GaussianMechanism, LaplaceMechanism, Mechanism, ThresholdMechanism,
+    FixedPoint, GaussianMechanism, LaplaceMechanism, Mechanism, QuantileMechanism,
+    ThresholdMechanism,
 };
-use veil_core::{Bounds, Delta, Epsilon, PrivacyLoss};
+use veil_core::{Bounds, Delta, Epsilon, PrivacyLoss, Rho};
 
 use crate::EngineError;
-use crate::job::{ContributionBounds, Job, JobBudget, Query};
+use crate::job::{ContributionBounds, Job, JobBudget, NoisePreference, Query};
 
 mod budget;
+mod derive;
+mod describe;
 mod scan_plan;
 
 pub use crate::job::output_names_of;
-use budget::{gaussian_plan, laplace_plan, score};
-pub use scan_plan::{describe_duration, measures_for};
+pub use budget::QUANTILE_POINT_SHARE;
+pub use derive::Derivation;
+pub use describe::{OutputNoise, real_std};
+pub use scan_plan::describe_duration;
 use scan_plan::{scan_plan, selects_privately};
 
 /// Leaves of the quantile histogram: 16³ bins between the bounds.
@@ -48,6 +61,8 @@ pub enum Measure {
     Sum {
         /// The column.
         column: String,
+        /// The bounds its values are clamped to.
+        bounds: Bounds,
         /// The grid.
         grid: FixedPoint,
     },
@@ -60,6 +75,8 @@ pub enum Measure {
     CenteredSum {
         /// The column.
         column: String,
+        /// The bounds its values are clamped to.
+        bounds: Bounds,
         /// The grid.
         grid: FixedPoint,
     },
@@ -67,6 +84,8 @@ pub enum Measure {
     CenteredSquares {
         /// The column.
         column: String,
+        /// The bounds its values are clamped to.
+        bounds: Bounds,
         /// The (coarse) grid.
         grid: FixedPoint,
     },
@@ -80,17 +99,27 @@ pub enum Measure {
 }
 
 impl Measure {
-    /// The name of its column in the aggregated table.
+    /// The name of its column in the aggregated table. Measures of one column with other
+    /// bounds are other measures (`sum:value[0,100]`, `sum:value[0,1]`).
     #[must_use]
     pub fn key(&self) -> String {
+        let bounded = |kind: &str, column: &str, bounds: &Bounds| {
+            format!(
+                "{kind}:{column}[{},{}]",
+                number_text(bounds.lower()),
+                number_text(bounds.upper())
+            )
+        };
         match self {
             Self::Rows => "rows".to_string(),
             Self::Units => "units".to_string(),
-            Self::Sum { column, .. } => format!("sum:{column}"),
+            Self::Sum { column, bounds, .. } => bounded("sum", column, bounds),
             Self::ValueCount { column } => format!("values:{column}"),
-            Self::CenteredSum { column, .. } => format!("centered_sum:{column}"),
-            Self::CenteredSquares { column, .. } => format!("centered_squares:{column}"),
-            Self::Histogram { column, .. } => format!("histogram:{column}"),
+            Self::CenteredSum { column, bounds, .. } => bounded("centered_sum", column, bounds),
+            Self::CenteredSquares { column, bounds, .. } => {
+                bounded("centered_squares", column, bounds)
+            }
+            Self::Histogram { column, bounds } => bounded("histogram", column, bounds),
         }
     }
 
@@ -107,9 +136,10 @@ impl Measure {
         }
     }
 
-    /// How much one unit can change this measure in one group, given its bounds (for a
-    /// histogram: summed over all levels of the tree).
-    fn per_group_bound(&self, bounds: ContributionBounds) -> u128 {
+    /// How much one unit can change this measure in one group, in steps, given its bounds
+    /// (for a histogram: its rows).
+    #[must_use]
+    pub fn per_group_bound(&self, bounds: ContributionBounds) -> u128 {
         let rows = u128::from(bounds.max_rows_per_group);
         match self {
             Self::Rows | Self::ValueCount { .. } => rows,
@@ -137,6 +167,8 @@ pub struct QueryScan {
     /// For public partitions, the keys (as text); rows of other groups are dropped
     /// before bounding.
     pub public_keys: Option<Vec<Vec<String>>>,
+    /// Rows without a value in any of these columns are left out before bounding.
+    pub drop_missing: Vec<String>,
     /// The per-group aggregates to compute.
     pub measures: Vec<Measure>,
 }
@@ -263,6 +295,39 @@ impl std::fmt::Display for NoiseFamily {
     }
 }
 
+/// The quantile draws of one histogram: per group and per level, a point and the two
+/// ends of its interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantileNoise {
+    /// The point estimate's mechanism.
+    pub point: QuantileMechanism,
+    /// Each interval end's mechanism (the exponential mechanism, for its tail bound).
+    pub interval: QuantileMechanism,
+    /// Levels drawn per group (over every quantiles aggregate of this histogram).
+    pub draws: f64,
+    /// Groups per unit (L0).
+    pub groups: f64,
+}
+
+impl QuantileNoise {
+    /// What one unit can lose to every draw of every group it is in.
+    #[must_use]
+    pub fn loss(&self) -> PrivacyLoss {
+        let times = self.groups * self.draws;
+        match (self.point.loss(), self.interval.loss()) {
+            (PrivacyLoss::Pure(point), _) => {
+                let epsilon = times * (point.get() + 2.0 * self.interval.epsilon().get());
+                Epsilon::new(epsilon.next_up()).map_or(PrivacyLoss::Pure(point), PrivacyLoss::Pure)
+            }
+            (PrivacyLoss::Zcdp(point), PrivacyLoss::Zcdp(interval)) => {
+                let rho = times * (point.get() + 2.0 * interval.get());
+                Rho::new(rho.next_up()).map_or(PrivacyLoss::Zcdp(point), PrivacyLoss::Zcdp)
+            }
+            (point, _) => point,
+        }
+    }
+}
+
 /// Noise for one measure.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MeasureNoise {
@@ -270,19 +335,22 @@ pub enum MeasureNoise {
     Laplace(LaplaceMechanism),
     /// Discrete Gaussian (zCDP).
     Gaussian(GaussianMechanism),
+    /// Quantiles: a choice among a histogram's bin edges.
+    Quantile(QuantileNoise),
 }
 
 impl MeasureNoise {
-    /// The noise standard deviation in steps.
+    /// The noise standard deviation in steps (for quantiles: not a number).
     #[must_use]
     pub fn std_dev(&self) -> f64 {
         match self {
             Self::Laplace(mechanism) => mechanism.std_dev(),
             Self::Gaussian(mechanism) => mechanism.sigma(),
+            Self::Quantile(_) => f64::NAN,
         }
     }
 
-    /// Half-width of the 95% interval in steps.
+    /// Half-width of the 95% interval in steps (for quantiles: not a number).
     #[must_use]
     pub fn ci_half_width(&self) -> f64 {
         match self {
@@ -292,25 +360,17 @@ impl MeasureNoise {
             Self::Gaussian(mechanism) => {
                 mechanism.ci_half_width(veil_core::mechanism::DEFAULT_CONFIDENCE)
             }
+            Self::Quantile(_) => f64::NAN,
         }
     }
 
-    /// The privacy loss of one release.
+    /// The privacy loss of one release of the measure over every group.
     #[must_use]
     pub fn loss(&self) -> PrivacyLoss {
         match self {
             Self::Laplace(mechanism) => mechanism.loss(),
             Self::Gaussian(mechanism) => mechanism.loss(),
-        }
-    }
-
-    fn profile(&self) -> MechanismProfile {
-        match self {
-            Self::Laplace(mechanism) => MechanismProfile::DiscreteLaplace {
-                scale: mechanism.scale().to_f64_up(),
-                sensitivity: mechanism.sensitivity(),
-            },
-            Self::Gaussian(mechanism) => MechanismProfile::Guarantee(mechanism.loss()),
+            Self::Quantile(noise) => noise.loss(),
         }
     }
 }
@@ -320,11 +380,43 @@ impl MeasureNoise {
 pub struct NoisyMeasure {
     /// The measure.
     pub measure: Measure,
-    /// Its noise (for a histogram: the noise of each node of the tree).
+    /// Its noise.
     pub noise: MeasureNoise,
     /// The measure's sensitivity across all groups: L1 for Laplace, squared L2 for
-    /// Gaussian, in steps.
+    /// Gaussian, in steps (for quantiles: a unit's rows per group).
     pub sensitivity: u128,
+    /// The most one unit moves it in one group, in steps.
+    pub per_group: u128,
+    /// Groups per unit (L0).
+    pub groups: u64,
+    /// Its share of the job's budget (ε for Laplace, ρ for Gaussian).
+    pub share: f64,
+}
+
+impl NoisyMeasure {
+    /// What the ledger charges for it: the mechanism run on each of the `L0` groups a unit
+    /// can reach (so the PLD accountant composes the real shifts), or its guarantee.
+    fn charge(&self) -> (MechanismProfile, u32) {
+        let groups = u32::try_from(self.groups).unwrap_or(u32::MAX);
+        let per_group = u64::try_from(self.per_group).ok();
+        match (&self.noise, per_group) {
+            (MeasureNoise::Laplace(mechanism), Some(per_group)) => (
+                MechanismProfile::DiscreteLaplace {
+                    scale: mechanism.scale().to_f64_down(),
+                    sensitivity: per_group,
+                },
+                groups,
+            ),
+            (MeasureNoise::Gaussian(mechanism), Some(per_group)) => (
+                MechanismProfile::DiscreteGaussian {
+                    sigma: mechanism.sigma_squared().to_f64_down().sqrt().next_down(),
+                    sensitivity: per_group,
+                },
+                groups,
+            ),
+            (noise, _) => (MechanismProfile::Guarantee(noise.loss()), 1),
+        }
+    }
 }
 
 /// The private part of one query.
@@ -334,7 +426,12 @@ pub struct QueryPlan {
     pub query: Query,
     /// Private partition selection, for private partitions.
     pub selection: Option<ThresholdMechanism>,
-    /// The noised measures (the unit count is the selection's when there is one).
+    /// The released count the selection thresholds (`None`: the selection draws its own
+    /// distinct-unit counts).
+    pub selection_count: Option<String>,
+    /// How each aggregate (in the query's order) is derived from the measures.
+    pub derivations: Vec<Derivation>,
+    /// The noised measures.
     pub measures: Vec<NoisyMeasure>,
 }
 
@@ -345,6 +442,24 @@ impl QueryPlan {
         self.measures
             .iter()
             .find(|noisy| noisy.measure.key() == key)
+    }
+
+    /// The measures an output column (of `output_names_of`) is computed from.
+    #[must_use]
+    pub fn measures_of_output(&self, output: &str) -> Vec<&NoisyMeasure> {
+        self.query
+            .aggregates
+            .iter()
+            .zip(&self.derivations)
+            .find(|(aggregate, _)| output_names_of(aggregate).iter().any(|name| name == output))
+            .map(|(_, derivation)| {
+                derivation
+                    .measures()
+                    .into_iter()
+                    .filter_map(|key| self.noise_of(key))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -394,8 +509,21 @@ impl Plan {
         for query in &self.queries {
             if let Some(selection) = &query.selection {
                 let label = format!("{}.partition_selection", query.query.name);
-                match selection.noise_loss() {
-                    PrivacyLoss::Pure(epsilon) => items.push(ChargeItem {
+                let presence = || {
+                    MechanismProfile::Guarantee(PrivacyLoss::Approx(
+                        Epsilon::new(f64::MIN_POSITIVE).expect("positive"),
+                        selection.delta(),
+                    ))
+                };
+                match (&query.selection_count, selection.noise_loss()) {
+                    // Thresholding a released count costs its δ alone (the count is charged
+                    // as a measure below).
+                    (Some(_), _) => items.push(ChargeItem {
+                        label,
+                        profile: presence(),
+                        times: 1,
+                    }),
+                    (None, PrivacyLoss::Pure(epsilon)) => items.push(ChargeItem {
                         label,
                         profile: MechanismProfile::Guarantee(PrivacyLoss::Approx(
                             epsilon,
@@ -403,7 +531,7 @@ impl Plan {
                         )),
                         times: 1,
                     }),
-                    loss => {
+                    (None, loss) => {
                         items.push(ChargeItem {
                             label: format!("{label}.counts"),
                             profile: MechanismProfile::Guarantee(loss),
@@ -411,20 +539,18 @@ impl Plan {
                         });
                         items.push(ChargeItem {
                             label: format!("{label}.presence"),
-                            profile: MechanismProfile::Guarantee(PrivacyLoss::Approx(
-                                Epsilon::new(f64::MIN_POSITIVE).expect("positive"),
-                                selection.delta(),
-                            )),
+                            profile: presence(),
                             times: 1,
                         });
                     }
                 }
             }
             for noisy in &query.measures {
+                let (profile, times) = noisy.charge();
                 items.push(ChargeItem {
                     label: format!("{}.{}", query.query.name, noisy.measure.key()),
-                    profile: noisy.noise.profile(),
-                    times: 1,
+                    profile,
+                    times,
                 });
             }
         }
@@ -439,54 +565,246 @@ impl Plan {
 /// [`EngineError::InvalidJob`] or [`EngineError::Param`] naming the job key at fault.
 pub fn plan(job: &Job) -> Result<Plan, EngineError> {
     job.validate()?;
-    let scan = scan_plan(job)?;
     let private_queries = job
         .queries
         .iter()
         .filter(|query| selects_privately(query))
         .count();
-    match job.budget {
-        JobBudget::Pure(epsilon) => {
-            if let Some(index) = job.queries.iter().position(selects_privately) {
+    let families: Vec<NoiseFamily> = match (job.budget, job.noise) {
+        (JobBudget::Pure(_), NoisePreference::Gaussian) => {
+            return Err(EngineError::invalid(
+                "budget.noise",
+                "Gaussian noise needs a δ > 0 (or a ρ budget): add `delta = 1e-6`, or use noise = \"laplace\"",
+            ));
+        }
+        (JobBudget::Zcdp(_), NoisePreference::Laplace) => {
+            return Err(EngineError::invalid(
+                "budget.noise",
+                "a ρ-zCDP budget is spent by Gaussian noise: use noise = \"gaussian\" (or \"auto\"), or budget epsilon instead",
+            ));
+        }
+        (JobBudget::Pure(_), _) | (JobBudget::Approx(..), NoisePreference::Laplace) => {
+            vec![NoiseFamily::Laplace]
+        }
+        (JobBudget::Zcdp(_), _) | (JobBudget::Approx(..), NoisePreference::Gaussian) => {
+            vec![NoiseFamily::Gaussian]
+        }
+        (JobBudget::Approx(_, delta), NoisePreference::Auto) if delta.get() == 0.0 => {
+            vec![NoiseFamily::Laplace]
+        }
+        (JobBudget::Approx(..), NoisePreference::Auto) => {
+            vec![NoiseFamily::Laplace, NoiseFamily::Gaussian]
+        }
+    };
+    if let Some(index) = job.queries.iter().position(selects_privately) {
+        match job.budget {
+            JobBudget::Pure(_) => {
                 return Err(EngineError::invalid(
                     format!("query[{index}].partitions"),
                     "private partitions need a delta > 0 in [budget] (choosing groups privately always costs some δ); add `delta = 1e-6` or give public partitions",
                 ));
             }
-            laplace_plan(job, scan, epsilon, None)
-        }
-        JobBudget::Zcdp(rho) => {
-            if let Some(index) = job.queries.iter().position(selects_privately) {
+            JobBudget::Zcdp(_) => {
                 return Err(EngineError::invalid(
                     format!("query[{index}].partitions"),
                     "private partitions need an (epsilon, delta) budget: a ρ-zCDP budget cannot pay the δ of partition selection; give public partitions or budget epsilon and delta",
                 ));
             }
-            gaussian_plan(job, scan, rho, 0.0, 0.0)
+            JobBudget::Approx(..) => {}
         }
-        JobBudget::Approx(epsilon, delta) => {
-            let laplace = laplace_plan(job, scan.clone(), epsilon, Some(delta))?;
-            if delta.get() == 0.0 {
-                return Ok(laplace);
+    }
+    let mut best: Option<(f64, Plan)> = None;
+    for family in families {
+        let candidate = plan_in(job, family, private_queries)?;
+        if best
+            .as_ref()
+            .is_none_or(|(objective, _)| candidate.0 < *objective * (1.0 - 1e-9))
+        {
+            best = Some(candidate);
+        }
+    }
+    best.map(|(_, plan)| plan)
+        .ok_or_else(|| EngineError::Internal("no noise family to plan".into()))
+}
+
+/// The plan in one family, with its objective (lower is better).
+fn plan_in(
+    job: &Job,
+    family: NoiseFamily,
+    private_queries: usize,
+) -> Result<(f64, Plan), EngineError> {
+    // Each query's sums take the form its outputs are predicted best answered by, alone.
+    let mut designs = Vec::new();
+    for query in &job.queries {
+        let sums = derive::sums_of(query).min(4);
+        let mut best: Option<(f64, derive::Design)> = None;
+        for choice in 0..(1_usize << sums) {
+            let forms: Vec<derive::SumForm> = (0..derive::sums_of(query))
+                .map(|index| {
+                    if index < sums && choice & (1 << index) != 0 {
+                        derive::SumForm::Centered
+                    } else {
+                        derive::SumForm::Measured
+                    }
+                })
+                .collect();
+            let design = derive::design(query, &forms, selects_privately(query))?;
+            let value = budget::design_objective(&[(query, &design)], family);
+            if best.as_ref().is_none_or(|(best, _)| value < *best) {
+                best = Some((value, design));
             }
+        }
+        designs.push(best.map(|(_, design)| design).ok_or_else(|| {
+            EngineError::Internal(format!("query {:?} has no design", query.name))
+        })?);
+    }
+    let pairs: Vec<(&Query, &derive::Design)> = job.queries.iter().zip(&designs).collect();
+    let has_quantiles_or_separate = designs.iter().any(|design| {
+        design.separate_selection
+            || design
+                .measures
+                .iter()
+                .any(|measure| matches!(measure, Measure::Histogram { .. }))
+    });
+    let (planned, cost) = match (family, job.budget) {
+        (NoiseFamily::Laplace, JobBudget::Pure(epsilon)) => {
+            let planned = budget::plan_family(&pairs, budget::Spend::Epsilon(epsilon.get()), 0.0)?;
+            let cost = PlannedCost::Basic {
+                epsilon: planned.total,
+                delta: 0.0,
+            };
+            (planned, cost)
+        }
+        (NoiseFamily::Laplace, JobBudget::Approx(epsilon, delta)) => {
+            let selection_delta = if private_queries > 0 {
+                delta.get()
+            } else {
+                0.0
+            };
+            let planned = budget::plan_family(
+                &pairs,
+                budget::Spend::Epsilon(epsilon.get()),
+                selection_delta,
+            )?;
+            let cost = PlannedCost::Basic {
+                epsilon: planned.total,
+                delta: planned.selection_delta,
+            };
+            (planned, cost)
+        }
+        (NoiseFamily::Gaussian, JobBudget::Zcdp(rho)) => {
+            let planned = budget::plan_family(&pairs, budget::Spend::Rho(rho.get()), 0.0)?;
+            let cost = PlannedCost::Zcdp {
+                rho: planned.total,
+                conversion_delta: 0.0,
+                epsilon: 0.0,
+                selection_delta: 0.0,
+            };
+            (planned, cost)
+        }
+        (NoiseFamily::Gaussian, JobBudget::Approx(epsilon, delta)) => {
             let selection_delta = if private_queries > 0 {
                 delta.get() / 2.0
             } else {
                 0.0
             };
             let conversion_delta = delta.get() - selection_delta;
-            let rho = epsilon_to_rho(
+            let conversion =
+                Delta::new(conversion_delta).map_err(|e| EngineError::param("budget.delta", e))?;
+            gaussian_in(
+                &pairs,
                 epsilon,
-                Delta::new(conversion_delta).map_err(|e| EngineError::param("budget.delta", e))?,
-            )
-            .map_err(|e| EngineError::param("budget.epsilon", e))?;
-            let gaussian = gaussian_plan(job, scan, rho, conversion_delta, selection_delta)?;
-            Ok(if score(&gaussian) < score(&laplace) {
-                gaussian
-            } else {
-                laplace
-            })
+                conversion,
+                selection_delta,
+                !has_quantiles_or_separate,
+            )?
         }
+        (NoiseFamily::Laplace, JobBudget::Zcdp(_))
+        | (NoiseFamily::Gaussian, JobBudget::Pure(_)) => {
+            return Err(EngineError::Internal(
+                "a family that cannot spend this budget".into(),
+            ));
+        }
+    };
+    let measures: Vec<Vec<Measure>> = planned
+        .queries
+        .iter()
+        .zip(&designs)
+        .map(|(query, design)| {
+            let mut measures: Vec<Measure> = query
+                .measures
+                .iter()
+                .map(|noisy| noisy.measure.clone())
+                .collect();
+            if design.separate_selection {
+                measures.push(Measure::Units);
+            }
+            measures
+        })
+        .collect();
+    let scan = scan_plan(job, measures)?;
+    Ok((
+        planned.objective,
+        Plan {
+            scan,
+            family,
+            queries: planned.queries,
+            cost,
+        },
+    ))
+}
+
+/// The Gaussian plan of an (ε, δ) budget: by the exact privacy curve of the Gaussians
+/// (`tight`: checked by the PLD accountant, and loosened until it agrees), else in zCDP.
+fn gaussian_in(
+    pairs: &[(&Query, &derive::Design)],
+    epsilon: Epsilon,
+    conversion: Delta,
+    selection_delta: f64,
+    tight: bool,
+) -> Result<(budget::FamilyPlan, PlannedCost), EngineError> {
+    let zcdp = epsilon_to_rho(epsilon, conversion)
+        .map_err(|e| EngineError::param("budget.epsilon", e))?
+        .get();
+    if tight {
+        let mut rho = budget::gaussian_rho(epsilon, conversion)?;
+        for _ in 0..40 {
+            if rho <= zcdp {
+                break;
+            }
+            let planned = budget::plan_family(pairs, budget::Spend::Rho(rho), selection_delta)?;
+            if let Some(spent) = budget::gaussian_pld_epsilon(&planned.queries, conversion)
+                && spent <= epsilon.get()
+            {
+                let cost = PlannedCost::Zcdp {
+                    rho: planned.total,
+                    conversion_delta: conversion.get(),
+                    epsilon: spent,
+                    selection_delta: planned.selection_delta,
+                };
+                return Ok((planned, cost));
+            }
+            rho *= 0.99;
+        }
+    }
+    let planned = budget::plan_family(pairs, budget::Spend::Rho(zcdp), selection_delta)?;
+    let cost = PlannedCost::Zcdp {
+        rho: planned.total,
+        conversion_delta: conversion.get(),
+        epsilon: budget::zcdp_epsilon(planned.total, conversion.get())?,
+        selection_delta: planned.selection_delta,
+    };
+    Ok((planned, cost))
+}
+
+/// A number as short text: an integer when it is one, else the shortest exact form.
+fn number_text(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        #[allow(clippy::cast_possible_truncation)]
+        let whole = value as i64;
+        whole.to_string()
+    } else {
+        format!("{value}")
     }
 }
 

@@ -1,94 +1,20 @@
 //! The plan's non-private part: each query's measures, the columns read, the retention
 //! window and the consent filter ([`ScanPlan`]).
 
-use veil_core::Bounds;
-use veil_core::mechanism::{FixedPoint, Granularity};
-
 use super::{ConsentFilter, Measure, QueryScan, ScanPlan, TimeWindow};
 use crate::EngineError;
-use crate::job::{AggregateKind, Job, Partitions, Query};
+use crate::job::{Job, Partitions, Query};
 
-/// The measures a query needs, without duplicates, in a stable order.
-fn measures_of(query: &Query) -> Result<Vec<Measure>, EngineError> {
-    let mut measures: Vec<Measure> = Vec::new();
-    for (index, aggregate) in query.aggregates.iter().enumerate() {
-        let key = format!("query {:?}, aggregates[{index}]", query.name);
-        for measure in measures_for(&aggregate.kind, &key)? {
-            if !measures
-                .iter()
-                .any(|existing| existing.key() == measure.key())
-            {
-                measures.push(measure);
-            }
-        }
-    }
-    Ok(measures)
-}
-
-/// The measures one aggregate is computed from (a mean from a value count and a centered
-/// sum, a variance from those and centered squares, ...).
-///
-/// # Errors
-/// [`EngineError::Param`] naming `key` if the aggregate's bounds give no fixed-point grid.
-pub fn measures_for(kind: &AggregateKind, key: &str) -> Result<Vec<Measure>, EngineError> {
-    Ok(match kind {
-        AggregateKind::Count => vec![Measure::Rows],
-        AggregateKind::UnitCount => vec![Measure::Units],
-        AggregateKind::Sum(column) => {
-            let grid = FixedPoint::new(column.bounds, Granularity::for_bounds(column.bounds))
-                .map_err(|e| EngineError::param(format!("{key}.bounds"), e))?;
-            vec![Measure::Sum {
-                column: column.name.clone(),
-                grid,
-            }]
-        }
-        AggregateKind::Mean(column) | AggregateKind::Variance(column) => {
-            let mut measures = vec![
-                Measure::ValueCount {
-                    column: column.name.clone(),
-                },
-                Measure::CenteredSum {
-                    column: column.name.clone(),
-                    grid: width_grid(column.bounds, 16, key)?,
-                },
-            ];
-            if matches!(kind, AggregateKind::Variance(_)) {
-                measures.push(Measure::CenteredSquares {
-                    column: column.name.clone(),
-                    grid: width_grid(column.bounds, 8, key)?,
-                });
-            }
-            measures
-        }
-        AggregateKind::Quantiles { column, .. } => vec![Measure::Histogram {
-            column: column.name.clone(),
-            bounds: column.bounds,
-        }],
-    })
-}
-
-/// A grid with about `2^bits` steps across the bounds' width (a power of two).
-fn width_grid(bounds: Bounds, bits: i32, key: &str) -> Result<FixedPoint, EngineError> {
-    let width = bounds.width();
-    #[allow(clippy::cast_possible_truncation)]
-    let exponent = (width.log2().floor() as i32 - bits).clamp(-100, 100);
-    let granularity = Granularity::power_of_two(exponent)
-        .map_err(|e| EngineError::param(format!("{key}.bounds"), e))?;
-    FixedPoint::new(bounds, granularity).map_err(|e| EngineError::param(format!("{key}.bounds"), e))
-}
-
-pub(super) fn scan_plan(job: &Job) -> Result<ScanPlan, EngineError> {
+/// The non-private part of a job whose queries need `measures` (one list per query).
+pub(super) fn scan_plan(job: &Job, measures: Vec<Vec<Measure>>) -> Result<ScanPlan, EngineError> {
     let governance = &job.governance;
     let mut columns = vec![job.source.privacy_unit.clone()];
     // Where each column is named, for data-minimisation errors.
     let mut named_at: Vec<(String, String)> = Vec::new();
     let mut queries = Vec::new();
-    for (index, query) in job.queries.iter().enumerate() {
-        let mut measures = measures_of(query)?;
-        // Private partition selection thresholds each group's distinct-unit count: the
-        // scan must count units even when no aggregate releases them.
-        if selects_privately(query) && !measures.contains(&Measure::Units) {
-            measures.push(Measure::Units);
+    for ((index, query), measures) in job.queries.iter().enumerate().zip(measures) {
+        for column in &query.drop_missing {
+            named_at.push((column.clone(), format!("query[{index}].drop_missing")));
         }
         for column in &query.group_by {
             named_at.push((column.clone(), format!("query[{index}].group_by")));
@@ -105,6 +31,7 @@ pub(super) fn scan_plan(job: &Job) -> Result<ScanPlan, EngineError> {
             .group_by
             .iter()
             .map(String::as_str)
+            .chain(query.drop_missing.iter().map(String::as_str))
             .chain(measures.iter().filter_map(Measure::column))
         {
             if !columns.iter().any(|existing| existing == column) {
@@ -120,6 +47,7 @@ pub(super) fn scan_plan(job: &Job) -> Result<ScanPlan, EngineError> {
             group_by: query.group_by.clone(),
             bounds: query.bounds,
             public_keys,
+            drop_missing: query.drop_missing.clone(),
             measures,
         });
     }

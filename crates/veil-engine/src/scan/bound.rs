@@ -24,10 +24,10 @@ const ROW_HASHES: &str = "__veil_row_hashes";
 pub(crate) fn row_value(measure: &Measure) -> Expr {
     match measure {
         Measure::Rows | Measure::Units => lit(1_i64),
-        Measure::Sum { column, grid } => steps(column, grid),
+        Measure::Sum { column, grid, .. } => steps(column, grid),
         Measure::ValueCount { column } => value_present(column).cast(DataType::Int64),
-        Measure::CenteredSum { column, grid } => centered(column, grid),
-        Measure::CenteredSquares { column, grid } => {
+        Measure::CenteredSum { column, grid, .. } => centered(column, grid),
+        Measure::CenteredSquares { column, grid, .. } => {
             let centered = centered(column, grid);
             centered.clone() * centered
         }
@@ -95,7 +95,12 @@ pub(crate) fn bounding_input(
     query: &QueryScan,
 ) -> Result<(LazyFrame, Vec<String>), EngineError> {
     let columns = query.row_hash_columns(unit);
-    let mut rows = base.clone().select(
+    let mut rows = base.clone();
+    // Rows without a value in a `drop_missing` column are not part of the query at all.
+    for column in &query.drop_missing {
+        rows = rows.filter(value_present(column));
+    }
+    let mut rows = rows.select(
         columns
             .iter()
             .map(|name| col(name.as_str()))

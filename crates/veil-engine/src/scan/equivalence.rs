@@ -82,15 +82,18 @@ fn job(path: &std::path::Path, max_groups_per_unit: u32, max_rows_per_group: u32
             .map(|(index, kind)| Aggregate {
                 name: format!("a{index}"),
                 kind,
+                weight: 1.0,
             })
             .collect(),
             weight: 1.0,
+            drop_missing: Vec::new(),
         }],
         output: Output {
             directory: path.with_extension("out"),
             format: OutputFormat::Csv,
         },
         governance: Governance::unrestricted("analytics", 0),
+        noise: crate::job::NoisePreference::Auto,
     }
 }
 

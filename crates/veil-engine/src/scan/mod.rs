@@ -81,6 +81,41 @@ impl BoundingKey {
 }
 
 const LEAF: &str = "leaf";
+/// The prefix of a sum's floating-point twin, which checks it for overflow.
+const OVERFLOW_CHECK: &str = "__veil_float_sum:";
+
+/// Refuses a query whose per-group sum of a measure left the range where 64-bit integers
+/// hold it exactly (a group of more than 2^62 grid steps), then drops the check columns.
+fn checked_sums(
+    query: &crate::plan::QueryScan,
+    groups: DataFrame,
+) -> Result<DataFrame, EngineError> {
+    let mut checks = Vec::new();
+    for name in groups.get_column_names() {
+        let Some(measure) = name.as_str().strip_prefix(OVERFLOW_CHECK) else {
+            continue;
+        };
+        let largest = groups
+            .column(name)
+            .and_then(|column| {
+                column
+                    .f64()
+                    .map(|values| values.iter().flatten().map(f64::abs).fold(0.0, f64::max))
+            })
+            .map_err(|e| EngineError::polars("checking sums", &e))?;
+        if largest >= 2f64.powi(62) {
+            return Err(EngineError::invalid(
+                format!("query {:?}", query.name),
+                format!(
+                    "a group's {measure} exceeds what 64-bit integers hold exactly (2^62 grid steps): narrow the value bounds or lower max_rows_per_group ({})",
+                    query.bounds.max_rows_per_group
+                ),
+            ));
+        }
+        checks.push(name.clone());
+    }
+    Ok(groups.drop_many(checks))
+}
 
 /// Runs the scan plan: one pass over the source for all queries.
 ///
@@ -192,12 +227,22 @@ pub(crate) fn aggregate_rows(
             match measure {
                 Measure::Histogram { .. } => {}
                 Measure::Units => sums.push(len().cast(DataType::Int64).alias(measure.key())),
-                other => sums.push(
-                    col(other.key())
-                        .sum()
-                        .cast(DataType::Int64)
-                        .alias(other.key()),
-                ),
+                other => {
+                    sums.push(
+                        col(other.key())
+                            .sum()
+                            .cast(DataType::Int64)
+                            .alias(other.key()),
+                    );
+                    // The same sum in floating point: a 64-bit integer sum wraps silently,
+                    // this one shows when it would have.
+                    sums.push(
+                        col(other.key())
+                            .cast(DataType::Float64)
+                            .sum()
+                            .alias(format!("{OVERFLOW_CHECK}{}", other.key())),
+                    );
+                }
             }
         }
         let groups = if query.group_by.is_empty() {
@@ -211,7 +256,7 @@ pub(crate) fn aggregate_rows(
         frames.push(groups);
         let mut histogram_columns = Vec::new();
         for measure in &query.measures {
-            if let Measure::Histogram { column, .. } = measure {
+            if let Measure::Histogram { .. } = measure {
                 let mut selected = group_exprs(&query.group_by);
                 selected.push(col(measure.key()).alias(LEAF));
                 let mut by = group_exprs(&query.group_by);
@@ -229,17 +274,18 @@ pub(crate) fn aggregate_rows(
                     .group_by(by)
                     .agg([len().cast(DataType::Int64).alias("rows")]);
                 frames.push(histogram);
-                histogram_columns.push(column.clone());
+                histogram_columns.push(measure.key());
             }
         }
         layout.push(histogram_columns);
     }
     let mut results = collect(frames)?.into_iter();
     let mut queries = Vec::new();
-    for histogram_columns in layout {
+    for (query, histogram_columns) in plan.queries.iter().zip(layout) {
         let groups = results
             .next()
             .ok_or_else(|| EngineError::Internal("missing aggregate frame".into()))?;
+        let groups = checked_sums(query, groups)?;
         let mut histograms = BTreeMap::new();
         for column in histogram_columns {
             let frame = results

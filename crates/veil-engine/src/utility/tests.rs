@@ -50,10 +50,12 @@ fn job(path: &std::path::Path) -> Job {
                 Aggregate {
                     name: "count".into(),
                     kind: AggregateKind::Count,
+                    weight: 1.0,
                 },
                 Aggregate {
                     name: "sum_value".into(),
                     kind: AggregateKind::Sum(column.clone()),
+                    weight: 1.0,
                 },
                 Aggregate {
                     name: "median".into(),
@@ -61,15 +63,18 @@ fn job(path: &std::path::Path) -> Job {
                         column,
                         levels: vec![0.5],
                     },
+                    weight: 1.0,
                 },
             ],
             weight: 1.0,
+            drop_missing: Vec::new(),
         }],
         output: Output {
             directory: path.with_extension("out"),
             format: OutputFormat::Csv,
         },
         governance: crate::job::Governance::unrestricted("analytics", 0),
+        noise: crate::job::NoisePreference::Auto,
     }
 }
 
@@ -184,7 +189,15 @@ fn check_bounded_stage(job: &Job) {
         let keys = query.group_keys(&plan.scan.queries[0].group_by).unwrap();
         let rows = query.measure(&Measure::Rows.key()).unwrap();
         let histogram = query
-            .histogram("value", &plan.scan.queries[0].group_by)
+            .histogram(
+                &plan.scan.queries[0]
+                    .measures
+                    .iter()
+                    .find(|measure| matches!(measure, Measure::Histogram { .. }))
+                    .unwrap()
+                    .key(),
+                &plan.scan.queries[0].group_by,
+            )
             .unwrap();
         assert!(!keys.is_empty());
         for (index, (key, rows)) in keys.iter().zip(rows).enumerate() {

@@ -42,6 +42,7 @@ pub(crate) fn aggregate(kind: AggregateKind) -> Aggregate {
     Aggregate {
         name: kind.default_name(),
         kind,
+        weight: 1.0,
     }
 }
 
@@ -56,6 +57,7 @@ pub(crate) fn query(l0: u32, linf: u32, aggregates: Vec<Aggregate>) -> Query {
         partitions: Partitions::Private,
         aggregates,
         weight: 1.0,
+        drop_missing: Vec::new(),
     }
 }
 
@@ -75,6 +77,7 @@ pub(crate) fn job(source: &Path, output: &Path, budget: JobBudget, queries: Vec<
             format: OutputFormat::Csv,
         },
         governance: Governance::unrestricted("analytics", veil_engine::sample::SAMPLE_END_MS),
+        noise: veil_engine::job::NoisePreference::Auto,
     }
 }
 

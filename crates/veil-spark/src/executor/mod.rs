@@ -488,7 +488,7 @@ pub(crate) fn parse(
                 .measures
                 .iter()
                 .filter_map(|measure| match measure {
-                    Measure::Histogram { column, .. } => Some((column.clone(), Vec::new())),
+                    Measure::Histogram { .. } => Some((measure.key(), Vec::new())),
                     _ => None,
                 })
                 .collect(),

@@ -25,6 +25,7 @@ fn plan(group_by: &[&str]) -> ScanPlan {
     .map(|kind| Aggregate {
         name: kind.default_name(),
         kind,
+        weight: 1.0,
     })
     .collect();
     let job = Job {
@@ -49,12 +50,14 @@ fn plan(group_by: &[&str]) -> ScanPlan {
             partitions: Partitions::Private,
             aggregates,
             weight: 1.0,
+            drop_missing: Vec::new(),
         }],
         output: Output {
             directory: PathBuf::from("/out"),
             format: OutputFormat::Csv,
         },
         governance: Governance::unrestricted("analytics", 0),
+        noise: veil_engine::job::NoisePreference::Auto,
     };
     veil_engine::plan::plan(&job).expect("the job plans").scan
 }

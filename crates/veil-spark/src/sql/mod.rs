@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `result` | STRING | `count`, `groups` or `histogram` |
 //! | `query` | INT | the query's index in the plan (null for counts) |
-//! | `name` | STRING | the counter's name, or the histogram's column |
+//! | `name` | STRING | the counter's name, or the histogram's measure key |
 //! | `leaf` | BIGINT | the histogram leaf |
 //! | `k0`, `k1`, ... | STRING | the group key, one text value per group-by column |
 //! | `v0`, `v1`, ... | BIGINT | the counter, the leaf's rows, or the query's measures in plan order |
@@ -427,9 +427,15 @@ fn query_sql(
         })
         .collect::<Vec<_>>()
         .join(", ");
+    // Rows without a value in a `drop_missing` column are not part of the query.
+    let kept: String = query
+        .drop_missing
+        .iter()
+        .map(|column| format!(" AND {}", present(column)))
+        .collect();
     let rows_body = match &query.public_keys {
         None => format!(
-            "SELECT {select_rows} FROM source_rows\n  WHERE {} IS NOT NULL",
+            "SELECT {select_rows} FROM source_rows\n  WHERE {} IS NOT NULL{kept}",
             ident(unit)
         ),
         Some(keys) => {
@@ -457,7 +463,7 @@ fn query_sql(
                 .collect::<Vec<_>>()
                 .join(" AND ");
             format!(
-                "SELECT r.* FROM (\n  SELECT {select_rows} FROM source_rows\n  WHERE {} IS NOT NULL\n) AS r\nLEFT SEMI JOIN (VALUES {tuples}) AS veil_keys({}) ON {on}",
+                "SELECT r.* FROM (\n  SELECT {select_rows} FROM source_rows\n  WHERE {} IS NOT NULL{kept}\n) AS r\nLEFT SEMI JOIN (VALUES {tuples}) AS veil_keys({}) ON {on}",
                 ident(unit),
                 key_names.join(", ")
             )
@@ -606,7 +612,7 @@ fn query_sql(
             let histogram = Branch {
                 result: "histogram",
                 query: Some(index),
-                name: Some(string_literal(column)),
+                name: Some(string_literal(&measure.key())),
                 leaf: Some(leaf.clone()),
                 keys: query
                     .group_by
@@ -631,12 +637,12 @@ fn query_sql(
 fn row_value(measure: &Measure) -> Option<String> {
     match measure {
         Measure::Rows | Measure::Units => None,
-        Measure::Sum { column, grid } => Some(steps(column, grid)),
+        Measure::Sum { column, grid, .. } => Some(steps(column, grid)),
         Measure::ValueCount { column } => {
             Some(format!("CASE WHEN {} THEN 1 ELSE 0 END", present(column)))
         }
-        Measure::CenteredSum { column, grid } => Some(centered(column, grid)),
-        Measure::CenteredSquares { column, grid } => {
+        Measure::CenteredSum { column, grid, .. } => Some(centered(column, grid)),
+        Measure::CenteredSquares { column, grid, .. } => {
             let centered = centered(column, grid);
             Some(format!("({centered}) * ({centered})"))
         }

@@ -17,6 +17,7 @@ fn value(kind: fn(ValueColumn) -> AggregateKind) -> Aggregate {
     Aggregate {
         name: kind.default_name(),
         kind,
+        weight: 1.0,
     }
 }
 
@@ -24,6 +25,7 @@ fn counted(kind: AggregateKind) -> Aggregate {
     Aggregate {
         name: kind.default_name(),
         kind,
+        weight: 1.0,
     }
 }
 
@@ -50,9 +52,11 @@ fn query(name: &str, group_by: &[&str], partitions: Partitions) -> Query {
                     },
                     levels: vec![0.5],
                 },
+                weight: 1.0,
             },
         ],
         weight: 1.0,
+        drop_missing: Vec::new(),
     }
 }
 
@@ -93,6 +97,7 @@ fn job(queries: Vec<Query>, governed: bool) -> Job {
             format: OutputFormat::Csv,
         },
         governance,
+        noise: veil_engine::job::NoisePreference::Auto,
     }
 }
 

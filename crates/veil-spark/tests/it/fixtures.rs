@@ -242,6 +242,7 @@ pub(crate) fn all_aggregates(column: &str, lower: f64, upper: f64) -> Vec<Aggreg
     .map(|kind| Aggregate {
         name: kind.default_name(),
         kind,
+        weight: 1.0,
     })
     .collect()
 }
@@ -263,6 +264,7 @@ pub(crate) fn query(
         partitions,
         aggregates,
         weight: 1.0,
+        drop_missing: Vec::new(),
     }
 }
 
@@ -320,6 +322,7 @@ pub(crate) fn job(
             format: OutputFormat::Csv,
         },
         governance,
+        noise: veil_engine::job::NoisePreference::Auto,
     }
 }
 
@@ -346,7 +349,7 @@ pub(crate) fn normalised(
             for measure in &query.measures {
                 if let veil_engine::plan::Measure::Histogram { column, .. } = measure {
                     for (group, leaf, rows) in aggregates
-                        .histogram(column, &query.group_by)
+                        .histogram(&measure.key(), &query.group_by)
                         .expect("a histogram")
                     {
                         let entry = groups.get_mut(&keys[group]).expect("a known group");

@@ -47,11 +47,10 @@ q0_values AS (
   SELECT
     `user_id`,
     `country`,
-    CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1.6384e4D, 0e0D), 1.6384e6D), 0) AS BIGINT) END AS `sum:value`,
     CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN 1 ELSE 0 END AS `values:value`,
-    2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1.024e3D, 0e0D), 1.024e5D), 0) AS BIGINT) END - 102400L AS `centered_sum:value`,
-    (2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 4e0D, 0e0D), 4e2D), 0) AS BIGINT) END - 400L) * (2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 4e0D, 0e0D), 4e2D), 0) AS BIGINT) END - 400L) AS `centered_squares:value`,
-    CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(FLOOR(LEAST(GREATEST((CAST(`value` AS DOUBLE) - 0e0D) * 4.096e1D, 0.0D), 4.095e3D)) AS BIGINT) END AS `histogram:value`
+    2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 6.4e1D, 0e0D), 6.4e3D), 0) AS BIGINT) END - 6400L AS `centered_sum:value[0,100]`,
+    (2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1e0D, 0e0D), 1e2D), 0) AS BIGINT) END - 100L) * (2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1e0D, 0e0D), 1e2D), 0) AS BIGINT) END - 100L) AS `centered_squares:value[0,100]`,
+    CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(FLOOR(LEAST(GREATEST((CAST(`value` AS DOUBLE) - 0e0D) * 4.096e1D, 0.0D), 4.095e3D)) AS BIGINT) END AS `histogram:value[0,100]`
   FROM q0_bounded
 ),
 -- Per (unit, group) sums; L0: each unit's 3 groups with the smallest keyed hashes.
@@ -61,10 +60,9 @@ q0_pairs AS (
       `user_id`,
       `country`,
       COUNT(*) AS `rows`,
-      COALESCE(SUM(`sum:value`), 0) AS `sum:value`,
       COALESCE(SUM(`values:value`), 0) AS `values:value`,
-      COALESCE(SUM(`centered_sum:value`), 0) AS `centered_sum:value`,
-      COALESCE(SUM(`centered_squares:value`), 0) AS `centered_squares:value`,
+      COALESCE(SUM(`centered_sum:value[0,100]`), 0) AS `centered_sum:value[0,100]`,
+      COALESCE(SUM(`centered_squares:value[0,100]`), 0) AS `centered_squares:value[0,100]`,
       ROW_NUMBER() OVER (PARTITION BY `user_id` ORDER BY xxhash64(:veil_pair_key, `user_id`, `country`, (IF(`user_id` IS NULL, 1L, 0L) + IF(`country` IS NULL, 2L, 0L))), `country` ASC NULLS LAST) AS veil_rank
     FROM q0_values
     GROUP BY `user_id`, `country`
@@ -86,11 +84,10 @@ q1_bounded AS (
 q1_values AS (
   SELECT
     `user_id`,
-    CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1.6384e4D, 0e0D), 1.6384e6D), 0) AS BIGINT) END AS `sum:value`,
     CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN 1 ELSE 0 END AS `values:value`,
-    2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1.024e3D, 0e0D), 1.024e5D), 0) AS BIGINT) END - 102400L AS `centered_sum:value`,
-    (2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 4e0D, 0e0D), 4e2D), 0) AS BIGINT) END - 400L) * (2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 4e0D, 0e0D), 4e2D), 0) AS BIGINT) END - 400L) AS `centered_squares:value`,
-    CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(FLOOR(LEAST(GREATEST((CAST(`value` AS DOUBLE) - 0e0D) * 4.096e1D, 0.0D), 4.095e3D)) AS BIGINT) END AS `histogram:value`
+    2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 6.4e1D, 0e0D), 6.4e3D), 0) AS BIGINT) END - 6400L AS `centered_sum:value[0,100]`,
+    (2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1e0D, 0e0D), 1e2D), 0) AS BIGINT) END - 100L) * (2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1e0D, 0e0D), 1e2D), 0) AS BIGINT) END - 100L) AS `centered_squares:value[0,100]`,
+    CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(FLOOR(LEAST(GREATEST((CAST(`value` AS DOUBLE) - 0e0D) * 4.096e1D, 0.0D), 4.095e3D)) AS BIGINT) END AS `histogram:value[0,100]`
   FROM q1_bounded
 ),
 -- Per (unit, group) sums; L0: each unit's 3 groups with the smallest keyed hashes.
@@ -99,10 +96,9 @@ q1_pairs AS (
     SELECT
       `user_id`,
       COUNT(*) AS `rows`,
-      COALESCE(SUM(`sum:value`), 0) AS `sum:value`,
       COALESCE(SUM(`values:value`), 0) AS `values:value`,
-      COALESCE(SUM(`centered_sum:value`), 0) AS `centered_sum:value`,
-      COALESCE(SUM(`centered_squares:value`), 0) AS `centered_squares:value`,
+      COALESCE(SUM(`centered_sum:value[0,100]`), 0) AS `centered_sum:value[0,100]`,
+      COALESCE(SUM(`centered_squares:value[0,100]`), 0) AS `centered_squares:value[0,100]`,
       ROW_NUMBER() OVER (PARTITION BY `user_id` ORDER BY xxhash64(:veil_pair_key, `user_id`, (IF(`user_id` IS NULL, 1L, 0L)))) AS veil_rank
     FROM q1_values
     GROUP BY `user_id`
@@ -119,8 +115,7 @@ SELECT
   CAST(NULL AS BIGINT) AS v1,
   CAST(NULL AS BIGINT) AS v2,
   CAST(NULL AS BIGINT) AS v3,
-  CAST(NULL AS BIGINT) AS v4,
-  CAST(NULL AS BIGINT) AS v5
+  CAST(NULL AS BIGINT) AS v4
 FROM (
   SELECT stack(3, 'rows_read', c0, 'rows_in_window', c1, 'rows_without_unit', c2) AS (counter, value)
   FROM (SELECT COUNT(*) AS c0, COUNT_IF(unix_micros(CAST(`event_time` AS TIMESTAMP)) BETWEEN 1777939200000000 AND 1793491200000000) AS c1, COUNT_IF((unix_micros(CAST(`event_time` AS TIMESTAMP)) BETWEEN 1777939200000000 AND 1793491200000000) AND `user_id` IS NULL) AS c2 FROM veil_source)
@@ -136,8 +131,7 @@ SELECT
   CAST(NULL AS BIGINT) AS v1,
   CAST(NULL AS BIGINT) AS v2,
   CAST(NULL AS BIGINT) AS v3,
-  CAST(NULL AS BIGINT) AS v4,
-  CAST(NULL AS BIGINT) AS v5
+  CAST(NULL AS BIGINT) AS v4
 FROM (
   SELECT stack(3, 'rows_with_consent', c0, 'units', c1, 'missing:value', c2) AS (counter, value)
   FROM (SELECT COUNT_IF(`user_id` IS NOT NULL) AS c0, COUNT(DISTINCT `user_id`) AS c1, COUNT_IF(`user_id` IS NOT NULL AND NOT (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE)))) AS c2 FROM source_rows)
@@ -153,14 +147,13 @@ SELECT
   CAST(NULL AS BIGINT) AS v1,
   CAST(NULL AS BIGINT) AS v2,
   CAST(NULL AS BIGINT) AS v3,
-  CAST(NULL AS BIGINT) AS v4,
-  CAST(NULL AS BIGINT) AS v5
+  CAST(NULL AS BIGINT) AS v4
 FROM (
   SELECT stack(1, 'unknown_actions', c0) AS (counter, value)
   FROM (SELECT COUNT_IF(CAST(`action` AS STRING) IS NOT NULL AND CAST(`action` AS STRING) NOT IN ('grant', 'revoke')) AS c0 FROM veil_consent_log)
 )
 UNION ALL
--- Query "by_country": per-group sums (v0 = rows, v1 = units, v2 = sum:value, v3 = values:value, v4 = centered_sum:value, v5 = centered_squares:value).
+-- Query "by_country": per-group sums (v0 = rows, v1 = units, v2 = values:value, v3 = centered_sum:value[0,100], v4 = centered_squares:value[0,100]).
 SELECT
   'groups' AS result,
   0 AS query,
@@ -169,10 +162,9 @@ SELECT
   CAST(`country` AS STRING) AS k0,
   COALESCE(SUM(`rows`), 0) AS v0,
   COUNT(*) AS v1,
-  COALESCE(SUM(`sum:value`), 0) AS v2,
-  COALESCE(SUM(`values:value`), 0) AS v3,
-  COALESCE(SUM(`centered_sum:value`), 0) AS v4,
-  COALESCE(SUM(`centered_squares:value`), 0) AS v5
+  COALESCE(SUM(`values:value`), 0) AS v2,
+  COALESCE(SUM(`centered_sum:value[0,100]`), 0) AS v3,
+  COALESCE(SUM(`centered_squares:value[0,100]`), 0) AS v4
 FROM q0_pairs
 GROUP BY `country`
 UNION ALL
@@ -180,21 +172,20 @@ UNION ALL
 SELECT
   'histogram' AS result,
   0 AS query,
-  'value' AS name,
-  v.`histogram:value` AS leaf,
+  'histogram:value[0,100]' AS name,
+  v.`histogram:value[0,100]` AS leaf,
   CAST(v.`country` AS STRING) AS k0,
   COUNT(*) AS v0,
   CAST(NULL AS BIGINT) AS v1,
   CAST(NULL AS BIGINT) AS v2,
   CAST(NULL AS BIGINT) AS v3,
-  CAST(NULL AS BIGINT) AS v4,
-  CAST(NULL AS BIGINT) AS v5
+  CAST(NULL AS BIGINT) AS v4
 FROM q0_values AS v
 LEFT SEMI JOIN q0_pairs AS p ON v.`user_id` <=> p.`user_id` AND v.`country` <=> p.`country`
-WHERE v.`histogram:value` IS NOT NULL
-GROUP BY v.`country`, v.`histogram:value`
+WHERE v.`histogram:value[0,100]` IS NOT NULL
+GROUP BY v.`country`, v.`histogram:value[0,100]`
 UNION ALL
--- Query "total": per-group sums (v0 = rows, v1 = units, v2 = sum:value, v3 = values:value, v4 = centered_sum:value, v5 = centered_squares:value).
+-- Query "total": per-group sums (v0 = rows, v1 = units, v2 = values:value, v3 = centered_sum:value[0,100], v4 = centered_squares:value[0,100]).
 SELECT
   'groups' AS result,
   1 AS query,
@@ -203,26 +194,24 @@ SELECT
   CAST(NULL AS STRING) AS k0,
   COALESCE(SUM(`rows`), 0) AS v0,
   COUNT(*) AS v1,
-  COALESCE(SUM(`sum:value`), 0) AS v2,
-  COALESCE(SUM(`values:value`), 0) AS v3,
-  COALESCE(SUM(`centered_sum:value`), 0) AS v4,
-  COALESCE(SUM(`centered_squares:value`), 0) AS v5
+  COALESCE(SUM(`values:value`), 0) AS v2,
+  COALESCE(SUM(`centered_sum:value[0,100]`), 0) AS v3,
+  COALESCE(SUM(`centered_squares:value[0,100]`), 0) AS v4
 FROM q1_pairs
 UNION ALL
 -- Query "total": rows per leaf of the quantile histogram of "value", in the surviving (unit, group) pairs.
 SELECT
   'histogram' AS result,
   1 AS query,
-  'value' AS name,
-  v.`histogram:value` AS leaf,
+  'histogram:value[0,100]' AS name,
+  v.`histogram:value[0,100]` AS leaf,
   CAST(NULL AS STRING) AS k0,
   COUNT(*) AS v0,
   CAST(NULL AS BIGINT) AS v1,
   CAST(NULL AS BIGINT) AS v2,
   CAST(NULL AS BIGINT) AS v3,
-  CAST(NULL AS BIGINT) AS v4,
-  CAST(NULL AS BIGINT) AS v5
+  CAST(NULL AS BIGINT) AS v4
 FROM q1_values AS v
 LEFT SEMI JOIN q1_pairs AS p ON v.`user_id` <=> p.`user_id`
-WHERE v.`histogram:value` IS NOT NULL
-GROUP BY v.`histogram:value`;
+WHERE v.`histogram:value[0,100]` IS NOT NULL
+GROUP BY v.`histogram:value[0,100]`;

@@ -1,0 +1,423 @@
+//! The private step: partition selection, exact noise on every measure, and
+//! post-processing into the released tables.
+//!
+//! Every released number comes from a [`Released`] value made by a `veil-core` mechanism;
+//! counts, sums, means, variances and quantiles are functions of released values only
+//! (post-processing, `cells`), derived as the plan says (`plan::Derivation`). With a
+//! selection on a released count, that count's noise is drawn first and the group's other
+//! noise only if it passes.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+use rand_core::{CryptoRng, Rng};
+use veil_core::Released;
+use veil_core::mechanism::QuantileLevel;
+use veil_core::special::normal_sf_inverse;
+
+use crate::EngineError;
+use crate::frame::{int_column, row_keys};
+use crate::job::{AggregateKind, Partitions};
+use crate::plan::{
+    HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, MeasureNoise, Plan, QueryPlan, output_names_of,
+};
+use crate::scan::{Aggregated, QueryAggregates};
+
+mod cells;
+
+use cells::{Cell, NoisyGroup, QuantileDraws, cells_for};
+
+/// The z-score of the reported intervals (95%).
+fn z95() -> f64 {
+    normal_sf_inverse(0.025)
+}
+
+/// One query's released table.
+#[derive(Debug, Clone)]
+pub struct ReleasedTable {
+    /// The query's name.
+    pub query: String,
+    /// Group-by columns, then `NAME`, `NAME_std`, `NAME_ci_low`, `NAME_ci_high` per
+    /// released value.
+    pub(crate) frame: DataFrame,
+}
+
+impl ReleasedTable {
+    /// Released groups.
+    #[must_use]
+    pub fn groups(&self) -> usize {
+        self.frame.height()
+    }
+
+    /// Column names, in order.
+    #[must_use]
+    pub fn columns(&self) -> Vec<String> {
+        self.frame
+            .get_column_names()
+            .iter()
+            .map(|name| name.to_string())
+            .collect()
+    }
+
+    /// Each row's group key: one text value per column of `group_by`, `None` for null (a
+    /// missing column reads as all null).
+    #[must_use]
+    pub fn group_keys(&self, group_by: &[String]) -> Vec<Vec<Option<String>>> {
+        let mut keys = vec![Vec::with_capacity(group_by.len()); self.frame.height()];
+        for name in group_by {
+            let text = self
+                .frame
+                .column(name)
+                .ok()
+                .and_then(|column| column.cast(&DataType::String).ok());
+            let values: Vec<Option<String>> = match text.as_ref().and_then(|c| c.str().ok()) {
+                Some(values) => values.iter().map(|v| v.map(str::to_string)).collect(),
+                None => vec![None; self.frame.height()],
+            };
+            for (key, value) in keys.iter_mut().zip(values) {
+                key.push(value);
+            }
+        }
+        keys
+    }
+
+    /// The same table with its rows in `order` (row numbers). For the privacy auditor's
+    /// planted-bug tests, which publish rows in another order to check that it notices.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_row_order(&self, order: &[usize]) -> Self {
+        #[allow(clippy::cast_possible_truncation)]
+        let indices = IdxCa::from_vec(
+            "rows".into(),
+            order.iter().map(|&row| row as IdxSize).collect(),
+        );
+        Self {
+            query: self.query.clone(),
+            frame: self
+                .frame
+                .take(&indices)
+                .unwrap_or_else(|_| self.frame.clone()),
+        }
+    }
+
+    /// One column as text, for display (`None` if there is no such column).
+    #[must_use]
+    pub fn column_as_strings(&self, name: &str) -> Option<Vec<String>> {
+        let column = self.frame.column(name).ok()?;
+        let text = column.cast(&DataType::String).ok()?;
+        let values = text.str().ok()?;
+        Some(
+            values
+                .iter()
+                .map(|value| value.unwrap_or("").to_string())
+                .collect(),
+        )
+    }
+
+    /// One numeric column as `f64` (`None` if missing or not numeric).
+    #[must_use]
+    pub fn column_as_f64(&self, name: &str) -> Option<Vec<f64>> {
+        let column = self
+            .frame
+            .column(name)
+            .ok()?
+            .cast(&DataType::Float64)
+            .ok()?;
+        let values = column.f64().ok()?;
+        Some(
+            values
+                .iter()
+                .map(|value| value.unwrap_or(f64::NAN))
+                .collect(),
+        )
+    }
+}
+
+/// Adds noise to every query's aggregates, selects partitions and post-processes.
+///
+/// # Errors
+/// [`EngineError`] if an aggregate table is malformed (a bug) or a frame cannot be built.
+pub fn release<R: Rng + CryptoRng + ?Sized>(
+    plan: &Plan,
+    aggregated: &Aggregated,
+    rng: &mut R,
+) -> Result<Vec<ReleasedTable>, EngineError> {
+    plan.queries
+        .iter()
+        .zip(&aggregated.queries)
+        .map(|(query, aggregates)| release_query(query, aggregates, rng))
+        .collect()
+}
+
+/// The groups to consider: the aggregated groups, or for public partitions every key
+/// (groups without rows get zeros).
+fn candidate_groups(
+    query: &QueryPlan,
+    aggregates: &QueryAggregates,
+) -> Result<DataFrame, EngineError> {
+    let Partitions::Public { keys, .. } = &query.query.partitions else {
+        return Ok(aggregates.groups.clone());
+    };
+    let group_by = &query.query.group_by;
+    let keys_frame = crate::frame::keys_frame(group_by, keys)?;
+    let on: Vec<Expr> = group_by.iter().map(|name| col(name.as_str())).collect();
+    let measure_columns: Vec<Expr> = aggregates
+        .groups
+        .get_column_names()
+        .iter()
+        .filter(|name| !group_by.iter().any(|group| group.as_str() == name.as_str()))
+        .map(|name| col(name.as_str()).fill_null(lit(0_i64)))
+        .collect();
+    keys_frame
+        .lazy()
+        .unique_stable(None, UniqueKeepStrategy::First)
+        .join(
+            aggregates.groups.clone().lazy(),
+            on.clone(),
+            on,
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_columns(measure_columns)
+        .collect()
+        .map_err(|e| EngineError::polars("joining public partitions", &e))
+}
+
+/// The leaf bins of the quantile histograms: per histogram key, per group row, its rows
+/// per bin.
+fn leaf_counts(
+    query: &QueryPlan,
+    groups: &DataFrame,
+    aggregates: &QueryAggregates,
+) -> Result<BTreeMap<String, Vec<Vec<u64>>>, EngineError> {
+    let leaves = HISTOGRAM_BRANCHING.pow(HISTOGRAM_DEPTH) as usize;
+    let group_by = &query.query.group_by;
+    let index: BTreeMap<Vec<String>, usize> = row_keys(groups, group_by)?
+        .into_iter()
+        .enumerate()
+        .map(|(row, key)| (key, row))
+        .collect();
+    let mut result = BTreeMap::new();
+    for (key, histogram) in &aggregates.histograms {
+        let histogram_keys = row_keys(histogram, group_by)?;
+        let leaf = int_column(histogram, "leaf")?;
+        let rows = int_column(histogram, "rows")?;
+        let mut counts = vec![vec![0_u64; leaves]; groups.height()];
+        for ((group, leaf), rows) in histogram_keys.into_iter().zip(leaf).zip(rows) {
+            if let (Some(&row), Ok(leaf), Ok(rows)) = (
+                index.get(&group),
+                usize::try_from(leaf),
+                u64::try_from(rows),
+            ) && leaf < leaves
+            {
+                counts[row][leaf] += rows;
+            }
+        }
+        result.insert(key.clone(), counts);
+    }
+    Ok(result)
+}
+
+/// Draws the noise of one count-like measure.
+fn noisy<R: Rng + CryptoRng + ?Sized>(
+    noise: &MeasureNoise,
+    value: i64,
+    rng: &mut R,
+) -> Result<Released<i64>, EngineError> {
+    match noise {
+        MeasureNoise::Laplace(mechanism) => Ok(mechanism.release(value, rng)),
+        MeasureNoise::Gaussian(mechanism) => Ok(mechanism.release(value, rng)),
+        MeasureNoise::Quantile(_) => {
+            Err(EngineError::Internal("a histogram drawn as a count".into()))
+        }
+    }
+}
+
+/// The quantile draws of one group: per quantile level of each quantiles aggregate, the
+/// point's bin edge and the interval's two ends (edges), from the histogram's bins.
+fn quantile_draws<R: Rng + CryptoRng + ?Sized>(
+    query: &QueryPlan,
+    bins: &BTreeMap<String, Vec<Vec<u64>>>,
+    row: usize,
+    rng: &mut R,
+) -> Result<QuantileDraws, EngineError> {
+    let mut draws = BTreeMap::new();
+    for (aggregate, derivation) in query.query.aggregates.iter().zip(&query.derivations) {
+        let (
+            AggregateKind::Quantiles { levels, .. },
+            crate::plan::Derivation::Quantiles { histogram },
+        ) = (&aggregate.kind, derivation)
+        else {
+            continue;
+        };
+        let Some(MeasureNoise::Quantile(noise)) =
+            query.noise_of(histogram).map(|noisy| &noisy.noise)
+        else {
+            return Err(EngineError::Internal(format!(
+                "{histogram} has no quantile noise"
+            )));
+        };
+        let empty = vec![0_u64; HISTOGRAM_BRANCHING.pow(HISTOGRAM_DEPTH) as usize];
+        let group_bins = bins
+            .get(histogram)
+            .and_then(|rows| rows.get(row))
+            .unwrap_or(&empty);
+        for &level in levels {
+            let level = QuantileLevel::new(level).map_err(|e| EngineError::param("q", e))?;
+            let key = (histogram.clone(), level.numer());
+            if draws.contains_key(&key) {
+                continue;
+            }
+            // Each end targets the rank `K` rows beyond the level, `K` the interval draw's
+            // rank-error bound at β = 2.5%, so that each end misses with probability at
+            // most 2.5%.
+            let margin = noise
+                .interval
+                .rank_error_bound(level, group_bins.len() + 1, 0.025)
+                .ceil();
+            #[allow(clippy::cast_possible_truncation)]
+            let shift = margin.min(9.0e18) as i64;
+            let point = *noise.point.release(group_bins, level, 0, rng).value();
+            let low = *noise
+                .interval
+                .release(group_bins, level, -shift, rng)
+                .value();
+            let high = *noise
+                .interval
+                .release(group_bins, level, shift, rng)
+                .value();
+            draws.insert(key, (point, low, high));
+        }
+    }
+    Ok(draws)
+}
+
+fn release_query<R: Rng + CryptoRng + ?Sized>(
+    query: &QueryPlan,
+    aggregates: &QueryAggregates,
+    rng: &mut R,
+) -> Result<ReleasedTable, EngineError> {
+    let groups = candidate_groups(query, aggregates)?;
+    let bins = leaf_counts(query, &groups, aggregates)?;
+    let measure_values: BTreeMap<String, Vec<i64>> = query
+        .measures
+        .iter()
+        .map(|noisy| noisy.measure.key())
+        .chain(std::iter::once(crate::plan::Measure::Units.key()))
+        .filter(|key| groups.column(key).is_ok())
+        .map(|key| int_column(&groups, &key).map(|values| (key, values)))
+        .collect::<Result<_, _>>()?;
+    let true_value =
+        |key: &str, row: usize| measure_values.get(key).map_or(0, |values| values[row]);
+
+    // Selection first: with a selection on a released count, that count is drawn first and
+    // the rest only for groups that pass; a separate selection draws its own unit counts.
+    let mut kept = Vec::new();
+    let mut noisy_groups = Vec::new();
+    for row in 0..groups.height() {
+        let mut values = BTreeMap::new();
+        match (&query.selection, &query.selection_count) {
+            (Some(selection), Some(key)) => {
+                let noise = query
+                    .noise_of(key)
+                    .ok_or_else(|| EngineError::Internal(format!("{key} not planned")))?;
+                let released = noisy(&noise.noise, true_value(key, row), rng)?;
+                if !selection.passes(*released.value()) {
+                    continue;
+                }
+                values.insert(key.clone(), released);
+            }
+            (Some(selection), None) => {
+                let units = true_value(&crate::plan::Measure::Units.key(), row);
+                if selection.release(units, rng).is_none() {
+                    continue;
+                }
+            }
+            (None, _) => {}
+        }
+        for noisy_measure in &query.measures {
+            let key = noisy_measure.measure.key();
+            if values.contains_key(&key) || matches!(noisy_measure.noise, MeasureNoise::Quantile(_))
+            {
+                continue;
+            }
+            values.insert(
+                key.clone(),
+                noisy(&noisy_measure.noise, true_value(&key, row), rng)?,
+            );
+        }
+        let quantiles = quantile_draws(query, &bins, row, rng)?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+        kept.push(row as IdxSize);
+        noisy_groups.push(NoisyGroup { values, quantiles });
+    }
+
+    let kept = IdxCa::from_vec("rows".into(), kept);
+    let released_groups = groups
+        .select(query.query.group_by.iter().map(String::as_str))
+        .and_then(|frame| frame.take(&kept))
+        .map_err(|e| EngineError::polars("selecting released groups", &e))?;
+    let mut columns: Vec<Column> = released_groups.columns().to_vec();
+    for (aggregate, derivation) in query.query.aggregates.iter().zip(&query.derivations) {
+        let names = output_names_of(aggregate);
+        let cells: Vec<Vec<Cell>> = noisy_groups
+            .iter()
+            .map(|group| cells_for(query, aggregate, derivation, group))
+            .collect::<Result<_, _>>()?;
+        for (index, name) in names.iter().enumerate() {
+            let pick = |field: fn(&Cell) -> f64| -> Vec<f64> {
+                cells.iter().map(|row| field(&row[index])).collect()
+            };
+            let is_count = matches!(
+                aggregate.kind,
+                AggregateKind::Count | AggregateKind::UnitCount
+            );
+            if is_count {
+                #[allow(clippy::cast_possible_truncation)]
+                let values: Vec<i64> = pick(|cell| cell.value)
+                    .into_iter()
+                    .map(|value| value.round() as i64)
+                    .collect();
+                columns.push(Column::new(name.as_str().into(), values));
+            } else {
+                columns.push(Column::new(name.as_str().into(), pick(|cell| cell.value)));
+            }
+            columns.push(Column::new(
+                format!("{name}_std").into(),
+                pick(|cell| cell.std),
+            ));
+            columns.push(Column::new(
+                format!("{name}_ci_low").into(),
+                pick(|cell| cell.low),
+            ));
+            columns.push(Column::new(
+                format!("{name}_ci_high").into(),
+                pick(|cell| cell.high),
+            ));
+        }
+    }
+    let frame = DataFrame::new(noisy_groups.len(), columns)
+        .map_err(|e| EngineError::polars("building the released table", &e))?;
+    let frame = in_key_order(frame, &query.query.group_by)?;
+    Ok(ReleasedTable {
+        query: query.query.name.clone(),
+        frame,
+    })
+}
+
+/// The released rows ordered by their group keys (each column's natural order, nulls
+/// last): a function of the released keys alone. The scan's output comes in an order set by
+/// the data (for example by each group's smallest unit id), and a published row order
+/// that moves when one person is added would leak them with no noise involved.
+fn in_key_order(frame: DataFrame, group_by: &[String]) -> Result<DataFrame, EngineError> {
+    if group_by.is_empty() || frame.height() < 2 {
+        return Ok(frame);
+    }
+    frame
+        .sort(
+            group_by.iter().map(String::as_str).collect::<Vec<_>>(),
+            SortMultipleOptions::default()
+                .with_nulls_last(true)
+                .with_maintain_order(true),
+        )
+        .map_err(|e| EngineError::polars("ordering the released table", &e))
+}
