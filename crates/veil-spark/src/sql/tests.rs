@@ -226,23 +226,24 @@ fn values_are_fixed_point_steps() {
         false,
     ));
     let query = sql.query();
-    // [0, 100] on a grid of 2^-14 (the largest power of two at most 100 · 2^-20).
+    // The sum is derived from the variance's count and centred sum (mid·N + C), so no raw
+    // sum is scanned; the centred sum's grid is fitted to its noise (a power of two).
     let present = "(`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE)))";
-    let steps = format!(
-        "CASE WHEN {present} THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1.6384e4D, 0e0D), 1.6384e6D), 0) AS BIGINT) END"
-    );
-    assert!(
-        query.contains(&format!("{steps} AS `sum:value`")),
-        "{query}"
-    );
+    assert!(!query.contains("AS `sum:value"), "{query}");
     assert!(query.contains(&format!(
         "CASE WHEN {present} THEN 1 ELSE 0 END AS `values:value`"
     )));
-    assert!(query.contains("AS `centered_sum:value`"));
-    assert!(query.contains("AS `centered_squares:value`"));
-    assert!(query.contains(&format!("CASE WHEN {present} THEN CAST(FLOOR(LEAST(GREATEST((CAST(`value` AS DOUBLE) - 0e0D) * 4.096e1D, 0.0D), 4.095e3D)) AS BIGINT) END AS `histogram:value`")));
+    let centered = format!(
+        "2 * CASE WHEN {present} THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * "
+    );
+    assert!(query.contains(&centered), "{query}");
+    assert!(query.contains("AS `centered_sum:value[0,100]`"));
+    assert!(query.contains("AS `centered_squares:value[0,100]`"));
+    assert!(query.contains(&format!("CASE WHEN {present} THEN CAST(FLOOR(LEAST(GREATEST((CAST(`value` AS DOUBLE) - 0e0D) * 4.096e1D, 0.0D), 4.095e3D)) AS BIGINT) END AS `histogram:value[0,100]`")));
     assert!(query.contains("COUNT(*) AS `rows`"));
-    assert!(query.contains("COALESCE(SUM(`sum:value`), 0) AS `sum:value`"));
+    assert!(query.contains(
+        "COALESCE(SUM(`centered_sum:value[0,100]`), 0) AS `centered_sum:value[0,100]`"
+    ));
 }
 
 #[test]
@@ -256,8 +257,8 @@ fn one_result_branch_per_result_set() {
         false,
     ));
     assert_eq!(sql.key_columns(), 2);
-    // rows, units, sum, value count, centered sum, centered squares.
-    assert_eq!(sql.value_columns(), 6);
+    // rows, units, value count, centered sum, centered squares (the sum is derived).
+    assert_eq!(sql.value_columns(), 5);
     let query = sql.query();
     assert_eq!(query.matches("'groups' AS result").count(), 3);
     assert_eq!(query.matches("'histogram' AS result").count(), 3);
@@ -267,11 +268,11 @@ fn one_result_branch_per_result_set() {
     assert!(query.contains(
         "LEFT SEMI JOIN q0_pairs AS p ON v.`user_id` <=> p.`user_id` AND v.`country` <=> p.`country`"
     ));
-    assert!(query.contains("GROUP BY v.`country`, v.`histogram:value`"));
+    assert!(query.contains("GROUP BY v.`country`, v.`histogram:value[0,100]`"));
     // Every branch has the same columns.
     for branch in query.split("UNION ALL") {
         assert!(branch.contains("AS k1"), "{branch}");
-        assert!(branch.contains("AS v5"), "{branch}");
+        assert!(branch.contains("AS v4"), "{branch}");
     }
 }
 
