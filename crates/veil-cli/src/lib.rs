@@ -27,7 +27,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             let code = exit::code_for(&error);
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", exit::render(&error));
             code
         }
     }

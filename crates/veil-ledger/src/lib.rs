@@ -230,22 +230,40 @@ impl At {
             rusqlite::Error::SqliteFailure(failure, _) => Some(failure.code),
             _ => None,
         };
-        match code {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => BudgetError::Locked {
+        if matches!(
+            code,
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        ) {
+            return BudgetError::Locked {
                 ledger: self.path.display().to_string(),
                 waited: Duration::from_millis(self.waited_ms.load(Ordering::Relaxed)),
-            },
-            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => BudgetError::Storage {
-                message: format!(
-                    "not a Veil ledger (not an SQLite database, or a corrupt one): {}",
-                    self.path.display()
-                ),
-                source: Some(Box::new(error)),
-            },
-            _ => BudgetError::Storage {
-                message: format!("{what} {}", self.path.display()),
-                source: Some(Box::new(error)),
-            },
+            };
+        }
+        let what = if matches!(
+            code,
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+        ) {
+            "not a Veil ledger (not an SQLite database, or a corrupt one):"
+        } else {
+            what
+        };
+        // SQLite's own message often repeats its error code's description ("unable to
+        // open database file: <path>" under "Error code 14: unable to open database
+        // file"): it is kept only when it says more.
+        let (detail, source): (String, Box<dyn std::error::Error + Send + Sync>) = match error {
+            rusqlite::Error::SqliteFailure(failure, detail) => {
+                let generic = failure.to_string();
+                let description = generic.split_once(": ").map_or("", |(_, text)| text);
+                let detail = detail
+                    .filter(|detail| description.is_empty() || !detail.starts_with(description))
+                    .map_or_else(String::new, |detail| format!(" ({detail})"));
+                (detail, Box::new(failure))
+            }
+            other => (String::new(), Box::new(other)),
+        };
+        BudgetError::Storage {
+            message: format!("{what} {}{detail}", self.path.display()),
+            source: Some(source),
         }
     }
 
