@@ -17,6 +17,7 @@ mod config;
 mod engine;
 mod exit;
 mod guard;
+mod ledger;
 mod rng;
 
 /// Parses the command line, runs the command, and reports any error.
