@@ -9,7 +9,7 @@
 //!   the charges, so concurrent jobs on one file never overspend. A process that finds the
 //!   file locked by another waits (up to [`OpenOptions::lock_timeout`], telling its
 //!   [`OpenOptions::on_lock_wait`] hook at once), then fails with
-//!   [`BudgetError::Locked`](veil_accountant::BudgetError::Locked).
+//!   [`BudgetError::Locked`].
 //! - A job reserves before it draws noise and commits before it writes: killed at any
 //!   point, it leaves a reserved charge (budget lost, never overspent) or a committed one.
 //!   Each reservation records its [`Owner`] (host, process id and start time), and
