@@ -123,8 +123,12 @@ pub enum ChargeState {
     Reserved,
     /// Final: the release may be published. Counts as spent.
     Committed,
-    /// Given back: nothing was released. Does not count.
+    /// Given back by its run: nothing was released. Does not count.
     Aborted,
+    /// Reserved by a run that ended without committing or aborting (killed), and given
+    /// back later by the operator. It was never committed, so nothing was published under
+    /// it, and it can never be committed. Does not count.
+    Cancelled,
 }
 
 impl ChargeState {
@@ -135,13 +139,14 @@ impl ChargeState {
             Self::Reserved => "reserved",
             Self::Committed => "committed",
             Self::Aborted => "aborted",
+            Self::Cancelled => "cancelled",
         }
     }
 
     /// Whether a charge in this state counts against the budget.
     #[must_use]
     pub fn counts(self) -> bool {
-        !matches!(self, Self::Aborted)
+        !matches!(self, Self::Aborted | Self::Cancelled)
     }
 }
 
@@ -159,6 +164,7 @@ impl FromStr for ChargeState {
             "reserved" => Ok(Self::Reserved),
             "committed" => Ok(Self::Committed),
             "aborted" => Ok(Self::Aborted),
+            "cancelled" => Ok(Self::Cancelled),
             other => Err(format!("unknown charge state {other:?}")),
         }
     }

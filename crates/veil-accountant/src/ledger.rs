@@ -1,6 +1,9 @@
 //! The interface between a job and the budget it spends: [`BudgetLedger`].
 
 use core::fmt;
+use core::time::Duration;
+
+use veil_core::Compact;
 
 use crate::MechanismProfile;
 
@@ -43,10 +46,17 @@ pub enum PrivacyBudget {
 
 impl fmt::Display for PrivacyBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Approx { epsilon, delta } if *delta == 0.0 => write!(f, "ε = {epsilon}"),
-            Self::Approx { epsilon, delta } => write!(f, "ε = {epsilon}, δ = {delta:e}"),
-            Self::Zcdp { rho } => write!(f, "ρ = {rho} (zCDP)"),
+        match *self {
+            Self::Approx {
+                epsilon,
+                delta: 0.0,
+            } => {
+                write!(f, "ε = {}", Compact(epsilon))
+            }
+            Self::Approx { epsilon, delta } => {
+                write!(f, "ε = {}, δ = {}", Compact(epsilon), Compact(delta))
+            }
+            Self::Zcdp { rho } => write!(f, "ρ = {} (zCDP)", Compact(rho)),
         }
     }
 }
@@ -92,6 +102,22 @@ pub struct ReleaseRecord {
     pub name: String,
     /// Where it was written.
     pub location: String,
+}
+
+/// An exact count about a run's input, kept in the ledger beside its charge for the
+/// operator: rows read, rows outside retention, without consent or without a privacy unit,
+/// missing values per column.
+///
+/// **Not private.** These are true counts of the data, without noise: comparing two of
+/// them can reveal how many rows one person had. They belong in the operator's ledger and
+/// log, never in anything published (a release, its manifest, a report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct NotPrivateCount {
+    /// What was counted, e.g. `rows_read` or `missing_values.price`.
+    pub name: String,
+    /// The exact count.
+    pub count: u64,
 }
 
 /// A budget and what has been spent of it.
@@ -173,6 +199,32 @@ pub enum BudgetError {
         /// Its state, or `missing`.
         state: String,
     },
+    /// No charge has this id (in this budget).
+    #[error("no charge {id} in this ledger")]
+    NoCharge {
+        /// The id asked for.
+        id: i64,
+    },
+    /// A charge that must not be cancelled: committed (its release may have been
+    /// published), already given back, or reserved by a run that may still be running.
+    #[error("cannot cancel charge {id}: {reason}")]
+    CannotCancel {
+        /// The charge's id.
+        id: i64,
+        /// Why, and what to do instead.
+        reason: String,
+    },
+    /// Another process held the ledger's lock for longer than this process would wait.
+    #[error(
+        "the ledger {ledger} is held by another process (another run, or an SQLite client with a write transaction open); gave up after waiting {} s",
+        Compact(waited.as_secs_f64())
+    )]
+    Locked {
+        /// The ledger (its file).
+        ledger: String,
+        /// How long this process waited.
+        waited: Duration,
+    },
     /// A record was expected to be committed (e.g. to record a release under it).
     #[error("charge {id} is not committed (state: {state}); record releases only after commit")]
     NotCommitted {
@@ -223,7 +275,10 @@ pub enum BudgetError {
 /// [`abort`](BudgetLedger::abort) if anything fails before the commit, then
 /// [`record_release`](BudgetLedger::record_release) for each artifact written. A job
 /// killed at any point leaves a reserved charge (budget lost, never overspent) or a
-/// committed one; nothing is published without a committed charge.
+/// committed one; nothing is published without a committed charge. A ledger may let its
+/// operator cancel a reserved charge whose run is gone
+/// ([`ChargeState::Cancelled`](crate::ChargeState::Cancelled)): like an abort, and the
+/// charge can then never be committed, so its release can never be published.
 pub trait BudgetLedger {
     /// Sets `charge` aside against the budget of `key`.
     ///
@@ -261,4 +316,17 @@ pub trait BudgetLedger {
     /// # Errors
     /// [`BudgetError::NoBudget`], [`BudgetError::Storage`].
     fn status(&self, key: &BudgetKey) -> Result<BudgetStatus, BudgetError>;
+
+    /// Keeps exact counts about the run of a charge (in any state) beside it, for the
+    /// operator: **not private** (see [`NotPrivateCount`]). A count recorded again under
+    /// the same name replaces the earlier one. Costs nothing and releases nothing.
+    ///
+    /// # Errors
+    /// [`BudgetError::NoCharge`] if the ledger has no such charge for the reservation's
+    /// budget; [`BudgetError::Storage`].
+    fn record_diagnostics(
+        &mut self,
+        reservation: &Reservation,
+        counts: &[NotPrivateCount],
+    ) -> Result<(), BudgetError>;
 }

@@ -60,7 +60,7 @@ pub use compose::{
 pub use error::AccountantError;
 pub use ledger::{
     BudgetError, BudgetKey, BudgetLedger, BudgetStatus, Charge, ChargeItem, Exhausted,
-    PrivacyBudget, ReleaseRecord, Reservation,
+    NotPrivateCount, PrivacyBudget, ReleaseRecord, Reservation,
 };
 pub use memory::MemoryLedger;
 pub use numeric::NUMERIC_MARGIN;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::budget::{check_charge, components_of, cost};
 use crate::{
     BudgetError, BudgetKey, BudgetLedger, BudgetPeriod, BudgetStatus, Charge, ChargeState,
-    PrivacyBudget, ReleaseRecord, Reservation,
+    NotPrivateCount, PrivacyBudget, ReleaseRecord, Reservation,
 };
 
 /// A ledger in memory with the same accounting as the persistent one: spending is the
@@ -39,6 +39,8 @@ pub struct MemoryLedger {
     budgets: BTreeMap<BudgetKey, Budget>,
     charges: Vec<StoredCharge>,
     releases: Vec<(i64, ReleaseRecord)>,
+    /// Per charge id, its diagnostics (not private), by name.
+    diagnostics: BTreeMap<i64, BTreeMap<String, u64>>,
     now: i64,
 }
 
@@ -108,6 +110,23 @@ impl MemoryLedger {
             .filter(|(id, _)| *id == reservation.id)
             .map(|(_, release)| release.clone())
             .collect()
+    }
+
+    /// The diagnostics recorded under `reservation` (not private), by name.
+    #[must_use]
+    pub fn diagnostics(&self, reservation: &Reservation) -> Vec<NotPrivateCount> {
+        self.diagnostics
+            .get(&reservation.id)
+            .map(|counts| {
+                counts
+                    .iter()
+                    .map(|(name, count)| NotPrivateCount {
+                        name: name.clone(),
+                        count: *count,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The state of charge `id`, if it exists.
@@ -202,6 +221,24 @@ impl BudgetLedger for MemoryLedger {
                 state: state.map_or("missing".to_string(), |s| s.to_string()),
             }),
         }
+    }
+
+    fn record_diagnostics(
+        &mut self,
+        reservation: &Reservation,
+        counts: &[NotPrivateCount],
+    ) -> Result<(), BudgetError> {
+        let known = self
+            .index(reservation.id)
+            .is_some_and(|index| self.charges[index].key == reservation.key);
+        if !known {
+            return Err(BudgetError::NoCharge { id: reservation.id });
+        }
+        let stored = self.diagnostics.entry(reservation.id).or_default();
+        for count in counts {
+            stored.insert(count.name.clone(), count.count);
+        }
+        Ok(())
     }
 
     fn status(&self, key: &BudgetKey) -> Result<BudgetStatus, BudgetError> {

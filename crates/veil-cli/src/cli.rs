@@ -60,7 +60,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Accountant(accountant::AccountantCommand),
 
-    /// Create and inspect privacy budgets in a ledger file.
+    /// Create and inspect privacy budgets in a ledger file; cancel reservations of dead runs.
     #[command(subcommand)]
     Budget(budget::BudgetCommand),
 

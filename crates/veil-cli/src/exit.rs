@@ -43,6 +43,26 @@ impl Error for Classified {
     }
 }
 
+/// The error and its causes on one line, `context: cause: cause`, each text once. Library
+/// errors often quote their source in their own message and return it as their source too
+/// (an OS error under "writing out/by_country.csv: Permission denied (os error 13)"), and
+/// SQLite's message comes again under its error code: a cause whose text an earlier part
+/// already holds is left out, and a cause that holds the previous part whole replaces it.
+pub(crate) fn render(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || parts.iter().any(|part| part.contains(&text)) {
+            continue;
+        }
+        match parts.last_mut() {
+            Some(last) if text.contains(last.as_str()) => *last = text,
+            _ => parts.push(text),
+        }
+    }
+    parts.join(": ")
+}
+
 /// Tags an error's exit code.
 pub(crate) trait Classify<T> {
     /// Classifies the error as a usage or configuration error (exit 2).
@@ -126,4 +146,53 @@ pub(crate) fn usage_error(message: impl fmt::Display) -> anyhow::Error {
         failure: Failure::Usage,
         inner,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that quotes its source in its message and returns it as its source.
+    #[derive(Debug)]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    impl fmt::Display for Quoting {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "writing out/t.csv: {}", self.source)
+        }
+    }
+
+    impl Error for Quoting {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let denied = || std::io::Error::from_raw_os_error(13);
+        let error = anyhow::Error::new(Quoting { source: denied() }).context("run failed");
+        let text = render(&error);
+        assert_eq!(text.matches("os error 13").count(), 1, "{text}");
+        assert!(
+            text.starts_with("run failed: writing out/t.csv: "),
+            "{text}"
+        );
+
+        // A cause that holds the previous part whole replaces it.
+        let inner = anyhow::anyhow!("Error code 26: file is not a database")
+            .context("file is not a database")
+            .context("not a Veil ledger: l.sqlite");
+        assert_eq!(
+            render(&inner),
+            "not a Veil ledger: l.sqlite: Error code 26: file is not a database"
+        );
+
+        // Distinct causes all stay, in order.
+        let plain = std::io::Error::other("disk full");
+        let error = anyhow::Error::new(plain).context("writing release.json");
+        assert_eq!(render(&error), "writing release.json: disk full");
+    }
 }

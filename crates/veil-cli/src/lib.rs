@@ -17,6 +17,7 @@ mod config;
 mod engine;
 mod exit;
 mod guard;
+mod ledger;
 mod rng;
 
 /// Parses the command line, runs the command, and reports any error.
@@ -27,7 +28,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             let code = exit::code_for(&error);
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", exit::render(&error));
             code
         }
     }

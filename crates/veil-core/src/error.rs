@@ -10,7 +10,7 @@ use alloc::string::String;
 #[non_exhaustive]
 pub enum ParamError {
     /// A number outside its accepted range (or not finite).
-    #[error("{param} = {value} is out of range: expected {expected}")]
+    #[error("{param} = {} is out of range: expected {expected}", crate::RoundTrip(*value))]
     OutOfRange {
         /// The parameter's name, e.g. `epsilon`.
         param: &'static str,

@@ -14,6 +14,8 @@
 //!   scale and confidence interval. Only a mechanism can create a `Released`.
 //! - **Calibration** ([`calibrate`]) finds the smallest noise for a target loss, always
 //!   rounding toward more noise.
+//! - **Numbers for people** ([`Compact`], [`RoundTrip`]): short text for any magnitude,
+//!   scientific outside `[1e-4, 1e6)`, so no message prints ε = 1e308 as 309 digits.
 //!
 //! No function here creates randomness: callers pass an RNG that implements
 //! [`rand_core::CryptoRng`], seeded from the operating system in production.
@@ -42,6 +44,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod calibrate;
+mod display;
 mod error;
 pub mod mechanism;
 mod params;
@@ -49,6 +52,7 @@ mod rational;
 pub mod sample;
 pub mod special;
 
+pub use display::{Compact, RoundTrip};
 pub use error::ParamError;
 pub use mechanism::{Granularity, Released};
 pub use params::{Bounds, Delta, Epsilon, L1Sensitivity, L2Sensitivity, PrivacyLoss, Rho};

@@ -205,7 +205,8 @@ pub fn run_with<R: Rng + CryptoRng + ?Sized>(
     } = context;
     progress(Stage::Checking);
     let plan = check_with(job, executor)?;
-    output::prepare_directory(&job.output.directory)?;
+    // Kept to the end: if nothing is published, the folders this run created go again.
+    let _output_directory = output::prepare_directory(&job.output.directory)?;
 
     progress(Stage::Scanning);
     let aggregated = executor.aggregate(&plan.scan, BoundingKey::random(rng))?;

@@ -43,21 +43,57 @@ fn output_error(path: &Path) -> impl Fn(std::io::Error) -> EngineError + '_ {
     }
 }
 
-/// Creates the output directory if needed and checks that files can be created in it, so
-/// that a read-only or missing directory fails before the ledger is touched.
-pub(crate) fn prepare_directory(directory: &Path) -> Result<(), EngineError> {
+/// The release's folder, as a run found it: the folders of its path that did not exist.
+/// Staging a file creates them; dropping this removes again, deepest first, those of them
+/// that are still empty, so a run that fails or is refused leaves no empty folder behind
+/// (a folder holding anything, a published file or another run's, is never removed).
+#[derive(Debug)]
+pub(crate) struct OutputDirectory {
+    /// Folders missing when the run started, deepest first.
+    missing: Vec<PathBuf>,
+}
+
+impl Drop for OutputDirectory {
+    fn drop(&mut self) {
+        for directory in &self.missing {
+            // Fails, as it should, on a folder that is not empty.
+            let _ = fs::remove_dir(directory);
+        }
+    }
+}
+
+/// Checks that files can be created in the output directory, so that a read-only or
+/// unreachable directory fails before the ledger is touched. A missing directory is
+/// created for the check and removed again: it is created for good only when the release
+/// is staged, after the reservation.
+pub(crate) fn prepare_directory(directory: &Path) -> Result<OutputDirectory, EngineError> {
+    let folder = OutputDirectory {
+        missing: directory
+            .ancestors()
+            .take_while(|ancestor| !ancestor.as_os_str().is_empty() && !ancestor.exists())
+            .map(Path::to_path_buf)
+            .collect(),
+    };
+    // On an error, dropping `folder` removes what was created for the check.
     fs::create_dir_all(directory).map_err(output_error(directory))?;
     let probe = directory.join(format!(".veil-write-check-{}", std::process::id()));
     File::create(&probe).map_err(output_error(directory))?;
     fs::remove_file(&probe).map_err(output_error(directory))?;
-    Ok(())
+    for created in &folder.missing {
+        let _ = fs::remove_dir(created);
+    }
+    Ok(folder)
 }
 
-/// Writes `bytes_of` to a temporary file next to `path`, synced to disk.
+/// Writes `bytes_of` to a temporary file next to `path`, synced to disk, creating its
+/// folder if needed.
 pub(crate) fn stage(
     path: PathBuf,
     write: impl FnOnce(&mut BufWriter<&File>) -> Result<(), EngineError>,
 ) -> Result<Staged, EngineError> {
+    if let Some(folder) = path.parent() {
+        fs::create_dir_all(folder).map_err(output_error(folder))?;
+    }
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().to_string())

@@ -8,9 +8,11 @@
 pub const APPLICATION_ID: i32 = 0x5645_494C;
 
 /// Each migration takes the schema from version `index` to `index + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[
-    // Version 1: budgets, charges with their mechanisms, releases.
-    "
+pub(crate) const MIGRATIONS: &[&str] = &[VERSION_1, VERSION_2];
+
+/// The first schema: budgets, charges with their mechanisms, releases. Public so that
+/// tests can build a ledger of that version and open it with this one.
+pub const VERSION_1: &str = "
     CREATE TABLE budgets (
         id             INTEGER PRIMARY KEY,
         dataset        TEXT    NOT NULL,
@@ -52,8 +54,49 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     CREATE INDEX releases_by_charge ON releases (charge_id);
-    ",
-];
+";
+
+// Version 2: who reserved each charge (to tell a killed run's reservation from a
+// running one), the `cancelled` state and a record of each cancellation, and the
+// exact diagnostics of a charge's run, which are not private. SQLite cannot change a
+// CHECK constraint in place, so `charges` is rebuilt (its ids are kept).
+const VERSION_2: &str = "
+    CREATE TABLE charges_v2 (
+        id            INTEGER PRIMARY KEY,
+        budget_id     INTEGER NOT NULL REFERENCES budgets (id),
+        job           TEXT    NOT NULL,
+        job_hash      TEXT    NOT NULL,
+        state         TEXT    NOT NULL
+                      CHECK (state IN ('reserved', 'committed', 'aborted', 'cancelled')),
+        cost          REAL    NOT NULL,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        owner_host    TEXT,
+        owner_pid     INTEGER,
+        owner_started INTEGER,
+        owner_boot    TEXT
+    );
+    INSERT INTO charges_v2 (id, budget_id, job, job_hash, state, cost, created_at, updated_at)
+        SELECT id, budget_id, job, job_hash, state, cost, created_at, updated_at FROM charges;
+    DROP TABLE charges;
+    ALTER TABLE charges_v2 RENAME TO charges;
+    CREATE INDEX charges_by_budget ON charges (budget_id, state, created_at);
+    CREATE TABLE cancellations (
+        charge_id    INTEGER PRIMARY KEY REFERENCES charges (id),
+        cancelled_at INTEGER NOT NULL,
+        evidence     TEXT    NOT NULL,
+        note         TEXT    NOT NULL,
+        by_host      TEXT    NOT NULL,
+        by_pid       INTEGER NOT NULL
+    );
+    CREATE TABLE diagnostics_not_private (
+        charge_id   INTEGER NOT NULL REFERENCES charges (id),
+        name        TEXT    NOT NULL,
+        count       INTEGER NOT NULL CHECK (count >= 0),
+        recorded_at INTEGER NOT NULL,
+        PRIMARY KEY (charge_id, name)
+    );
+";
 
 /// The schema version this build writes.
 #[must_use]

@@ -1,5 +1,5 @@
 use super::*;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 
 fn key() -> BudgetKey {
     BudgetKey {
@@ -192,4 +192,224 @@ fn budgets_filter_by_dataset_and_schema_is_current() {
         ),
         Err(BudgetError::InvalidBudget { .. })
     ));
+}
+
+/// An owner on this host whose process has ended.
+fn finished_process() -> Owner {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    Owner {
+        pid,
+        ..Owner::current()
+    }
+}
+
+fn pure_budget(ledger: &mut SqliteLedger, epsilon: f64) {
+    let total = PrivacyBudget::Approx {
+        epsilon,
+        delta: 0.0,
+    };
+    ledger.init_budget(&key(), total, None).unwrap();
+}
+
+#[test]
+fn a_cancelled_reservation_gives_its_budget_back_is_recorded_and_never_commits() {
+    if !Path::new("/proc/self/stat").exists() {
+        return; // Liveness cannot be checked without /proc.
+    }
+    let (directory, ledger, now) = ledger_with_clock();
+    let path = ledger.path().to_path_buf();
+    drop(ledger);
+    // A run that reserved and was killed before it committed.
+    let mut killed = SqliteLedger::open(&path)
+        .unwrap()
+        .with_owner(finished_process());
+    pure_budget(&mut killed, 1.0);
+    let reservation = killed
+        .reserve(&key(), &charge("laplace:epsilon=0.75"))
+        .unwrap();
+    let mut ledger = SqliteLedger::open(&path)
+        .unwrap()
+        .with_clock(move || now.load(Ordering::SeqCst) + 3600);
+    assert!(
+        ledger
+            .reserve(&key(), &charge("laplace:epsilon=0.5"))
+            .is_err()
+    );
+    let reserved = ledger.reservations().unwrap();
+    assert_eq!(reserved.len(), 1);
+    assert_eq!(reserved[0].id, reservation.id);
+    assert_eq!(
+        reserved[0].owner.as_ref().map(|o| o.pid),
+        Some(killed.owner.pid)
+    );
+
+    let record = ledger
+        .cancel(
+            reservation.id,
+            CancelCheck::RunGone,
+            "run killed by the OOM killer",
+        )
+        .unwrap();
+    assert!(
+        record.evidence.contains("no process"),
+        "{}",
+        record.evidence
+    );
+    assert!((ledger.status(&key()).unwrap().spent.amount()).abs() < 1e-12);
+    assert!(ledger.reservations().unwrap().is_empty());
+    let history = ledger.history().unwrap();
+    assert_eq!(history[0].state, ChargeState::Cancelled);
+    let cancellation = history[0].cancellation.as_ref().unwrap();
+    assert_eq!(cancellation.note, "run killed by the OOM killer");
+    assert_eq!(cancellation.cancelled_at, 1_000_000 + 3600);
+    assert_eq!(cancellation.by.pid, std::process::id());
+
+    // The run, had it survived, could not commit now, so it could never publish.
+    assert!(matches!(
+        killed.commit(&reservation),
+        Err(BudgetError::NotReserved { .. })
+    ));
+    let again = ledger
+        .cancel(reservation.id, CancelCheck::OperatorVouches, "")
+        .unwrap_err();
+    assert!(again.to_string().contains("already given back"), "{again}");
+    assert!(
+        ledger
+            .reserve(&key(), &charge("laplace:epsilon=0.5"))
+            .is_ok()
+    );
+    drop(directory);
+}
+
+#[test]
+fn committed_running_and_unknown_reservations_are_not_cancelled() {
+    let (_directory, mut ledger, _) = ledger_with_clock();
+    pure_budget(&mut ledger, 10.0);
+    // Committed: its release may be published.
+    let committed = ledger
+        .reserve(&key(), &charge("laplace:epsilon=1"))
+        .unwrap();
+    ledger.commit(&committed).unwrap();
+    for check in [CancelCheck::RunGone, CancelCheck::OperatorVouches] {
+        let error = ledger.cancel(committed.id, check, "").unwrap_err();
+        assert!(
+            matches!(&error, BudgetError::CannotCancel { reason, .. } if reason.contains("committed")),
+            "{error}"
+        );
+    }
+    // Reserved by this very process: its run is still going.
+    let running = ledger
+        .reserve(&key(), &charge("laplace:epsilon=1"))
+        .unwrap();
+    if Path::new("/proc/self/stat").exists() {
+        for check in [CancelCheck::RunGone, CancelCheck::OperatorVouches] {
+            let error = ledger.cancel(running.id, check, "").unwrap_err();
+            assert!(error.to_string().contains("still running"), "{error}");
+        }
+    }
+    // Reserved on another host: only the operator can say that its run is gone.
+    let elsewhere = Owner {
+        host: "another-host.example".to_string(),
+        ..Owner::current()
+    };
+    let path = ledger.path().to_path_buf();
+    let mut remote = SqliteLedger::open(&path).unwrap().with_owner(elsewhere);
+    let remote_charge = remote
+        .reserve(&key(), &charge("laplace:epsilon=1"))
+        .unwrap();
+    let error = ledger
+        .cancel(remote_charge.id, CancelCheck::RunGone, "")
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("another-host.example"), "{message}");
+    assert!(message.contains("--force"), "{message}");
+    let record = ledger
+        .cancel(
+            remote_charge.id,
+            CancelCheck::OperatorVouches,
+            "host retired",
+        )
+        .unwrap();
+    assert!(record.evidence.contains("vouched"), "{}", record.evidence);
+    assert!(matches!(
+        ledger.cancel(99, CancelCheck::OperatorVouches, ""),
+        Err(BudgetError::NoCharge { id: 99 })
+    ));
+    // What counts: the committed charge and the running reservation.
+    assert!((ledger.status(&key()).unwrap().spent.amount() - 2.0).abs() < 1e-9);
+}
+
+#[test]
+fn diagnostics_are_kept_beside_the_charge_marked_not_private() {
+    let (_directory, mut ledger, _) = ledger_with_clock();
+    pure_budget(&mut ledger, 1.0);
+    let reservation = ledger
+        .reserve(&key(), &charge("laplace:epsilon=0.5"))
+        .unwrap();
+    let count = |name: &str, count: u64| NotPrivateCount {
+        name: name.to_string(),
+        count,
+    };
+    ledger
+        .record_diagnostics(
+            &reservation,
+            &[count("rows_read", 363), count("missing_values.value", 4)],
+        )
+        .unwrap();
+    ledger.commit(&reservation).unwrap();
+    ledger
+        .record_diagnostics(&reservation, &[count("rows_read", 364)])
+        .unwrap();
+    let history = ledger.history().unwrap();
+    assert_eq!(
+        history[0].diagnostics,
+        [count("missing_values.value", 4), count("rows_read", 364)]
+    );
+    let missing = Reservation { id: 42, key: key() };
+    assert!(matches!(
+        ledger.record_diagnostics(&missing, &[count("rows_read", 1)]),
+        Err(BudgetError::NoCharge { id: 42 })
+    ));
+    assert!(matches!(
+        ledger.record_diagnostics(&reservation, &[count("huge", u64::MAX)]),
+        Err(BudgetError::Storage { .. })
+    ));
+    // The table's name says what its numbers are.
+    let rows: i64 = ledger
+        .connection
+        .query_row("SELECT count(*) FROM diagnostics_not_private", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(rows, 2);
+}
+
+#[test]
+fn a_budget_created_with_a_refused_charge_is_not_left_behind() {
+    let (_directory, mut ledger, _) = ledger_with_clock();
+    let total = PrivacyBudget::Approx {
+        epsilon: 0.5,
+        delta: 0.0,
+    };
+    let error = ledger
+        .reserve_creating_budget(&key(), &charge("laplace:epsilon=1"), total, None)
+        .unwrap_err();
+    assert!(matches!(error, BudgetError::Exhausted(_)), "{error}");
+    assert!(ledger.budgets(None).unwrap().is_empty());
+    let (reservation, created) = ledger
+        .reserve_creating_budget(&key(), &charge("laplace:epsilon=0.25"), total, None)
+        .unwrap();
+    assert!(created);
+    let bigger = PrivacyBudget::Approx {
+        epsilon: 5.0,
+        delta: 0.0,
+    };
+    let (_, created) = ledger
+        .reserve_creating_budget(&key(), &charge("laplace:epsilon=0.25"), bigger, None)
+        .unwrap();
+    assert!(!created, "an existing budget stands");
+    assert_eq!(ledger.budgets(None).unwrap()[0].status.total, total);
+    assert_eq!(reservation.id, 1);
 }

@@ -121,3 +121,29 @@ fn spending_is_the_composition_not_the_sum() {
     );
     assert!(PrivacyBudget::Zcdp { rho: f64::NAN }.validate().is_err());
 }
+
+#[test]
+fn budget_messages_print_extreme_numbers_compactly() {
+    // ε = 1e308 printed as 309 digits and δ = 2.2e-308 as over 300 characters before.
+    let total = PrivacyBudget::Approx {
+        epsilon: 1e308,
+        delta: 2.2e-308,
+    };
+    assert_eq!(total.to_string(), "ε = 1e308, δ = 2.2e-308");
+    let tiny = PrivacyBudget::Approx {
+        epsilon: 2.2e-308,
+        delta: 0.0,
+    };
+    let error = check_charge(&key(), &tiny, &[], &charge("laplace:epsilon=1e-10")).unwrap_err();
+    let message = error.to_string();
+    assert!(message.len() < 200, "{message}");
+    assert!(message.contains("requested ε = 1e-10"), "{message}");
+    assert!(message.contains("of ε = 2.2e-308"), "{message}");
+    assert_eq!(
+        PrivacyBudget::Zcdp { rho: 0.123_456 }.to_string(),
+        "ρ = 0.1235 (zCDP)"
+    );
+    assert!(ChargeState::Reserved.counts() && ChargeState::Committed.counts());
+    assert!(!ChargeState::Aborted.counts() && !ChargeState::Cancelled.counts());
+    assert_eq!("cancelled".parse(), Ok(ChargeState::Cancelled));
+}

@@ -154,3 +154,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn diagnostics_are_kept_per_charge_and_replaced_by_name() {
+    let mut ledger = pure_ledger(1.0);
+    let first = ledger
+        .reserve(&key(), &charge("laplace:epsilon=0.5"))
+        .unwrap();
+    let count = |name: &str, count: u64| NotPrivateCount {
+        name: name.to_string(),
+        count,
+    };
+    ledger
+        .record_diagnostics(
+            &first,
+            &[count("rows_read", 10), count("rows_without_unit", 1)],
+        )
+        .unwrap();
+    ledger
+        .record_diagnostics(&first, &[count("rows_read", 12)])
+        .unwrap();
+    assert_eq!(
+        ledger.diagnostics(&first),
+        [count("rows_read", 12), count("rows_without_unit", 1)]
+    );
+    // Diagnostics cost nothing.
+    assert!((ledger.status(&key()).unwrap().spent.amount() - 0.5).abs() < 1e-9);
+    let unknown = Reservation { id: 9, key: key() };
+    assert!(matches!(
+        ledger.record_diagnostics(&unknown, &[count("rows_read", 1)]),
+        Err(BudgetError::NoCharge { id: 9 })
+    ));
+    let other_budget = Reservation {
+        id: first.id,
+        key: BudgetKey {
+            dataset: "other".into(),
+            purpose: "analytics".into(),
+        },
+    };
+    assert!(ledger.record_diagnostics(&other_budget, &[]).is_err());
+}

@@ -3,7 +3,7 @@
 use core::fmt;
 use core::str::FromStr;
 
-use veil_core::{Delta, Epsilon, PrivacyLoss, Rho};
+use veil_core::{Delta, Epsilon, PrivacyLoss, Rho, RoundTrip};
 
 use crate::AccountantError;
 use crate::numeric::{div_down, div_up, mul_down, mul_up};
@@ -293,41 +293,56 @@ fn parse_spec(spec: &str) -> Result<Component, AccountantError> {
 
 impl fmt::Display for MechanismProfile {
     /// The canonical spec, which [`MechanismProfile::from_str`] reads back exactly.
+    /// Numbers are written with the fewest digits that read back to the same `f64`,
+    /// in scientific notation outside `[1e-4, 1e6)` ([`RoundTrip`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        match *self {
             Self::Laplace {
                 scale_over_sensitivity,
-            } => write!(f, "laplace:scale={scale_over_sensitivity}"),
+            } => write!(f, "laplace:scale={}", RoundTrip(scale_over_sensitivity)),
             Self::DiscreteLaplace { scale, sensitivity } => {
                 write!(
                     f,
-                    "discrete-laplace:scale={scale},sensitivity={sensitivity}"
+                    "discrete-laplace:scale={},sensitivity={sensitivity}",
+                    RoundTrip(scale)
                 )
             }
             Self::Gaussian {
                 sigma_over_sensitivity,
-            } => write!(f, "gaussian:sigma={sigma_over_sensitivity}"),
+            } => write!(f, "gaussian:sigma={}", RoundTrip(sigma_over_sensitivity)),
             Self::DiscreteGaussian { sigma, sensitivity } => {
                 write!(
                     f,
-                    "discrete-gaussian:sigma={sigma},sensitivity={sensitivity}"
+                    "discrete-gaussian:sigma={},sensitivity={sensitivity}",
+                    RoundTrip(sigma)
                 )
             }
             Self::RandomizedResponse { epsilon } => {
-                write!(f, "randomized-response:epsilon={epsilon}")
+                write!(f, "randomized-response:epsilon={}", RoundTrip(epsilon))
             }
             Self::SubsampledGaussian {
                 sigma_over_sensitivity,
                 sampling_rate,
             } => write!(
                 f,
-                "subsampled-gaussian:sigma={sigma_over_sensitivity},rate={sampling_rate}"
+                "subsampled-gaussian:sigma={},rate={}",
+                RoundTrip(sigma_over_sensitivity),
+                RoundTrip(sampling_rate)
             ),
-            Self::Guarantee(PrivacyLoss::Pure(epsilon)) => write!(f, "pure:epsilon={epsilon}"),
-            Self::Guarantee(PrivacyLoss::Approx(epsilon, delta)) => {
-                write!(f, "approx:epsilon={epsilon},delta={delta}")
+            Self::Guarantee(PrivacyLoss::Pure(epsilon)) => {
+                write!(f, "pure:epsilon={}", RoundTrip(epsilon.get()))
             }
-            Self::Guarantee(PrivacyLoss::Zcdp(rho)) => write!(f, "zcdp:rho={rho}"),
+            Self::Guarantee(PrivacyLoss::Approx(epsilon, delta)) => {
+                write!(
+                    f,
+                    "approx:epsilon={},delta={}",
+                    RoundTrip(epsilon.get()),
+                    RoundTrip(delta.get())
+                )
+            }
+            Self::Guarantee(PrivacyLoss::Zcdp(rho)) => {
+                write!(f, "zcdp:rho={}", RoundTrip(rho.get()))
+            }
         }
     }
 }

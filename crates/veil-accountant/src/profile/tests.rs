@@ -49,6 +49,28 @@ fn display_round_trips() {
 }
 
 #[test]
+fn specs_of_extreme_numbers_are_short_and_read_back_exactly() {
+    for text in [
+        "laplace:scale=1e308",
+        "pure:epsilon=2.2e-308",
+        "approx:epsilon=1,delta=1e-6",
+        "gaussian:sigma=123456789.5",
+        "discrete-gaussian:sigma=5e-324,sensitivity=1",
+    ] {
+        let profile: MechanismProfile = text.parse().unwrap();
+        let shown = profile.to_string();
+        assert!(shown.len() < 60, "{shown}");
+        assert_eq!(
+            profile,
+            shown.parse::<MechanismProfile>().unwrap(),
+            "{text}"
+        );
+    }
+    let profile: MechanismProfile = "pure:epsilon=2.2e-308".parse().unwrap();
+    assert_eq!(profile.to_string(), "pure:epsilon=2.2e-308");
+}
+
+#[test]
 fn bad_specs_name_the_problem() {
     let message = |text: &str| text.parse::<Component>().unwrap_err().to_string();
     assert!(message("gaussian").contains("NAME:KEY=VALUE"));

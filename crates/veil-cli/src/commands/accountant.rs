@@ -177,14 +177,15 @@ fn calibrate_command(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
             Ok(steps)
         } else {
             Err(usage_error(format!(
-                "--sensitivity {value}: discrete mechanisms need a positive integer (measure it in grid steps)"
+                "--sensitivity {}: discrete mechanisms need a positive integer (measure it in grid steps)",
+                veil_core::RoundTrip(value)
             )))
         }
     };
     if !(args.sensitivity.is_finite() && args.sensitivity > 0.0) {
         return Err(usage_error(format!(
             "--sensitivity {} must be finite and > 0",
-            args.sensitivity
+            veil_core::RoundTrip(args.sensitivity)
         )));
     }
     let (family, name, per_sensitivity) = match args.mechanism {

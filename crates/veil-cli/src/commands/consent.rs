@@ -59,6 +59,9 @@ pub(crate) struct StatsArgs {
     #[arg(long)]
     ledger: PathBuf,
 
+    #[command(flatten)]
+    ledger_timeout: crate::ledger::LockTimeout,
+
     /// The budget's dataset in the ledger.
     #[arg(long, default_value = "consent")]
     dataset: String,
@@ -115,10 +118,11 @@ fn stats(args: &StatsArgs) -> anyhow::Result<ExitCode> {
         period_ms,
         periods: args.periods,
     };
-    let mut ledger = SqliteLedger::open(&args.ledger).map_err(|error| {
-        let failure = exit::budget_failure(&error).or(Some(exit::Failure::Usage));
-        exit::classified(error, failure)
-    })?;
+    let mut ledger = SqliteLedger::open_with(&args.ledger, &args.ledger_timeout.options())
+        .map_err(|error| {
+            let failure = exit::budget_failure(&error).or(Some(exit::Failure::Usage));
+            exit::classified(error, failure)
+        })?;
     let key = BudgetKey {
         dataset: args.dataset.clone(),
         purpose: args.budget_purpose.clone(),

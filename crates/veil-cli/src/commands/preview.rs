@@ -94,6 +94,14 @@ impl BudgetLedger for PreviewLedger {
         Ok(())
     }
 
+    fn record_diagnostics(
+        &mut self,
+        _reservation: &Reservation,
+        _counts: &[veil_accountant::NotPrivateCount],
+    ) -> Result<(), BudgetError> {
+        Ok(())
+    }
+
     fn status(&self, key: &BudgetKey) -> Result<BudgetStatus, BudgetError> {
         Err(BudgetError::NoBudget { key: key.clone() })
     }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use veil_core::Compact;
 
 use crate::config::purposes::{self, PurposeEntry, Registry};
 use crate::exit::Classify;
@@ -66,8 +67,8 @@ pub(crate) fn epsilon_in_words(epsilon: f64) -> String {
         "little protection"
     };
     format!(
-        "{strength}: whatever is published is at most {:.1} times more (or less) likely with your data than without it",
-        epsilon.exp()
+        "{strength}: whatever is published is at most {} times more (or less) likely with your data than without it",
+        Compact(epsilon.exp())
     )
 }
 
@@ -97,13 +98,14 @@ fn summarize(name: &str, entry: &PurposeEntry, language: &str) -> Summary {
                     let delta = budget
                         .delta
                         .filter(|delta| *delta > 0.0)
-                        .map_or_else(String::new, |delta| format!(", δ = {delta:e}"));
+                        .map_or_else(String::new, |delta| format!(", δ = {}", Compact(delta)));
                     format!(
-                        "ε = {epsilon}{delta}{period}; {}",
+                        "ε = {}{delta}{period}; {}",
+                        Compact(epsilon),
                         epsilon_in_words(epsilon)
                     )
                 }
-                (None, Some(rho)) => format!("ρ = {rho} (zCDP){period}"),
+                (None, Some(rho)) => format!("ρ = {} (zCDP){period}", Compact(rho)),
                 (None, None) => String::new(),
             }
         }
@@ -167,4 +169,42 @@ fn html(registry: &Registry, language: &str) -> String {
          whether any one person took part.</p>\n{body}</body></html>\n",
         escape(language)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::purposes::PurposeBudget;
+
+    #[test]
+    fn extreme_budgets_are_summarized_in_a_few_characters() {
+        // ε = 700 printed e^ε as 305 digits, ε = 1e308 itself as 309.
+        assert!(
+            epsilon_in_words(700.0).len() < 150,
+            "{}",
+            epsilon_in_words(700.0)
+        );
+        assert!(epsilon_in_words(700.0).contains("1.014e304 times"));
+        let entry = PurposeEntry {
+            descriptions: std::collections::BTreeMap::new(),
+            columns: Vec::new(),
+            retention_ms: None,
+            budget: Some(PurposeBudget {
+                epsilon: Some(1e308),
+                delta: Some(2.2e-308),
+                rho: None,
+                period_ms: None,
+            }),
+            withdraw: None,
+        };
+        let summary = summarize("research", &entry, "en");
+        assert!(
+            summary
+                .privacy
+                .starts_with("ε = 1e308, δ = 2.2e-308 in total"),
+            "{}",
+            summary.privacy
+        );
+        assert!(summary.privacy.len() < 200, "{}", summary.privacy);
+    }
 }

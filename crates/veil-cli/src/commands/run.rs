@@ -5,18 +5,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::config::{self, LoadedJob};
+use crate::engine::{self, Engine, EngineArgs};
+use crate::exit::{self, Classify, usage_error};
+use crate::ledger::{JobLedger, LockTimeout, budget_text};
+use crate::rng;
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
 use veil_accountant::{BudgetError, BudgetKey, BudgetLedger, BudgetPeriod, PrivacyBudget};
 use veil_engine::release::ReleasedTable;
 use veil_engine::{RunContext, RunSummary, Stage};
-use veil_ledger::SqliteLedger;
-
-use crate::config::{self, LoadedJob};
-use crate::engine::{self, Engine, EngineArgs};
-use crate::exit::{self, Classify, usage_error};
-use crate::rng;
 
 /// Run a job: release differentially private aggregates and charge the privacy budget.
 ///
@@ -57,6 +56,9 @@ pub(crate) struct RunArgs {
     /// Write the release here instead of the job's `[output] path`.
     #[arg(long)]
     output: Option<PathBuf>,
+
+    #[command(flatten)]
+    ledger_timeout: LockTimeout,
 
     #[command(flatten)]
     engine: EngineArgs,
@@ -104,50 +106,17 @@ fn registry_budget(
 }
 
 /// Opens the job's ledger. When the job's purposes registry declares a budget for its
-/// purpose and the ledger has none for (dataset, purpose), the budget (and the ledger
-/// file) is created from the registry. Otherwise a missing ledger is a usage error that
-/// says how to create it.
-pub(crate) fn open_ledger(loaded: &LoadedJob) -> anyhow::Result<SqliteLedger> {
+/// purpose, the ledger file and that budget are created if missing, but only when the run
+/// reserves its cost ([`JobLedger`]): a run that fails or is refused before creates
+/// nothing. Otherwise a missing ledger is a usage error that says how to create it.
+pub(crate) fn open_ledger(loaded: &LoadedJob, timeout: LockTimeout) -> anyhow::Result<JobLedger> {
     let path = &loaded.budget.ledger;
-    if let Some((total, period)) = registry_budget(loaded)? {
-        let mut ledger = SqliteLedger::create(path).map_err(|error| {
-            let failure = exit::budget_failure(&error);
-            exit::classified(error, failure)
-        })?;
-        let key = BudgetKey {
-            dataset: loaded.budget.dataset.clone(),
-            purpose: loaded.budget.purpose.clone(),
-        };
-        match ledger.status(&key) {
-            Ok(status) => {
-                if status.total != total {
-                    eprintln!(
-                        "warning: the ledger's budget for {key} is {}, the registry now says {}; the ledger's stands",
-                        budget_text(&status.total),
-                        budget_text(&total)
-                    );
-                }
-            }
-            Err(BudgetError::NoBudget { .. }) => {
-                ledger.init_budget(&key, total, period).map_err(|error| {
-                    let failure = exit::budget_failure(&error);
-                    exit::classified(error, failure)
-                })?;
-                eprintln!(
-                    "created the budget for {key} from the registry: {}{} in {}",
-                    budget_text(&total),
-                    period.map_or_else(String::new, |period| format!(", renewing every {period}")),
-                    path.display()
-                );
-            }
-            Err(error) => {
-                let failure = exit::budget_failure(&error);
-                return Err(exit::classified(error, failure));
-            }
-        }
-        return Ok(ledger);
-    }
-    if !path.exists() {
+    let classify = |error: BudgetError| {
+        let failure = exit::budget_failure(&error);
+        exit::classified(error, failure)
+    };
+    let registry = registry_budget(loaded)?;
+    if registry.is_none() && !path.exists() {
         return Err(usage_error(format!(
             "budget.ledger: no ledger at {}; create it and the budget with `veil budget init --ledger {} --dataset {} --purpose {} --epsilon <total> --delta <total>`",
             path.display(),
@@ -156,10 +125,32 @@ pub(crate) fn open_ledger(loaded: &LoadedJob) -> anyhow::Result<SqliteLedger> {
             loaded.budget.purpose
         )));
     }
-    SqliteLedger::open(path).map_err(|error| {
-        let failure = exit::budget_failure(&error);
-        exit::classified(error, failure)
-    })
+    let folder = path
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty());
+    if let Some(folder) = folder.filter(|folder| !folder.is_dir()) {
+        return Err(usage_error(format!(
+            "budget.ledger: {} cannot be created: folder {} does not exist",
+            path.display(),
+            folder.display()
+        )));
+    }
+    let ledger = JobLedger::new(path, timeout.options(), registry).map_err(classify)?;
+    let key = BudgetKey {
+        dataset: loaded.budget.dataset.clone(),
+        purpose: loaded.budget.purpose.clone(),
+    };
+    if let (Some((total, _)), Some(opened)) = (registry, ledger.opened())
+        && let Ok(status) = opened.status(&key)
+        && status.total != total
+    {
+        eprintln!(
+            "warning: the ledger's budget for {key} is {}, the registry now says {}; the ledger's stands",
+            budget_text(&status.total),
+            budget_text(&total)
+        );
+    }
+    Ok(ledger)
 }
 
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -172,7 +163,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let engine = args.engine.resolve(&loaded.engine)?;
     crate::guard::check_job_outputs(&loaded)?;
-    let mut ledger = open_ledger(&loaded)?;
+    let mut ledger = open_ledger(&loaded, args.ledger_timeout)?;
     let key = BudgetKey {
         dataset: loaded.budget.dataset.clone(),
         purpose: loaded.budget.purpose.clone(),
@@ -227,14 +218,6 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn budget_text(budget: &PrivacyBudget) -> String {
-    match budget {
-        PrivacyBudget::Approx { epsilon, delta } if *delta == 0.0 => format!("ε = {epsilon:.4}"),
-        PrivacyBudget::Approx { epsilon, delta } => format!("ε = {epsilon:.4} (δ = {delta:e})"),
-        PrivacyBudget::Zcdp { rho } => format!("ρ = {rho:.4}"),
-    }
 }
 
 fn report(loaded: &LoadedJob, summary: &RunSummary, show: usize) {

@@ -5,9 +5,11 @@
 //! refused as a usage or configuration error (exit 2), failed while running (exit 1),
 //! refused by the budget (exit 3), or — for data that is odd but valid (nulls, NaN, ±∞,
 //! huge values, empty strings, one row) — released as documented. A refused case must
-//! publish no file and leave no committed charge; a released one exactly one committed
-//! charge. In every case, nothing the command prints or writes may contain the private
-//! values planted in the data ([`SECRET_TEXT`], [`SECRET_NUMBER`]). No case may panic.
+//! publish no file, leave no committed charge, no output folder and no ledger file it
+//! created; a released one exactly one committed charge. In every case, nothing the
+//! command prints or writes may contain the private values planted in the data
+//! ([`SECRET_TEXT`], [`SECRET_NUMBER`]), no OS error may be printed twice, and no case may
+//! panic.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -244,6 +246,33 @@ fn with_registry(dir: &Path, registry: &str, edit: impl Fn(String) -> String) ->
             1,
         ))
     })
+}
+
+/// The default job with a purposes registry that declares a budget of ε = `epsilon`, and
+/// no ledger yet: the run is to create both the ledger and the budget, and only when it
+/// reserves its cost.
+fn registry_budget_only(
+    dir: &Path,
+    epsilon: &str,
+    edit: impl Fn(String) -> String,
+) -> Vec<OsString> {
+    let registry = format!("{PURPOSES}budget = {{ epsilon = {epsilon}, delta = 1e-5 }}\n");
+    std::fs::write(dir.join("purposes.toml"), registry).unwrap();
+    write_rows(&dir.join("events.parquet"), &base_rows());
+    let purposes = format!(
+        "purposes = \"{}\"\nepsilon = 1.0",
+        dir.join("purposes.toml").display()
+    );
+    let text = job_text(dir)
+        .replacen("epsilon = 1.0", &purposes, 1)
+        .replacen(
+            "privacy_unit = \"user_id\"",
+            "privacy_unit = \"user_id\"\ntime_column = \"event_time\"",
+            1,
+        );
+    let job = dir.join("job.toml");
+    std::fs::write(&job, edit(text)).unwrap();
+    vec!["run".into(), job.into_os_string()]
 }
 
 /// The default job with a consent table written by `write`.
@@ -744,7 +773,9 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "zero rows",
-        expect: Expect::Released,
+        // No unit remains, under the default `source.min_units = 1`: refused before the
+        // reservation, saying which stage emptied it.
+        expect: Expect::Runtime,
         setup: |dir| data(dir, &[]),
     },
     Case {
@@ -874,6 +905,40 @@ const CASES: &[Case] = &[
         },
     },
     Case {
+        name: "registry budget too small, no ledger yet",
+        // Refused before the ledger file exists: it is not created.
+        expect: Expect::Budget,
+        setup: |dir| registry_budget_only(dir, "0.5", |text| text),
+    },
+    Case {
+        name: "registry budget, no ledger yet, source missing",
+        expect: Expect::Usage,
+        setup: |dir| {
+            registry_budget_only(dir, "8", |text| {
+                text.replace("events.parquet", "no-such-events.parquet")
+            })
+        },
+    },
+    Case {
+        name: "ledger in a folder that does not exist",
+        expect: Expect::Usage,
+        setup: |dir| {
+            let mut arguments = registry_budget_only(dir, "8", |text| text);
+            arguments.push("--ledger".into());
+            arguments.push(dir.join("nowhere").join("ledger.sqlite").into_os_string());
+            arguments
+        },
+    },
+    Case {
+        name: "ledger timeout that is not a duration",
+        expect: Expect::Usage,
+        setup: |dir| {
+            let mut arguments = run_job(dir, |text| text);
+            arguments.extend(args(&["--ledger-timeout", "a while"]));
+            arguments
+        },
+    },
+    Case {
         name: "output under a regular file",
         expect: Expect::Runtime,
         setup: |dir| {
@@ -952,6 +1017,7 @@ fn check(case: &Case) -> Result<(), String> {
     let directory = tempfile::tempdir().unwrap();
     let dir = directory.path();
     let arguments = (case.setup)(dir);
+    let had_ledger = dir.join("ledger.sqlite").exists();
     let output = veil()
         .current_dir(dir)
         .args(&arguments)
@@ -979,6 +1045,9 @@ fn check(case: &Case) -> Result<(), String> {
     if case.expect != Expect::Released && !stderr.starts_with("error: ") {
         return Err(format!("no error message: {}", describe()));
     }
+    if stderr.matches("os error").count() > 1 {
+        return Err(format!("an OS error is printed twice: {}", describe()));
+    }
     let mut written = String::new();
     for file in published(&dir.join("out")) {
         written.push_str(&String::from_utf8_lossy(&std::fs::read(&file).unwrap()));
@@ -1004,6 +1073,12 @@ fn check(case: &Case) -> Result<(), String> {
         let files = published(&dir.join("out"));
         if !files.is_empty() {
             return Err(format!("published {files:?}: {}", describe()));
+        }
+        if dir.join("out").exists() {
+            return Err(format!("left an empty output folder: {}", describe()));
+        }
+        if !had_ledger && dir.join("ledger.sqlite").exists() {
+            return Err(format!("created a ledger: {}", describe()));
         }
     }
     Ok(())

@@ -164,6 +164,14 @@ impl BudgetLedger for CountingLedger {
         Ok(())
     }
 
+    fn record_diagnostics(
+        &mut self,
+        _: &Reservation,
+        _: &[veil_accountant::NotPrivateCount],
+    ) -> Result<(), BudgetError> {
+        Ok(())
+    }
+
     fn status(&self, key: &BudgetKey) -> Result<BudgetStatus, BudgetError> {
         let spent = self
             .charges

@@ -5,4 +5,5 @@ mod bounding;
 mod fixtures;
 mod governance;
 mod holes;
+mod output;
 mod run;

@@ -213,3 +213,156 @@ fn jobs_killed_at_any_point_leave_a_consistent_ledger() {
     let status = ledger.status(&key()).expect("status");
     assert!(status.spent.amount() <= 1000.0);
 }
+
+/// Holds the ledger's file with an exclusive transaction, as an SQLite client or a
+/// stuck process would.
+fn hold(path: &Path) -> rusqlite::Connection {
+    let holder = rusqlite::Connection::open(path).expect("opens");
+    holder
+        .execute_batch("BEGIN EXCLUSIVE")
+        .expect("takes the lock");
+    holder
+}
+
+/// What a ledger's lock-wait hook was told: the file and the timeout, once per call.
+type Told = std::sync::Arc<std::sync::Mutex<Vec<(std::path::PathBuf, Duration)>>>;
+
+fn waiting_ledger(timeout: Duration) -> (veil_ledger::OpenOptions, Told) {
+    let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&told);
+    let mut options = veil_ledger::OpenOptions::new();
+    options
+        .lock_timeout(timeout)
+        .on_lock_wait(move |path, timeout| {
+            sink.lock()
+                .expect("not poisoned")
+                .push((path.to_path_buf(), timeout));
+        });
+    (options, told)
+}
+
+#[test]
+fn a_locked_ledger_says_so_at_once_and_gives_up_after_its_timeout() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("ledger.sqlite");
+    let mut ledger = SqliteLedger::create(&path).expect("created");
+    ledger
+        .init_budget(
+            &key(),
+            PrivacyBudget::Approx {
+                epsilon: 1.0,
+                delta: 0.0,
+            },
+            None,
+        )
+        .expect("budget");
+    drop(ledger);
+    let holder = hold(&path);
+
+    let (options, told) = waiting_ledger(Duration::from_millis(400));
+    let started = std::time::Instant::now();
+    let error = SqliteLedger::open_with(&path, &options).expect_err("locked");
+    let elapsed = started.elapsed();
+    let BudgetError::Locked { ledger, waited } = &error else {
+        panic!("not a lock error: {error}");
+    };
+    assert_eq!(ledger, &path.display().to_string());
+    assert!(*waited >= Duration::from_millis(400), "{waited:?}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    let message = error.to_string();
+    assert!(message.contains("held by another process"), "{message}");
+    assert!(message.contains("gave up after waiting 0.4"), "{message}");
+    assert_eq!(
+        *told.lock().expect("not poisoned"),
+        [(path.clone(), Duration::from_millis(400))]
+    );
+
+    // A lock released in time: the ledger says it waits, then goes on.
+    let (options, told) = waiting_ledger(Duration::from_secs(30));
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        holder.execute_batch("COMMIT").expect("released");
+    });
+    let mut ledger = SqliteLedger::open_with(&path, &options).expect("opens after the wait");
+    release.join().expect("released");
+    assert_eq!(told.lock().expect("not poisoned").len(), 1);
+    let reservation = ledger
+        .reserve(&key(), &charge("laplace:epsilon=0.5"))
+        .expect("reserved");
+
+    // A reserve that finds the lock taken waits, then fails naming the file.
+    let holder = hold(&path);
+    let mut options = veil_ledger::OpenOptions::new();
+    options.lock_timeout(Duration::ZERO);
+    // Opening only reads, and an exclusive lock blocks reads too.
+    assert!(matches!(
+        SqliteLedger::open_with(&path, &options),
+        Err(BudgetError::Locked { .. })
+    ));
+    drop(holder);
+    let mut impatient = SqliteLedger::open_with(&path, &options).expect("opens");
+    let holder = {
+        let holder = rusqlite::Connection::open(&path).expect("opens");
+        holder.execute_batch("BEGIN IMMEDIATE").expect("write lock");
+        holder
+    };
+    assert!(matches!(
+        impatient.reserve(&key(), &charge("laplace:epsilon=0.25")),
+        Err(BudgetError::Locked { .. })
+    ));
+    // Reads still go on under another process's write lock.
+    assert!(ledger.status(&key()).is_ok());
+    drop(holder);
+    ledger
+        .commit(&reservation)
+        .expect("committed once the lock is free");
+}
+
+#[test]
+fn a_killed_jobs_reservation_is_cancelled_only_once_its_process_is_gone() {
+    if !Path::new("/proc/self/stat").exists() {
+        return; // Liveness cannot be checked without /proc.
+    }
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("ledger.sqlite");
+    let mut ledger = SqliteLedger::create(&path).expect("created");
+    let total = PrivacyBudget::Approx {
+        epsilon: 1.0,
+        delta: 0.0,
+    };
+    ledger.init_budget(&key(), total, None).expect("budget");
+    let mut child = spawn("hang", &path);
+    let line = line_starting(&mut child, "reserved ");
+    let id: i64 = line["reserved ".len()..].parse().expect("an id");
+    let reserved = ledger.reservations().expect("reservations");
+    assert_eq!(reserved.len(), 1);
+    assert_eq!(
+        reserved[0].owner.as_ref().map(|owner| owner.pid),
+        Some(child.id())
+    );
+    assert_eq!(
+        reserved[0].owner.as_ref().map(veil_ledger::Owner::liveness),
+        Some(veil_ledger::Liveness::Running)
+    );
+    // While its run is alive, the reservation stays, even when the operator insists.
+    let refused = ledger
+        .cancel(id, veil_ledger::CancelCheck::OperatorVouches, "")
+        .expect_err("running");
+    assert!(refused.to_string().contains("still running"), "{refused}");
+
+    child.kill().expect("killed");
+    child.wait().expect("reaped");
+    let record = ledger
+        .cancel(id, veil_ledger::CancelCheck::RunGone, "killed -9")
+        .expect("cancelled");
+    assert!(
+        record
+            .evidence
+            .contains(&format!("no process {}", child.id()))
+    );
+    let history = ledger.history().expect("history");
+    assert_eq!(history[0].state, ChargeState::Cancelled);
+    assert!(history[0].releases.is_empty());
+    assert!(ledger.status(&key()).expect("status").spent.amount() < 1e-12);
+    integrity_ok(&path);
+}

@@ -85,5 +85,74 @@ fn an_empty_file_becomes_a_ledger_readable_by_any_sqlite_client() {
         .expect("queried")
         .collect::<Result<_, _>>()
         .expect("read");
-    assert_eq!(tables, ["budgets", "charge_items", "charges", "releases"]);
+    assert_eq!(
+        tables,
+        [
+            "budgets",
+            "cancellations",
+            "charge_items",
+            "charges",
+            "diagnostics_not_private",
+            "releases"
+        ]
+    );
+}
+
+#[test]
+fn a_version_1_ledger_is_migrated_and_keeps_its_charges() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("ledger.sqlite");
+    let connection = rusqlite::Connection::open(&path).expect("opens");
+    connection
+        .execute_batch(veil_ledger::schema::VERSION_1)
+        .expect("version 1 schema");
+    connection
+        .execute_batch(&format!(
+            "PRAGMA application_id = {}; PRAGMA user_version = 1;
+             INSERT INTO budgets (dataset, purpose, measure, epsilon, delta, period_seconds, created_at)
+                 VALUES ('events', 'analytics', 'approx', 1.0, 0.0, NULL, 100);
+             INSERT INTO charges (budget_id, job, job_hash, state, cost, created_at, updated_at)
+                 VALUES (1, 'old', 'h', 'committed', 0.25, 100, 100),
+                        (1, 'killed', 'h', 'reserved', 0.5, 200, 200);
+             INSERT INTO charge_items (charge_id, label, mechanism, times)
+                 VALUES (1, 'q', 'pure:epsilon=0.25', 1), (2, 'q', 'pure:epsilon=0.5', 1);
+             INSERT INTO releases (charge_id, name, location, created_at)
+                 VALUES (1, 'q', 'out/q.csv', 100);",
+            veil_ledger::schema::APPLICATION_ID
+        ))
+        .expect("version 1 rows");
+    drop(connection);
+
+    let mut ledger = SqliteLedger::open(&path).expect("migrated");
+    assert_eq!(
+        ledger.schema_version().expect("version"),
+        veil_ledger::schema::current_version()
+    );
+    let history = ledger.history().expect("history");
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].state, veil_accountant::ChargeState::Committed);
+    assert_eq!(history[0].releases.len(), 1);
+    assert_eq!(history[1].state, veil_accountant::ChargeState::Reserved);
+    assert_eq!(history[1].owner, None);
+    let key = crate::key();
+    let spent = |ledger: &SqliteLedger| {
+        veil_accountant::BudgetLedger::status(ledger, &key)
+            .expect("status")
+            .spent
+            .amount()
+    };
+    assert!((spent(&ledger) - 0.75).abs() < 1e-9);
+    // Who reserved the old charge was not recorded: only the operator can vouch for it.
+    let refused = ledger
+        .cancel(2, veil_ledger::CancelCheck::RunGone, "")
+        .expect_err("unknown owner");
+    assert!(refused.to_string().contains("--force"), "{refused}");
+    ledger
+        .cancel(
+            2,
+            veil_ledger::CancelCheck::OperatorVouches,
+            "killed in 2025",
+        )
+        .expect("vouched");
+    assert!((spent(&ledger) - 0.25).abs() < 1e-9);
 }
