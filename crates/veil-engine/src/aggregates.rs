@@ -128,6 +128,28 @@ impl ScanCounts {
         }
     }
 
+    /// The counts as the ledger keeps them beside a charge (not private, for the
+    /// operator): `rows_read`, `rows_outside_retention`, `rows_without_consent`,
+    /// `rows_without_unit`, `units` and `missing_values.<column>`.
+    #[must_use]
+    pub fn not_private(&self) -> Vec<veil_accountant::NotPrivateCount> {
+        let count = |name: &str, count: u64| veil_accountant::NotPrivateCount {
+            name: name.to_string(),
+            count,
+        };
+        let mut counts = vec![
+            count("rows_read", self.rows_read),
+            count("rows_outside_retention", self.rows_outside_retention),
+            count("rows_without_consent", self.rows_without_consent),
+            count("rows_without_unit", self.rows_without_unit),
+            count("units", self.units),
+        ];
+        for (column, missing) in &self.missing_values {
+            counts.push(count(&format!("missing_values.{column}"), *missing));
+        }
+        counts
+    }
+
     /// Refuses a scan that left fewer than `required` units, saying which stage emptied
     /// the source when one did.
     ///

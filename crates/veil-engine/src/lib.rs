@@ -104,6 +104,8 @@ pub struct RunSummary {
     pub manifest: PathBuf,
     /// What the scan read and dropped (true counts: not private, for the operator).
     pub counts: scan::ScanCounts,
+    /// What went wrong after the release was published (for the operator).
+    pub warnings: Vec<String>,
 }
 
 /// Executes the non-private part of a plan: read, filter, bound, aggregate. The local
@@ -301,12 +303,22 @@ pub fn run_with<R: Rng + CryptoRng + ?Sized>(
             location: manifest_path.display().to_string(),
         },
     )?;
+    // The scan's exact counts go to the ledger beside the charge, marked not private, for
+    // the operator: never into the published folder. The release is out already, so a
+    // failure here is a warning, not a failed run.
+    let mut warnings = Vec::new();
+    if let Err(error) = ledger.record_diagnostics(&reservation, &aggregated.counts.not_private()) {
+        warnings.push(format!(
+            "released, but the scan's counts could not be kept in the ledger: {error}"
+        ));
+    }
     Ok(RunSummary {
         plan,
         charge_id: reservation.id,
         outputs,
         manifest: manifest_path,
         counts: aggregated.counts,
+        warnings,
     })
 }
 

@@ -205,6 +205,9 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     spinner.finish_and_clear();
     let summary = summary?;
     report(&loaded, &summary, args.show);
+    for warning in &summary.warnings {
+        eprintln!("warning: {warning}");
+    }
     match ledger.status(&key) {
         Ok(status) => eprintln!(
             "budget left for dataset {:?}, purpose {:?}: {} of {}",

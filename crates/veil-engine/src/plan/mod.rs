@@ -650,7 +650,12 @@ fn plan_in(
                 .collect();
             let design = derive::design(query, &forms, selects_privately(query))?;
             let value = budget::design_objective(&[(query, &design)], family);
-            if best.as_ref().is_none_or(|(best, _)| value < *best) {
+            // A derived form must do better, not merely as well (ties keep the measured
+            // sum: fewer measures, simpler to explain).
+            if best
+                .as_ref()
+                .is_none_or(|(best, _)| value < *best * (1.0 - 1e-9))
+            {
                 best = Some((value, design));
             }
         }

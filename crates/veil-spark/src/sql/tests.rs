@@ -241,9 +241,11 @@ fn values_are_fixed_point_steps() {
     assert!(query.contains("AS `centered_squares:value[0,100]`"));
     assert!(query.contains(&format!("CASE WHEN {present} THEN CAST(FLOOR(LEAST(GREATEST((CAST(`value` AS DOUBLE) - 0e0D) * 4.096e1D, 0.0D), 4.095e3D)) AS BIGINT) END AS `histogram:value[0,100]`")));
     assert!(query.contains("COUNT(*) AS `rows`"));
-    assert!(query.contains(
-        "COALESCE(SUM(`centered_sum:value[0,100]`), 0) AS `centered_sum:value[0,100]`"
-    ));
+    assert!(
+        query.contains(
+            "COALESCE(SUM(`centered_sum:value[0,100]`), 0) AS `centered_sum:value[0,100]`"
+        )
+    );
 }
 
 #[test]
