@@ -37,8 +37,12 @@ use crate::EngineError;
 use crate::job::{AggregateKind, Query};
 
 /// Of a quantile's budget, the share of its point estimate; the rest is split between
-/// the two ends of its interval.
-pub const QUANTILE_POINT_SHARE: f64 = 0.7;
+/// the two ends of its interval (wider for it, never less valid).
+pub const QUANTILE_POINT_SHARE: f64 = 0.8;
+
+/// The part of a query's budget that a separate distinct-unit count for partition
+/// selection takes (a query that releases no count).
+const SEPARATE_SELECTION_SHARE: f64 = 0.25;
 
 /// A noise standard deviation spans about this many grid steps.
 const STEPS_PER_STD: f64 = 1_048_576.0;
@@ -101,17 +105,20 @@ struct Output {
     scale: f64,
 }
 
-/// The typical group the objective is evaluated on: values at the middle of their bounds
-/// (a quarter of the width when the middle is zero), spread a quarter of the width.
+/// The typical group the objective is evaluated on: `(middle, value, spread)`. Values
+/// average a quarter of the width away from the middle of their bounds (data rarely centre
+/// on the bounds: a mean then leans on its count as much as on its centred sum), their
+/// magnitude is the middle's (or that offset, when the bounds centre on zero), and they
+/// spread a quarter of the width.
 fn typical(bounds: veil_core::Bounds) -> (f64, f64, f64) {
     let middle = f64::midpoint(bounds.lower(), bounds.upper());
-    let width = bounds.width();
-    let value = if middle.abs() > width * 1e-9 {
-        middle
+    let quarter = bounds.width() / 4.0;
+    let value = if middle.abs() > quarter {
+        middle - quarter.copysign(middle)
     } else {
-        width / 4.0
+        middle + quarter
     };
-    (middle, value, width / 4.0)
+    (middle, value, quarter)
 }
 
 /// Everything a family's plan is made of, before noise: slots and outputs.
@@ -180,11 +187,9 @@ fn problem(queries: &[(&Query, &Design)]) -> Problem {
         if separate > 0.0
             && let Some(slot) = slot_of(&Measure::Units.key())
         {
-            // The selection's own count: a fixed part of the query's share, as one measure
-            // among the query's.
-            #[allow(clippy::cast_precision_loss)]
-            let parts = (slots.len() - first) as f64;
-            slots[slot].fixed_share = Some(query.weight / total_weight / parts);
+            // The selection's own count: a fixed part of the query's share.
+            slots[slot].fixed_share =
+                Some(query.weight / total_weight * SEPARATE_SELECTION_SHARE);
         }
         let query_weight = query.weight / total_weight;
         for (derivation, aggregate) in design.derivations.iter().zip(&query.aggregates) {
