@@ -6,7 +6,11 @@
 //! partition selection) is audited on two pairs: a group that does not exist against a
 //! group of one person (the δ part: the group must almost never appear), and a group of
 //! `τ − 1` people against one of `τ`, where `τ` is the threshold (the ε part, at the
-//! edge of release).
+//! edge of release). Thresholding a released count is audited alike, on a group that does
+//! not exist against one with a single unit's rows. Quantiles (permute-and-flip over bin
+//! edges) run on two groups that differ by one unit's rows, added at the low end of a group
+//! whose rows sit at the high end: every middle candidate's utility rises by exactly the
+//! sensitivity and both ends' fall by it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,7 +18,8 @@ use std::str::FromStr;
 use rand_core::{CryptoRng, Rng};
 use veil_core::calibrate::epsilon_to_rho;
 use veil_core::mechanism::{
-    FixedPoint, GaussianMechanism, Granularity, LaplaceMechanism, ThresholdMechanism,
+    FixedPoint, GaussianMechanism, Granularity, LaplaceMechanism, QuantileLevel, QuantileMechanism,
+    QuantileSelection, ThresholdMechanism, ThresholdNoise,
 };
 use veil_core::{Bounds, Delta, Epsilon, L1Sensitivity, L2Sensitivity};
 
@@ -36,17 +41,24 @@ pub enum MechanismName {
     LaplaceThreshold,
     /// Private partition selection: discrete Gaussian noise and a threshold.
     GaussianThreshold,
+    /// Private partition selection on a released row count (discrete Laplace): costs δ on
+    /// top of the count's ε.
+    CountThreshold,
+    /// A median by permute-and-flip over bin edges.
+    Quantile,
 }
 
 impl MechanismName {
     /// Every mechanism, in the order `--mechanism all` audits them.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Laplace,
         Self::DiscreteLaplace,
         Self::Gaussian,
         Self::DiscreteGaussian,
         Self::LaplaceThreshold,
         Self::GaussianThreshold,
+        Self::CountThreshold,
+        Self::Quantile,
     ];
 
     /// The name on the command line.
@@ -59,13 +71,15 @@ impl MechanismName {
             Self::DiscreteGaussian => "discrete-gaussian",
             Self::LaplaceThreshold => "laplace-threshold",
             Self::GaussianThreshold => "gaussian-threshold",
+            Self::CountThreshold => "count-threshold",
+            Self::Quantile => "quantile",
         }
     }
 
     /// Whether the mechanism needs δ > 0.
     #[must_use]
     pub fn needs_delta(self) -> bool {
-        !matches!(self, Self::Laplace | Self::DiscreteLaplace)
+        !matches!(self, Self::Laplace | Self::DiscreteLaplace | Self::Quantile)
     }
 }
 
@@ -196,6 +210,19 @@ pub fn audit_mechanism<R: Rng + CryptoRng + ?Sized>(
             let selection = threshold(spec.name, partitions, spec.epsilon, spec.delta)?;
             audit_threshold(&selection, claim, trials, confidence, rng)?
         }
+        MechanismName::CountThreshold => {
+            let rows = integer_sensitivity(spec.sensitivity)?;
+            let selection = count_threshold(rows, rows, spec.epsilon, spec.delta)?;
+            audit_count_threshold(&selection, rows, claim, trials, confidence, rng)?
+        }
+        MechanismName::Quantile => {
+            let rows = integer_sensitivity(spec.sensitivity)?;
+            let median =
+                QuantileMechanism::new(spec.epsilon, rows, QuantileSelection::PermuteAndFlip)?;
+            vec![audit_quantile(
+                &median, rows, claim, trials, confidence, rng,
+            )?]
+        }
     };
     Ok(summarize(spec, pairs))
 }
@@ -243,6 +270,118 @@ pub fn audit_threshold<R: Rng + CryptoRng + ?Sized>(
         ("absent vs 1 unit".to_string(), absent),
         (format!("{} vs {edge} units", edge - 1), at_edge),
     ])
+}
+
+/// Thresholding a released row count, as the planner builds it for units with `rows` rows
+/// in one group: discrete Laplace noise of L1 sensitivity `rows` at ε, and the threshold
+/// for a contribution of `contribution` rows at δ. A threshold built for fewer rows than a
+/// unit really adds (`contribution < rows`) is the planted bug "selection without its δ".
+///
+/// # Errors
+/// [`AuditError::Param`] if the mechanism refuses its parameters.
+pub fn count_threshold(
+    rows: u64,
+    contribution: u64,
+    epsilon: Epsilon,
+    delta: Delta,
+) -> Result<ThresholdMechanism, AuditError> {
+    let noise = LaplaceMechanism::new(L1Sensitivity::integer(rows), epsilon)?;
+    Ok(ThresholdMechanism::on_released(
+        ThresholdNoise::Laplace(noise),
+        contribution,
+        1,
+        delta,
+    )?)
+}
+
+/// Audits thresholding a released count: a group that does not exist against one holding
+/// one unit's `rows` rows (the δ part), and the edge of release (the ε part).
+///
+/// # Errors
+/// As [`crate::estimate::epsilon_lower_bound`].
+pub fn audit_count_threshold<R: Rng + CryptoRng + ?Sized>(
+    selection: &ThresholdMechanism,
+    rows: u64,
+    claim: Claim,
+    trials: usize,
+    confidence: Confidence,
+    rng: &mut R,
+) -> Result<Vec<(String, Audit)>, AuditError> {
+    let each = confidence.split(2);
+    let ThresholdNoise::Laplace(noise) = selection.noise() else {
+        return Err(AuditError::option(
+            "--mechanism",
+            "a Laplace count expected",
+        ));
+    };
+    let release = |count: i64, rng: &mut R| -> f64 {
+        let released = noise.release(count, rng);
+        if selection.passes(*released.value()) {
+            #[allow(clippy::cast_precision_loss)]
+            let value = *released.value() as f64;
+            value
+        } else {
+            f64::NEG_INFINITY
+        }
+    };
+    let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+    let absent = audit_sampler(
+        trials,
+        claim,
+        each,
+        rng,
+        |_| f64::NEG_INFINITY,
+        |rng| release(rows, rng),
+    )?;
+    let edge = selection.threshold();
+    let at_edge = audit_sampler(
+        trials,
+        claim,
+        each,
+        rng,
+        |rng| release(edge - rows, rng),
+        |rng| release(edge, rng),
+    )?;
+    Ok(vec![
+        (format!("absent vs {rows} rows"), absent),
+        (format!("{} vs {edge} rows", edge - rows), at_edge),
+    ])
+}
+
+/// Audits a median mechanism (including one built wrongly on purpose) on a group with
+/// `4·rows` rows in the top bin of 16 against the same group with one unit's `rows` rows
+/// added in the lowest bin: every middle edge's utility rises by the full sensitivity while
+/// both ends' fall by it, the largest change in odds one unit can make.
+///
+/// # Errors
+/// As [`crate::estimate::epsilon_lower_bound`].
+pub fn audit_quantile<R: Rng + CryptoRng + ?Sized>(
+    median: &QuantileMechanism,
+    rows: u64,
+    claim: Claim,
+    trials: usize,
+    confidence: Confidence,
+    rng: &mut R,
+) -> Result<(String, Audit), AuditError> {
+    let level = QuantileLevel::new(0.5)?;
+    let mut base = vec![0_u64; 16];
+    base[15] = 4 * rows;
+    let mut added = base.clone();
+    added[0] += rows;
+    #[allow(clippy::cast_precision_loss)]
+    let release = |bins: &[u64], rng: &mut R| *median.release(bins, level, 0, rng).value() as f64;
+    let audit = audit_sampler(
+        trials,
+        claim,
+        confidence,
+        rng,
+        |rng| release(&base, rng),
+        |rng| release(&added, rng),
+    )?;
+    Ok((
+        format!("median of {} vs {} rows", 2 * rows, 3 * rows),
+        audit,
+    ))
 }
 
 /// The verdict and largest bound of a list of pair audits.

@@ -20,8 +20,8 @@ pub enum Synthetic {
         /// Integers `1..=units`, or text `u1`, `u2`, ….
         text: bool,
     },
-    /// Numbers from `lower + width · exp(N(−1, 0.8))`: most inside `[lower, upper]`, about
-    /// one in ten above `upper` (so clamping shows), 1% missing.
+    /// Numbers from `lower + width · exp(N(−1, 0.8))`, skewed towards `lower` and kept
+    /// inside `[lower, upper]` (what the job declares), 1% missing.
     Number {
         /// The low end.
         lower: f64,
@@ -186,11 +186,14 @@ pub fn write_like<R: Rng + ?Sized>(
                             if unit_uniform(rng) < 0.01 {
                                 None
                             } else {
-                                let x = lower + width * (0.8 * normal(rng) - 1.0).exp();
+                                // The declared bounds are a promise about the data: the
+                                // sample keeps it (rounding included).
+                                let x = (lower + width * (0.8 * normal(rng) - 1.0).exp())
+                                    .clamp(*lower, *upper);
                                 Some(if *integer {
-                                    x.round()
+                                    x.round().clamp(lower.ceil(), upper.floor())
                                 } else {
-                                    (x * 100.0).round() / 100.0
+                                    ((x * 100.0).round() / 100.0).clamp(*lower, *upper)
                                 })
                             }
                         })

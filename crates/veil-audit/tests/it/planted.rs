@@ -17,7 +17,10 @@ use veil_audit::job::{
     JobAuditOptions, Neighbours, audit_neighbours, audit_neighbours_with, neighbours,
 };
 use veil_audit::ldp::audit_protocol;
-use veil_audit::mechanism::{MechanismName, audit_threshold, threshold};
+use veil_audit::mechanism::{
+    MechanismName, audit_count_threshold, audit_quantile, audit_threshold, count_threshold,
+    threshold,
+};
 use veil_audit::{Claim, Confidence, Verdict, estimate::audit_sampler};
 use veil_core::mechanism::{GaussianMechanism, LaplaceMechanism};
 use veil_core::sample::DiscreteGaussian;
@@ -97,6 +100,16 @@ const CASES: &[Case] = &[
         bug: "rows published in the scan's order instead of by key",
         correct: order_correct,
         planted: order_of_the_scan,
+    },
+    Case {
+        bug: "median's utility sensitivity halved",
+        correct: median_correct,
+        planted: median_sensitivity_halved,
+    },
+    Case {
+        bug: "threshold on a released row count calibrated to δ = 0.05 while claiming 1e-6 (its δ not paid)",
+        correct: count_threshold_correct,
+        planted: count_threshold_without_its_delta,
     },
 ];
 
@@ -474,4 +487,50 @@ fn order_correct(rng: &mut ChaCha20Rng) -> Verdict {
 
 fn order_of_the_scan(rng: &mut ChaCha20Rng) -> Verdict {
     order_audit(rng, true)
+}
+
+// ---- Median by permute-and-flip: units with 4 rows per group, ε = 1; the planted version
+// computes its utility's sensitivity for 2 rows.
+
+fn median_with(max_rows: u64, rng: &mut ChaCha20Rng) -> Verdict {
+    use veil_core::mechanism::{QuantileMechanism, QuantileSelection};
+    let median =
+        QuantileMechanism::new(epsilon(1.0), max_rows, QuantileSelection::PermuteAndFlip).unwrap();
+    let claim = Claim {
+        epsilon: epsilon(1.0),
+        delta: delta(0.0),
+    };
+    let (_, audit) = audit_quantile(&median, 4, claim, 200_000, confidence(), rng).unwrap();
+    audit.verdict
+}
+
+fn median_correct(rng: &mut ChaCha20Rng) -> Verdict {
+    median_with(4, rng)
+}
+
+fn median_sensitivity_halved(rng: &mut ChaCha20Rng) -> Verdict {
+    median_with(2, rng)
+}
+
+// ---- Selection on a released row count: units with 5 rows per group, ε = 1, δ = 1e-6;
+// the planted version's threshold is calibrated to δ = 0.05.
+
+fn count_threshold_with(actual_delta: f64, rng: &mut ChaCha20Rng) -> Verdict {
+    let selection = count_threshold(5, 5, epsilon(1.0), delta(actual_delta)).unwrap();
+    let claim = Claim {
+        epsilon: epsilon(1.0),
+        delta: delta(1e-6),
+    };
+    let pairs = audit_count_threshold(&selection, 5, claim, 100_000, confidence(), rng).unwrap();
+    pairs.iter().fold(Verdict::Pass, |verdict, (_, audit)| {
+        verdict.and(audit.verdict)
+    })
+}
+
+fn count_threshold_correct(rng: &mut ChaCha20Rng) -> Verdict {
+    count_threshold_with(1e-6, rng)
+}
+
+fn count_threshold_without_its_delta(rng: &mut ChaCha20Rng) -> Verdict {
+    count_threshold_with(0.05, rng)
 }

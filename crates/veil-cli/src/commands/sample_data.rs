@@ -24,8 +24,8 @@ use crate::exit::{self, Classify, usage_error};
 ///
 /// With --like, the table instead has the columns and types of a job's source (a job
 /// file) or of a data file, read from its schema only: no value is read or copied.
-/// Numbers are drawn within the job's declared bounds (or --range, else [0, 100]), with
-/// about one in ten above the upper bound so that clamping shows; text columns get
+/// Numbers are drawn within the job's declared bounds (or --range, else [0, 100]), skewed
+/// towards the lower bound and never outside the bounds; text columns get
 /// --categories skewed values named after the column. Use it with `veil preview` and
 /// `veil report --sample` to look at a job without touching real data.
 ///

@@ -202,3 +202,41 @@ fn a_csv_source_with_another_delimiter_is_named_and_readable() {
         .success()
         .stdout(predicate::str::contains("by_country: 3 groups"));
 }
+
+/// Regression: `veil explain` showed the variance's noise as the mean's (about 57 times
+/// too small), and its JSON gave `noise_std` as text like "≈ 5349 / n".
+#[test]
+fn explain_gives_each_output_its_own_noise_as_numbers() {
+    let output = veil()
+        .current_dir(workspace())
+        .args(["explain", "configs/quickstart.toml", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let aggregates = plan["queries"][0]["aggregates"].as_array().unwrap();
+    let find = |name: &str| {
+        aggregates
+            .iter()
+            .find(|aggregate| aggregate["output"] == name)
+            .unwrap_or_else(|| panic!("{name} in {aggregates:?}"))
+    };
+    assert!(find("count")["noise_std"].is_f64(), "{:?}", find("count"));
+    assert!(find("sum_value")["noise_std"].is_f64());
+    assert!(find("mean_value")["noise_std_times_n"].is_f64());
+    assert!(find("q50_value")["rank_error_95"].is_f64());
+    assert!(
+        find("mean_value")["formula"]
+            .as_str()
+            .unwrap()
+            .contains("centered_sum")
+    );
+    for aggregate in aggregates {
+        for value in aggregate.as_object().unwrap().values() {
+            assert!(
+                !value.as_str().is_some_and(|text| text.contains('≈')),
+                "{aggregate}"
+            );
+        }
+    }
+}

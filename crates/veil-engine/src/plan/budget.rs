@@ -38,7 +38,7 @@ use crate::job::{AggregateKind, Query};
 
 /// Of a quantile's budget, the share of its point estimate; the rest is split between
 /// the two ends of its interval (wider for it, never less valid).
-pub const QUANTILE_POINT_SHARE: f64 = 0.8;
+pub const QUANTILE_POINT_SHARE: f64 = 0.9;
 
 /// The part of a query's budget that a separate distinct-unit count for partition
 /// selection takes (a query that releases no count).
@@ -188,8 +188,7 @@ fn problem(queries: &[(&Query, &Design)]) -> Problem {
             && let Some(slot) = slot_of(&Measure::Units.key())
         {
             // The selection's own count: a fixed part of the query's share.
-            slots[slot].fixed_share =
-                Some(query.weight / total_weight * SEPARATE_SELECTION_SHARE);
+            slots[slot].fixed_share = Some(query.weight / total_weight * SEPARATE_SELECTION_SHARE);
         }
         let query_weight = query.weight / total_weight;
         for (derivation, aggregate) in design.derivations.iter().zip(&query.aggregates) {
