@@ -80,6 +80,7 @@ pub fn job(source: &Path, output: &Path) -> Job {
             ],
             weight: 1.0,
             drop_missing: Vec::new(),
+            auto: Vec::new(),
         }],
         output: Output {
             directory: output.to_path_buf(),

@@ -220,6 +220,7 @@ fn job(data: &Path, question: &str, setting: &Setting, keys: &[String]) -> Job {
             weight: 1.0,
             // The peers drop rows without a value before they see the data.
             drop_missing: vec!["value".into()],
+            auto: Vec::new(),
         }],
         output: Output {
             directory: std::env::temp_dir(),

@@ -29,6 +29,7 @@ use serde_json::json;
 use veil_accountant::{BudgetKey, BudgetLedger, Charge, ReleaseRecord};
 
 mod aggregates;
+pub mod autobound;
 pub mod consent_stats;
 mod error;
 mod frame;
@@ -106,6 +107,8 @@ pub struct RunSummary {
     pub counts: scan::ScanCounts,
     /// What went wrong after the release was published (for the operator).
     pub warnings: Vec<String>,
+    /// The bounds chosen from the data (`auto`), released with the tables.
+    pub auto_bounds: Vec<autobound::AutoChoice>,
 }
 
 /// Executes the non-private part of a plan: read, filter, bound, aggregate. The local
@@ -124,6 +127,12 @@ pub trait Executor {
     /// [`EngineError`] if the source cannot be read or the computation fails.
     fn aggregate(&self, plan: &plan::ScanPlan, key: BoundingKey)
     -> Result<Aggregated, EngineError>;
+
+    /// Whether this executor is Polars on this machine (which can also choose `auto`
+    /// bounds); another engine runs only the plan.
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 /// The local executor: Polars on this machine.
@@ -131,6 +140,10 @@ pub trait Executor {
 pub struct LocalExecutor;
 
 impl Executor for LocalExecutor {
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn schema(&self, source: &job::Source) -> Result<schema::SourceSchema, EngineError> {
         scan::source_schema(source)
     }
@@ -207,6 +220,25 @@ pub fn run_with<R: Rng + CryptoRng + ?Sized>(
     } = context;
     progress(Stage::Checking);
     let plan = check_with(job, executor)?;
+    // `auto` bounds are chosen from the data now, privately, and the job planned again
+    // with them (the plan already set their share of the budget aside).
+    let (resolved, auto_choices) = if autobound::choices_in(job) > 0 {
+        if !executor.is_local() {
+            return Err(EngineError::invalid(
+                "query",
+                "bounds set to \"auto\" are chosen by the local engine; run this job with --engine local, or give the bounds",
+            ));
+        }
+        autobound::resolve(job, plan.auto_epsilon, rng)?
+    } else {
+        (job.clone(), Vec::new())
+    };
+    let job = &resolved;
+    let plan = if auto_choices.is_empty() {
+        plan
+    } else {
+        check_with(job, executor)?
+    };
     // Kept to the end: if nothing is published, the folders this run created go again.
     let _output_directory = output::prepare_directory(&job.output.directory)?;
 
@@ -236,7 +268,7 @@ pub fn run_with<R: Rng + CryptoRng + ?Sized>(
                 }
             }
         }
-        let manifest = manifest(
+        let mut manifest = manifest(
             job,
             &plan,
             &tables,
@@ -245,6 +277,22 @@ pub fn run_with<R: Rng + CryptoRng + ?Sized>(
             &created_at,
             not_private.as_deref(),
         );
+        if !auto_choices.is_empty() {
+            manifest["auto_bounds"] = serde_json::Value::Array(
+                auto_choices
+                    .iter()
+                    .map(|choice| {
+                        json!({
+                            "query": choice.query,
+                            "bound": choice.what,
+                            "value": choice.value,
+                            "epsilon": choice.epsilon,
+                            "how": "a private quantile of what units contribute (permute-and-flip), paid from the job's budget",
+                        })
+                    })
+                    .collect(),
+            );
+        }
         let manifest_path = job.output.directory.join("release.json");
         let staged_manifest = output::stage(manifest_path, |writer| {
             serde_json::to_writer_pretty(&mut *writer, &manifest).map_err(|e| EngineError::Output {
@@ -319,6 +367,7 @@ pub fn run_with<R: Rng + CryptoRng + ?Sized>(
         manifest: manifest_path,
         counts: aggregated.counts,
         warnings,
+        auto_bounds: auto_choices,
     })
 }
 

@@ -349,6 +349,7 @@ fn job_on(source: &Path, output: &Path) -> Job {
             ],
             weight: 1.0,
             drop_missing: Vec::new(),
+            auto: Vec::new(),
         }],
         output: Output {
             directory: output.join("out"),

@@ -249,10 +249,30 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
         };
         line(String::new());
         line(format!("Query {:?}: group by {group_by}", query.query.name));
-        line(format!(
-            "  bounds        at most {} groups per unit, {} rows per unit in each group",
-            query.query.bounds.max_groups_per_unit, query.query.bounds.max_rows_per_group
-        ));
+        if query.query.auto.is_empty() {
+            line(format!(
+                "  bounds        at most {} groups per unit, {} rows per unit in each group",
+                query.query.bounds.max_groups_per_unit, query.query.bounds.max_rows_per_group
+            ));
+        } else {
+            let what: Vec<String> = query
+                .query
+                .auto
+                .iter()
+                .map(|auto| match auto {
+                    veil_engine::job::AutoBound::GroupsPerUnit => "max_groups_per_unit".to_string(),
+                    veil_engine::job::AutoBound::RowsPerGroup => "max_rows_per_group".to_string(),
+                    veil_engine::job::AutoBound::Values(column) => {
+                        format!("the bounds of {column}")
+                    }
+                })
+                .collect();
+            line(format!(
+                "  bounds        auto: {} chosen from the data at run time, privately (ε = {} of the job's, set aside); the noise below is for placeholder bounds",
+                what.join(", "),
+                short(plan.auto_epsilon)
+            ));
+        }
         line(format!("  groups        {}", selection_text(query)));
         let mut table = Table::new();
         table.load_style(UTF8_FULL_CONDENSED).set_header([

@@ -205,6 +205,12 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     spinner.finish_and_clear();
     let summary = summary?;
     report(&loaded, &summary, args.show);
+    for choice in &summary.auto_bounds {
+        eprintln!(
+            "chosen from the data, privately (ε = {:.4}): query {:?}, {} = {}",
+            choice.epsilon, choice.query, choice.what, choice.value
+        );
+    }
     for warning in &summary.warnings {
         eprintln!("warning: {warning}");
     }

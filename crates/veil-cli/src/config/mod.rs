@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use veil_core::{Bounds, Delta, Epsilon, Rho};
 use veil_engine::job::{
-    Aggregate, AggregateKind, Consent, ContributionBounds, Governance, Job, JobBudget,
+    Aggregate, AggregateKind, AutoBound, Consent, ContributionBounds, Governance, Job, JobBudget,
     NoisePreference, Output, OutputFormat, Partitions, Purpose, Query, Source, SourceFormat,
     ValueColumn,
 };
@@ -149,8 +149,8 @@ struct QueryConfig {
     name: String,
     #[serde(default)]
     group_by: Vec<String>,
-    max_groups_per_unit: Option<u32>,
-    max_rows_per_group: Option<u32>,
+    max_groups_per_unit: Option<CountOrAuto>,
+    max_rows_per_group: Option<CountOrAuto>,
     partitions: Option<toml::Value>,
     weight: Option<f64>,
     /// Columns whose missing values leave the row out of the whole query.
@@ -169,9 +169,36 @@ struct AggregateConfig {
     kind: AggregateKindName,
     name: Option<String>,
     column: Option<String>,
-    bounds: Option<Vec<f64>>,
+    bounds: Option<BoundsOrAuto>,
     q: Option<Vec<f64>>,
     weight: Option<f64>,
+}
+
+/// A contribution bound: a number, or `"auto"` (chosen from the data, privately).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum CountOrAuto {
+    Count(u32),
+    Auto(String),
+}
+
+/// Value bounds: `[lower, upper]`, or `"auto"` (chosen from the data, privately).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum BoundsOrAuto {
+    Bounds(Vec<f64>),
+    Auto(String),
+}
+
+/// `"auto"`, checked.
+fn is_auto(text: &str) -> Result<(), String> {
+    if text == "auto" {
+        Ok(())
+    } else {
+        Err(format!(
+            "{text:?} is neither a number nor \"auto\" (auto chooses it from the data, privately, for a tenth of the budget)"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -531,17 +558,36 @@ fn job_budget(budget: &BudgetConfig) -> Result<JobBudget, KeyError> {
 
 fn convert_query(index: usize, query: QueryConfig) -> Result<Query, KeyError> {
     let key = |field: &str| format!("query[{index}].{field}");
-    let required = |value: Option<u32>, field: &str| -> Result<u32, KeyError> {
-        value.ok_or_else(|| {
-            (
+    let mut auto = Vec::new();
+    let mut required = |value: Option<CountOrAuto>,
+                        field: &str,
+                        which: AutoBound|
+     -> Result<u32, KeyError> {
+        match value {
+            None => Err((
                 key(field),
-                "missing: every query on unit-keyed data needs contribution bounds (max_groups_per_unit and max_rows_per_group)".into(),
-            )
-        })
+                "missing: every query on unit-keyed data needs contribution bounds (max_groups_per_unit and max_rows_per_group; a number, or \"auto\")".into(),
+            )),
+            Some(CountOrAuto::Count(count)) => Ok(count),
+            Some(CountOrAuto::Auto(text)) => {
+                is_auto(&text).map_err(|reason| (key(field), reason))?;
+                auto.push(which);
+                // A placeholder until the run chooses it.
+                Ok(1)
+            }
+        }
     };
     let bounds = ContributionBounds {
-        max_groups_per_unit: required(query.max_groups_per_unit, "max_groups_per_unit")?,
-        max_rows_per_group: required(query.max_rows_per_group, "max_rows_per_group")?,
+        max_groups_per_unit: required(
+            query.max_groups_per_unit,
+            "max_groups_per_unit",
+            AutoBound::GroupsPerUnit,
+        )?,
+        max_rows_per_group: required(
+            query.max_rows_per_group,
+            "max_rows_per_group",
+            AutoBound::RowsPerGroup,
+        )?,
     };
     let partitions = partitions(query.partitions.as_ref(), &query.group_by)
         .map_err(|reason| (key("partitions"), reason))?;
@@ -549,10 +595,16 @@ fn convert_query(index: usize, query: QueryConfig) -> Result<Query, KeyError> {
     for (aggregate_index, aggregate) in query.aggregates.into_iter().enumerate() {
         let aggregate_key =
             |field: &str| format!("query[{index}].aggregates[{aggregate_index}].{field}");
-        aggregates.push(
-            convert_aggregate(aggregate)
-                .map_err(|(field, reason)| (aggregate_key(&field), reason))?,
-        );
+        let auto_bounds = matches!(aggregate.bounds, Some(BoundsOrAuto::Auto(_)));
+        let aggregate = convert_aggregate(aggregate)
+            .map_err(|(field, reason)| (aggregate_key(&field), reason))?;
+        if auto_bounds
+            && let Some(column) = aggregate.kind.column()
+            && !auto.contains(&AutoBound::Values(column.name.clone()))
+        {
+            auto.push(AutoBound::Values(column.name.clone()));
+        }
+        aggregates.push(aggregate);
     }
     Ok(Query {
         name: query.name,
@@ -562,6 +614,7 @@ fn convert_query(index: usize, query: QueryConfig) -> Result<Query, KeyError> {
         aggregates,
         weight: query.weight.unwrap_or(1.0),
         drop_missing: query.drop_missing,
+        auto,
     })
 }
 
@@ -577,12 +630,20 @@ fn convert_aggregate(aggregate: AggregateConfig) -> Result<Aggregate, KeyError> 
                 "this aggregate needs a column".to_string(),
             )
         })?;
-        let bounds = aggregate.bounds.as_ref().ok_or_else(|| {
-            (
-                "bounds".to_string(),
-                "give the bounds values are clamped to, e.g. bounds = [0.0, 100.0]".to_string(),
-            )
-        })?;
+        let bounds = match aggregate.bounds.as_ref() {
+            None => {
+                return Err((
+                    "bounds".to_string(),
+                    "give the bounds values are clamped to, e.g. bounds = [0.0, 100.0], or \"auto\"".to_string(),
+                ));
+            }
+            Some(BoundsOrAuto::Auto(text)) => {
+                is_auto(text).map_err(|reason| ("bounds".to_string(), reason))?;
+                // A placeholder until the run chooses them.
+                &vec![0.0, 1.0]
+            }
+            Some(BoundsOrAuto::Bounds(bounds)) => bounds,
+        };
         let [lower, upper] = bounds.as_slice() else {
             return Err((
                 "bounds".into(),

@@ -240,3 +240,96 @@ fn explain_gives_each_output_its_own_noise_as_numbers() {
         }
     }
 }
+
+/// `"auto"` bounds are chosen from the data under a tenth of the budget, released in
+/// release.json, and the whole job still fits its budget.
+#[test]
+fn auto_bounds_are_chosen_privately_and_released() {
+    let directory = tempfile::tempdir().unwrap();
+    let source = workspace().join("data/events.parquet");
+    let job = directory.path().join("job.toml");
+    let ledger = directory.path().join("ledger.sqlite");
+    veil()
+        .args(["budget", "init", "--ledger"])
+        .arg(&ledger)
+        .args(["--dataset", "events", "--purpose", "analytics"])
+        .args(["--epsilon", "1", "--delta", "1e-6"])
+        .assert()
+        .success();
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+[source]
+path = {source:?}
+privacy_unit = "user_id"
+
+[budget]
+ledger = {ledger:?}
+dataset = "events"
+purpose = "analytics"
+epsilon = 1.0
+delta = 1e-6
+
+[[query]]
+name = "by_country"
+group_by = ["country"]
+max_groups_per_unit = "auto"
+max_rows_per_group = "auto"
+aggregates = [{{ kind = "count" }}, {{ kind = "mean", column = "value", bounds = "auto" }}]
+
+[output]
+path = {output:?}
+format = "json"
+"#,
+            output = directory.path().join("out"),
+        ),
+    )
+    .unwrap();
+    veil()
+        .arg("explain")
+        .arg(&job)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "auto: max_groups_per_unit, max_rows_per_group, the bounds of value",
+        ));
+    veil()
+        .arg("run")
+        .arg(&job)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("chosen from the data, privately"));
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(directory.path().join("out/release.json")).unwrap(),
+    )
+    .unwrap();
+    let auto = manifest["auto_bounds"].as_array().unwrap();
+    assert_eq!(auto.len(), 3, "{auto:?}");
+    let value = |bound: &str| {
+        auto.iter()
+            .find(|choice| choice["bound"] == bound)
+            .and_then(|choice| choice["value"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    let groups: u32 = value("max_groups_per_unit").parse().unwrap();
+    let rows: u32 = value("max_rows_per_group").parse().unwrap();
+    assert!(
+        (1..=20).contains(&groups) && (1..=1024).contains(&rows),
+        "{groups} {rows}"
+    );
+    assert!(
+        value("bounds of value").starts_with("[0, "),
+        "{}",
+        value("bounds of value")
+    );
+    // The whole job, auto bounds included, fits the budget of ε = 1 exactly once.
+    veil()
+        .arg("run")
+        .arg(&job)
+        .arg("--output")
+        .arg(directory.path().join("again"))
+        .assert()
+        .code(3);
+}

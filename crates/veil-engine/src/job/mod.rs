@@ -180,6 +180,21 @@ pub struct Query {
     /// whole query, before bounding: its counts then count only rows with values, and
     /// counts and value aggregates can share their noisy measures.
     pub drop_missing: Vec<String>,
+    /// Bounds to choose from the data, privately, before the run (`"auto"` in the job
+    /// file): their values in `bounds` and in the aggregates are placeholders until then.
+    pub auto: Vec<AutoBound>,
+}
+
+/// A contribution bound chosen from the data under a share of the budget
+/// (`crate::autobound`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AutoBound {
+    /// `max_groups_per_unit`.
+    GroupsPerUnit,
+    /// `max_rows_per_group`.
+    RowsPerGroup,
+    /// The bounds of every aggregate of this column.
+    Values(String),
 }
 
 /// Where and how outputs are written.

@@ -498,6 +498,9 @@ pub struct Plan {
     pub queries: Vec<QueryPlan>,
     /// The job's cost as planned.
     pub cost: PlannedCost,
+    /// The pure ε that the job's `auto` bounds spend together (0 without any), on top of
+    /// the queries' noise (the queries get the rest of the budget).
+    pub auto_epsilon: f64,
 }
 
 impl Plan {
@@ -506,6 +509,13 @@ impl Plan {
     #[must_use]
     pub fn charge_items(&self) -> Vec<ChargeItem> {
         let mut items = Vec::new();
+        if let Ok(epsilon) = Epsilon::new(self.auto_epsilon) {
+            items.push(ChargeItem {
+                label: "auto_bounds".to_string(),
+                profile: MechanismProfile::Guarantee(PrivacyLoss::Pure(epsilon)),
+                times: 1,
+            });
+        }
         for query in &self.queries {
             if let Some(selection) = &query.selection {
                 let label = format!("{}.partition_selection", query.query.name);
@@ -613,9 +623,13 @@ pub fn plan(job: &Job) -> Result<Plan, EngineError> {
             JobBudget::Approx(..) => {}
         }
     }
+    // `auto` bounds take a stated share of the budget, pure ε; the queries get the rest.
+    let (job, auto_epsilon) = &without_auto_share(job)?;
     let mut best: Option<(f64, Plan)> = None;
     for family in families {
-        let candidate = plan_in(job, family, private_queries)?;
+        let mut candidate = plan_in(job, family, private_queries)?;
+        candidate.1.auto_epsilon = *auto_epsilon;
+        candidate.1.cost = with_auto(candidate.1.cost, *auto_epsilon);
         if best
             .as_ref()
             .is_none_or(|(objective, _)| candidate.0 < *objective * (1.0 - 1e-9))
@@ -625,6 +639,68 @@ pub fn plan(job: &Job) -> Result<Plan, EngineError> {
     }
     best.map(|(_, plan)| plan)
         .ok_or_else(|| EngineError::Internal("no noise family to plan".into()))
+}
+
+/// The job with its budget reduced by what its `auto` bounds spend, and that spend as a
+/// pure ε.
+fn without_auto_share(job: &Job) -> Result<(Job, f64), EngineError> {
+    if crate::autobound::choices_in(job) == 0 {
+        return Ok((job.clone(), 0.0));
+    }
+    let share = crate::autobound::AUTO_SHARE;
+    let mut rest = job.clone();
+    let scaled = |epsilon: Epsilon| {
+        Epsilon::new(epsilon.get() * (1.0 - share))
+            .map_err(|e| EngineError::param("budget.epsilon", e))
+    };
+    let auto_epsilon = match job.budget {
+        JobBudget::Pure(epsilon) => {
+            rest.budget = JobBudget::Pure(scaled(epsilon)?);
+            epsilon.get() * share
+        }
+        JobBudget::Approx(epsilon, delta) => {
+            rest.budget = JobBudget::Approx(scaled(epsilon)?, delta);
+            epsilon.get() * share
+        }
+        JobBudget::Zcdp(rho) => {
+            // A pure ε-DP choice is ε²/2-zCDP.
+            rest.budget = JobBudget::Zcdp(
+                Rho::new(rho.get() * (1.0 - share))
+                    .map_err(|e| EngineError::param("budget.rho", e))?,
+            );
+            (2.0 * rho.get() * share).sqrt()
+        }
+    };
+    Ok((rest, auto_epsilon.next_down()))
+}
+
+/// A planned cost with the pure ε of `auto` bounds added (basic composition: never less
+/// than the true cost).
+fn with_auto(cost: PlannedCost, auto_epsilon: f64) -> PlannedCost {
+    if auto_epsilon <= 0.0 {
+        return cost;
+    }
+    match cost {
+        PlannedCost::Basic { epsilon, delta } => PlannedCost::Basic {
+            epsilon: epsilon + auto_epsilon,
+            delta,
+        },
+        PlannedCost::Zcdp {
+            rho,
+            conversion_delta,
+            epsilon,
+            selection_delta,
+        } => PlannedCost::Zcdp {
+            rho: rho + auto_epsilon * auto_epsilon / 2.0,
+            conversion_delta,
+            epsilon: if epsilon > 0.0 {
+                epsilon + auto_epsilon
+            } else {
+                0.0
+            },
+            selection_delta,
+        },
+    }
 }
 
 /// The plan in one family, with its objective (lower is better).
@@ -755,6 +831,7 @@ fn plan_in(
             family,
             queries: planned.queries,
             cost,
+            auto_epsilon: 0.0,
         },
     ))
 }

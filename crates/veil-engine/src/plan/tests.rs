@@ -30,6 +30,7 @@ fn query(name: &str, l0: u32, linf: u32, aggregates: Vec<Aggregate>) -> Query {
         aggregates,
         weight: 1.0,
         drop_missing: Vec::new(),
+        auto: Vec::new(),
     }
 }
 

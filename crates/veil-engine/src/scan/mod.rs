@@ -23,6 +23,7 @@ mod bound;
 mod filter;
 mod hash;
 pub use hash::NULL_MASK_COLUMNS;
+pub(crate) use hash::keyed_hash;
 mod kept;
 mod neighbour;
 mod source;

@@ -68,6 +68,7 @@ fn job(path: &std::path::Path) -> Job {
             ],
             weight: 1.0,
             drop_missing: Vec::new(),
+            auto: Vec::new(),
         }],
         output: Output {
             directory: path.with_extension("out"),

@@ -373,3 +373,62 @@ fn synthetic_values_stay_inside_their_declared_bounds() {
     assert!(get("value_min") >= 0.0 && get("value_max") <= 100.0);
     assert!(get("score_min") >= -3.0 && get("score_max") <= 7.0);
 }
+
+/// `auto` bounds land on what units really contribute: every unit here has 2 groups of 3
+/// rows with values near 50, so a generous budget chooses L0 = 2, L∞ = 3 and [0, 64].
+#[test]
+fn auto_bounds_find_what_units_contribute() {
+    use veil_engine::job::AutoBound;
+    let directory = tempfile::tempdir().unwrap();
+    let source = directory.path().join("events.parquet");
+    let mut rows = Vec::new();
+    for user in 0..3000_i64 {
+        for country in ["FR", "DE"] {
+            for row in 0..3 {
+                rows.push((user, country, 40.0 + f64::from(row) * 5.0));
+            }
+        }
+    }
+    write_values(&source, &rows);
+    let mut query = query(
+        1,
+        1,
+        vec![named(
+            AggregateKind::Mean(crate::fixtures::value_column(0.0, 1.0)),
+            "mean",
+        )],
+    );
+    query.partitions = Partitions::Public {
+        origin: "test".into(),
+        keys: vec![vec!["FR".into()], vec!["DE".into()]],
+    };
+    query.auto = vec![
+        AutoBound::GroupsPerUnit,
+        AutoBound::RowsPerGroup,
+        AutoBound::Values("value".into()),
+    ];
+    let job = job(
+        &source,
+        &directory.path().join("out"),
+        veil_engine::job::JobBudget::Pure(veil_core::Epsilon::new(30.0).unwrap()),
+        vec![query],
+    );
+    let plan = veil_engine::plan::plan(&job).unwrap();
+    assert!((plan.auto_epsilon - 3.0).abs() < 1e-9, "a tenth of ε");
+    let (resolved, choices) =
+        veil_engine::autobound::resolve(&job, plan.auto_epsilon, &mut veil_testkit::seeded_rng(8))
+            .unwrap();
+    assert_eq!(choices.len(), 3);
+    let bounds = resolved.queries[0].bounds;
+    assert_eq!(
+        (bounds.max_groups_per_unit, bounds.max_rows_per_group),
+        (2, 3),
+        "{choices:?}"
+    );
+    let value = resolved.queries[0].aggregates[0]
+        .kind
+        .column()
+        .unwrap()
+        .bounds;
+    assert_eq!((value.lower(), value.upper()), (0.0, 64.0), "{choices:?}");
+}

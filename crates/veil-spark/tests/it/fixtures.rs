@@ -265,6 +265,7 @@ pub(crate) fn query(
         aggregates,
         weight: 1.0,
         drop_missing: Vec::new(),
+        auto: Vec::new(),
     }
 }
 

@@ -188,7 +188,27 @@ impl QuantileMechanism {
         shift: i64,
         rng: &mut R,
     ) -> Released<usize> {
-        let utilities = utilities(bins, level, shift);
+        self.release_preferring(bins, level, shift, |_| 0, rng)
+    }
+
+    /// [`QuantileMechanism::release`] with a data-independent preference: candidate `j`'s
+    /// utility is lowered by `penalty(j)` rows (for example to prefer zero among candidates
+    /// the data cannot tell apart). A penalty that depends only on the candidate moves every
+    /// dataset's utilities alike, so the sensitivity and the privacy are unchanged.
+    pub fn release_preferring<R: Rng + CryptoRng + ?Sized>(
+        &self,
+        bins: &[u64],
+        level: QuantileLevel,
+        shift: i64,
+        penalty: impl Fn(usize) -> u64,
+        rng: &mut R,
+    ) -> Released<usize> {
+        let den = i128::from(LEVEL_DENOMINATOR);
+        let utilities: Vec<i128> = utilities(bins, level, shift)
+            .into_iter()
+            .enumerate()
+            .map(|(candidate, utility)| utility - den * i128::from(penalty(candidate)))
+            .collect();
         let best = utilities.iter().copied().max().unwrap_or(0);
         let (epsilon_numer, epsilon_denom) = &self.epsilon_parts;
         let denom = epsilon_denom * UBig::from(2 * self.sensitivity(level));
