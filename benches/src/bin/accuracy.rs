@@ -7,9 +7,11 @@
 //! aggregates computed exactly from the scan's bounded, clamped measures (noise only); the
 //! raw truth uses every row with a value (bounding, clamping and noise).
 //!
-//!     cargo run --release -p veil-bench --bin accuracy -- \
-//!         --data ~/.cache/veil/accuracy/events-1m.parquet --releases 20 \
-//!         --out ~/.cache/veil/accuracy/veil.jsonl
+//! ```text
+//! cargo run --release -p veil-bench --bin accuracy -- \
+//!     --data ~/.cache/veil/accuracy/events-1m.parquet --releases 20 \
+//!     --out ~/.cache/veil/accuracy/veil.jsonl
+//! ```
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,

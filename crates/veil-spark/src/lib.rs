@@ -13,7 +13,7 @@
 //!   [`BoundingKey`](veil_engine::scan::BoundingKey) — the local engine computes the same
 //!   hash bit for bit, so both keep the same rows.
 //! - `SparkExecutor` (with the `connect` feature) implements [`veil_engine::Executor`]: it reads the source's schema
-//!   through Spark, runs the query, reports Spark's progress ([`SparkEvent`]), and hands
+//!   through Spark, runs the query, reports Spark's progress (`SparkEvent`), and hands
 //!   the rows to [`Aggregated::from_external`](veil_engine::scan::Aggregated::from_external).
 //! - [`Remote`] is a checked `sc://host:port` address.
 //!

@@ -175,19 +175,69 @@ struct AggregateConfig {
 }
 
 /// A contribution bound: a number, or `"auto"` (chosen from the data, privately).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 enum CountOrAuto {
     Count(u32),
     Auto(String),
 }
 
+impl<'de> Deserialize<'de> for CountOrAuto {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = CountOrAuto;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a whole number of at least 1, or \"auto\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<CountOrAuto, E> {
+                u32::try_from(value)
+                    .map(CountOrAuto::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(value), &self))
+            }
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<CountOrAuto, E> {
+                u32::try_from(value)
+                    .map(CountOrAuto::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(value), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<CountOrAuto, E> {
+                Ok(CountOrAuto::Auto(value.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// Value bounds: `[lower, upper]`, or `"auto"` (chosen from the data, privately).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 enum BoundsOrAuto {
     Bounds(Vec<f64>),
     Auto(String),
+}
+
+impl<'de> Deserialize<'de> for BoundsOrAuto {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = BoundsOrAuto;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("[lower, upper] or \"auto\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<BoundsOrAuto, E> {
+                Ok(BoundsOrAuto::Auto(value.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<BoundsOrAuto, A::Error> {
+                let mut bounds = Vec::new();
+                while let Some(value) = seq.next_element::<f64>()? {
+                    bounds.push(value);
+                }
+                Ok(BoundsOrAuto::Bounds(bounds))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// `"auto"`, checked.

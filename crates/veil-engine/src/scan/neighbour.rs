@@ -28,7 +28,7 @@ pub enum Neighbour {
     RemoveHeaviestUnit,
 }
 
-/// [`aggregate`] on a neighbour of the source: every step of the scan (bounding with
+/// [`aggregate`](super::aggregate) on a neighbour of the source: every step of the scan (bounding with
 /// `key` included) runs unchanged on the source's rows with one unit added or removed.
 ///
 /// # Errors

@@ -48,7 +48,7 @@ q0_values AS (
     `user_id`,
     `country`,
     CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN 1 ELSE 0 END AS `values:value`,
-    2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 6.4e1D, 0e0D), 6.4e3D), 0) AS BIGINT) END - 6400L AS `centered_sum:value[0,100]`,
+    2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1.28e2D, 0e0D), 1.28e4D), 0) AS BIGINT) END - 12800L AS `centered_sum:value[0,100]`,
     (2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1e0D, 0e0D), 1e2D), 0) AS BIGINT) END - 100L) * (2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1e0D, 0e0D), 1e2D), 0) AS BIGINT) END - 100L) AS `centered_squares:value[0,100]`,
     CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(FLOOR(LEAST(GREATEST((CAST(`value` AS DOUBLE) - 0e0D) * 4.096e1D, 0.0D), 4.095e3D)) AS BIGINT) END AS `histogram:value[0,100]`
   FROM q0_bounded
@@ -85,7 +85,7 @@ q1_values AS (
   SELECT
     `user_id`,
     CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN 1 ELSE 0 END AS `values:value`,
-    2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 6.4e1D, 0e0D), 6.4e3D), 0) AS BIGINT) END - 6400L AS `centered_sum:value[0,100]`,
+    2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1.28e2D, 0e0D), 1.28e4D), 0) AS BIGINT) END - 12800L AS `centered_sum:value[0,100]`,
     (2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1e0D, 0e0D), 1e2D), 0) AS BIGINT) END - 100L) * (2 * CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(ROUND(LEAST(GREATEST(CAST(`value` AS DOUBLE) * 1e0D, 0e0D), 1e2D), 0) AS BIGINT) END - 100L) AS `centered_squares:value[0,100]`,
     CASE WHEN (`value` IS NOT NULL AND NOT isnan(CAST(`value` AS DOUBLE))) THEN CAST(FLOOR(LEAST(GREATEST((CAST(`value` AS DOUBLE) - 0e0D) * 4.096e1D, 0.0D), 4.095e3D)) AS BIGINT) END AS `histogram:value[0,100]`
   FROM q1_bounded
