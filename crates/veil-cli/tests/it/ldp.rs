@@ -2,46 +2,44 @@
 //! files.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BinaryArray, Float64Array, RecordBatch, StringArray};
-use arrow_schema::{Field, Schema};
-use parquet::arrow::ArrowWriter;
 use predicates::prelude::*;
+use veil_engine::table::{self, Column, Format, Table, Values};
 
 use crate::veil;
 
 const COUNTRIES: [&str; 5] = ["FR", "DE", "IT", "ES", "PL"];
 
-fn write_parquet(path: &Path, name: &str, column: ArrayRef) {
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        name,
-        column.data_type().clone(),
-        true,
-    )]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![column]).expect("a batch");
-    let file = std::fs::File::create(path).expect("create parquet");
-    let mut writer = ArrowWriter::try_new(file, schema, None).expect("writer");
-    writer.write(&batch).expect("write");
-    writer.close().expect("close");
+fn write_parquet(path: &Path, name: &str, column: Values) {
+    let table = Table::new(vec![Column::new(name, column)]).expect("a table");
+    table::write(&table, path, Format::Parquet).expect("write parquet");
 }
 
 /// 4000 rows: FR 40%, DE 30%, IT 20%, ES 10%, PL never; plus 2 nulls and 3 values
 /// outside the domain.
 fn countries(dir: &Path) -> PathBuf {
-    let mut values: Vec<Option<&str>> = (0..4000)
+    let mut values: Vec<Option<String>> = (0..4000)
         .map(|i| {
-            Some(match i % 10 {
-                0..=3 => "FR",
-                4..=6 => "DE",
-                7 | 8 => "IT",
-                _ => "ES",
-            })
+            Some(
+                match i % 10 {
+                    0..=3 => "FR",
+                    4..=6 => "DE",
+                    7 | 8 => "IT",
+                    _ => "ES",
+                }
+                .to_string(),
+            )
         })
         .collect();
-    values.extend([None, None, Some("XX"), Some("ZZ"), Some("fr")]);
+    values.extend([
+        None,
+        None,
+        Some("XX".into()),
+        Some("ZZ".into()),
+        Some("fr".into()),
+    ]);
     let path = dir.join("data.parquet");
-    write_parquet(&path, "country", Arc::new(StringArray::from(values)));
+    write_parquet(&path, "country", Values::Text(values));
     path
 }
 
@@ -254,11 +252,11 @@ fn reports_of_another_protocol_and_corrupt_reports_are_skipped_or_refused() {
     let mut corrupt = good.clone();
     corrupt[9] = 42;
     let binary = dir.path().join("binary.parquet");
-    let column: ArrayRef = Arc::new(BinaryArray::from(vec![
-        good.as_slice(),
-        &good[..good.len() - 1],
-        corrupt.as_slice(),
-    ]));
+    let column = Values::Binary(vec![
+        Some(good.clone()),
+        Some(good[..good.len() - 1].to_vec()),
+        Some(corrupt),
+    ]);
     write_parquet(&binary, "report", column);
     aggregate(&mine, &binary, &estimates)
         .success()
@@ -293,7 +291,7 @@ fn numeric_protocols_estimate_the_mean_and_count_clamped_values() {
     let mut values: Vec<Option<f64>> = (0..5000).map(|i| Some(f64::from(i % 101))).collect();
     values.extend([Some(250.0), Some(-3.0), None]);
     let input = dir.path().join("numbers.parquet");
-    write_parquet(&input, "age", Arc::new(Float64Array::from(values)));
+    write_parquet(&input, "age", Values::F64(values));
     for oracle in ["duchi", "piecewise", "hybrid"] {
         let descriptor = protocol(
             dir.path(),

@@ -2,14 +2,13 @@
 //! privacy from the command line. The randomizers and estimators are `veil-ldp`'s; this
 //! module reads and writes descriptors (TOML), Parquet and CSV.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use veil_core::{Bounds, Epsilon};
+use veil_engine::table::{Column, Values};
 use veil_ldp::server::{Aggregator, Consistency, Estimates};
 use veil_ldp::{
     DEFAULT_SKETCH_HASHES, DEFAULT_SKETCH_WIDTH, Domain, LdpError, Longitudinal, OracleName,
@@ -39,7 +38,8 @@ pub(crate) enum LdpCommand {
     #[command(verbatim_doc_comment)]
     Protocol(ProtocolArgs),
 
-    /// Randomize each row of a Parquet column as a client would, writing reports (Parquet).
+    /// Randomize each row of a column (Parquet or CSV) as a client would, writing reports
+    /// (Parquet).
     ///
     /// For tests and previews, and for data a team wants to protect before it leaves a
     /// source system. Each row is one client's report, randomized afresh (memoisation only
@@ -53,7 +53,7 @@ pub(crate) enum LdpCommand {
     #[command(verbatim_doc_comment)]
     Simulate(SimulateArgs),
 
-    /// Estimate counts (or the mean) from reports, writing CSV.
+    /// Estimate counts (or the mean) from reports, writing CSV (or Parquet).
     ///
     /// Columns: value, estimate, std_error, ci_low, ci_high, consistent_estimate. Estimates
     /// are counts of reports carrying each value, with standard errors in the same units
@@ -168,7 +168,8 @@ pub(crate) struct SimulateArgs {
     #[arg(long)]
     pub(crate) protocol: PathBuf,
 
-    /// The Parquet file with one client value per row.
+    /// The file with one client value per row: Parquet, or CSV with a header row when its
+    /// name ends in .csv.
     #[arg(long)]
     pub(crate) input: PathBuf,
 
@@ -222,7 +223,7 @@ pub(crate) struct AggregateArgs {
     #[arg(long)]
     pub(crate) reports: PathBuf,
 
-    /// The CSV file to write.
+    /// The file of estimates to write: CSV, or Parquet when its name ends in .parquet.
     #[arg(long)]
     pub(crate) output: PathBuf,
 
@@ -501,12 +502,10 @@ fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
         None => aggregator.finish(),
     }
     .context("estimating")?;
-    let file = File::create(&args.output)
-        .with_context(|| format!("creating {}", args.output.display()))?;
-    let mut out = BufWriter::new(file);
-    write_estimates(&mut out, &estimates, args.consistency.into(), args.top)
-        .and_then(|()| out.flush())
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    columns::write_table(
+        &args.output,
+        estimate_columns(&estimates, args.consistency.into(), args.top),
+    )?;
     eprintln!(
         "aggregated {reports} of {row} reports into {} (oracle {}); skipped {} made under another protocol and {} corrupt",
         args.output.display(),
@@ -517,24 +516,21 @@ fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
-}
-
-fn write_estimates(
-    out: &mut impl Write,
+/// The estimates as columns: value, estimate, std_error, ci_low, ci_high,
+/// consistent_estimate; for frequencies in the domain's order, or the `top` largest first.
+fn estimate_columns(
     estimates: &Estimates,
     consistency: Consistency,
     top: Option<usize>,
-) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "value,estimate,std_error,ci_low,ci_high,consistent_estimate"
-    )?;
+) -> Vec<Column> {
+    let mut labels = Vec::new();
+    let mut numbers: [Vec<Option<f64>>; 5] = Default::default();
+    let mut push = |label: &str, row: [f64; 5]| {
+        labels.push(Some(label.to_string()));
+        for (column, number) in numbers.iter_mut().zip(row) {
+            column.push(Some(number));
+        }
+    };
     match estimates {
         Estimates::Frequencies(frequencies) => {
             let consistent = frequencies.consistent(consistency);
@@ -549,25 +545,41 @@ fn write_estimates(
             }
             for index in order {
                 let item = &frequencies.items()[index];
-                writeln!(
-                    out,
-                    "{},{},{},{},{},{}",
-                    csv_field(&item.label),
-                    item.estimate,
-                    item.std_error,
-                    item.ci_low,
-                    item.ci_high,
-                    consistent[index]
-                )?;
+                push(
+                    &item.label,
+                    [
+                        item.estimate,
+                        item.std_error,
+                        item.ci_low,
+                        item.ci_high,
+                        consistent[index],
+                    ],
+                );
             }
         }
-        Estimates::Mean(mean) => {
-            writeln!(
-                out,
-                "mean,{},{},{},{},{}",
-                mean.mean, mean.std_error, mean.ci_low, mean.ci_high, mean.consistent
-            )?;
-        }
+        Estimates::Mean(mean) => push(
+            "mean",
+            [
+                mean.mean,
+                mean.std_error,
+                mean.ci_low,
+                mean.ci_high,
+                mean.consistent,
+            ],
+        ),
     }
-    Ok(())
+    let mut columns = vec![Column::new("value", Values::Text(labels))];
+    for (name, values) in [
+        "estimate",
+        "std_error",
+        "ci_low",
+        "ci_high",
+        "consistent_estimate",
+    ]
+    .into_iter()
+    .zip(numbers)
+    {
+        columns.push(Column::new(name, Values::F64(values)));
+    }
+    columns
 }
