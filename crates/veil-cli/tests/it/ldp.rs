@@ -363,3 +363,48 @@ fn example_config_is_a_valid_descriptor() {
         .success()
         .stderr(predicate::str::contains("randomized 4000"));
 }
+
+#[test]
+fn ldp_messages_are_sentences_without_debug_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = countries(dir.path());
+    let descriptor = protocol(
+        dir.path(),
+        &["--oracle", "grr", "--epsilon", "1", "--domain-size", "5"],
+    );
+    let text = std::fs::read_to_string(&descriptor).expect("descriptor");
+    std::fs::write(&descriptor, text.replace("epsilon = 1.0", "epsilon = 0.5")).expect("write");
+    simulate(
+        &descriptor,
+        &input,
+        "country",
+        &dir.path().join("r.parquet"),
+    )
+    .code(2)
+    .stderr(predicate::str::is_match(
+        r"derived\.keep: is [0-9]+/2\^64, but epsilon and the domain give [0-9]+/2\^64; regenerate the descriptor",
+    ).expect("a pattern"))
+    .stderr(predicate::str::contains("Some(").not())
+    .stderr(predicate::str::contains("Prob64").not());
+
+    // A report column of another type: the message says which type it should have.
+    let descriptor = protocol(
+        dir.path(),
+        &["--oracle", "grr", "--epsilon", "1", "--domain-size", "5"],
+    );
+    let reports = dir.path().join("typed.parquet");
+    let table = Table::new(vec![
+        Column::new("protocol_id", Values::U64(vec![Some(1)])),
+        Column::new("value", Values::I64(vec![Some(1)])),
+    ])
+    .expect("a table");
+    table::write(&table, &reports, Format::Parquet).expect("written");
+    aggregate(&descriptor, &reports, &dir.path().join("e.csv"))
+        .code(2)
+        .stderr(predicate::str::contains(
+            "column \"value\" of ",
+        ))
+        .stderr(predicate::str::contains(
+            "has type 64-bit integer, not the report schema's 32-bit unsigned integer: reports are written by `veil ldp simulate`",
+        ));
+}

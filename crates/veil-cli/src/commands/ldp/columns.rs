@@ -295,6 +295,12 @@ impl ReportReader {
             expected.extend(report_fields(protocol));
             expected
         };
+        for field in &expected {
+            let found = fields.iter().find(|found| found.name == field.name);
+            if let Some(found) = found.filter(|found| found.column_type != field.column_type) {
+                return Err(wrong_type(path, field, &found.column_type));
+            }
+        }
         let names: Vec<&str> = expected.iter().map(|field| field.name.as_str()).collect();
         let reader = open_batches(path, &names, "reports")?;
         Ok(Self {
@@ -330,13 +336,18 @@ impl ReportReader {
             reason: format!("field {field} is null"),
         };
         let wrong_type = |name: &str| {
-            usage_error(format!(
-                "column {name:?} of {} has type {}, not the report schema's",
-                self.path,
-                batch
-                    .column(name)
-                    .map_or_else(|| "?".to_string(), |c| c.values().column_type().to_string())
-            ))
+            let found = batch
+                .column(name)
+                .map_or(ColumnType::Other("none".into()), |c| {
+                    c.values().column_type()
+                });
+            match self.fields.iter().find(|field| field.name == name) {
+                Some(field) => wrong_type(Path::new(&self.path), field, &found),
+                None => usage_error(format!(
+                    "column {name:?} of {} is not in the report schema",
+                    self.path
+                )),
+            }
         };
         let u64s = |name: &str| match batch.column(name).map(Column::values) {
             Some(Values::U64(values)) => Ok(values.as_slice()),
@@ -445,6 +456,16 @@ impl ReportReader {
             .collect();
         Ok(Some(reports))
     }
+}
+
+/// A report column of the wrong type, as a usage error that says what it should be.
+fn wrong_type(path: &Path, field: &Field, found: &ColumnType) -> anyhow::Error {
+    usage_error(format!(
+        "column {:?} of {} has type {found}, not the report schema's {}: reports are written by `veil ldp simulate`, or given as one binary column \"report\" in Veil's compact encoding",
+        field.name,
+        path.display(),
+        field.column_type,
+    ))
 }
 
 fn decode_binary(values: Vec<Option<Vec<u8>>>) -> Vec<Result<Report, LdpError>> {
