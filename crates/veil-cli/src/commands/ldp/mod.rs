@@ -2,6 +2,7 @@
 //! privacy from the command line. The randomizers and estimators are `veil-ldp`'s; this
 //! module reads and writes descriptors (TOML), Parquet and CSV.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,6 +17,7 @@ use veil_ldp::{
 };
 
 use crate::exit::{Classify, usage_error};
+use crate::guard::{Input, refuse_overwrite};
 use crate::rng;
 
 mod columns;
@@ -58,9 +60,16 @@ pub(crate) enum LdpCommand {
     /// Columns: value, estimate, std_error, ci_low, ci_high, consistent_estimate. Estimates
     /// are counts of reports carrying each value, with standard errors in the same units
     /// and 95% intervals; consistent_estimate is post-processed (non-negative, summing to
-    /// the number of reports). Numeric protocols give one row, value `mean`. Reports made
-    /// under another descriptor and corrupt reports are counted and skipped (refused with
-    /// --strict).
+    /// the number of reports). Numeric protocols give one row, value `mean`.
+    ///
+    /// Reports made under another descriptor (another oracle, ε, domain or version) and
+    /// corrupt reports are not counted: a warning says how many, by reason and by the
+    /// protocol id they carry (--strict refuses the first instead). When no report at all
+    /// was made under the descriptor, or the file holds none, nothing is written and the
+    /// command exits with status 2: estimates of zero reports would look like real zeros.
+    ///
+    /// No file is written over the command's inputs: --output must differ from --reports,
+    /// --protocol and --candidates.
     ///
     /// Example:
     ///   veil ldp aggregate --protocol country.toml --reports reports.parquet \
@@ -287,6 +296,16 @@ fn parse_numeric(text: &str) -> anyhow::Result<Bounds> {
 }
 
 fn protocol(args: &ProtocolArgs) -> anyhow::Result<ExitCode> {
+    if let Some(output) = &args.output {
+        let mut inputs = Vec::new();
+        if let Some(path) = &args.domain_file {
+            inputs.push(Input::new("--domain-file", path));
+        }
+        if let Some(path) = &args.candidates {
+            inputs.push(Input::new("--candidates", path));
+        }
+        refuse_overwrite(&[("--output", output)], &inputs)?;
+    }
     let epsilon = Epsilon::new(args.epsilon).usage().context("--epsilon")?;
     let domain = if let Some(size) = args.domain_size {
         Domain::Size(size)
@@ -332,7 +351,7 @@ fn protocol(args: &ProtocolArgs) -> anyhow::Result<ExitCode> {
     .context("building the protocol")?;
     let text = descriptor_text(&built)?;
     match &args.output {
-        Some(path) => std::fs::write(path, text)
+        Some(path) => write_atomically(path, text.as_bytes())
             .with_context(|| format!("writing the descriptor to {}", path.display()))?,
         None => print!("{text}"),
     }
@@ -368,16 +387,97 @@ pub(crate) fn load_protocol(path: &Path) -> anyhow::Result<Protocol> {
         .with_context(|| format!("checking the protocol descriptor {}", path.display()))
 }
 
-/// Rows that a command skipped, by reason.
+/// Rows that `veil ldp simulate` skipped, by reason.
 #[derive(Debug, Default)]
 struct Skipped {
     nulls: u64,
     out_of_domain: u64,
-    other_protocol: u64,
+}
+
+/// Reports that `veil ldp aggregate` did not count, by reason.
+#[derive(Debug, Default)]
+struct Rejected {
+    /// Per protocol short id the reports carry, how many.
+    other_protocol: BTreeMap<u64, u64>,
+    truncated: u64,
     corrupt: u64,
+    /// The first corrupt or truncated report: its row and why.
+    first_corrupt: Option<(u64, String)>,
+}
+
+impl Rejected {
+    fn add(&mut self, row: u64, error: &LdpError) {
+        match error {
+            LdpError::WrongProtocol { found, .. } => {
+                *self.other_protocol.entry(*found).or_default() += 1;
+            }
+            LdpError::Truncated { .. } => self.truncated += 1,
+            _ => self.corrupt += 1,
+        }
+        if !matches!(error, LdpError::WrongProtocol { .. }) && self.first_corrupt.is_none() {
+            self.first_corrupt = Some((row, error.to_string()));
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.other_protocol.values().sum::<u64>() + self.truncated + self.corrupt
+    }
+
+    /// The reasons, with counts: "4000 made under another protocol (4000 under
+    /// 1a2b3c4d5e6f7a8b), 2 truncated (the first: report 17, …)".
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let other: u64 = self.other_protocol.values().sum();
+        if other > 0 {
+            const LISTED: usize = 5;
+            let mut ids: Vec<String> = self
+                .other_protocol
+                .iter()
+                .take(LISTED)
+                .map(|(id, count)| format!("{count} under {id:016x}"))
+                .collect();
+            if self.other_protocol.len() > LISTED {
+                ids.push(format!(
+                    "{} more protocols",
+                    self.other_protocol.len() - LISTED
+                ));
+            }
+            parts.push(format!(
+                "{other} made under another protocol ({})",
+                ids.join(", ")
+            ));
+        }
+        if self.truncated > 0 {
+            parts.push(format!("{} truncated", self.truncated));
+        }
+        if self.corrupt > 0 {
+            parts.push(format!("{} corrupt", self.corrupt));
+        }
+        let mut text = match parts.len() {
+            0 => String::from("none skipped"),
+            1 => parts.remove(0),
+            _ => {
+                let last = parts.pop().unwrap_or_default();
+                format!("{} and {last}", parts.join(", "))
+            }
+        };
+        if let Some((row, reason)) = &self.first_corrupt {
+            text.push_str(&format!(
+                " (the first unreadable one, report {row}: {reason})"
+            ));
+        }
+        text
+    }
 }
 
 fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    refuse_overwrite(
+        &[("--output", &args.output)],
+        &[
+            Input::new("--protocol", &args.protocol),
+            Input::new("--input", &args.input),
+        ],
+    )?;
     let built = load_protocol(&args.protocol)?;
     let mut rng = rng::from_optional_seed(args.seed)?;
     let mut reader = columns::open_column(&args.input, &args.column)?;
@@ -461,33 +561,51 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
+    let mut inputs = vec![
+        Input::new("--protocol", &args.protocol),
+        Input::new("--reports", &args.reports),
+    ];
+    if let Some(path) = &args.candidates {
+        inputs.push(Input::new("--candidates", path));
+    }
+    refuse_overwrite(&[("--output", &args.output)], &inputs)?;
     let built = load_protocol(&args.protocol)?;
     let mut aggregator = Aggregator::new(&built);
     if let Some(threads) = args.threads {
         aggregator.threads(threads);
     }
     let mut reader = columns::ReportReader::open(&args.reports, &built)?;
-    let mut skipped = Skipped::default();
+    let mut rejected = Rejected::default();
     let mut row = 0_u64;
     while let Some(batch) = reader.next_batch()? {
         for report in batch {
             row += 1;
             let outcome = report.and_then(|report| aggregator.add(&report));
-            match outcome {
-                Ok(()) => {}
-                Err(error) => {
-                    if args.strict {
-                        return Err(error).with_context(|| {
-                            format!("report {row} of {} (--strict)", args.reports.display())
-                        });
-                    }
-                    match error {
-                        LdpError::WrongProtocol { .. } => skipped.other_protocol += 1,
-                        _ => skipped.corrupt += 1,
-                    }
+            if let Err(error) = outcome {
+                if args.strict {
+                    return Err(error).with_context(|| {
+                        format!("report {row} of {} (--strict)", args.reports.display())
+                    });
                 }
+                rejected.add(row, &error);
             }
         }
+    }
+    let reports = aggregator.reports();
+    if row == 0 {
+        return Err(usage_error(format!(
+            "{} holds no reports: there is nothing to estimate",
+            args.reports.display()
+        )));
+    }
+    if reports == 0 {
+        return Err(usage_error(format!(
+            "no report in {} was made under the protocol {} (id {:016x}): of {row} reports, {}; aggregate reports with the descriptor their clients used",
+            args.reports.display(),
+            args.protocol.display(),
+            built.id().short(),
+            rejected.describe(),
+        )));
     }
     let candidates = match &args.candidates {
         Some(path) => Some(
@@ -496,7 +614,6 @@ fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let reports = aggregator.reports();
     let estimates = match candidates {
         Some(candidates) => aggregator.finish_candidates(&candidates),
         None => aggregator.finish(),
@@ -506,14 +623,44 @@ fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
         &args.output,
         estimate_columns(&estimates, args.consistency.into(), args.top),
     )?;
+    if rejected.total() > 0 {
+        eprintln!(
+            "warning: {} of {row} reports in {} were NOT counted: {}. The estimates describe only the {reports} reports made under {} (id {:016x}).",
+            rejected.total(),
+            args.reports.display(),
+            rejected.describe(),
+            args.protocol.display(),
+            built.id().short(),
+        );
+    }
     eprintln!(
         "aggregated {reports} of {row} reports into {} (oracle {}); skipped {} made under another protocol and {} corrupt",
         args.output.display(),
         built.oracle().name(),
-        skipped.other_protocol,
-        skipped.corrupt,
+        rejected.other_protocol.values().sum::<u64>(),
+        rejected.truncated + rejected.corrupt,
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to a hidden temporary file beside `path`, syncs it and renames it into
+/// place: `path` holds its old content or the new one, never part of it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create_new(&temporary)?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    Ok(written?)
 }
 
 /// The estimates as columns: value, estimate, std_error, ci_low, ci_high,
