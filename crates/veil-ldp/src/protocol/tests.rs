@@ -276,9 +276,12 @@ fn memoised_reports_repeat() {
     for _ in 0..10 {
         assert_eq!(memo.report_index(&built, 7, &mut rng).unwrap(), first);
     }
+    assert!(memo.has_index(7) && !memo.has_index(8));
     let other = memo.report_index(&built, 8, &mut rng).unwrap();
     assert_ne!(other, first);
     assert_eq!(memo.len(), 2);
+    assert!(memo.has_index(8) && !memo.has_value("8"));
+    assert_eq!(memo.protocol(), built.id().short());
     let another = protocol(OracleName::Olh, 1.0, Domain::Size(100));
     assert!(matches!(
         memo.report_index(&another, 7, &mut rng),
