@@ -16,6 +16,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("veil-ldp", &["veil-core"]),
     // A build check that veil-ldp's client part links without `std` (see its crate doc).
     ("veil-ldp-nostd", &["veil-ldp"]),
+    // The browser client: veil-ldp in WebAssembly, randomness from the browser's crypto.
+    ("veil-ldp-web", &["veil-ldp"]),
     ("veil-engine", &["veil-core", "veil-accountant"]),
     // The Spark engine: compiles the engine's scan plan to Spark SQL, no Polars of its own.
     (
