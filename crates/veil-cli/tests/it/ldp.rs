@@ -589,3 +589,43 @@ fn ldp_messages_are_sentences_without_debug_text() {
             "has type 64-bit integer, not the report schema's 32-bit unsigned integer: reports are written by `veil ldp simulate`",
         ));
 }
+
+#[test]
+fn a_json_descriptor_is_the_same_protocol_as_the_toml_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = countries(dir.path());
+    let domain = domain_file(dir.path());
+    let toml_path = protocol(
+        dir.path(),
+        &[
+            "--oracle",
+            "olh",
+            "--epsilon",
+            "2",
+            "--domain-file",
+            domain.to_str().expect("utf-8"),
+        ],
+    );
+    let json_path = dir.path().join("protocol.json");
+    veil()
+        .args(["ldp", "protocol", "--json", "--output"])
+        .arg(&json_path)
+        .args(["--oracle", "olh", "--epsilon", "2", "--domain-file"])
+        .arg(&domain)
+        .assert()
+        .success();
+    let json = std::fs::read_to_string(&json_path).expect("written");
+    let descriptor: veil_ldp::ProtocolDescriptor = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(
+        veil_ldp::Protocol::from_descriptor(&descriptor)
+            .expect("valid")
+            .id(),
+        load(&toml_path).id()
+    );
+    // Reports made under the JSON form aggregate under the TOML form.
+    let reports = dir.path().join("reports.parquet");
+    simulate(&json_path, &input, "country", &reports).success();
+    aggregate(&toml_path, &reports, &dir.path().join("e.csv"))
+        .success()
+        .stderr(predicate::str::contains("aggregated 4000 of 4000 reports"));
+}

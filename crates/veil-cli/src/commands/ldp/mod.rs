@@ -20,6 +20,7 @@ use crate::exit::{Classify, usage_error};
 use crate::guard::{Input, refuse_overwrite};
 use crate::rng;
 
+mod collect;
 mod columns;
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +77,31 @@ pub(crate) enum LdpCommand {
     ///       --output estimates.csv
     #[command(verbatim_doc_comment)]
     Aggregate(AggregateArgs),
+
+    /// Receive reports from devices over HTTPS and store them for `veil ldp aggregate`.
+    ///
+    /// Devices (the browser client in crates/veil-ldp-web, or any client of the format)
+    /// POST batches to /v1/reports: each report as its length (2 bytes, little-endian) and
+    /// its bytes, with Content-Type application/vnd.veil.ldp-reports. A batch is checked
+    /// whole (every report decoded and made under --protocol) and stored or refused whole:
+    /// 400 malformed, 413 too large, 415 wrong media type, 422 another protocol, 429 over
+    /// the rate limit, 503 busy. GET /v1/protocol serves the descriptor as JSON.
+    ///
+    /// A batch is acknowledged only once it is synced to disk (a write-ahead log), so a
+    /// crash loses at most the batches not yet answered; the log is sealed into a segment
+    /// (a Parquet file written aside and renamed into place, its rows shuffled) when it is
+    /// full or old, and at the next start after a crash. Nothing about the sender (address,
+    /// cookies, user agent) is read or stored, and no request is logged.
+    ///
+    /// SIGTERM or Ctrl-C stops it cleanly: requests in flight finish, the log is sealed.
+    ///
+    /// Examples:
+    ///   veil ldp collect --protocol country.toml --out reports/ \
+    ///       --listen 0.0.0.0:8443 --cert cert.pem --key key.pem \
+    ///       --allow-origin https://www.example.org
+    ///   veil ldp aggregate --protocol country.toml --reports reports/ --output estimates.csv
+    #[command(verbatim_doc_comment)]
+    Collect(collect::CollectArgs),
 }
 
 /// An oracle name on the command line.
@@ -169,6 +195,11 @@ pub(crate) struct ProtocolArgs {
     /// Write the descriptor to this file instead of stdout.
     #[arg(long)]
     pub(crate) output: Option<PathBuf>,
+
+    /// Write the descriptor as JSON instead of TOML (the form the browser client reads;
+    /// every command reads both).
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -228,7 +259,8 @@ pub(crate) struct AggregateArgs {
     pub(crate) protocol: PathBuf,
 
     /// The Parquet file of reports (as `veil ldp simulate` writes them, or one binary
-    /// column `report` in Veil's compact encoding).
+    /// column `report` in Veil's compact encoding), or a directory of such files (the
+    /// segments `veil ldp collect` writes).
     #[arg(long)]
     pub(crate) reports: PathBuf,
 
@@ -263,6 +295,7 @@ pub(crate) fn run(command: LdpCommand) -> anyhow::Result<ExitCode> {
         LdpCommand::Protocol(args) => protocol(&args),
         LdpCommand::Simulate(args) => simulate(&args),
         LdpCommand::Aggregate(args) => aggregate(&args),
+        LdpCommand::Collect(args) => collect::run(&args),
     }
 }
 
@@ -349,7 +382,14 @@ fn protocol(args: &ProtocolArgs) -> anyhow::Result<ExitCode> {
     })
     .usage()
     .context("building the protocol")?;
-    let text = descriptor_text(&built)?;
+    let text = if args.json {
+        let mut json = serde_json::to_string_pretty(&built.descriptor())
+            .context("writing the descriptor as JSON")?;
+        json.push('\n');
+        json
+    } else {
+        descriptor_text(&built)?
+    };
     match &args.output {
         Some(path) => write_atomically(path, text.as_bytes())
             .with_context(|| format!("writing the descriptor to {}", path.display()))?,
@@ -379,9 +419,15 @@ fn descriptor_text(built: &Protocol) -> anyhow::Result<String> {
 pub(crate) fn load_protocol(path: &Path) -> anyhow::Result<Protocol> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the protocol descriptor {}", path.display()))?;
-    let descriptor: ProtocolDescriptor = toml::from_str(&text)
-        .usage()
-        .with_context(|| format!("reading the protocol descriptor {}", path.display()))?;
+    let descriptor: ProtocolDescriptor = if text.trim_start().starts_with('{') {
+        serde_json::from_str(&text)
+            .usage()
+            .with_context(|| format!("reading the protocol descriptor {} (JSON)", path.display()))?
+    } else {
+        toml::from_str(&text)
+            .usage()
+            .with_context(|| format!("reading the protocol descriptor {}", path.display()))?
+    };
     Protocol::from_descriptor(&descriptor)
         .usage()
         .with_context(|| format!("checking the protocol descriptor {}", path.display()))
@@ -401,12 +447,12 @@ struct Rejected {
     other_protocol: BTreeMap<u64, u64>,
     truncated: u64,
     corrupt: u64,
-    /// The first corrupt or truncated report: its row and why.
-    first_corrupt: Option<(u64, String)>,
+    /// The first corrupt or truncated report: where it is and why.
+    first_corrupt: Option<(String, String)>,
 }
 
 impl Rejected {
-    fn add(&mut self, row: u64, error: &LdpError) {
+    fn add(&mut self, location: String, error: &LdpError) {
         match error {
             LdpError::WrongProtocol { found, .. } => {
                 *self.other_protocol.entry(*found).or_default() += 1;
@@ -415,7 +461,7 @@ impl Rejected {
             _ => self.corrupt += 1,
         }
         if !matches!(error, LdpError::WrongProtocol { .. }) && self.first_corrupt.is_none() {
-            self.first_corrupt = Some((row, error.to_string()));
+            self.first_corrupt = Some((location, error.to_string()));
         }
     }
 
@@ -461,9 +507,9 @@ impl Rejected {
                 format!("{} and {last}", parts.join(", "))
             }
         };
-        if let Some((row, reason)) = &self.first_corrupt {
+        if let Some((location, reason)) = &self.first_corrupt {
             text.push_str(&format!(
-                " (the first unreadable one, report {row}: {reason})"
+                " (the first unreadable one, {location}: {reason})"
             ));
         }
         text
@@ -574,21 +620,41 @@ fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
     if let Some(threads) = args.threads {
         aggregator.threads(threads);
     }
-    let mut reader = columns::ReportReader::open(&args.reports, &built)?;
+    let files = report_files(&args.reports, &args.output)?;
     let mut rejected = Rejected::default();
     let mut row = 0_u64;
-    while let Some(batch) = reader.next_batch()? {
-        for report in batch {
-            row += 1;
-            let outcome = report.and_then(|report| aggregator.add(&report));
-            if let Err(error) = outcome {
-                if args.strict {
-                    return Err(error).with_context(|| {
-                        format!("report {row} of {} (--strict)", args.reports.display())
-                    });
+    for file in &files {
+        let mut reader = columns::ReportReader::open(file, &built)?;
+        let mut in_file = 0_u64;
+        while let Some(batch) = reader.next_batch()? {
+            for report in batch {
+                row += 1;
+                in_file += 1;
+                let outcome = report.and_then(|report| aggregator.add(&report));
+                if let Err(error) = outcome {
+                    let location = if files.len() == 1 {
+                        format!("report {in_file}")
+                    } else {
+                        format!("report {in_file} of {}", file.display())
+                    };
+                    if args.strict {
+                        return Err(error).with_context(|| {
+                            format!("report {in_file} of {} (--strict)", file.display())
+                        });
+                    }
+                    rejected.add(location, &error);
                 }
-                rejected.add(row, &error);
             }
+        }
+    }
+    if args.reports.is_dir() {
+        let pending = veil_collect::store::pending_reports(&args.reports)
+            .with_context(|| format!("reading {}", args.reports.display()))?;
+        if pending > 0 {
+            eprintln!(
+                "warning: {pending} reports in {} are in a collector's write-ahead log, not yet in a segment, and are not counted: a running collector seals its log when it is full or old, and when it stops",
+                args.reports.display()
+            );
         }
     }
     let reports = aggregator.reports();
@@ -641,6 +707,47 @@ fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
         rejected.truncated + rejected.corrupt,
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The report files `--reports` names: the file, or a directory's visible `.parquet` files
+/// (a collector's segments) in name order. Refuses an output that would land in that
+/// directory, where a later run would read it as reports.
+fn report_files(reports: &Path, output: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !reports.is_dir() {
+        return Ok(vec![reports.to_path_buf()]);
+    }
+    let output_dir = output
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if crate::guard::same_file(output_dir, reports) {
+        return Err(usage_error(format!(
+            "--output {} would be written in --reports {}, and a later run would read it as reports; write it elsewhere",
+            output.display(),
+            reports.display()
+        )));
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(reports)
+        .with_context(|| format!("reading --reports {}", reports.display()))?
+    {
+        let path = entry
+            .with_context(|| format!("reading --reports {}", reports.display()))?
+            .path();
+        let visible = path
+            .file_name()
+            .is_some_and(|name| !name.to_string_lossy().starts_with('.'));
+        if visible
+            && path.is_file()
+            && path
+                .extension()
+                .is_some_and(|extension| extension == "parquet")
+        {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Writes `bytes` to a hidden temporary file beside `path`, syncs it and renames it into
