@@ -15,6 +15,9 @@ fn js_error(error: &WebError) -> JsError {
 #[derive(Debug)]
 pub struct LdpClient {
     client: Client,
+    /// Read from the browser's crypto block by block; kept between reports so that most
+    /// reports cost no call into JavaScript.
+    rng: BrowserRng,
 }
 
 #[wasm_bindgen]
@@ -31,9 +34,10 @@ impl LdpClient {
         state: Option<String>,
         lifetime_epsilon: f64,
     ) -> Result<LdpClient, JsError> {
-        Client::new(descriptor, state.as_deref(), lifetime_epsilon)
-            .map(|client| Self { client })
-            .map_err(|error| js_error(&error))
+        let client = Client::new(descriptor, state.as_deref(), lifetime_epsilon)
+            .map_err(|error| js_error(&error))?;
+        let rng = BrowserRng::new().map_err(|error| js_error(&error))?;
+        Ok(Self { client, rng })
     }
 
     /// The id of the protocol a descriptor describes (`sha256:…`), for a storage key.
@@ -99,9 +103,8 @@ impl LdpClient {
     /// A JavaScript `Error`: a value outside the domain, the cap reached, no randomness.
     #[wasm_bindgen(js_name = randomizeValue)]
     pub fn randomize_value(&mut self, value: &str) -> Result<Vec<u8>, JsError> {
-        let mut rng = BrowserRng::new().map_err(|e| js_error(&e))?;
         self.client
-            .randomize_value(value, &mut rng)
+            .randomize_value(value, &mut self.rng)
             .map_err(|e| js_error(&e))
     }
 
@@ -111,9 +114,8 @@ impl LdpClient {
     /// As `randomizeValue`.
     #[wasm_bindgen(js_name = randomizeIndex)]
     pub fn randomize_index(&mut self, index: u32) -> Result<Vec<u8>, JsError> {
-        let mut rng = BrowserRng::new().map_err(|e| js_error(&e))?;
         self.client
-            .randomize_index(index, &mut rng)
+            .randomize_index(index, &mut self.rng)
             .map_err(|e| js_error(&e))
     }
 
@@ -123,9 +125,8 @@ impl LdpClient {
     /// As `randomizeValue`.
     #[wasm_bindgen(js_name = randomizeNumber)]
     pub fn randomize_number(&mut self, number: f64) -> Result<Vec<u8>, JsError> {
-        let mut rng = BrowserRng::new().map_err(|e| js_error(&e))?;
         self.client
-            .randomize_number(number, &mut rng)
+            .randomize_number(number, &mut self.rng)
             .map_err(|e| js_error(&e))
     }
 
