@@ -143,10 +143,6 @@ pub(crate) fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
                     args.listen
                 )));
             }
-            eprintln!(
-                "warning: serving plain HTTP on {}: reports travel unencrypted; use it only for tests on this machine, and --cert/--key otherwise",
-                args.listen
-            );
             None
         }
     };
@@ -198,6 +194,11 @@ pub(crate) fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         let address = listener
             .local_addr()
             .with_context(|| format!("listening on {}", args.listen))?;
+        if config.tls.is_none() {
+            eprintln!(
+                "warning: serving plain HTTP on {address}: reports travel unencrypted; use it only for tests on this machine, and --cert/--key otherwise"
+            );
+        }
         eprintln!(
             "listening on {} for protocol {} (oracle {}, epsilon {} per report); storing reports in {}",
             server::base_url(address, config.tls.is_some()),
