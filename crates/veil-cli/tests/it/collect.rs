@@ -424,3 +424,32 @@ fn a_bounded_load_over_https_is_stored_whole() {
     );
     assert_eq!(stored(&out).values().sum::<usize>(), 20_000);
 }
+
+/// The consent page says what the purposes registry says: each purpose's description and
+/// retention appear in it.
+#[test]
+fn the_consent_page_follows_the_purposes_registry() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let page = std::fs::read_to_string(root.join("examples/web/index.html")).unwrap();
+    let registry: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root.join("configs/purposes.toml")).unwrap())
+            .unwrap();
+    for (name, purpose) in registry["purpose"].as_table().unwrap() {
+        let description = purpose["description"]["en"].as_str().unwrap();
+        assert!(
+            page.contains(description),
+            "the page does not give {name}'s description {description:?}"
+        );
+        let days = purpose["retention"]
+            .as_str()
+            .unwrap()
+            .strip_suffix('d')
+            .unwrap();
+        assert!(
+            page.contains(&format!("{days} days")),
+            "the page does not give {name}'s retention of {days} days"
+        );
+    }
+    // Every choice is off until the person turns it on.
+    assert!(!page.contains("checked"), "a choice is on by default");
+}
