@@ -38,7 +38,7 @@ use std::thread::JoinHandle;
 
 use polars::prelude as pl;
 use polars::prelude::{
-    IntoColumn, IntoSeries, LazyFileListReader, NamedFrom, NewChunkedArray, SerWriter,
+    IntoColumn, IntoSeries, LazyFileListReader, NamedFrom, NewChunkedArray, SerReader, SerWriter,
 };
 
 #[cfg(test)]
@@ -237,6 +237,13 @@ impl U32Lists {
         self.states.push(ListState::NullItem);
     }
 
+    /// Removes every list, keeping the memory for reuse.
+    pub fn clear(&mut self) {
+        self.ends.clear();
+        self.items.clear();
+        self.states.clear();
+    }
+
     /// The number of lists.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -279,6 +286,90 @@ impl<'a> FromIterator<Option<&'a [u32]>> for U32Lists {
     }
 }
 
+/// A column of text stored flat: every value's bytes one after the other in one string,
+/// so a million values cost two allocations, not a million.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Texts {
+    /// `ends[row]` is one past the last byte of `row` in `text`.
+    ends: Vec<usize>,
+    text: String,
+    valid: Vec<bool>,
+}
+
+impl Texts {
+    /// An empty column.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty column with room for `rows` values and `bytes` bytes in all.
+    #[must_use]
+    pub fn with_capacity(rows: usize, bytes: usize) -> Self {
+        Self {
+            ends: Vec::with_capacity(rows),
+            text: String::with_capacity(bytes),
+            valid: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Appends a value, or a null.
+    pub fn push(&mut self, value: Option<&str>) {
+        if let Some(value) = value {
+            self.text.push_str(value);
+        }
+        self.ends.push(self.text.len());
+        self.valid.push(value.is_some());
+    }
+
+    /// The number of values (nulls included).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.valid.len()
+    }
+
+    /// Whether there are no values.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.valid.is_empty()
+    }
+
+    /// The value at `row`; `None` for a null (or past the end).
+    #[must_use]
+    pub fn get(&self, row: usize) -> Option<&str> {
+        if !*self.valid.get(row)? {
+            return None;
+        }
+        let start = if row == 0 { 0 } else { self.ends[row - 1] };
+        Some(&self.text[start..self.ends[row]])
+    }
+
+    /// The values in order.
+    pub fn iter(&self) -> impl Iterator<Item = Option<&str>> {
+        (0..self.len()).map(|row| self.get(row))
+    }
+}
+
+impl<'a> FromIterator<Option<&'a str>> for Texts {
+    fn from_iter<I: IntoIterator<Item = Option<&'a str>>>(values: I) -> Self {
+        let mut column = Self::new();
+        for value in values {
+            column.push(value);
+        }
+        column
+    }
+}
+
+impl FromIterator<Option<String>> for Texts {
+    fn from_iter<I: IntoIterator<Item = Option<String>>>(values: I) -> Self {
+        let mut column = Self::new();
+        for value in values {
+            column.push(value.as_deref());
+        }
+        column
+    }
+}
+
 /// The values of a column, with nulls.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Values {
@@ -299,7 +390,7 @@ pub enum Values {
     /// 64-bit floats.
     F64(Vec<Option<f64>>),
     /// UTF-8 text.
-    Text(Vec<Option<String>>),
+    Text(Texts),
     /// Bytes.
     Binary(Vec<Option<Vec<u8>>>),
     /// Lists of 32-bit unsigned integers.
@@ -570,11 +661,12 @@ pub fn read(path: &Path, format: Format, columns: &[&str]) -> Result<Table, Tabl
 }
 
 /// Reads `columns` of a file in batches of at most `batch_rows` rows (the last may be
-/// shorter), in file order, so that memory holds one batch at a time whatever the file's
-/// size.
+/// shorter), in file order, so that memory holds one batch whatever the file's size: a
+/// Parquet file is read a slice at a time on the calling thread (Polars decodes only the
+/// pages that hold the slice); a CSV file through Polars' streaming engine on a thread of
+/// its own.
 ///
-/// The file's schema is checked before this returns; the rows are read on a thread of
-/// their own while the caller works on the previous batch.
+/// The file's schema is checked before this returns.
 ///
 /// # Errors
 /// As [`read`], for the file and its schema; errors while reading come from the iterator.
@@ -584,8 +676,69 @@ pub fn read_batches(
     columns: &[&str],
     batch_rows: NonZeroUsize,
 ) -> Result<BatchReader, TableError> {
-    let frame = selected(path, format, columns)?;
-    // One batch in the channel and one being read: reading keeps one batch ahead.
+    let (frame, schema_of) = selected_with_schema(path, format, columns)?;
+    let source = match format {
+        Format::Parquet => {
+            let file = File::open(path).map_err(|source| TableError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let mut reader = pl::ParquetReader::new(file);
+            let metadata = reader
+                .get_metadata()
+                .map_err(|error| unreadable(path, format, &error))?
+                .clone();
+            // Slices of a list column cannot be found without decoding what comes before
+            // them, so a projection with one is read a row group at a time (and handed
+            // out in batches); flat columns are read a batch at a time.
+            let nested = columns.iter().any(|column| {
+                matches!(
+                    schema_of.get(column).map(column_type_of),
+                    Some(ColumnType::ListU32)
+                )
+            });
+            let mut ranges = Vec::new();
+            let mut start = 0;
+            for group in &metadata.row_groups {
+                let rows = group.num_rows();
+                if nested {
+                    ranges.push((start, rows));
+                } else {
+                    let mut at = 0;
+                    while at < rows {
+                        let length = (rows - at).min(batch_rows.get());
+                        ranges.push((start + at, length));
+                        at += length;
+                    }
+                }
+                start += rows;
+            }
+            Source::Slices {
+                metadata,
+                columns: columns.iter().map(ToString::to_string).collect(),
+                ranges,
+                next: 0,
+            }
+        }
+        Format::Csv => Source::Streaming(streaming(path, format, frame, batch_rows)?),
+    };
+    Ok(BatchReader {
+        source,
+        current: None,
+        batch_rows: batch_rows.get(),
+        path: path.to_path_buf(),
+        format,
+    })
+}
+
+/// Runs a query through Polars' streaming engine on a thread of its own, handing out its
+/// batches through a channel of one.
+fn streaming(
+    path: &Path,
+    format: Format,
+    frame: pl::LazyFrame,
+    batch_rows: NonZeroUsize,
+) -> Result<Streaming, TableError> {
     let (sender, receiver) = sync_channel::<pl::PolarsResult<pl::DataFrame>>(1);
     let callback_sender = sender.clone();
     let callback = pl::PlanCallback::new(move |batch: pl::DataFrame| {
@@ -606,44 +759,46 @@ pub fn read_batches(
             path: path.to_path_buf(),
             source,
         })?;
-    Ok(BatchReader {
+    Ok(Streaming {
         receiver: Some(receiver),
         worker: Some(worker),
-        path: path.to_path_buf(),
-        format,
     })
 }
 
 /// Batches of a file's rows, from [`read_batches`].
 #[derive(Debug)]
 pub struct BatchReader {
-    receiver: Option<Receiver<pl::PolarsResult<pl::DataFrame>>>,
-    worker: Option<JoinHandle<()>>,
+    source: Source,
+    /// The frame being handed out, and the first row not yet handed out.
+    current: Option<(pl::DataFrame, usize)>,
+    batch_rows: usize,
     path: PathBuf,
     format: Format,
 }
 
-impl Iterator for BatchReader {
-    type Item = Result<Table, TableError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let receiver = self.receiver.as_ref()?;
-        let Ok(batch) = receiver.recv() else {
-            // The query finished and dropped its senders.
-            self.finish();
-            return None;
-        };
-        let table = batch
-            .and_then(|frame| table_of(&frame))
-            .map_err(|error| unreadable(&self.path, self.format, &error));
-        if table.is_err() {
-            self.finish();
-        }
-        Some(table)
-    }
+#[derive(Debug)]
+enum Source {
+    /// A Parquet file read a range of rows at a time (the reader decodes only the pages
+    /// that hold them).
+    Slices {
+        metadata: polars::io::parquet::metadata::FileMetadataRef,
+        columns: Vec<String>,
+        /// `(first row, rows)` to read, in order.
+        ranges: Vec<(usize, usize)>,
+        next: usize,
+    },
+    Streaming(Streaming),
+    /// Nothing more: the reader failed.
+    Done,
 }
 
-impl BatchReader {
+#[derive(Debug)]
+struct Streaming {
+    receiver: Option<Receiver<pl::PolarsResult<pl::DataFrame>>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Streaming {
     /// Stops the query (if it still runs) and waits for its thread.
     fn finish(&mut self) {
         // Dropping the receiver makes the next send fail, which stops the query.
@@ -654,9 +809,75 @@ impl BatchReader {
     }
 }
 
-impl Drop for BatchReader {
+impl Drop for Streaming {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+impl Source {
+    /// The next frame of rows, `None` at the end.
+    fn next_frame(&mut self, path: &Path) -> Option<pl::PolarsResult<pl::DataFrame>> {
+        match self {
+            Self::Slices {
+                metadata,
+                columns,
+                ranges,
+                next,
+            } => {
+                let slice = *ranges.get(*next)?;
+                *next += 1;
+                let read = || -> pl::PolarsResult<pl::DataFrame> {
+                    let file = File::open(path)?;
+                    let mut reader = pl::ParquetReader::new(file)
+                        .with_columns(Some(columns.clone()))
+                        .with_slice(Some(slice));
+                    reader.set_metadata(metadata.clone());
+                    // The reader gives the columns in file order: put them in the order
+                    // asked for.
+                    reader.finish()?.select(columns.iter().map(String::as_str))
+                };
+                Some(read())
+            }
+            Self::Streaming(streaming) => {
+                let batch = streaming.receiver.as_ref()?.recv().ok();
+                if batch.is_none() {
+                    // The query finished and dropped its senders.
+                    streaming.finish();
+                }
+                batch
+            }
+            Self::Done => None,
+        }
+    }
+}
+
+impl Iterator for BatchReader {
+    type Item = Result<Table, TableError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((frame, offset)) = &mut self.current {
+                if *offset < frame.height() {
+                    let length = self.batch_rows.min(frame.height() - *offset);
+                    let batch = frame.slice(i64::try_from(*offset).unwrap_or(i64::MAX), length);
+                    *offset += length;
+                    return Some(
+                        table_of(&batch)
+                            .map_err(|error| unreadable(&self.path, self.format, &error)),
+                    );
+                }
+                self.current = None;
+            }
+            match self.source.next_frame(&self.path)? {
+                Ok(frame) => self.current = Some((frame, 0)),
+                Err(error) => {
+                    // No batch after an error.
+                    self.source = Source::Done;
+                    return Some(Err(unreadable(&self.path, self.format, &error)));
+                }
+            }
+        }
     }
 }
 
@@ -690,6 +911,15 @@ fn scan(path: &Path, format: Format) -> Result<(pl::LazyFrame, pl::SchemaRef), T
 
 /// A scan of `columns`, after checking that the file has them and that they are readable.
 fn selected(path: &Path, format: Format, columns: &[&str]) -> Result<pl::LazyFrame, TableError> {
+    selected_with_schema(path, format, columns).map(|(frame, _)| frame)
+}
+
+/// [`selected`], and the file's schema.
+fn selected_with_schema(
+    path: &Path,
+    format: Format,
+    columns: &[&str],
+) -> Result<(pl::LazyFrame, pl::SchemaRef), TableError> {
     let (frame, schema) = scan(path, format)?;
     for column in columns {
         let Some(dtype) = schema.get(column) else {
@@ -707,12 +937,13 @@ fn selected(path: &Path, format: Format, columns: &[&str]) -> Result<pl::LazyFra
             });
         }
     }
-    Ok(frame.select(
+    let frame = frame.select(
         columns
             .iter()
             .map(|column| pl::col(*column))
             .collect::<Vec<_>>(),
-    ))
+    );
+    Ok((frame, schema))
 }
 
 /// The reader's error without data values: Polars' messages about parsing and computing
@@ -809,13 +1040,19 @@ fn values_of(series: &pl::Series) -> pl::PolarsResult<Values> {
         ColumnType::U64 => Values::U64(series.u64()?.iter().collect()),
         ColumnType::F32 => Values::F32(series.f32()?.iter().collect()),
         ColumnType::F64 => Values::F64(series.f64()?.iter().collect()),
-        ColumnType::Text => Values::Text(
-            cast(D::String)?
-                .str()?
-                .iter()
-                .map(|text| text.map(str::to_string))
-                .collect(),
-        ),
+        ColumnType::Text => {
+            let strings = if series.dtype() == &D::String {
+                series.clone()
+            } else {
+                cast(D::String)?
+            };
+            let strings = strings.str()?;
+            let mut texts = Texts::with_capacity(strings.len(), strings.len() * 8);
+            for text in strings.iter() {
+                texts.push(text);
+            }
+            Values::Text(texts)
+        }
         ColumnType::Binary => Values::Binary(
             cast(D::Binary)?
                 .binary()?
@@ -840,19 +1077,31 @@ fn values_of(series: &pl::Series) -> pl::PolarsResult<Values> {
 
 fn u32_lists(series: &pl::Series) -> pl::PolarsResult<U32Lists> {
     let lists = series.list()?;
-    let mut column = U32Lists::with_capacity(lists.len(), lists.get_inner().len());
-    for list in lists.amortized_iter() {
-        match list {
-            None => column.push(None),
-            Some(items) => {
-                let items = items.as_ref().u32()?;
-                if items.null_count() > 0 {
-                    column.push_null_item();
-                } else if let Ok(slice) = items.cont_slice() {
-                    column.push(Some(slice));
-                } else {
-                    let owned: Vec<u32> = items.into_no_null_iter().collect();
-                    column.push(Some(&owned));
+    let mut column = U32Lists::with_capacity(lists.len(), 0);
+    // Straight from the Arrow arrays: offsets into one flat array of items, read as a
+    // slice when it has no nulls (no per-row Series).
+    for array in lists.downcast_iter() {
+        let offsets = array.offsets().as_slice();
+        let items = pl::Series::try_from((pl::PlSmallStr::EMPTY, array.values().clone()))?;
+        let items = items.u32()?;
+        let flat = items.cont_slice().ok();
+        let validity = array.validity();
+        for row in 0..array.len() {
+            if validity.is_some_and(|valid| !valid.get_bit(row)) {
+                column.push(None);
+                continue;
+            }
+            let start = usize::try_from(offsets[row]).unwrap_or(0);
+            let end = usize::try_from(offsets[row + 1]).unwrap_or(0);
+            match flat {
+                Some(flat) => column.push(Some(&flat[start..end])),
+                None => {
+                    let row_items: Option<Vec<u32>> =
+                        (start..end).map(|at| items.get(at)).collect();
+                    match row_items {
+                        Some(row_items) => column.push(Some(&row_items)),
+                        None => column.push_null_item(),
+                    }
                 }
             }
         }
@@ -1070,8 +1319,7 @@ fn polars_column(name: &str, values: &Values) -> pl::PolarsResult<pl::Column> {
         Values::F32(values) => pl::Column::new(name, values),
         Values::F64(values) => pl::Column::new(name, values),
         Values::Text(values) => {
-            pl::StringChunked::from_iter_options(name, values.iter().map(Option::as_deref))
-                .into_column()
+            pl::StringChunked::from_iter_options(name, values.iter()).into_column()
         }
         Values::Binary(values) => {
             pl::BinaryChunked::from_iter_options(name, values.iter().map(Option::as_deref))

@@ -149,7 +149,7 @@ fn flat_types_round_trip_through_csv() {
         Column::new("user", Values::I64(vec![Some(1), None, Some(-3)])),
         Column::new(
             "country",
-            Values::Text(vec![Some("a, \"b\"".into()), Some("Ω".into()), None]),
+            Values::Text([Some("a, \"b\""), Some("Ω"), None].into_iter().collect()),
         ),
         Column::new("value", Values::F64(vec![Some(0.5), Some(-1e10), None])),
         Column::new("flag", Values::Bool(vec![Some(true), None, Some(false)])),
