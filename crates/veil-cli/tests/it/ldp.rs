@@ -39,7 +39,7 @@ fn countries(dir: &Path) -> PathBuf {
         Some("fr".into()),
     ]);
     let path = dir.join("data.parquet");
-    write_parquet(&path, "country", Values::Text(values));
+    write_parquet(&path, "country", Values::Text(values.into_iter().collect()));
     path
 }
 

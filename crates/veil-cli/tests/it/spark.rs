@@ -298,7 +298,7 @@ path = {output:?}
             Column::new("user_id", Values::I64(vec![Some(1), Some(2)])),
             Column::new(
                 "country",
-                Values::Text(vec![Some("FR".into()), Some("DE".into())]),
+                Values::Text([Some("FR"), Some("DE")].into_iter().collect()),
             ),
             Column::new(
                 "value",

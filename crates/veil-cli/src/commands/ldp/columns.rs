@@ -21,11 +21,11 @@ use crate::exit::{Failure, classified, usage_error};
 
 const BATCH_ROWS: NonZeroUsize = NonZeroUsize::new(1 << 16).expect("a non-zero constant");
 
-/// One input cell.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
+/// One input cell, borrowed from its batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Value<'a> {
     Null,
-    Text(String),
+    Text(&'a str),
     Integer(i128),
     Number(f64),
 }
@@ -109,43 +109,39 @@ pub(crate) fn open_column(path: &Path, column: &str) -> anyhow::Result<ColumnRea
 }
 
 impl ColumnReader {
-    pub(crate) fn next_batch(&mut self) -> anyhow::Result<Option<Vec<Value>>> {
+    /// The next batch of the column's values; `None` at the end. Read its cells with
+    /// [`cell`].
+    pub(crate) fn next_batch(&mut self) -> anyhow::Result<Option<Values>> {
         let Some(batch) = self.reader.next() else {
             return Ok(None);
         };
         let batch = batch
             .map_err(table_error)
             .with_context(|| format!("reading {}", self.path))?;
-        let values = batch
-            .into_columns()
-            .pop()
-            .map(Column::into_values)
-            .and_then(convert)
-            .with_context(|| format!("column {:?} of {} changed type", self.column, self.path))?;
-        Ok(Some(values))
+        match batch.into_columns().pop().map(Column::into_values) {
+            Some(values) if is_value_type(&values.column_type()) => Ok(Some(values)),
+            _ => anyhow::bail!("column {:?} of {} changed type", self.column, self.path),
+        }
     }
 }
 
-fn cells<T>(values: Vec<Option<T>>, cell: impl Fn(T) -> Value) -> Vec<Value> {
-    values
-        .into_iter()
-        .map(|value| value.map_or(Value::Null, &cell))
-        .collect()
-}
-
-/// The cells of a column, or `None` for a type the simulator does not read.
-fn convert(values: Values) -> Option<Vec<Value>> {
-    Some(match values {
-        Values::Text(values) => cells(values, Value::Text),
-        Values::I16(values) => cells(values, |v| Value::Integer(i128::from(v))),
-        Values::I32(values) => cells(values, |v| Value::Integer(i128::from(v))),
-        Values::I64(values) => cells(values, |v| Value::Integer(i128::from(v))),
-        Values::U32(values) => cells(values, |v| Value::Integer(i128::from(v))),
-        Values::U64(values) => cells(values, |v| Value::Integer(i128::from(v))),
-        Values::F32(values) => cells(values, |v| Value::Number(f64::from(v))),
-        Values::F64(values) => cells(values, Value::Number),
-        _ => return None,
-    })
+/// The cell at `row` of a batch from [`ColumnReader::next_batch`].
+pub(crate) fn cell(values: &Values, row: usize) -> Value<'_> {
+    fn integer<T: Copy + Into<i128>>(values: &[Option<T>], row: usize) -> Value<'static> {
+        values[row].map_or(Value::Null, |value| Value::Integer(value.into()))
+    }
+    match values {
+        Values::Text(texts) => texts.get(row).map_or(Value::Null, Value::Text),
+        Values::I16(values) => integer(values, row),
+        Values::I32(values) => integer(values, row),
+        Values::I64(values) => integer(values, row),
+        Values::U32(values) => integer(values, row),
+        Values::U64(values) => integer(values, row),
+        Values::F32(values) => values[row].map_or(Value::Null, |v| Value::Number(f64::from(v))),
+        Values::F64(values) => values[row].map_or(Value::Null, Value::Number),
+        // `next_batch` hands out only the types above.
+        _ => Value::Null,
+    }
 }
 
 /// The report columns for a protocol's oracle, after `protocol_id`.
@@ -189,8 +185,8 @@ impl ReportWriter {
         Ok(Self {
             writer,
             fields,
-            protocol_ids: Vec::new(),
-            first: Vec::new(),
+            protocol_ids: Vec::with_capacity(BATCH_ROWS.get()),
+            first: Vec::with_capacity(BATCH_ROWS.get()),
             seeds: Vec::new(),
             second: Vec::new(),
             flags: Vec::new(),
@@ -254,10 +250,41 @@ impl ReportWriter {
             };
             columns.push(Column::new(field.name.clone(), values));
         }
-        Table::new(columns)
-            .and_then(|batch| self.writer.write_batch(&batch))
+        let batch = Table::new(columns).map_err(table_error)?;
+        self.writer
+            .write_batch(&batch)
             .map_err(table_error)
             .with_context(|| format!("writing {}", self.path))?;
+        // The buffers go back, emptied, for the next batch: no allocation per batch.
+        for (field, column) in self.fields.iter().zip(batch.into_columns()) {
+            match (field.name.as_str(), column.into_values()) {
+                ("protocol_id", Values::U64(mut values)) => {
+                    values.clear();
+                    self.protocol_ids = values;
+                }
+                ("seed", Values::U64(mut values)) => {
+                    values.clear();
+                    self.seeds = values;
+                }
+                ("ones", Values::ListU32(mut lists)) => {
+                    lists.clear();
+                    self.lists = lists;
+                }
+                ("positive", Values::Bool(mut values)) => {
+                    values.clear();
+                    self.flags = values;
+                }
+                ("column", Values::U32(mut values)) if hcms => {
+                    values.clear();
+                    self.second = values;
+                }
+                (_, Values::U32(mut values)) => {
+                    values.clear();
+                    self.first = values;
+                }
+                _ => {}
+            }
+        }
         self.rows = 0;
         Ok(())
     }
@@ -312,29 +339,36 @@ impl ReportReader {
         })
     }
 
-    pub(crate) fn next_batch(&mut self) -> anyhow::Result<Option<Vec<Result<Report, LdpError>>>> {
+    /// Replaces `reports` with the next batch's rows, each a report or the reason it is
+    /// not one (the vector is reused from batch to batch); `false` at the end.
+    pub(crate) fn next_batch(
+        &mut self,
+        reports: &mut Vec<Result<Report, LdpError>>,
+    ) -> anyhow::Result<bool> {
+        reports.clear();
         let Some(batch) = self.reader.next() else {
-            return Ok(None);
+            return Ok(false);
         };
         let batch = batch
             .map_err(table_error)
             .with_context(|| format!("reading {}", self.path))?;
         if self.binary {
-            return Ok(Some(
-                match batch.into_columns().pop().map(Column::into_values) {
-                    Some(Values::Binary(values)) => decode_binary(values),
-                    _ => {
-                        return Err(usage_error(format!(
-                            "column \"report\" of {} is not binary",
-                            self.path
-                        )));
-                    }
-                },
-            ));
+            match batch.columns().first().map(Column::values) {
+                Some(Values::Binary(values)) => {
+                    reports.extend(values.iter().map(|value| match value {
+                        Some(bytes) => Report::decode(bytes),
+                        None => Err(LdpError::Truncated { what: "report" }),
+                    }));
+                    return Ok(true);
+                }
+                _ => {
+                    return Err(usage_error(format!(
+                        "column \"report\" of {} is not binary",
+                        self.path
+                    )));
+                }
+            }
         }
-        let null = |field: &str| LdpError::Corrupt {
-            reason: format!("field {field} is null"),
-        };
         let wrong_type = |name: &str| {
             let found = batch
                 .column(name)
@@ -363,98 +397,87 @@ impl ReportReader {
         };
         let has = |name: &str| self.fields.iter().any(|field| field.name == name);
         let ids = u64s("protocol_id")?;
-        // Each row's payload, or why it is not one.
-        let payloads: Vec<Result<Payload, LdpError>> = if self.numeric {
-            let (flags, cells) = (bools("positive")?, u32s("cell")?);
-            flags
-                .iter()
-                .zip(cells)
-                .map(|cell| match cell {
-                    (Some(positive), None) => Ok(Payload::Duchi {
-                        positive: *positive,
-                    }),
-                    (None, Some(cell)) => Ok(Payload::Piecewise { cell: *cell }),
-                    _ => Err(LdpError::Corrupt {
-                        reason: "exactly one of positive and cell must be set".to_string(),
-                    }),
-                })
-                .collect()
+        let columns = if self.numeric {
+            PayloadColumns::Numeric(bools("positive")?, u32s("cell")?)
         } else if has("ones") {
-            let Some(Values::ListU32(lists)) = batch.column("ones").map(Column::values) else {
-                return Err(wrong_type("ones"));
-            };
-            lists
-                .iter()
-                .map(|list| match list {
-                    ListCell::Items(ones) => Ok(Payload::Oue {
-                        ones: ones.to_vec(),
-                    }),
-                    ListCell::NullItem => Err(null("ones[]")),
-                    ListCell::Null => Err(null("ones")),
-                })
-                .collect()
+            match batch.column("ones").map(Column::values) {
+                Some(Values::ListU32(lists)) => PayloadColumns::Oue(lists),
+                _ => return Err(wrong_type("ones")),
+            }
         } else if has("seed") {
-            let (seeds, values) = (u64s("seed")?, u32s("value")?);
-            seeds
-                .iter()
-                .zip(values)
-                .map(|cell| match cell {
-                    (None, _) => Err(null("seed")),
-                    (_, None) => Err(null("value")),
-                    (Some(seed), Some(value)) => Ok(Payload::Olh {
-                        seed: *seed,
-                        value: *value,
-                    }),
-                })
-                .collect()
+            PayloadColumns::Olh(u64s("seed")?, u32s("value")?)
         } else if has("hash") {
-            let (hashes, columns, flags) = (u32s("hash")?, u32s("column")?, bools("positive")?);
-            hashes
-                .iter()
-                .zip(columns)
-                .zip(flags)
-                .map(|cell| match cell {
-                    ((None, _), _) => Err(null("hash")),
-                    ((_, None), _) => Err(null("column")),
-                    (_, None) => Err(null("positive")),
-                    ((Some(hash), Some(column)), Some(positive)) => Ok(Payload::Hcms {
-                        hash: *hash,
-                        column: *column,
-                        positive: *positive,
-                    }),
-                })
-                .collect()
+            PayloadColumns::Hcms(u32s("hash")?, u32s("column")?, bools("positive")?)
         } else if has("column") {
-            u32s("column")?
-                .iter()
-                .map(|column| {
-                    column
-                        .map(|column| Payload::Hadamard { column })
-                        .ok_or_else(|| null("column"))
-                })
-                .collect()
+            PayloadColumns::Hadamard(u32s("column")?)
         } else {
-            u32s("value")?
-                .iter()
-                .map(|value| {
-                    value
-                        .map(|value| Payload::Grr { value })
-                        .ok_or_else(|| null("value"))
-                })
-                .collect()
+            PayloadColumns::Grr(u32s("value")?)
         };
-        let reports = ids
-            .iter()
-            .zip(payloads)
-            .map(|(id, payload)| match id {
-                None => Err(null("protocol_id")),
-                Some(protocol) => payload.map(|payload| Report {
-                    protocol: *protocol,
-                    payload,
+        reports.extend(ids.iter().enumerate().map(|(row, id)| match id {
+            None => Err(null("protocol_id")),
+            Some(protocol) => columns.payload(row).map(|payload| Report {
+                protocol: *protocol,
+                payload,
+            }),
+        }));
+        Ok(true)
+    }
+}
+
+/// A batch's payload columns, by oracle.
+enum PayloadColumns<'a> {
+    Numeric(&'a [Option<bool>], &'a [Option<u32>]),
+    Oue(&'a U32Lists),
+    Olh(&'a [Option<u64>], &'a [Option<u32>]),
+    Hcms(&'a [Option<u32>], &'a [Option<u32>], &'a [Option<bool>]),
+    Hadamard(&'a [Option<u32>]),
+    Grr(&'a [Option<u32>]),
+}
+
+fn null(field: &str) -> LdpError {
+    LdpError::Corrupt {
+        reason: format!("field {field} is null"),
+    }
+}
+
+impl PayloadColumns<'_> {
+    /// The payload of `row`, or why it is not one.
+    fn payload(&self, row: usize) -> Result<Payload, LdpError> {
+        let cell = |values: &[Option<u32>], field: &str| values[row].ok_or_else(|| null(field));
+        match self {
+            Self::Numeric(flags, cells) => match (flags[row], cells[row]) {
+                (Some(positive), None) => Ok(Payload::Duchi { positive }),
+                (None, Some(cell)) => Ok(Payload::Piecewise { cell }),
+                _ => Err(LdpError::Corrupt {
+                    reason: "exactly one of positive and cell must be set".to_string(),
                 }),
-            })
-            .collect();
-        Ok(Some(reports))
+            },
+            Self::Oue(lists) => match lists.get(row) {
+                Some(ListCell::Items(ones)) => Ok(Payload::Oue {
+                    ones: ones.to_vec(),
+                }),
+                Some(ListCell::NullItem) => Err(null("ones[]")),
+                _ => Err(null("ones")),
+            },
+            Self::Olh(seeds, values) => {
+                let seed = seeds[row].ok_or_else(|| null("seed"))?;
+                Ok(Payload::Olh {
+                    seed,
+                    value: cell(values, "value")?,
+                })
+            }
+            Self::Hcms(hashes, columns, flags) => Ok(Payload::Hcms {
+                hash: cell(hashes, "hash")?,
+                column: cell(columns, "column")?,
+                positive: flags[row].ok_or_else(|| null("positive"))?,
+            }),
+            Self::Hadamard(columns) => Ok(Payload::Hadamard {
+                column: cell(columns, "column")?,
+            }),
+            Self::Grr(values) => Ok(Payload::Grr {
+                value: cell(values, "value")?,
+            }),
+        }
     }
 }
 
@@ -466,16 +489,6 @@ fn wrong_type(path: &Path, field: &Field, found: &ColumnType) -> anyhow::Error {
         path.display(),
         field.column_type,
     ))
-}
-
-fn decode_binary(values: Vec<Option<Vec<u8>>>) -> Vec<Result<Report, LdpError>> {
-    values
-        .iter()
-        .map(|value| match value {
-            Some(bytes) => Report::decode(bytes),
-            None => Err(LdpError::Truncated { what: "report" }),
-        })
-        .collect()
 }
 
 /// Writes a table of estimates: CSV, or Parquet when the file name says so.

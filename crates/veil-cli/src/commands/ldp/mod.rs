@@ -532,8 +532,9 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let mut skipped = Skipped::default();
     let mut row = 0_u64;
     let numeric = built.oracle().name().is_numeric();
-    while let Some(values) = reader.next_batch()? {
-        for value in values {
+    while let Some(batch) = reader.next_batch()? {
+        for index in 0..batch.len() {
+            let value = columns::cell(&batch, index);
             row += 1;
             let outcome = match value {
                 columns::Value::Null => {
@@ -543,7 +544,7 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
                     skipped.nulls += 1;
                     continue;
                 }
-                columns::Value::Text(text) => built.randomize_value(&text, &mut rng),
+                columns::Value::Text(text) => built.randomize_value(text, &mut rng),
                 #[allow(clippy::cast_precision_loss)]
                 columns::Value::Integer(integer) if numeric => built
                     .randomize_number(integer as f64, &mut rng)
@@ -623,11 +624,12 @@ fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
     let files = report_files(&args.reports, &args.output)?;
     let mut rejected = Rejected::default();
     let mut row = 0_u64;
+    let mut batch = Vec::new();
     for file in &files {
         let mut reader = columns::ReportReader::open(file, &built)?;
         let mut in_file = 0_u64;
-        while let Some(batch) = reader.next_batch()? {
-            for report in batch {
+        while reader.next_batch(&mut batch)? {
+            for report in batch.drain(..) {
                 row += 1;
                 in_file += 1;
                 let outcome = report.and_then(|report| aggregator.add(&report));
@@ -822,7 +824,10 @@ fn estimate_columns(
             ],
         ),
     }
-    let mut columns = vec![Column::new("value", Values::Text(labels))];
+    let mut columns = vec![Column::new(
+        "value",
+        Values::Text(labels.into_iter().collect()),
+    )];
     for (name, values) in [
         "estimate",
         "std_error",
