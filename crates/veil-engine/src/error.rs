@@ -111,23 +111,10 @@ impl EngineError {
     /// about computations can quote cell values, so only the error's kind is kept for
     /// those; messages about files and schemas are kept whole.
     pub(crate) fn polars(stage: &'static str, error: &polars::error::PolarsError) -> Self {
-        use polars::error::PolarsError;
-        let reason = match error {
-            PolarsError::IO { .. }
-            | PolarsError::ColumnNotFound(_)
-            | PolarsError::SchemaMismatch(_) => error.to_string(),
-            PolarsError::ComputeError(_) => {
-                "a computation failed (details withheld: they may quote data values)".to_string()
-            }
-            PolarsError::InvalidOperation(_) => {
-                "an operation is not valid for the data's types".to_string()
-            }
-            PolarsError::OutOfBounds(_) => "an index went out of bounds".to_string(),
-            PolarsError::ShapeMismatch(_) => "columns of different lengths".to_string(),
-            PolarsError::NoData(_) => "the source has no data".to_string(),
-            other => error_kind(other).to_string(),
-        };
-        Self::Execution { stage, reason }
+        Self::Execution {
+            stage,
+            reason: polars_reason(error),
+        }
     }
 
     /// The key path of a parameter error.
@@ -144,6 +131,28 @@ impl EngineError {
             key: key.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// A Polars error's message without data values: Polars messages about computations can
+/// quote cell values, so only the error's kind is kept for those; messages about files and
+/// schemas are kept whole.
+pub(crate) fn polars_reason(error: &polars::error::PolarsError) -> String {
+    use polars::error::PolarsError;
+    match error {
+        PolarsError::IO { .. }
+        | PolarsError::ColumnNotFound(_)
+        | PolarsError::SchemaMismatch(_) => error.to_string(),
+        PolarsError::ComputeError(_) => {
+            "a computation failed (details withheld: they may quote data values)".to_string()
+        }
+        PolarsError::InvalidOperation(_) => {
+            "an operation is not valid for the data's types".to_string()
+        }
+        PolarsError::OutOfBounds(_) => "an index went out of bounds".to_string(),
+        PolarsError::ShapeMismatch(_) => "columns of different lengths".to_string(),
+        PolarsError::NoData(_) => "the source has no data".to_string(),
+        other => error_kind(other).to_string(),
     }
 }
 

@@ -42,6 +42,7 @@ pub mod sample;
 pub mod scan;
 pub mod schema;
 pub mod synthetic;
+pub mod table;
 pub mod utility;
 
 pub use error::EngineError;

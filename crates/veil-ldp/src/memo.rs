@@ -47,6 +47,26 @@ impl PermanentResponses {
         self.len() == 0
     }
 
+    /// Whether the value with index `index` already has a permanent answer (reporting it
+    /// again costs nothing more).
+    #[must_use]
+    pub fn has_index(&self, index: u32) -> bool {
+        self.by_index.contains_key(&index)
+    }
+
+    /// Whether a text value already has a permanent answer (reporting it again costs
+    /// nothing more).
+    #[must_use]
+    pub fn has_value(&self, value: &str) -> bool {
+        self.by_text.contains_key(value)
+    }
+
+    /// The short id of the protocol this store belongs to.
+    #[must_use]
+    pub fn protocol(&self) -> u64 {
+        self.protocol
+    }
+
     fn check(&self, protocol: &Protocol) -> Result<(), LdpError> {
         if self.protocol == protocol.id().short() {
             Ok(())

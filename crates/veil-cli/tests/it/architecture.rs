@@ -16,6 +16,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("veil-ldp", &["veil-core"]),
     // A build check that veil-ldp's client part links without `std` (see its crate doc).
     ("veil-ldp-nostd", &["veil-ldp"]),
+    // The browser client: veil-ldp in WebAssembly, randomness from the browser's crypto.
+    ("veil-ldp-web", &["veil-ldp"]),
+    // The LDP collector: checks reports with veil-ldp; no Polars (its segments are written
+    // through a sink the CLI gives it).
+    ("veil-collect", &["veil-ldp"]),
     ("veil-engine", &["veil-core", "veil-accountant"]),
     // The Spark engine: compiles the engine's scan plan to Spark SQL, no Polars of its own.
     (

@@ -12,16 +12,9 @@
 //! panic.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::{
-    ArrayRef, BinaryArray, Float64Array, Int64Array, RecordBatch, StringArray,
-    TimestampMillisecondArray,
-};
-use arrow_schema::{Field, Schema};
-use parquet::arrow::ArrowWriter;
+use veil_engine::table::{self, Column, Format, Table, TimeUnit, Values};
 
 use crate::veil;
 
@@ -96,25 +89,49 @@ fn base_rows() -> Vec<Row> {
     rows
 }
 
-fn write_batch(path: &Path, columns: Vec<(&str, ArrayRef)>) {
-    let schema = Arc::new(Schema::new(
+fn write_batch(path: &Path, columns: Vec<(&str, Values)>) {
+    let table = Table::new(
         columns
-            .iter()
-            .map(|(name, array)| Field::new(*name, array.data_type().clone(), true))
-            .collect::<Vec<_>>(),
-    ));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        columns.into_iter().map(|(_, array)| array).collect(),
+            .into_iter()
+            .map(|(name, values)| Column::new(name, values))
+            .collect(),
     )
     .unwrap();
-    let mut writer = ArrowWriter::try_new(File::create(path).unwrap(), schema, None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    table::write(&table, path, Format::Parquet).unwrap();
 }
 
-fn times(count: usize) -> ArrayRef {
-    Arc::new(TimestampMillisecondArray::from(vec![TIME_MS; count]).with_timezone("UTC"))
+fn ints<T: Into<Option<i64>>>(values: impl IntoIterator<Item = T>) -> Values {
+    Values::I64(values.into_iter().map(Into::into).collect())
+}
+
+fn floats<T: Into<Option<f64>>>(values: impl IntoIterator<Item = T>) -> Values {
+    Values::F64(values.into_iter().map(Into::into).collect())
+}
+
+fn texts<'a, T: Into<Option<&'a str>>>(values: impl IntoIterator<Item = T>) -> Values {
+    Values::Text(
+        values
+            .into_iter()
+            .map(|value| value.into().map(str::to_string))
+            .collect(),
+    )
+}
+
+fn bytes<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Values {
+    Values::Binary(
+        values
+            .into_iter()
+            .map(|value| Some(value.to_vec()))
+            .collect(),
+    )
+}
+
+fn times(count: usize) -> Values {
+    Values::Timestamp {
+        unit: TimeUnit::Milliseconds,
+        time_zone: Some("UTC".into()),
+        values: vec![Some(TIME_MS); count],
+    }
 }
 
 fn write_rows(path: &Path, rows: &[Row]) {
@@ -123,21 +140,15 @@ fn write_rows(path: &Path, rows: &[Row]) {
         vec![
             (
                 "user_id",
-                Arc::new(Int64Array::from(
-                    rows.iter().map(|row| row.user).collect::<Vec<_>>(),
-                )),
+                ints(rows.iter().map(|row| row.user).collect::<Vec<_>>()),
             ),
             (
                 "country",
-                Arc::new(StringArray::from(
-                    rows.iter().map(|row| row.country).collect::<Vec<_>>(),
-                )),
+                texts(rows.iter().map(|row| row.country).collect::<Vec<_>>()),
             ),
             (
                 "value",
-                Arc::new(Float64Array::from(
-                    rows.iter().map(|row| row.value).collect::<Vec<_>>(),
-                )),
+                floats(rows.iter().map(|row| row.value).collect::<Vec<_>>()),
             ),
             ("event_time", times(rows.len())),
         ],
@@ -289,18 +300,15 @@ fn consent_rows(path: &Path, actions: &[&str]) {
     write_batch(
         path,
         vec![
-            ("user_id", Arc::new(Int64Array::from(users))),
-            (
-                "purpose",
-                Arc::new(StringArray::from(vec!["analytics"; count])),
-            ),
+            ("user_id", ints(users)),
+            ("purpose", texts(vec!["analytics"; count])),
             (
                 "action",
-                Arc::new(StringArray::from(
+                texts(
                     (0..count)
                         .map(|index| actions[index % actions.len()])
                         .collect::<Vec<_>>(),
-                )),
+                ),
             ),
             ("at", times(count)),
         ],
@@ -630,8 +638,8 @@ const CASES: &[Case] = &[
                 write_batch(
                     path,
                     vec![
-                        ("user_id", Arc::new(Int64Array::from(vec![1_i64, 2]))),
-                        ("purpose", Arc::new(StringArray::from(vec!["analytics"; 2]))),
+                        ("user_id", ints(vec![1_i64, 2])),
+                        ("purpose", texts(vec!["analytics"; 2])),
                         ("at", times(2)),
                     ],
                 );
@@ -651,10 +659,10 @@ const CASES: &[Case] = &[
                 write_batch(
                     path,
                     vec![
-                        ("user_id", Arc::new(Int64Array::from(vec![1_i64]))),
-                        ("purpose", Arc::new(StringArray::from(vec!["analytics"]))),
-                        ("action", Arc::new(StringArray::from(vec!["grant"]))),
-                        ("at", Arc::new(StringArray::from(vec![SECRET_TEXT]))),
+                        ("user_id", ints(vec![1_i64])),
+                        ("purpose", texts(vec!["analytics"])),
+                        ("action", texts(vec!["grant"])),
+                        ("at", texts(vec![SECRET_TEXT])),
                     ],
                 );
             })
@@ -696,9 +704,9 @@ const CASES: &[Case] = &[
             write_batch(
                 &dir.join("events.parquet"),
                 vec![
-                    ("user_id", Arc::new(Int64Array::from(vec![1_i64, 2]))),
-                    ("country", Arc::new(StringArray::from(vec!["US", "DE"]))),
-                    ("value", Arc::new(StringArray::from(vec!["3", SECRET_TEXT]))),
+                    ("user_id", ints(vec![1_i64, 2])),
+                    ("country", texts(vec!["US", "DE"])),
+                    ("value", texts(vec!["3", SECRET_TEXT])),
                     ("event_time", times(2)),
                 ],
             );
@@ -712,12 +720,9 @@ const CASES: &[Case] = &[
             write_batch(
                 &dir.join("events.parquet"),
                 vec![
-                    (
-                        "user_id",
-                        Arc::new(Float64Array::from(vec![1.5, SECRET_VALUE])),
-                    ),
-                    ("country", Arc::new(StringArray::from(vec!["US", "DE"]))),
-                    ("value", Arc::new(Float64Array::from(vec![1.0, 2.0]))),
+                    ("user_id", floats(vec![1.5, SECRET_VALUE])),
+                    ("country", texts(vec!["US", "DE"])),
+                    ("value", floats(vec![1.0, 2.0])),
                     ("event_time", times(2)),
                 ],
             );
@@ -731,12 +736,9 @@ const CASES: &[Case] = &[
             write_batch(
                 &dir.join("events.parquet"),
                 vec![
-                    ("user_id", Arc::new(Int64Array::from(vec![1_i64, 2]))),
-                    (
-                        "country",
-                        Arc::new(BinaryArray::from(vec![&b"\xff\xfeUS"[..], &b"DE"[..]])),
-                    ),
-                    ("value", Arc::new(Float64Array::from(vec![1.0, 2.0]))),
+                    ("user_id", ints(vec![1_i64, 2])),
+                    ("country", bytes(vec![&b"\xff\xfeUS"[..], &b"DE"[..]])),
+                    ("value", floats(vec![1.0, 2.0])),
                     ("event_time", times(2)),
                 ],
             );

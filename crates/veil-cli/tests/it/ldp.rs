@@ -2,46 +2,44 @@
 //! files.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BinaryArray, Float64Array, RecordBatch, StringArray};
-use arrow_schema::{Field, Schema};
-use parquet::arrow::ArrowWriter;
 use predicates::prelude::*;
+use veil_engine::table::{self, Column, Format, Table, Values};
 
 use crate::veil;
 
 const COUNTRIES: [&str; 5] = ["FR", "DE", "IT", "ES", "PL"];
 
-fn write_parquet(path: &Path, name: &str, column: ArrayRef) {
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        name,
-        column.data_type().clone(),
-        true,
-    )]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![column]).expect("a batch");
-    let file = std::fs::File::create(path).expect("create parquet");
-    let mut writer = ArrowWriter::try_new(file, schema, None).expect("writer");
-    writer.write(&batch).expect("write");
-    writer.close().expect("close");
+fn write_parquet(path: &Path, name: &str, column: Values) {
+    let table = Table::new(vec![Column::new(name, column)]).expect("a table");
+    table::write(&table, path, Format::Parquet).expect("write parquet");
 }
 
 /// 4000 rows: FR 40%, DE 30%, IT 20%, ES 10%, PL never; plus 2 nulls and 3 values
 /// outside the domain.
 fn countries(dir: &Path) -> PathBuf {
-    let mut values: Vec<Option<&str>> = (0..4000)
+    let mut values: Vec<Option<String>> = (0..4000)
         .map(|i| {
-            Some(match i % 10 {
-                0..=3 => "FR",
-                4..=6 => "DE",
-                7 | 8 => "IT",
-                _ => "ES",
-            })
+            Some(
+                match i % 10 {
+                    0..=3 => "FR",
+                    4..=6 => "DE",
+                    7 | 8 => "IT",
+                    _ => "ES",
+                }
+                .to_string(),
+            )
         })
         .collect();
-    values.extend([None, None, Some("XX"), Some("ZZ"), Some("fr")]);
+    values.extend([
+        None,
+        None,
+        Some("XX".into()),
+        Some("ZZ".into()),
+        Some("fr".into()),
+    ]);
     let path = dir.join("data.parquet");
-    write_parquet(&path, "country", Arc::new(StringArray::from(values)));
+    write_parquet(&path, "country", Values::Text(values.into_iter().collect()));
     path
 }
 
@@ -225,10 +223,12 @@ fn reports_of_another_protocol_and_corrupt_reports_are_skipped_or_refused() {
     let reports = dir.path().join("reports.parquet");
     simulate(&theirs, &input, "country", &reports).success();
     let estimates = dir.path().join("estimates.csv");
+    // None of the reports is under `mine`: refused (see
+    // `reports_of_another_protocol_only_or_none_at_all_are_refused`).
     aggregate(&mine, &reports, &estimates)
-        .success()
+        .code(2)
         .stderr(predicate::str::contains(
-            "skipped 4000 made under another protocol",
+            "of 4000 reports, 4000 made under another protocol",
         ));
     veil()
         .args(["ldp", "aggregate", "--strict", "--protocol"])
@@ -254,11 +254,11 @@ fn reports_of_another_protocol_and_corrupt_reports_are_skipped_or_refused() {
     let mut corrupt = good.clone();
     corrupt[9] = 42;
     let binary = dir.path().join("binary.parquet");
-    let column: ArrayRef = Arc::new(BinaryArray::from(vec![
-        good.as_slice(),
-        &good[..good.len() - 1],
-        corrupt.as_slice(),
-    ]));
+    let column = Values::Binary(vec![
+        Some(good.clone()),
+        Some(good[..good.len() - 1].to_vec()),
+        Some(corrupt),
+    ]);
     write_parquet(&binary, "report", column);
     aggregate(&mine, &binary, &estimates)
         .success()
@@ -293,7 +293,7 @@ fn numeric_protocols_estimate_the_mean_and_count_clamped_values() {
     let mut values: Vec<Option<f64>> = (0..5000).map(|i| Some(f64::from(i % 101))).collect();
     values.extend([Some(250.0), Some(-3.0), None]);
     let input = dir.path().join("numbers.parquet");
-    write_parquet(&input, "age", Arc::new(Float64Array::from(values)));
+    write_parquet(&input, "age", Values::F64(values));
     for oracle in ["duchi", "piecewise", "hybrid"] {
         let descriptor = protocol(
             dir.path(),
@@ -364,4 +364,268 @@ fn example_config_is_a_valid_descriptor() {
     simulate(&config, &input, "country", &dir.path().join("r.parquet"))
         .success()
         .stderr(predicate::str::contains("randomized 4000"));
+}
+
+/// The protocol a descriptor file describes.
+fn load(descriptor: &Path) -> veil_ldp::Protocol {
+    veil_ldp::Protocol::from_descriptor(
+        &toml::from_str(&std::fs::read_to_string(descriptor).expect("descriptor")).expect("toml"),
+    )
+    .expect("valid descriptor")
+}
+
+/// A file of encoded reports (one binary column `report`).
+fn binary_reports(path: &Path, reports: Vec<Vec<u8>>) {
+    write_parquet(
+        path,
+        "report",
+        Values::Binary(reports.into_iter().map(Some).collect()),
+    );
+}
+
+#[test]
+fn reports_of_another_protocol_only_or_none_at_all_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let domain = domain_file(dir.path());
+    let domain = domain.to_str().expect("utf-8");
+    let theirs = protocol(
+        dir.path(),
+        &["--oracle", "grr", "--epsilon", "1", "--domain-file", domain],
+    );
+    let theirs_path = dir.path().join("theirs.toml");
+    std::fs::rename(&theirs, &theirs_path).expect("rename");
+    let mine = protocol(
+        dir.path(),
+        &["--oracle", "grr", "--epsilon", "2", "--domain-file", domain],
+    );
+    let (theirs, mine_built) = (load(&theirs_path), load(&mine));
+    let mut rng = veil_testkit::seeded_rng(3);
+    let encoded = |built: &veil_ldp::Protocol, rng: &mut _| {
+        built
+            .randomize_value("DE", rng)
+            .expect("in domain")
+            .encode()
+    };
+    let estimates = dir.path().join("estimates.csv");
+    std::fs::write(&estimates, "old estimates").expect("written");
+
+    // Reports of another ε only: exit 2, the count by reason and by the id they carry,
+    // and no estimates (the old file is left as it was).
+    let other = dir.path().join("other.parquet");
+    binary_reports(
+        &other,
+        (0..30).map(|_| encoded(&theirs, &mut rng)).collect(),
+    );
+    aggregate(&mine, &other, &estimates)
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "no report in {} was made under the protocol {} (id {:016x})",
+            other.display(),
+            mine.display(),
+            mine_built.id().short()
+        )))
+        .stderr(predicate::str::contains(format!(
+            "of 30 reports, 30 made under another protocol (30 under {:016x})",
+            theirs.id().short()
+        )));
+    assert_eq!(
+        std::fs::read_to_string(&estimates).expect("kept"),
+        "old estimates"
+    );
+
+    // An empty file, in the columnar schema: exit 2.
+    let empty = dir.path().join("empty.parquet");
+    let table = Table::new(vec![
+        Column::new("protocol_id", Values::U64(Vec::new())),
+        Column::new("value", Values::U32(Vec::new())),
+    ])
+    .expect("a table");
+    table::write(&table, &empty, Format::Parquet).expect("written");
+    aggregate(&mine, &empty, &estimates)
+        .code(2)
+        .stderr(predicate::str::contains("holds no reports"));
+    assert_eq!(
+        std::fs::read_to_string(&estimates).expect("kept"),
+        "old estimates"
+    );
+
+    // Some of each: estimates from the matching ones, and a loud warning with the counts.
+    let mixed = dir.path().join("mixed.parquet");
+    let mut reports: Vec<Vec<u8>> = (0..40).map(|_| encoded(&mine_built, &mut rng)).collect();
+    reports.extend((0..25).map(|_| encoded(&theirs, &mut rng)));
+    let mut corrupt = encoded(&mine_built, &mut rng);
+    corrupt[9] = 42;
+    reports.push(corrupt);
+    binary_reports(&mixed, reports);
+    aggregate(&mine, &mixed, &estimates)
+        .success()
+        .stderr(predicate::str::contains(format!(
+            "warning: 26 of 66 reports in {} were NOT counted: 25 made under another protocol (25 under {:016x}) and 1 corrupt (the first unreadable one, report 66: ",
+            mixed.display(),
+            theirs.id().short()
+        )))
+        .stderr(predicate::str::contains("aggregated 40 of 66 reports"));
+    assert_eq!(read_csv(&estimates).len(), 1 + COUNTRIES.len());
+}
+
+#[test]
+fn no_ldp_command_writes_over_its_inputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = countries(dir.path());
+    let domain = domain_file(dir.path());
+    let descriptor = protocol(
+        dir.path(),
+        &[
+            "--oracle",
+            "grr",
+            "--epsilon",
+            "1",
+            "--domain-file",
+            domain.to_str().expect("utf-8"),
+        ],
+    );
+    let reports = dir.path().join("reports.parquet");
+    simulate(&descriptor, &input, "country", &reports).success();
+    let before = |path: &Path| std::fs::read(path).expect("readable");
+    let (reports_bytes, input_bytes, descriptor_bytes, domain_bytes) = (
+        before(&reports),
+        before(&input),
+        before(&descriptor),
+        before(&domain),
+    );
+    // The same file by another name.
+    let dotted = dir.path().join(".").join("reports.parquet");
+    aggregate(&descriptor, &reports, &dotted)
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "--output {} is --reports {}",
+            dotted.display(),
+            reports.display()
+        )));
+    aggregate(&descriptor, &reports, &descriptor)
+        .code(2)
+        .stderr(predicate::str::contains("is --protocol"));
+    // Refused before anything is read: the protocol need not even exist.
+    aggregate(&dir.path().join("missing.toml"), &reports, &reports)
+        .code(2)
+        .stderr(predicate::str::contains(
+            "Veil never writes over its inputs",
+        ));
+    simulate(&descriptor, &input, "country", &input)
+        .code(2)
+        .stderr(predicate::str::contains("is --input"));
+    simulate(&descriptor, &input, "country", &descriptor)
+        .code(2)
+        .stderr(predicate::str::contains("is --protocol"));
+    veil()
+        .args(["ldp", "protocol", "--epsilon", "1", "--domain-file"])
+        .arg(&domain)
+        .arg("--output")
+        .arg(&domain)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is --domain-file"));
+    assert_eq!(before(&reports), reports_bytes);
+    assert_eq!(before(&input), input_bytes);
+    assert_eq!(before(&descriptor), descriptor_bytes);
+    assert_eq!(before(&domain), domain_bytes);
+    // Writing elsewhere works, and leaves no temporary file behind.
+    aggregate(&descriptor, &reports, &dir.path().join("estimates.csv")).success();
+    let hidden: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("listed")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .to_string()
+        })
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+}
+
+#[test]
+fn ldp_messages_are_sentences_without_debug_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = countries(dir.path());
+    let descriptor = protocol(
+        dir.path(),
+        &["--oracle", "grr", "--epsilon", "1", "--domain-size", "5"],
+    );
+    let text = std::fs::read_to_string(&descriptor).expect("descriptor");
+    std::fs::write(&descriptor, text.replace("epsilon = 1.0", "epsilon = 0.5")).expect("write");
+    simulate(
+        &descriptor,
+        &input,
+        "country",
+        &dir.path().join("r.parquet"),
+    )
+    .code(2)
+    .stderr(predicate::str::is_match(
+        r"derived\.keep: is [0-9]+/2\^64, but epsilon and the domain give [0-9]+/2\^64; regenerate the descriptor",
+    ).expect("a pattern"))
+    .stderr(predicate::str::contains("Some(").not())
+    .stderr(predicate::str::contains("Prob64").not());
+
+    // A report column of another type: the message says which type it should have.
+    let descriptor = protocol(
+        dir.path(),
+        &["--oracle", "grr", "--epsilon", "1", "--domain-size", "5"],
+    );
+    let reports = dir.path().join("typed.parquet");
+    let table = Table::new(vec![
+        Column::new("protocol_id", Values::U64(vec![Some(1)])),
+        Column::new("value", Values::I64(vec![Some(1)])),
+    ])
+    .expect("a table");
+    table::write(&table, &reports, Format::Parquet).expect("written");
+    aggregate(&descriptor, &reports, &dir.path().join("e.csv"))
+        .code(2)
+        .stderr(predicate::str::contains(
+            "column \"value\" of ",
+        ))
+        .stderr(predicate::str::contains(
+            "has type 64-bit integer, not the report schema's 32-bit unsigned integer: reports are written by `veil ldp simulate`",
+        ));
+}
+
+#[test]
+fn a_json_descriptor_is_the_same_protocol_as_the_toml_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = countries(dir.path());
+    let domain = domain_file(dir.path());
+    let toml_path = protocol(
+        dir.path(),
+        &[
+            "--oracle",
+            "olh",
+            "--epsilon",
+            "2",
+            "--domain-file",
+            domain.to_str().expect("utf-8"),
+        ],
+    );
+    let json_path = dir.path().join("protocol.json");
+    veil()
+        .args(["ldp", "protocol", "--json", "--output"])
+        .arg(&json_path)
+        .args(["--oracle", "olh", "--epsilon", "2", "--domain-file"])
+        .arg(&domain)
+        .assert()
+        .success();
+    let json = std::fs::read_to_string(&json_path).expect("written");
+    let descriptor: veil_ldp::ProtocolDescriptor = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(
+        veil_ldp::Protocol::from_descriptor(&descriptor)
+            .expect("valid")
+            .id(),
+        load(&toml_path).id()
+    );
+    // Reports made under the JSON form aggregate under the TOML form.
+    let reports = dir.path().join("reports.parquet");
+    simulate(&json_path, &input, "country", &reports).success();
+    aggregate(&toml_path, &reports, &dir.path().join("e.csv"))
+        .success()
+        .stderr(predicate::str::contains("aggregated 4000 of 4000 reports"));
 }

@@ -6,6 +6,7 @@ mod architecture;
 mod audit;
 mod bad_input;
 mod budget;
+mod collect;
 mod fuzz;
 mod governance;
 mod holes;

@@ -90,12 +90,10 @@ fn a_build_without_spark_refuses_a_spark_job_and_says_how() {
 #[cfg(feature = "spark")]
 mod live {
     use std::path::{Path, PathBuf};
-    use std::sync::Arc;
 
-    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
-    use parquet::arrow::ArrowWriter;
     use predicates::prelude::*;
     use veil_accountant::{BudgetKey, BudgetLedger};
+    use veil_engine::table::{self, Column, Format, Table, TimeUnit, Values};
     use veil_ledger::SqliteLedger;
 
     use super::workspace;
@@ -296,26 +294,23 @@ path = {output:?}
         let Some(remote) = remote() else { return };
         let directory = tempfile::tempdir().unwrap();
         let source = directory.path().join("events.parquet");
-        let batch = RecordBatch::try_from_iter([
-            (
-                "user_id",
-                Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+        let table = Table::new(vec![
+            Column::new("user_id", Values::I64(vec![Some(1), Some(2)])),
+            Column::new(
+                "country",
+                Values::Text([Some("FR"), Some("DE")].into_iter().collect()),
             ),
-            ("country", Arc::new(StringArray::from(vec!["FR", "DE"]))),
-            (
+            Column::new(
                 "value",
-                Arc::new(TimestampNanosecondArray::from(vec![1, 2])),
+                Values::Timestamp {
+                    unit: TimeUnit::Nanoseconds,
+                    time_zone: None,
+                    values: vec![Some(1), Some(2)],
+                },
             ),
         ])
         .unwrap();
-        let mut writer = ArrowWriter::try_new(
-            std::fs::File::create(&source).unwrap(),
-            batch.schema(),
-            None,
-        )
-        .unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
+        table::write(&table, &source, Format::Parquet).unwrap();
         let job = spark_job(directory.path(), &source, &remote, "value");
         veil()
             .arg("run")

@@ -346,11 +346,25 @@ impl Protocol {
         macro_rules! compare {
             ($name:ident) => {
                 if expected.$name != given.$name {
-                    return Err(mismatch(
-                        concat!("derived.", stringify!($name)),
-                        format!("{:?}", expected.$name),
-                        format!("{:?}", given.$name),
-                    ));
+                    let field = concat!("derived.", stringify!($name));
+                    return Err(match (&expected.$name, &given.$name) {
+                        (Some(expected), Some(given)) => {
+                            mismatch(field, expected.to_string(), given.to_string())
+                        }
+                        (Some(expected), None) => field_error(
+                            field,
+                            format!(
+                                "is missing, but epsilon and the domain give {expected}; regenerate the descriptor instead of editing it"
+                            ),
+                        ),
+                        (None, _) => field_error(
+                            field,
+                            format!(
+                                "does not apply to oracle {}; regenerate the descriptor instead of editing it",
+                                protocol.oracle().name()
+                            ),
+                        ),
+                    });
                 }
             };
         }

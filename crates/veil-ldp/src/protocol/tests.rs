@@ -131,6 +131,41 @@ fn edited_descriptors_are_refused_naming_the_field() {
 }
 
 #[test]
+fn edited_derived_fields_are_named_in_words_not_debug_text() {
+    let built = protocol(OracleName::Olh, 1.0, Domain::Size(100));
+    let keep = built.descriptor().derived.keep.unwrap();
+    let mut edited = built.descriptor();
+    edited.derived.keep = Some(Prob64::from_numerator(5));
+    let message = Protocol::from_descriptor(&edited).unwrap_err().to_string();
+    assert_eq!(
+        message,
+        format!(
+            "protocol descriptor: derived.keep: is 5/2^64, but epsilon and the domain give {keep}; regenerate the descriptor instead of editing it"
+        )
+    );
+    assert!(
+        !message.contains("Some(") && !message.contains("Prob64"),
+        "{message}"
+    );
+    edited.derived.keep = None;
+    let message = Protocol::from_descriptor(&edited).unwrap_err().to_string();
+    assert!(
+        message.contains(&format!(
+            "derived.keep: is missing, but epsilon and the domain give {keep}"
+        )),
+        "{message}"
+    );
+    let mut edited = built.descriptor();
+    edited.derived.cells = Some(7);
+    let message = Protocol::from_descriptor(&edited).unwrap_err().to_string();
+    assert!(
+        message.contains("derived.cells: does not apply to oracle olh;"),
+        "{message}"
+    );
+    assert!(!message.contains("Some("), "{message}");
+}
+
+#[test]
 fn bad_parameters_give_clear_errors() {
     let error = Protocol::new(config(OracleName::Grr, 1.0, Domain::Size(1))).unwrap_err();
     assert!(error.to_string().contains("at least 2"), "{error}");
@@ -241,9 +276,12 @@ fn memoised_reports_repeat() {
     for _ in 0..10 {
         assert_eq!(memo.report_index(&built, 7, &mut rng).unwrap(), first);
     }
+    assert!(memo.has_index(7) && !memo.has_index(8));
     let other = memo.report_index(&built, 8, &mut rng).unwrap();
     assert_ne!(other, first);
     assert_eq!(memo.len(), 2);
+    assert!(memo.has_index(8) && !memo.has_value("8"));
+    assert_eq!(memo.protocol(), built.id().short());
     let another = protocol(OracleName::Olh, 1.0, Domain::Size(100));
     assert!(matches!(
         memo.report_index(&another, 7, &mut rng),

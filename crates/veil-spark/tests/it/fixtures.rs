@@ -2,14 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow_array::{
-    ArrayRef, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array, Int32Array,
-    Int64Array, RecordBatch, StringArray, TimestampMillisecondArray, TimestampNanosecondArray,
-    UInt64Array,
-};
-use parquet::arrow::ArrowWriter;
 use rand::rngs::ChaCha20Rng;
 use rand::{RngExt, SeedableRng};
 use veil_core::{Bounds, Delta, Epsilon};
@@ -18,6 +11,7 @@ use veil_engine::job::{
     OutputFormat, Partitions, Purpose, Query, Source, SourceFormat, ValueColumn,
 };
 use veil_engine::scan::Aggregated;
+use veil_engine::table::{self, Column, Format, Table, TimeUnit, Values};
 use veil_spark::{Remote, SparkExecutor};
 
 /// The Spark Connect server of the live tests, or `None` (with a note) when
@@ -44,13 +38,40 @@ pub(crate) fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
 }
 
-/// Writes one record batch to a Parquet file.
-pub(crate) fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
-    let batch = RecordBatch::try_from_iter(columns).expect("a valid batch");
-    let file = std::fs::File::create(path).expect("a writable file");
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), None).expect("a writer");
-    writer.write(&batch).expect("written");
-    writer.close().expect("closed");
+/// Writes one table to a Parquet file.
+pub(crate) fn write_parquet(path: &Path, columns: Vec<(&str, Values)>) {
+    let table = Table::new(
+        columns
+            .into_iter()
+            .map(|(name, values)| Column::new(name, values))
+            .collect(),
+    )
+    .expect("a valid table");
+    table::write(&table, path, Format::Parquet).expect("written");
+}
+
+/// Values that are never null.
+fn all<T>(values: Vec<T>) -> Vec<Option<T>> {
+    values.into_iter().map(Some).collect()
+}
+
+/// UTC timestamps in milliseconds.
+fn utc_ms(values: Vec<i64>) -> Values {
+    Values::Timestamp {
+        unit: TimeUnit::Milliseconds,
+        time_zone: Some("UTC".into()),
+        values: all(values),
+    }
+}
+
+/// Text, nulls kept.
+fn texts(values: Vec<Option<&str>>) -> Values {
+    Values::Text(
+        values
+            .into_iter()
+            .map(|value| value.map(str::to_string))
+            .collect(),
+    )
 }
 
 /// Values that test every rule of the per-row transformations: nulls, NaN, infinities,
@@ -118,18 +139,15 @@ pub(crate) fn write_edge_events(path: &Path, rows: usize, users: i64, seed: u64)
     write_parquet(
         path,
         vec![
-            ("user_id", Arc::new(Int64Array::from(user_id)) as ArrayRef),
-            ("country", Arc::new(StringArray::from(country))),
-            ("day", Arc::new(Date32Array::from(day))),
-            ("flag", Arc::new(BooleanArray::from(flag))),
-            ("bucket", Arc::new(Int32Array::from(bucket))),
-            (
-                "event_time",
-                Arc::new(TimestampMillisecondArray::from(event_time).with_timezone("UTC")),
-            ),
-            ("value", Arc::new(Float64Array::from(value))),
-            ("ratio", Arc::new(Float32Array::from(ratio))),
-            ("level", Arc::new(Int16Array::from(level))),
+            ("user_id", Values::I64(user_id)),
+            ("country", texts(country)),
+            ("day", Values::Date(all(day))),
+            ("flag", Values::Bool(all(flag))),
+            ("bucket", Values::I32(all(bucket))),
+            ("event_time", utc_ms(event_time)),
+            ("value", Values::F64(value)),
+            ("ratio", Values::F32(ratio)),
+            ("level", Values::I16(all(level))),
         ],
     );
 }
@@ -175,23 +193,18 @@ pub(crate) fn write_edge_consent(path: &Path, users: i64, text_units: bool, seed
             _ => push(u, "analytics", Some("grant"), t),
         }
     }
-    let units: ArrayRef = if text_units {
-        Arc::new(StringArray::from(
-            unit.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        ))
+    let units = if text_units {
+        Values::Text(unit.iter().map(|unit| Some(unit.to_string())).collect())
     } else {
-        Arc::new(Int64Array::from(unit))
+        Values::I64(all(unit))
     };
     write_parquet(
         path,
         vec![
             ("user_id", units),
-            ("purpose", Arc::new(StringArray::from(purpose))),
-            ("action", Arc::new(StringArray::from(action))),
-            (
-                "at",
-                Arc::new(TimestampMillisecondArray::from(at).with_timezone("UTC")),
-            ),
+            ("purpose", texts(all(purpose))),
+            ("action", texts(action)),
+            ("at", utc_ms(at)),
         ],
     );
 }
@@ -199,19 +212,20 @@ pub(crate) fn write_edge_consent(path: &Path, users: i64, text_units: bool, seed
 /// A table whose `event_time` is in nanoseconds (which Spark cannot read) and whose
 /// `big` column is an unsigned 64-bit integer (which Spark reads as a decimal).
 pub(crate) fn write_unreadable(path: &Path, nanos: bool) {
-    let mut columns: Vec<(&str, ArrayRef)> = vec![
-        ("user_id", Arc::new(Int64Array::from(vec![1, 2, 3]))),
-        (
-            "country",
-            Arc::new(StringArray::from(vec!["FR", "DE", "FR"])),
-        ),
-        ("big", Arc::new(UInt64Array::from(vec![1, 2, 3]))),
-        ("value", Arc::new(Int64Array::from(vec![4, 5, 6]))),
+    let mut columns: Vec<(&str, Values)> = vec![
+        ("user_id", Values::I64(all(vec![1, 2, 3]))),
+        ("country", texts(all(vec!["FR", "DE", "FR"]))),
+        ("big", Values::U64(all(vec![1, 2, 3]))),
+        ("value", Values::I64(all(vec![4, 5, 6]))),
     ];
     if nanos {
         columns.push((
             "event_time",
-            Arc::new(TimestampNanosecondArray::from(vec![1, 2, 3])),
+            Values::Timestamp {
+                unit: TimeUnit::Nanoseconds,
+                time_zone: None,
+                values: all(vec![1, 2, 3]),
+            },
         ));
     }
     write_parquet(path, columns);

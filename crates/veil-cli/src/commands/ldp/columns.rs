@@ -1,5 +1,5 @@
-//! Parquet in and out for the LDP commands, through `arrow`/`parquet` (no Polars: these
-//! commands must build and run without the batch engine).
+//! Files in and out for the LDP commands, through `veil_engine::table` (Polars underneath,
+//! the one columnar library the build compiles).
 //!
 //! Report files have one row per report: `protocol_id` (UInt64) and the oracle's fields —
 //! grr `value`; oue `ones` (list of UInt32); olh `seed`, `value`; hadamard `column`; hcms
@@ -7,269 +7,227 @@
 //! the two per row. A file with one binary column `report` in Veil's compact encoding is
 //! read as well.
 
-use std::fs::File;
+use std::num::NonZeroUsize;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
-use arrow_array::builder::{BooleanBuilder, ListBuilder, UInt32Builder, UInt64Builder};
-use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
-    UInt32Type, UInt64Type,
+use veil_engine::table::{
+    self, BatchReader, Column, ColumnType, Field, Format, ListCell, Table, TableError, TableWriter,
+    U32Lists, Values,
 };
-use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchReader};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 use veil_ldp::{LdpError, Oracle, Payload, Protocol, Report};
 
-use crate::exit::usage_error;
+use crate::exit::{Failure, classified, usage_error};
 
-const BATCH_ROWS: usize = 1 << 16;
+const BATCH_ROWS: NonZeroUsize = NonZeroUsize::new(1 << 16).expect("a non-zero constant");
 
-/// One input cell.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
+/// One input cell, borrowed from its batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Value<'a> {
     Null,
-    Text(String),
+    Text(&'a str),
     Integer(i128),
     Number(f64),
 }
 
-fn open_reader(
-    path: &Path,
-    columns: &[&str],
-    what: &str,
-) -> anyhow::Result<(ParquetRecordBatchReader, SchemaRef)> {
-    let file = File::open(path).with_context(|| format!("opening {what} {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("reading {what} {} as Parquet", path.display()))?;
-    let schema = builder.schema().clone();
-    let mut indices = Vec::new();
-    for column in columns {
-        let index = schema.index_of(column).map_err(|_| {
-            let available: Vec<&str> = schema
-                .fields()
-                .iter()
-                .map(|field| field.name().as_str())
-                .collect();
-            usage_error(format!(
-                "{what} {} has no column {column:?} (columns: {})",
-                path.display(),
-                available.join(", ")
-            ))
-        })?;
-        indices.push(index);
-    }
-    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .with_context(|| format!("reading {what} {}", path.display()))?;
-    let projected = reader.schema();
-    Ok((reader, projected))
+/// The format of a data file: named by its extension, Parquet otherwise.
+pub(crate) fn format_of(path: &Path) -> Format {
+    Format::of_path(path).unwrap_or(Format::Parquet)
+}
+
+/// A table error as the CLI reports it: an input file's problems (missing, unreadable, no
+/// such column, a type Veil does not read) are the user's to fix (exit 2); failures to write
+/// are failures while running (exit 1).
+pub(crate) fn table_error(error: TableError) -> anyhow::Error {
+    let failure = match error {
+        TableError::Open { .. }
+        | TableError::Unreadable { .. }
+        | TableError::ColumnNotFound { .. }
+        | TableError::ColumnType { .. } => Some(Failure::Usage),
+        _ => None,
+    };
+    classified(error, failure)
+}
+
+fn open_batches(path: &Path, columns: &[&str], what: &str) -> anyhow::Result<BatchReader> {
+    table::read_batches(path, format_of(path), columns, BATCH_ROWS)
+        .map_err(table_error)
+        .with_context(|| format!("reading {what} {}", path.display()))
+}
+
+/// The fields of a file, or a usage error naming it.
+fn fields_of(path: &Path, what: &str) -> anyhow::Result<Vec<Field>> {
+    table::schema(path, format_of(path))
+        .map_err(table_error)
+        .with_context(|| format!("reading {what} {}", path.display()))
 }
 
 /// Reads one column of an input file, batch by batch.
 pub(crate) struct ColumnReader {
-    reader: ParquetRecordBatchReader,
+    reader: BatchReader,
     column: String,
     path: String,
 }
 
+/// Whether `veil ldp simulate` reads values of this type.
+fn is_value_type(column_type: &ColumnType) -> bool {
+    matches!(
+        column_type,
+        ColumnType::Text
+            | ColumnType::I16
+            | ColumnType::I32
+            | ColumnType::I64
+            | ColumnType::U32
+            | ColumnType::U64
+            | ColumnType::F32
+            | ColumnType::F64
+    )
+}
+
 pub(crate) fn open_column(path: &Path, column: &str) -> anyhow::Result<ColumnReader> {
-    let (reader, schema) = open_reader(path, &[column], "input")?;
-    let data_type = schema.field(0).data_type().clone();
-    if convert(&arrow_array::new_empty_array(&data_type)).is_none() {
+    let fields = fields_of(path, "input")?;
+    let Some(field) = fields.iter().find(|field| field.name == column) else {
+        let available: Vec<&str> = fields.iter().map(|field| field.name.as_str()).collect();
         return Err(usage_error(format!(
-            "column {column:?} of {} has type {data_type}, which veil ldp simulate cannot read: give text, integers or floating-point numbers",
-            path.display()
+            "input {} has no column {column:?} (columns: {})",
+            path.display(),
+            available.join(", ")
+        )));
+    };
+    if !is_value_type(&field.column_type) {
+        return Err(usage_error(format!(
+            "column {column:?} of {} has type {}, which veil ldp simulate cannot read: give text, integers or floating-point numbers",
+            path.display(),
+            field.column_type
         )));
     }
     Ok(ColumnReader {
-        reader,
+        reader: open_batches(path, &[column], "input")?,
         column: column.to_string(),
         path: path.display().to_string(),
     })
 }
 
 impl ColumnReader {
-    pub(crate) fn next_batch(&mut self) -> anyhow::Result<Option<Vec<Value>>> {
+    /// The next batch of the column's values; `None` at the end. Read its cells with
+    /// [`cell`].
+    pub(crate) fn next_batch(&mut self) -> anyhow::Result<Option<Values>> {
         let Some(batch) = self.reader.next() else {
             return Ok(None);
         };
-        let batch = batch.with_context(|| format!("reading {}", self.path))?;
-        let values = convert(batch.column(0))
-            .with_context(|| format!("column {:?} of {} changed type", self.column, self.path))?;
-        Ok(Some(values))
+        let batch = batch
+            .map_err(table_error)
+            .with_context(|| format!("reading {}", self.path))?;
+        match batch.into_columns().pop().map(Column::into_values) {
+            Some(values) if is_value_type(&values.column_type()) => Ok(Some(values)),
+            _ => anyhow::bail!("column {:?} of {} changed type", self.column, self.path),
+        }
     }
 }
 
-macro_rules! primitive {
-    ($array:expr, $type:ty, $variant:ident, $map:expr) => {
-        $array.as_primitive_opt::<$type>().map(|values| {
-            values
-                .iter()
-                .map(|value| value.map_or(Value::Null, |v| Value::$variant($map(v))))
-                .collect()
-        })
-    };
-}
-
-fn text_values<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<Value> {
-    values
-        .map(|value| value.map_or(Value::Null, |text| Value::Text(text.to_string())))
-        .collect()
-}
-
-/// The cells of a column, or `None` for a type the simulator does not read.
-fn convert(array: &ArrayRef) -> Option<Vec<Value>> {
-    match array.data_type() {
-        DataType::Utf8 => array.as_string_opt::<i32>().map(|a| text_values(a.iter())),
-        DataType::LargeUtf8 => array.as_string_opt::<i64>().map(|a| text_values(a.iter())),
-        DataType::Utf8View => array.as_string_view_opt().map(|a| text_values(a.iter())),
-        DataType::Dictionary(_, value_type)
-            if matches!(
-                value_type.as_ref(),
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-            ) =>
-        {
-            let dictionary = array.as_any_dictionary_opt()?;
-            let values = convert(dictionary.values())?;
-            let keys = dictionary.normalized_keys();
-            Some(
-                keys.iter()
-                    .enumerate()
-                    .map(|(row, &key)| {
-                        if array.is_null(row) {
-                            Value::Null
-                        } else {
-                            values.get(key).cloned().unwrap_or(Value::Null)
-                        }
-                    })
-                    .collect(),
-            )
-        }
-        DataType::Int8 => primitive!(array, Int8Type, Integer, i128::from),
-        DataType::Int16 => primitive!(array, Int16Type, Integer, i128::from),
-        DataType::Int32 => primitive!(array, Int32Type, Integer, i128::from),
-        DataType::Int64 => primitive!(array, Int64Type, Integer, i128::from),
-        DataType::UInt8 => primitive!(array, UInt8Type, Integer, i128::from),
-        DataType::UInt16 => primitive!(array, UInt16Type, Integer, i128::from),
-        DataType::UInt32 => primitive!(array, UInt32Type, Integer, i128::from),
-        DataType::UInt64 => primitive!(array, UInt64Type, Integer, i128::from),
-        DataType::Float32 => primitive!(array, Float32Type, Number, f64::from),
-        DataType::Float64 => primitive!(array, Float64Type, Number, |v: f64| v),
-        _ => None,
+/// The cell at `row` of a batch from [`ColumnReader::next_batch`].
+pub(crate) fn cell(values: &Values, row: usize) -> Value<'_> {
+    fn integer<T: Copy + Into<i128>>(values: &[Option<T>], row: usize) -> Value<'static> {
+        values[row].map_or(Value::Null, |value| Value::Integer(value.into()))
+    }
+    match values {
+        Values::Text(texts) => texts.get(row).map_or(Value::Null, Value::Text),
+        Values::I16(values) => integer(values, row),
+        Values::I32(values) => integer(values, row),
+        Values::I64(values) => integer(values, row),
+        Values::U32(values) => integer(values, row),
+        Values::U64(values) => integer(values, row),
+        Values::F32(values) => values[row].map_or(Value::Null, |v| Value::Number(f64::from(v))),
+        Values::F64(values) => values[row].map_or(Value::Null, Value::Number),
+        // `next_batch` hands out only the types above.
+        _ => Value::Null,
     }
 }
 
 /// The report columns for a protocol's oracle, after `protocol_id`.
 fn report_fields(protocol: &Protocol) -> Vec<Field> {
-    let u32_field = |name: &str| Field::new(name, DataType::UInt32, false);
+    let u32_field = |name: &str| Field::new(name, ColumnType::U32);
     match protocol.oracle() {
         Oracle::Grr(_) => vec![u32_field("value")],
-        Oracle::Oue(_) => vec![Field::new(
-            "ones",
-            DataType::List(Arc::new(Field::new("item", DataType::UInt32, true))),
-            false,
-        )],
-        Oracle::Olh(_) => vec![
-            Field::new("seed", DataType::UInt64, false),
-            u32_field("value"),
-        ],
+        Oracle::Oue(_) => vec![Field::new("ones", ColumnType::ListU32)],
+        Oracle::Olh(_) => vec![Field::new("seed", ColumnType::U64), u32_field("value")],
         Oracle::Hadamard(_) => vec![u32_field("column")],
         Oracle::Hcms(_) => vec![
             u32_field("hash"),
             u32_field("column"),
-            Field::new("positive", DataType::Boolean, false),
+            Field::new("positive", ColumnType::Bool),
         ],
-        _ => vec![
-            Field::new("positive", DataType::Boolean, true),
-            Field::new("cell", DataType::UInt32, true),
-        ],
+        _ => vec![Field::new("positive", ColumnType::Bool), u32_field("cell")],
     }
 }
 
 /// Writes reports to a Parquet file in batches.
 pub(crate) struct ReportWriter {
-    writer: ArrowWriter<File>,
-    schema: SchemaRef,
-    protocol_ids: UInt64Builder,
-    first: UInt32Builder,
-    seeds: UInt64Builder,
-    second: UInt32Builder,
-    flags: BooleanBuilder,
-    lists: ListBuilder<UInt32Builder>,
+    writer: TableWriter,
+    fields: Vec<Field>,
+    protocol_ids: Vec<Option<u64>>,
+    first: Vec<Option<u32>>,
+    seeds: Vec<Option<u64>>,
+    second: Vec<Option<u32>>,
+    flags: Vec<Option<bool>>,
+    lists: U32Lists,
     rows: usize,
     path: String,
 }
 
 impl ReportWriter {
     pub(crate) fn create(path: &Path, protocol: &Protocol) -> anyhow::Result<Self> {
-        let mut fields = vec![Field::new("protocol_id", DataType::UInt64, false)];
+        let mut fields = vec![Field::new("protocol_id", ColumnType::U64)];
         fields.extend(report_fields(protocol));
-        let schema = Arc::new(Schema::new(fields));
-        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))
-            .with_context(|| format!("writing {}", path.display()))?;
+        let writer = TableWriter::create(path, Format::Parquet, &fields)
+            .map_err(table_error)
+            .with_context(|| format!("creating {}", path.display()))?;
         Ok(Self {
             writer,
-            schema,
-            protocol_ids: UInt64Builder::new(),
-            first: UInt32Builder::new(),
-            seeds: UInt64Builder::new(),
-            second: UInt32Builder::new(),
-            flags: BooleanBuilder::new(),
-            lists: ListBuilder::new(UInt32Builder::new()),
+            fields,
+            protocol_ids: Vec::with_capacity(BATCH_ROWS.get()),
+            first: Vec::with_capacity(BATCH_ROWS.get()),
+            seeds: Vec::new(),
+            second: Vec::new(),
+            flags: Vec::new(),
+            lists: U32Lists::new(),
             rows: 0,
             path: path.display().to_string(),
         })
     }
 
     pub(crate) fn push(&mut self, report: &Report) -> anyhow::Result<()> {
-        self.protocol_ids.append_value(report.protocol);
+        self.protocol_ids.push(Some(report.protocol));
         match &report.payload {
             Payload::Grr { value } | Payload::Hadamard { column: value } => {
-                self.first.append_value(*value);
+                self.first.push(Some(*value));
             }
-            Payload::Oue { ones } => {
-                self.lists.values().append_slice(ones);
-                self.lists.append(true);
-            }
+            Payload::Oue { ones } => self.lists.push(Some(ones)),
             Payload::Olh { seed, value } => {
-                self.seeds.append_value(*seed);
-                self.first.append_value(*value);
+                self.seeds.push(Some(*seed));
+                self.first.push(Some(*value));
             }
             Payload::Hcms {
                 hash,
                 column,
                 positive,
             } => {
-                self.first.append_value(*hash);
-                self.second.append_value(*column);
-                self.flags.append_value(*positive);
+                self.first.push(Some(*hash));
+                self.second.push(Some(*column));
+                self.flags.push(Some(*positive));
             }
             Payload::Duchi { positive } => {
-                self.flags.append_value(*positive);
-                self.first.append_null();
+                self.flags.push(Some(*positive));
+                self.first.push(None);
             }
             Payload::Piecewise { cell } => {
-                self.flags.append_null();
-                self.first.append_value(*cell);
+                self.flags.push(None);
+                self.first.push(Some(*cell));
             }
             other => anyhow::bail!("cannot write a {} report", other.kind()),
         }
         self.rows += 1;
-        if self.rows >= BATCH_ROWS {
+        if self.rows >= BATCH_ROWS.get() {
             self.flush()?;
         }
         Ok(())
@@ -279,209 +237,265 @@ impl ReportWriter {
         if self.rows == 0 {
             return Ok(());
         }
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.protocol_ids.finish())];
-        for field in self.schema.fields().iter().skip(1) {
-            let column: ArrayRef = match field.name().as_str() {
-                "ones" => Arc::new(self.lists.finish()),
-                "seed" => Arc::new(self.seeds.finish()),
-                "positive" => Arc::new(self.flags.finish()),
-                "column" if self.schema.fields().len() == 4 => Arc::new(self.second.finish()),
-                _ => Arc::new(self.first.finish()),
+        let hcms = self.fields.len() == 4;
+        let mut columns = Vec::with_capacity(self.fields.len());
+        for field in &self.fields {
+            let values = match field.name.as_str() {
+                "protocol_id" => Values::U64(std::mem::take(&mut self.protocol_ids)),
+                "ones" => Values::ListU32(std::mem::take(&mut self.lists)),
+                "seed" => Values::U64(std::mem::take(&mut self.seeds)),
+                "positive" => Values::Bool(std::mem::take(&mut self.flags)),
+                "column" if hcms => Values::U32(std::mem::take(&mut self.second)),
+                _ => Values::U32(std::mem::take(&mut self.first)),
             };
-            columns.push(column);
+            columns.push(Column::new(field.name.clone(), values));
         }
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)
-            .with_context(|| format!("building a batch of reports for {}", self.path))?;
+        let batch = Table::new(columns).map_err(table_error)?;
         self.writer
-            .write(&batch)
+            .write_batch(&batch)
+            .map_err(table_error)
             .with_context(|| format!("writing {}", self.path))?;
+        // The buffers go back, emptied, for the next batch: no allocation per batch.
+        for (field, column) in self.fields.iter().zip(batch.into_columns()) {
+            match (field.name.as_str(), column.into_values()) {
+                ("protocol_id", Values::U64(mut values)) => {
+                    values.clear();
+                    self.protocol_ids = values;
+                }
+                ("seed", Values::U64(mut values)) => {
+                    values.clear();
+                    self.seeds = values;
+                }
+                ("ones", Values::ListU32(mut lists)) => {
+                    lists.clear();
+                    self.lists = lists;
+                }
+                ("positive", Values::Bool(mut values)) => {
+                    values.clear();
+                    self.flags = values;
+                }
+                ("column", Values::U32(mut values)) if hcms => {
+                    values.clear();
+                    self.second = values;
+                }
+                (_, Values::U32(mut values)) => {
+                    values.clear();
+                    self.first = values;
+                }
+                _ => {}
+            }
+        }
         self.rows = 0;
         Ok(())
     }
 
+    /// Writes the last batch and renames the file into place.
     pub(crate) fn finish(mut self) -> anyhow::Result<()> {
         self.flush()?;
+        let path = self.path;
         self.writer
-            .close()
-            .with_context(|| format!("finishing {}", self.path))?;
-        Ok(())
+            .finish()
+            .map_err(table_error)
+            .with_context(|| format!("finishing {path}"))
     }
 }
 
 /// Reads reports from a Parquet file in batches; each row is a report or the reason it is
 /// not one.
 pub(crate) struct ReportReader {
-    reader: ParquetRecordBatchReader,
+    reader: BatchReader,
     binary: bool,
     path: String,
     numeric: bool,
+    fields: Vec<Field>,
 }
 
 impl ReportReader {
     pub(crate) fn open(path: &Path, protocol: &Protocol) -> anyhow::Result<Self> {
-        let probe = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let schema = ParquetRecordBatchReaderBuilder::try_new(probe)
-            .with_context(|| format!("reading {} as Parquet", path.display()))?
-            .schema()
-            .clone();
-        let binary = schema.index_of("report").is_ok() && schema.index_of("protocol_id").is_err();
-        let fields = report_fields(protocol);
-        let mut names = vec!["protocol_id"];
-        names.extend(fields.iter().map(|field| field.name().as_str()));
-        let names = if binary { vec!["report"] } else { names };
-        let (reader, _) = open_reader(path, &names, "reports")?;
+        let fields = fields_of(path, "reports")?;
+        let has = |name: &str| fields.iter().any(|field| field.name == name);
+        let binary = has("report") && !has("protocol_id");
+        let expected = if binary {
+            vec![Field::new("report", ColumnType::Binary)]
+        } else {
+            let mut expected = vec![Field::new("protocol_id", ColumnType::U64)];
+            expected.extend(report_fields(protocol));
+            expected
+        };
+        for field in &expected {
+            let found = fields.iter().find(|found| found.name == field.name);
+            if let Some(found) = found.filter(|found| found.column_type != field.column_type) {
+                return Err(wrong_type(path, field, &found.column_type));
+            }
+        }
+        let names: Vec<&str> = expected.iter().map(|field| field.name.as_str()).collect();
+        let reader = open_batches(path, &names, "reports")?;
         Ok(Self {
             reader,
             binary,
             path: path.display().to_string(),
             numeric: protocol.oracle().name().is_numeric(),
+            fields: expected,
         })
     }
 
-    pub(crate) fn next_batch(&mut self) -> anyhow::Result<Option<Vec<Result<Report, LdpError>>>> {
+    /// Replaces `reports` with the next batch's rows, each a report or the reason it is
+    /// not one (the vector is reused from batch to batch); `false` at the end.
+    pub(crate) fn next_batch(
+        &mut self,
+        reports: &mut Vec<Result<Report, LdpError>>,
+    ) -> anyhow::Result<bool> {
+        reports.clear();
         let Some(batch) = self.reader.next() else {
-            return Ok(None);
+            return Ok(false);
         };
-        let batch = batch.with_context(|| format!("reading {}", self.path))?;
+        let batch = batch
+            .map_err(table_error)
+            .with_context(|| format!("reading {}", self.path))?;
         if self.binary {
-            return Ok(Some(decode_binary(batch.column(0)).ok_or_else(|| {
-                usage_error(format!("column \"report\" of {} is not binary", self.path))
-            })?));
-        }
-        let rows = batch.num_rows();
-        let wrong_type = |name: &str| {
-            usage_error(format!(
-                "column {name:?} of {} has type {}, not the report schema's",
-                self.path,
-                batch
-                    .column_by_name(name)
-                    .map_or_else(|| "?".to_string(), |c| c.data_type().to_string())
-            ))
-        };
-        let u64s = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-                .ok_or_else(|| wrong_type(name))
-        };
-        let u32s = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_primitive_opt::<UInt32Type>())
-                .ok_or_else(|| wrong_type(name))
-        };
-        let bools = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_boolean_opt())
-                .ok_or_else(|| wrong_type(name))
-        };
-        let ids = u64s("protocol_id")?;
-        let null = |field: &str| LdpError::Corrupt {
-            reason: format!("field {field} is null"),
-        };
-        let mut reports = Vec::with_capacity(rows);
-        let names: Vec<String> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        let has = |name: &str| names.iter().any(|n| n == name);
-        for row in 0..rows {
-            if ids.is_null(row) {
-                reports.push(Err(null("protocol_id")));
-                continue;
+            match batch.columns().first().map(Column::values) {
+                Some(Values::Binary(values)) => {
+                    reports.extend(values.iter().map(|value| match value {
+                        Some(bytes) => Report::decode(bytes),
+                        None => Err(LdpError::Truncated { what: "report" }),
+                    }));
+                    return Ok(true);
+                }
+                _ => {
+                    return Err(usage_error(format!(
+                        "column \"report\" of {} is not binary",
+                        self.path
+                    )));
+                }
             }
-            let protocol = ids.value(row);
-            let get32 = |array: &arrow_array::UInt32Array, field: &str| {
-                if array.is_null(row) {
-                    Err(null(field))
-                } else {
-                    Ok(array.value(row))
-                }
-            };
-            let payload = if self.numeric {
-                let flags = bools("positive")?;
-                let cells = u32s("cell")?;
-                match (flags.is_null(row), cells.is_null(row)) {
-                    (false, true) => Ok(Payload::Duchi {
-                        positive: flags.value(row),
-                    }),
-                    (true, false) => Ok(Payload::Piecewise {
-                        cell: cells.value(row),
-                    }),
-                    _ => Err(LdpError::Corrupt {
-                        reason: "exactly one of positive and cell must be set".to_string(),
-                    }),
-                }
-            } else if has("ones") {
-                let lists = batch
-                    .column_by_name("ones")
-                    .and_then(|c| c.as_list_opt::<i32>())
-                    .ok_or_else(|| wrong_type("ones"))?;
-                if lists.is_null(row) {
-                    Err(null("ones"))
-                } else {
-                    let values = lists.value(row);
-                    match values.as_primitive_opt::<UInt32Type>() {
-                        Some(positions) if positions.null_count() == 0 => Ok(Payload::Oue {
-                            ones: positions.values().to_vec(),
-                        }),
-                        Some(_) => Err(null("ones[]")),
-                        None => return Err(wrong_type("ones")),
-                    }
-                }
-            } else if has("seed") {
-                let seeds = u64s("seed")?;
-                if seeds.is_null(row) {
-                    Err(null("seed"))
-                } else {
-                    get32(u32s("value")?, "value").map(|value| Payload::Olh {
-                        seed: seeds.value(row),
-                        value,
-                    })
-                }
-            } else if has("hash") {
-                let flags = bools("positive")?;
-                let columns = u32s("column")?;
-                get32(u32s("hash")?, "hash").and_then(|hash| {
-                    let column = get32(columns, "column")?;
-                    if flags.is_null(row) {
-                        return Err(null("positive"));
-                    }
-                    Ok(Payload::Hcms {
-                        hash,
-                        column,
-                        positive: flags.value(row),
-                    })
-                })
-            } else if has("column") {
-                get32(u32s("column")?, "column").map(|column| Payload::Hadamard { column })
-            } else {
-                get32(u32s("value")?, "value").map(|value| Payload::Grr { value })
-            };
-            reports.push(payload.map(|payload| Report { protocol, payload }));
         }
-        Ok(Some(reports))
+        let wrong_type = |name: &str| {
+            let found = batch
+                .column(name)
+                .map_or(ColumnType::Other("none".into()), |c| {
+                    c.values().column_type()
+                });
+            match self.fields.iter().find(|field| field.name == name) {
+                Some(field) => wrong_type(Path::new(&self.path), field, &found),
+                None => usage_error(format!(
+                    "column {name:?} of {} is not in the report schema",
+                    self.path
+                )),
+            }
+        };
+        let u64s = |name: &str| match batch.column(name).map(Column::values) {
+            Some(Values::U64(values)) => Ok(values.as_slice()),
+            _ => Err(wrong_type(name)),
+        };
+        let u32s = |name: &str| match batch.column(name).map(Column::values) {
+            Some(Values::U32(values)) => Ok(values.as_slice()),
+            _ => Err(wrong_type(name)),
+        };
+        let bools = |name: &str| match batch.column(name).map(Column::values) {
+            Some(Values::Bool(values)) => Ok(values.as_slice()),
+            _ => Err(wrong_type(name)),
+        };
+        let has = |name: &str| self.fields.iter().any(|field| field.name == name);
+        let ids = u64s("protocol_id")?;
+        let columns = if self.numeric {
+            PayloadColumns::Numeric(bools("positive")?, u32s("cell")?)
+        } else if has("ones") {
+            match batch.column("ones").map(Column::values) {
+                Some(Values::ListU32(lists)) => PayloadColumns::Oue(lists),
+                _ => return Err(wrong_type("ones")),
+            }
+        } else if has("seed") {
+            PayloadColumns::Olh(u64s("seed")?, u32s("value")?)
+        } else if has("hash") {
+            PayloadColumns::Hcms(u32s("hash")?, u32s("column")?, bools("positive")?)
+        } else if has("column") {
+            PayloadColumns::Hadamard(u32s("column")?)
+        } else {
+            PayloadColumns::Grr(u32s("value")?)
+        };
+        reports.extend(ids.iter().enumerate().map(|(row, id)| match id {
+            None => Err(null("protocol_id")),
+            Some(protocol) => columns.payload(row).map(|payload| Report {
+                protocol: *protocol,
+                payload,
+            }),
+        }));
+        Ok(true)
     }
 }
 
-fn decode_binary(array: &ArrayRef) -> Option<Vec<Result<Report, LdpError>>> {
-    let decode = |value: Option<&[u8]>| match value {
-        Some(bytes) => Report::decode(bytes),
-        None => Err(LdpError::Truncated { what: "report" }),
-    };
-    match array.data_type() {
-        DataType::Binary => array
-            .as_binary_opt::<i32>()
-            .map(|a| a.iter().map(decode).collect()),
-        DataType::LargeBinary => array
-            .as_binary_opt::<i64>()
-            .map(|a| a.iter().map(decode).collect()),
-        DataType::BinaryView => array
-            .as_binary_view_opt()
-            .map(|a| a.iter().map(decode).collect()),
-        _ => None,
+/// A batch's payload columns, by oracle.
+enum PayloadColumns<'a> {
+    Numeric(&'a [Option<bool>], &'a [Option<u32>]),
+    Oue(&'a U32Lists),
+    Olh(&'a [Option<u64>], &'a [Option<u32>]),
+    Hcms(&'a [Option<u32>], &'a [Option<u32>], &'a [Option<bool>]),
+    Hadamard(&'a [Option<u32>]),
+    Grr(&'a [Option<u32>]),
+}
+
+fn null(field: &str) -> LdpError {
+    LdpError::Corrupt {
+        reason: format!("field {field} is null"),
     }
+}
+
+impl PayloadColumns<'_> {
+    /// The payload of `row`, or why it is not one.
+    fn payload(&self, row: usize) -> Result<Payload, LdpError> {
+        let cell = |values: &[Option<u32>], field: &str| values[row].ok_or_else(|| null(field));
+        match self {
+            Self::Numeric(flags, cells) => match (flags[row], cells[row]) {
+                (Some(positive), None) => Ok(Payload::Duchi { positive }),
+                (None, Some(cell)) => Ok(Payload::Piecewise { cell }),
+                _ => Err(LdpError::Corrupt {
+                    reason: "exactly one of positive and cell must be set".to_string(),
+                }),
+            },
+            Self::Oue(lists) => match lists.get(row) {
+                Some(ListCell::Items(ones)) => Ok(Payload::Oue {
+                    ones: ones.to_vec(),
+                }),
+                Some(ListCell::NullItem) => Err(null("ones[]")),
+                _ => Err(null("ones")),
+            },
+            Self::Olh(seeds, values) => {
+                let seed = seeds[row].ok_or_else(|| null("seed"))?;
+                Ok(Payload::Olh {
+                    seed,
+                    value: cell(values, "value")?,
+                })
+            }
+            Self::Hcms(hashes, columns, flags) => Ok(Payload::Hcms {
+                hash: cell(hashes, "hash")?,
+                column: cell(columns, "column")?,
+                positive: flags[row].ok_or_else(|| null("positive"))?,
+            }),
+            Self::Hadamard(columns) => Ok(Payload::Hadamard {
+                column: cell(columns, "column")?,
+            }),
+            Self::Grr(values) => Ok(Payload::Grr {
+                value: cell(values, "value")?,
+            }),
+        }
+    }
+}
+
+/// A report column of the wrong type, as a usage error that says what it should be.
+fn wrong_type(path: &Path, field: &Field, found: &ColumnType) -> anyhow::Error {
+    usage_error(format!(
+        "column {:?} of {} has type {found}, not the report schema's {}: reports are written by `veil ldp simulate`, or given as one binary column \"report\" in Veil's compact encoding",
+        field.name,
+        path.display(),
+        field.column_type,
+    ))
+}
+
+/// Writes a table of estimates: CSV, or Parquet when the file name says so.
+pub(crate) fn write_table(path: &Path, columns: Vec<Column>) -> anyhow::Result<()> {
+    let format = Format::of_path(path).unwrap_or(Format::Csv);
+    Table::new(columns)
+        .and_then(|estimates| table::write(&estimates, path, format))
+        .map_err(table_error)
+        .with_context(|| format!("writing {}", path.display()))
 }

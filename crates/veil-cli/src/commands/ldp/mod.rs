@@ -2,14 +2,14 @@
 //! privacy from the command line. The randomizers and estimators are `veil-ldp`'s; this
 //! module reads and writes descriptors (TOML), Parquet and CSV.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use veil_core::{Bounds, Epsilon};
+use veil_engine::table::{Column, Values};
 use veil_ldp::server::{Aggregator, Consistency, Estimates};
 use veil_ldp::{
     DEFAULT_SKETCH_HASHES, DEFAULT_SKETCH_WIDTH, Domain, LdpError, Longitudinal, OracleName,
@@ -17,8 +17,10 @@ use veil_ldp::{
 };
 
 use crate::exit::{Classify, usage_error};
+use crate::guard::{Input, refuse_overwrite};
 use crate::rng;
 
+mod collect;
 mod columns;
 
 #[derive(Debug, Subcommand)]
@@ -39,7 +41,8 @@ pub(crate) enum LdpCommand {
     #[command(verbatim_doc_comment)]
     Protocol(ProtocolArgs),
 
-    /// Randomize each row of a Parquet column as a client would, writing reports (Parquet).
+    /// Randomize each row of a column (Parquet or CSV) as a client would, writing reports
+    /// (Parquet).
     ///
     /// For tests and previews, and for data a team wants to protect before it leaves a
     /// source system. Each row is one client's report, randomized afresh (memoisation only
@@ -53,20 +56,52 @@ pub(crate) enum LdpCommand {
     #[command(verbatim_doc_comment)]
     Simulate(SimulateArgs),
 
-    /// Estimate counts (or the mean) from reports, writing CSV.
+    /// Estimate counts (or the mean) from reports, writing CSV (or Parquet).
     ///
     /// Columns: value, estimate, std_error, ci_low, ci_high, consistent_estimate. Estimates
     /// are counts of reports carrying each value, with standard errors in the same units
     /// and 95% intervals; consistent_estimate is post-processed (non-negative, summing to
-    /// the number of reports). Numeric protocols give one row, value `mean`. Reports made
-    /// under another descriptor and corrupt reports are counted and skipped (refused with
-    /// --strict).
+    /// the number of reports). Numeric protocols give one row, value `mean`.
+    ///
+    /// Reports made under another descriptor (another oracle, ε, domain or version) and
+    /// corrupt reports are not counted: a warning says how many, by reason and by the
+    /// protocol id they carry (--strict refuses the first instead). When no report at all
+    /// was made under the descriptor, or the file holds none, nothing is written and the
+    /// command exits with status 2: estimates of zero reports would look like real zeros.
+    ///
+    /// No file is written over the command's inputs: --output must differ from --reports,
+    /// --protocol and --candidates.
     ///
     /// Example:
     ///   veil ldp aggregate --protocol country.toml --reports reports.parquet \
     ///       --output estimates.csv
     #[command(verbatim_doc_comment)]
     Aggregate(AggregateArgs),
+
+    /// Receive reports from devices over HTTPS and store them for `veil ldp aggregate`.
+    ///
+    /// Devices (the browser client in crates/veil-ldp-web, or any client of the format)
+    /// POST batches to /v1/reports: each report as its length (2 bytes, little-endian) and
+    /// its bytes, with Content-Type application/vnd.veil.ldp-reports. A batch is checked
+    /// whole (every report decoded and made under --protocol) and stored or refused whole:
+    /// 400 malformed, 413 too large, 415 wrong media type, 422 another protocol, 429 over
+    /// the rate limit, 503 busy. GET /v1/protocol serves the descriptor as JSON.
+    ///
+    /// A batch is acknowledged only once it is synced to disk (a write-ahead log), so a
+    /// crash loses at most the batches not yet answered; the log is sealed into a segment
+    /// (a Parquet file written aside and renamed into place, its rows shuffled) when it is
+    /// full or old, and at the next start after a crash. Nothing about the sender (address,
+    /// cookies, user agent) is read or stored, and no request is logged.
+    ///
+    /// SIGTERM or Ctrl-C stops it cleanly: requests in flight finish, the log is sealed.
+    ///
+    /// Examples:
+    ///   veil ldp collect --protocol country.toml --out reports/ \
+    ///       --listen 0.0.0.0:8443 --cert cert.pem --key key.pem \
+    ///       --allow-origin https://www.example.org
+    ///   veil ldp aggregate --protocol country.toml --reports reports/ --output estimates.csv
+    #[command(verbatim_doc_comment)]
+    Collect(collect::CollectArgs),
 }
 
 /// An oracle name on the command line.
@@ -160,6 +195,11 @@ pub(crate) struct ProtocolArgs {
     /// Write the descriptor to this file instead of stdout.
     #[arg(long)]
     pub(crate) output: Option<PathBuf>,
+
+    /// Write the descriptor as JSON instead of TOML (the form the browser client reads;
+    /// every command reads both).
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -168,7 +208,8 @@ pub(crate) struct SimulateArgs {
     #[arg(long)]
     pub(crate) protocol: PathBuf,
 
-    /// The Parquet file with one client value per row.
+    /// The file with one client value per row: Parquet, or CSV with a header row when its
+    /// name ends in .csv.
     #[arg(long)]
     pub(crate) input: PathBuf,
 
@@ -218,11 +259,12 @@ pub(crate) struct AggregateArgs {
     pub(crate) protocol: PathBuf,
 
     /// The Parquet file of reports (as `veil ldp simulate` writes them, or one binary
-    /// column `report` in Veil's compact encoding).
+    /// column `report` in Veil's compact encoding), or a directory of such files (the
+    /// segments `veil ldp collect` writes).
     #[arg(long)]
     pub(crate) reports: PathBuf,
 
-    /// The CSV file to write.
+    /// The file of estimates to write: CSV, or Parquet when its name ends in .parquet.
     #[arg(long)]
     pub(crate) output: PathBuf,
 
@@ -253,6 +295,7 @@ pub(crate) fn run(command: LdpCommand) -> anyhow::Result<ExitCode> {
         LdpCommand::Protocol(args) => protocol(&args),
         LdpCommand::Simulate(args) => simulate(&args),
         LdpCommand::Aggregate(args) => aggregate(&args),
+        LdpCommand::Collect(args) => collect::run(&args),
     }
 }
 
@@ -286,6 +329,16 @@ fn parse_numeric(text: &str) -> anyhow::Result<Bounds> {
 }
 
 fn protocol(args: &ProtocolArgs) -> anyhow::Result<ExitCode> {
+    if let Some(output) = &args.output {
+        let mut inputs = Vec::new();
+        if let Some(path) = &args.domain_file {
+            inputs.push(Input::new("--domain-file", path));
+        }
+        if let Some(path) = &args.candidates {
+            inputs.push(Input::new("--candidates", path));
+        }
+        refuse_overwrite(&[("--output", output)], &inputs)?;
+    }
     let epsilon = Epsilon::new(args.epsilon).usage().context("--epsilon")?;
     let domain = if let Some(size) = args.domain_size {
         Domain::Size(size)
@@ -329,9 +382,16 @@ fn protocol(args: &ProtocolArgs) -> anyhow::Result<ExitCode> {
     })
     .usage()
     .context("building the protocol")?;
-    let text = descriptor_text(&built)?;
+    let text = if args.json {
+        let mut json = serde_json::to_string_pretty(&built.descriptor())
+            .context("writing the descriptor as JSON")?;
+        json.push('\n');
+        json
+    } else {
+        descriptor_text(&built)?
+    };
     match &args.output {
-        Some(path) => std::fs::write(path, text)
+        Some(path) => write_atomically(path, text.as_bytes())
             .with_context(|| format!("writing the descriptor to {}", path.display()))?,
         None => print!("{text}"),
     }
@@ -359,24 +419,111 @@ fn descriptor_text(built: &Protocol) -> anyhow::Result<String> {
 pub(crate) fn load_protocol(path: &Path) -> anyhow::Result<Protocol> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the protocol descriptor {}", path.display()))?;
-    let descriptor: ProtocolDescriptor = toml::from_str(&text)
-        .usage()
-        .with_context(|| format!("reading the protocol descriptor {}", path.display()))?;
+    let descriptor: ProtocolDescriptor = if text.trim_start().starts_with('{') {
+        serde_json::from_str(&text)
+            .usage()
+            .with_context(|| format!("reading the protocol descriptor {} (JSON)", path.display()))?
+    } else {
+        toml::from_str(&text)
+            .usage()
+            .with_context(|| format!("reading the protocol descriptor {}", path.display()))?
+    };
     Protocol::from_descriptor(&descriptor)
         .usage()
         .with_context(|| format!("checking the protocol descriptor {}", path.display()))
 }
 
-/// Rows that a command skipped, by reason.
+/// Rows that `veil ldp simulate` skipped, by reason.
 #[derive(Debug, Default)]
 struct Skipped {
     nulls: u64,
     out_of_domain: u64,
-    other_protocol: u64,
+}
+
+/// Reports that `veil ldp aggregate` did not count, by reason.
+#[derive(Debug, Default)]
+struct Rejected {
+    /// Per protocol short id the reports carry, how many.
+    other_protocol: BTreeMap<u64, u64>,
+    truncated: u64,
     corrupt: u64,
+    /// The first corrupt or truncated report: where it is and why.
+    first_corrupt: Option<(String, String)>,
+}
+
+impl Rejected {
+    fn add(&mut self, location: String, error: &LdpError) {
+        match error {
+            LdpError::WrongProtocol { found, .. } => {
+                *self.other_protocol.entry(*found).or_default() += 1;
+            }
+            LdpError::Truncated { .. } => self.truncated += 1,
+            _ => self.corrupt += 1,
+        }
+        if !matches!(error, LdpError::WrongProtocol { .. }) && self.first_corrupt.is_none() {
+            self.first_corrupt = Some((location, error.to_string()));
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.other_protocol.values().sum::<u64>() + self.truncated + self.corrupt
+    }
+
+    /// The reasons, with counts: "4000 made under another protocol (4000 under
+    /// 1a2b3c4d5e6f7a8b), 2 truncated (the first: report 17, …)".
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let other: u64 = self.other_protocol.values().sum();
+        if other > 0 {
+            const LISTED: usize = 5;
+            let mut ids: Vec<String> = self
+                .other_protocol
+                .iter()
+                .take(LISTED)
+                .map(|(id, count)| format!("{count} under {id:016x}"))
+                .collect();
+            if self.other_protocol.len() > LISTED {
+                ids.push(format!(
+                    "{} more protocols",
+                    self.other_protocol.len() - LISTED
+                ));
+            }
+            parts.push(format!(
+                "{other} made under another protocol ({})",
+                ids.join(", ")
+            ));
+        }
+        if self.truncated > 0 {
+            parts.push(format!("{} truncated", self.truncated));
+        }
+        if self.corrupt > 0 {
+            parts.push(format!("{} corrupt", self.corrupt));
+        }
+        let mut text = match parts.len() {
+            0 => String::from("none skipped"),
+            1 => parts.remove(0),
+            _ => {
+                let last = parts.pop().unwrap_or_default();
+                format!("{} and {last}", parts.join(", "))
+            }
+        };
+        if let Some((location, reason)) = &self.first_corrupt {
+            text.push_str(&format!(
+                " (the first unreadable one, {location}: {reason})"
+            ));
+        }
+        text
+    }
 }
 
 fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    refuse_overwrite(
+        &[("--output", &args.output)],
+        &[
+            Input::new("--protocol", &args.protocol),
+            Input::new("--input", &args.input),
+        ],
+    )?;
     let built = load_protocol(&args.protocol)?;
     let mut rng = rng::from_optional_seed(args.seed)?;
     let mut reader = columns::open_column(&args.input, &args.column)?;
@@ -385,8 +532,9 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let mut skipped = Skipped::default();
     let mut row = 0_u64;
     let numeric = built.oracle().name().is_numeric();
-    while let Some(values) = reader.next_batch()? {
-        for value in values {
+    while let Some(batch) = reader.next_batch()? {
+        for index in 0..batch.len() {
+            let value = columns::cell(&batch, index);
             row += 1;
             let outcome = match value {
                 columns::Value::Null => {
@@ -396,7 +544,7 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
                     skipped.nulls += 1;
                     continue;
                 }
-                columns::Value::Text(text) => built.randomize_value(&text, &mut rng),
+                columns::Value::Text(text) => built.randomize_value(text, &mut rng),
                 #[allow(clippy::cast_precision_loss)]
                 columns::Value::Integer(integer) if numeric => built
                     .randomize_number(integer as f64, &mut rng)
@@ -460,33 +608,72 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
+    let mut inputs = vec![
+        Input::new("--protocol", &args.protocol),
+        Input::new("--reports", &args.reports),
+    ];
+    if let Some(path) = &args.candidates {
+        inputs.push(Input::new("--candidates", path));
+    }
+    refuse_overwrite(&[("--output", &args.output)], &inputs)?;
     let built = load_protocol(&args.protocol)?;
     let mut aggregator = Aggregator::new(&built);
     if let Some(threads) = args.threads {
         aggregator.threads(threads);
     }
-    let mut reader = columns::ReportReader::open(&args.reports, &built)?;
-    let mut skipped = Skipped::default();
+    let files = report_files(&args.reports, &args.output)?;
+    let mut rejected = Rejected::default();
     let mut row = 0_u64;
-    while let Some(batch) = reader.next_batch()? {
-        for report in batch {
-            row += 1;
-            let outcome = report.and_then(|report| aggregator.add(&report));
-            match outcome {
-                Ok(()) => {}
-                Err(error) => {
+    let mut batch = Vec::new();
+    for file in &files {
+        let mut reader = columns::ReportReader::open(file, &built)?;
+        let mut in_file = 0_u64;
+        while reader.next_batch(&mut batch)? {
+            for report in batch.drain(..) {
+                row += 1;
+                in_file += 1;
+                let outcome = report.and_then(|report| aggregator.add(&report));
+                if let Err(error) = outcome {
+                    let location = if files.len() == 1 {
+                        format!("report {in_file}")
+                    } else {
+                        format!("report {in_file} of {}", file.display())
+                    };
                     if args.strict {
                         return Err(error).with_context(|| {
-                            format!("report {row} of {} (--strict)", args.reports.display())
+                            format!("report {in_file} of {} (--strict)", file.display())
                         });
                     }
-                    match error {
-                        LdpError::WrongProtocol { .. } => skipped.other_protocol += 1,
-                        _ => skipped.corrupt += 1,
-                    }
+                    rejected.add(location, &error);
                 }
             }
         }
+    }
+    if args.reports.is_dir() {
+        let pending = veil_collect::store::pending_reports(&args.reports)
+            .with_context(|| format!("reading {}", args.reports.display()))?;
+        if pending > 0 {
+            eprintln!(
+                "warning: {pending} reports in {} are in a collector's write-ahead log, not yet in a segment, and are not counted: a running collector seals its log when it is full or old, and when it stops",
+                args.reports.display()
+            );
+        }
+    }
+    let reports = aggregator.reports();
+    if row == 0 {
+        return Err(usage_error(format!(
+            "{} holds no reports: there is nothing to estimate",
+            args.reports.display()
+        )));
+    }
+    if reports == 0 {
+        return Err(usage_error(format!(
+            "no report in {} was made under the protocol {} (id {:016x}): of {row} reports, {}; aggregate reports with the descriptor their clients used",
+            args.reports.display(),
+            args.protocol.display(),
+            built.id().short(),
+            rejected.describe(),
+        )));
     }
     let candidates = match &args.candidates {
         Some(path) => Some(
@@ -495,46 +682,111 @@ fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let reports = aggregator.reports();
     let estimates = match candidates {
         Some(candidates) => aggregator.finish_candidates(&candidates),
         None => aggregator.finish(),
     }
     .context("estimating")?;
-    let file = File::create(&args.output)
-        .with_context(|| format!("creating {}", args.output.display()))?;
-    let mut out = BufWriter::new(file);
-    write_estimates(&mut out, &estimates, args.consistency.into(), args.top)
-        .and_then(|()| out.flush())
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    columns::write_table(
+        &args.output,
+        estimate_columns(&estimates, args.consistency.into(), args.top),
+    )?;
+    if rejected.total() > 0 {
+        eprintln!(
+            "warning: {} of {row} reports in {} were NOT counted: {}. The estimates describe only the {reports} reports made under {} (id {:016x}).",
+            rejected.total(),
+            args.reports.display(),
+            rejected.describe(),
+            args.protocol.display(),
+            built.id().short(),
+        );
+    }
     eprintln!(
         "aggregated {reports} of {row} reports into {} (oracle {}); skipped {} made under another protocol and {} corrupt",
         args.output.display(),
         built.oracle().name(),
-        skipped.other_protocol,
-        skipped.corrupt,
+        rejected.other_protocol.values().sum::<u64>(),
+        rejected.truncated + rejected.corrupt,
     );
     Ok(ExitCode::SUCCESS)
 }
 
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
+/// The report files `--reports` names: the file, or a directory's visible `.parquet` files
+/// (a collector's segments) in name order. Refuses an output that would land in that
+/// directory, where a later run would read it as reports.
+fn report_files(reports: &Path, output: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !reports.is_dir() {
+        return Ok(vec![reports.to_path_buf()]);
     }
+    let output_dir = output
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if crate::guard::same_file(output_dir, reports) {
+        return Err(usage_error(format!(
+            "--output {} would be written in --reports {}, and a later run would read it as reports; write it elsewhere",
+            output.display(),
+            reports.display()
+        )));
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(reports)
+        .with_context(|| format!("reading --reports {}", reports.display()))?
+    {
+        let path = entry
+            .with_context(|| format!("reading --reports {}", reports.display()))?
+            .path();
+        let visible = path
+            .file_name()
+            .is_some_and(|name| !name.to_string_lossy().starts_with('.'));
+        if visible
+            && path.is_file()
+            && path
+                .extension()
+                .is_some_and(|extension| extension == "parquet")
+        {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
-fn write_estimates(
-    out: &mut impl Write,
+/// Writes `bytes` to a hidden temporary file beside `path`, syncs it and renames it into
+/// place: `path` holds its old content or the new one, never part of it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create_new(&temporary)?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    Ok(written?)
+}
+
+/// The estimates as columns: value, estimate, std_error, ci_low, ci_high,
+/// consistent_estimate; for frequencies in the domain's order, or the `top` largest first.
+fn estimate_columns(
     estimates: &Estimates,
     consistency: Consistency,
     top: Option<usize>,
-) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "value,estimate,std_error,ci_low,ci_high,consistent_estimate"
-    )?;
+) -> Vec<Column> {
+    let mut labels = Vec::new();
+    let mut numbers: [Vec<Option<f64>>; 5] = Default::default();
+    let mut push = |label: &str, row: [f64; 5]| {
+        labels.push(Some(label.to_string()));
+        for (column, number) in numbers.iter_mut().zip(row) {
+            column.push(Some(number));
+        }
+    };
     match estimates {
         Estimates::Frequencies(frequencies) => {
             let consistent = frequencies.consistent(consistency);
@@ -549,25 +801,44 @@ fn write_estimates(
             }
             for index in order {
                 let item = &frequencies.items()[index];
-                writeln!(
-                    out,
-                    "{},{},{},{},{},{}",
-                    csv_field(&item.label),
-                    item.estimate,
-                    item.std_error,
-                    item.ci_low,
-                    item.ci_high,
-                    consistent[index]
-                )?;
+                push(
+                    &item.label,
+                    [
+                        item.estimate,
+                        item.std_error,
+                        item.ci_low,
+                        item.ci_high,
+                        consistent[index],
+                    ],
+                );
             }
         }
-        Estimates::Mean(mean) => {
-            writeln!(
-                out,
-                "mean,{},{},{},{},{}",
-                mean.mean, mean.std_error, mean.ci_low, mean.ci_high, mean.consistent
-            )?;
-        }
+        Estimates::Mean(mean) => push(
+            "mean",
+            [
+                mean.mean,
+                mean.std_error,
+                mean.ci_low,
+                mean.ci_high,
+                mean.consistent,
+            ],
+        ),
     }
-    Ok(())
+    let mut columns = vec![Column::new(
+        "value",
+        Values::Text(labels.into_iter().collect()),
+    )];
+    for (name, values) in [
+        "estimate",
+        "std_error",
+        "ci_low",
+        "ci_high",
+        "consistent_estimate",
+    ]
+    .into_iter()
+    .zip(numbers)
+    {
+        columns.push(Column::new(name, Values::F64(values)));
+    }
+    columns
 }
