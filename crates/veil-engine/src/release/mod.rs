@@ -238,6 +238,7 @@ fn quantile_draws<R: Rng + CryptoRng + ?Sized>(
     query: &QueryPlan,
     bins: &BTreeMap<String, Vec<Vec<u64>>>,
     row: usize,
+    released: &BTreeMap<String, Released<i64>>,
     rng: &mut R,
 ) -> Result<QuantileDraws, EngineError> {
     let mut draws = BTreeMap::new();
@@ -261,6 +262,7 @@ fn quantile_draws<R: Rng + CryptoRng + ?Sized>(
             .get(histogram)
             .and_then(|rows| rows.get(row))
             .unwrap_or(&empty);
+        let rows_at_least = rows_with_value_at_least(query, histogram, released);
         for &level in levels {
             let level = QuantileLevel::new(level).map_err(|e| EngineError::param("q", e))?;
             let key = (histogram.clone(), level.numer());
@@ -268,27 +270,74 @@ fn quantile_draws<R: Rng + CryptoRng + ?Sized>(
                 continue;
             }
             // Each end targets the rank `K` rows beyond the level, `K` the interval draw's
-            // rank-error bound at β = 2.5%, so that each end misses with probability at
-            // most 2.5%.
+            // rank-error bound at β = 1.25%. The bound is on the gap to the best candidate,
+            // so it keeps the end on its side of the quantile only when the target rank
+            // `q·n − K` (or `q·n + K`) lies inside the group's `n` rows: that is checked
+            // on a lower bound of `n` from a released count that misses with probability
+            // at most 1.25% (post-processing). Where it cannot be checked, the end is the
+            // column's bound. Each end misses with probability at most 2.5%.
             let margin = noise
                 .interval
-                .rank_error_bound(level, group_bins.len() + 1, 0.025)
+                .rank_error_bound(level, group_bins.len() + 1, 0.0125)
                 .ceil();
             #[allow(clippy::cast_possible_truncation)]
             let shift = margin.min(9.0e18) as i64;
             let point = *noise.point.release(group_bins, level, 0, rng).value();
-            let low = *noise
-                .interval
-                .release(group_bins, level, -shift, rng)
-                .value();
-            let high = *noise
-                .interval
-                .release(group_bins, level, shift, rng)
-                .value();
+            let (below, above) = rows_at_least.map_or((false, false), |rows| {
+                (
+                    level.get() * rows >= margin,
+                    (1.0 - level.get()) * rows >= margin,
+                )
+            });
+            let low = if below {
+                *noise
+                    .interval
+                    .release(group_bins, level, -shift, rng)
+                    .value()
+            } else {
+                0
+            };
+            let high = if above {
+                *noise
+                    .interval
+                    .release(group_bins, level, shift, rng)
+                    .value()
+            } else {
+                group_bins.len()
+            };
             draws.insert(key, (point, low, high));
         }
     }
     Ok(draws)
+}
+
+/// A lower bound on the rows of a group that have a value in the histogram's column,
+/// from a released count of exactly those rows, wrong with probability at most 1.25%:
+/// the count minus 3.5 of its noise's standard deviations and one row (a Gaussian passes
+/// that with probability under 0.03%, a Laplace under 0.4%; the row covers the discrete
+/// noises' steps at small scales). `None` when the query releases no such count, or
+/// when that count is the one selection thresholded (given that it passed, it leans up).
+fn rows_with_value_at_least(
+    query: &QueryPlan,
+    histogram: &str,
+    released: &BTreeMap<String, Released<i64>>,
+) -> Option<f64> {
+    let column = query.noise_of(histogram)?.measure.column()?;
+    let count = if query.query.drop_missing.iter().any(|dropped| dropped == column) {
+        crate::plan::Measure::Rows.key()
+    } else {
+        crate::plan::Measure::ValueCount {
+            column: column.to_string(),
+        }
+        .key()
+    };
+    if query.selection_count.as_deref() == Some(count.as_str()) {
+        return None;
+    }
+    let std = query.noise_of(&count)?.noise.std_dev();
+    #[allow(clippy::cast_precision_loss)]
+    let value = *released.get(&count)?.value() as f64;
+    Some(value - 3.5 * std - 1.0)
 }
 
 fn release_query<R: Rng + CryptoRng + ?Sized>(
@@ -345,7 +394,7 @@ fn release_query<R: Rng + CryptoRng + ?Sized>(
                 noisy(&noisy_measure.noise, true_value(&key, row), rng)?,
             );
         }
-        let quantiles = quantile_draws(query, &bins, row, rng)?;
+        let quantiles = quantile_draws(query, &bins, row, &values, rng)?;
         #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
         kept.push(row as IdxSize);
         noisy_groups.push(NoisyGroup { values, quantiles });
