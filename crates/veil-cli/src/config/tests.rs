@@ -213,3 +213,31 @@ fn pure_and_zcdp_budgets() {
     let zcdp = load_text(&VALID.replacen("epsilon = 1.0\ndelta = 1e-6", "rho = 0.25", 1)).unwrap();
     assert!(matches!(zcdp.job.budget, JobBudget::Zcdp(_)));
 }
+
+#[test]
+fn bounds_take_a_number_or_auto_and_say_so_otherwise() {
+    let auto = VALID
+        .replacen(
+            "max_groups_per_unit = 3",
+            "max_groups_per_unit = \"auto\"",
+            1,
+        )
+        .replacen(
+            "{ kind = \"sum\", column = \"value\", bounds = [0.0, 100.0] }",
+            "{ kind = \"sum\", column = \"value\", bounds = \"auto\" }",
+            1,
+        );
+    load_text(&auto).expect("\"auto\" is accepted for counts and bounds");
+    check_error(
+        "max_groups_per_unit = 3",
+        "max_groups_per_unit = \"atuo\"",
+        "query[0].max_groups_per_unit",
+        "neither a number nor \"auto\"",
+    );
+    check_error(
+        "max_rows_per_group = 5",
+        "max_rows_per_group = -5",
+        "query[0].max_rows_per_group",
+        "a whole number of at least 1, or \"auto\"",
+    );
+}
