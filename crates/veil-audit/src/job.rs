@@ -158,7 +158,7 @@ pub fn audit_job<R: Rng + CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Result<JobAudit, AuditError> {
     let plan = veil_engine::check(job)?;
-    let schema = LocalExecutor.schema(&job.source)?;
+    let schema = LocalExecutor::default().schema(&job.source)?;
     if options.keys == 0 {
         return Err(AuditError::option("--keys", "must be at least 1"));
     }

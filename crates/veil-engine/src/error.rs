@@ -101,6 +101,23 @@ pub enum EngineError {
         /// What emptied the source, if a stage did: `": ..."`, or empty.
         why: String,
     },
+    /// The work cannot be done within the memory budget: refused before anything is
+    /// charged or written. The sizes are estimates from the source's metadata.
+    #[error(
+        "{what} needs about {} of memory, more than the memory budget of {}: {advice}",
+        crate::scan::MemoryBudget::text(*needed),
+        crate::scan::MemoryBudget::text(*budget)
+    )]
+    MemoryBudget {
+        /// What needs the memory.
+        what: String,
+        /// About how many bytes it needs.
+        needed: u64,
+        /// The budget, in bytes.
+        budget: u64,
+        /// The setting to change.
+        advice: String,
+    },
     /// A bug in Veil: please report it.
     #[error("internal error (a bug in Veil, please report it): {0}")]
     Internal(String),

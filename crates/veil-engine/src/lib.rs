@@ -136,9 +136,22 @@ pub trait Executor {
     }
 }
 
-/// The local executor: Polars on this machine.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LocalExecutor;
+/// The local executor: Polars on this machine, within a memory budget
+/// ([`scan::ScanOptions`]; by default [`scan::MemoryBudget::DEFAULT`]). A source whose
+/// scan fits the budget is scanned in memory; a larger one in partitions of units, spilled
+/// to disk ([`scan::aggregate_within`]).
+#[derive(Debug, Clone, Default)]
+pub struct LocalExecutor {
+    options: scan::ScanOptions,
+}
+
+impl LocalExecutor {
+    /// The local executor with `options`.
+    #[must_use]
+    pub fn new(options: scan::ScanOptions) -> Self {
+        Self { options }
+    }
+}
 
 impl Executor for LocalExecutor {
     fn is_local(&self) -> bool {
@@ -154,7 +167,7 @@ impl Executor for LocalExecutor {
         plan: &plan::ScanPlan,
         key: BoundingKey,
     ) -> Result<Aggregated, EngineError> {
-        scan::aggregate(plan, key)
+        scan::aggregate_within(plan, key, &self.options)
     }
 }
 
@@ -163,7 +176,7 @@ impl Executor for LocalExecutor {
 /// # Errors
 /// [`EngineError`] naming the job key, file or column at fault.
 pub fn check(job: &Job) -> Result<Plan, EngineError> {
-    check_with(job, &LocalExecutor)
+    check_with(job, &LocalExecutor::default())
 }
 
 /// [`check`] with the schema read by `executor`.
@@ -197,7 +210,7 @@ pub fn run<R: Rng + CryptoRng + ?Sized>(
     context: RunContext<'_>,
     rng: &mut R,
 ) -> Result<RunSummary, EngineError> {
-    run_with(job, context, &LocalExecutor, rng)
+    run_with(job, context, &LocalExecutor::default(), rng)
 }
 
 /// [`run`] with the non-private part (schema, read, filter, bound, aggregate) executed by

@@ -269,63 +269,79 @@ pub fn write_sample_consent<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Result<u64, EngineError> {
     let year_ms = 365 * 86_400_000_i64;
-    let mut user_ids = Vec::new();
-    let mut purpose_names = Vec::new();
-    let mut actions = Vec::new();
-    let mut times = Vec::new();
-    let mut push = |user: u64, purpose: &str, action: &str, at: i64| {
-        user_ids.push(i64::try_from(user).unwrap_or(i64::MAX));
-        purpose_names.push(purpose.to_string());
-        actions.push(action.to_string());
-        times.push(at);
-    };
-    for user in 1..=users {
-        for purpose in purposes {
-            let draw = unit_uniform(rng);
-            #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-            let granted_at =
-                SAMPLE_END_MS - year_ms + (unit_uniform(rng) * (year_ms / 2) as f64) as i64;
-            #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-            let later = |rng: &mut R, after: i64| {
-                after + 1 + (unit_uniform(rng) * ((SAMPLE_END_MS - after) as f64 * 0.9)) as i64
-            };
-            if draw < 0.06 {
-                continue; // never asked, or never answered: no consent
-            }
-            push(user, purpose, "grant", granted_at);
-            if draw < 0.16 {
-                let revoked_at = later(rng, granted_at);
-                push(user, purpose, "revoke", revoked_at);
-                if draw < 0.09 {
-                    let regranted_at = later(rng, revoked_at);
-                    push(user, purpose, "grant", regranted_at);
-                }
-            }
-        }
-    }
-    let rows = user_ids.len();
-    let mut frame = DataFrame::new(
-        rows,
-        vec![
-            Column::new("user_id".into(), user_ids),
-            Column::new("purpose".into(), purpose_names),
-            Column::new("action".into(), actions),
-            Column::new("at".into(), times)
-                .cast(&DataType::Datetime(
-                    TimeUnit::Milliseconds,
-                    Some(TimeZone::UTC),
-                ))
-                .map_err(|e| EngineError::polars("writing sample consent", &e))?,
-        ],
-    )
-    .map_err(|e| EngineError::polars("writing sample consent", &e))?;
+    let failed = |e: PolarsError| EngineError::polars("writing sample consent", &e);
     let file = std::fs::File::create(path).map_err(|source| EngineError::Output {
         path: path.to_path_buf(),
         source,
     })?;
-    ParquetWriter::new(file)
+    let datetime = DataType::Datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC));
+    let schema = Schema::from_iter([
+        Field::new("user_id".into(), DataType::Int64),
+        Field::new("purpose".into(), DataType::String),
+        Field::new("action".into(), DataType::String),
+        Field::new("at".into(), datetime.clone()),
+    ]);
+    let mut writer = ParquetWriter::new(file)
         .with_compression(ParquetCompression::Snappy)
-        .finish(&mut frame)
-        .map_err(|e| EngineError::polars("writing sample consent", &e))?;
+        .batched(&schema)
+        .map_err(failed)?;
+    // Written a batch of users at a time, so that memory stays bounded for any number of
+    // users.
+    let mut rows = 0_usize;
+    let mut first = 1;
+    while first <= users {
+        let last = users.min(first.saturating_add(CHUNK_ROWS / 2) - 1);
+        let mut user_ids = Vec::new();
+        let mut purpose_names = Vec::new();
+        let mut actions = Vec::new();
+        let mut times = Vec::new();
+        let mut push = |user: u64, purpose: &str, action: &str, at: i64| {
+            user_ids.push(i64::try_from(user).unwrap_or(i64::MAX));
+            purpose_names.push(purpose.to_string());
+            actions.push(action.to_string());
+            times.push(at);
+        };
+        for user in first..=last {
+            for purpose in purposes {
+                let draw = unit_uniform(rng);
+                #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+                let granted_at =
+                    SAMPLE_END_MS - year_ms + (unit_uniform(rng) * (year_ms / 2) as f64) as i64;
+                #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+                let later = |rng: &mut R, after: i64| {
+                    after + 1 + (unit_uniform(rng) * ((SAMPLE_END_MS - after) as f64 * 0.9)) as i64
+                };
+                if draw < 0.06 {
+                    continue; // never asked, or never answered: no consent
+                }
+                push(user, purpose, "grant", granted_at);
+                if draw < 0.16 {
+                    let revoked_at = later(rng, granted_at);
+                    push(user, purpose, "revoke", revoked_at);
+                    if draw < 0.09 {
+                        let regranted_at = later(rng, revoked_at);
+                        push(user, purpose, "grant", regranted_at);
+                    }
+                }
+            }
+        }
+        let height = user_ids.len();
+        let frame = DataFrame::new(
+            height,
+            vec![
+                Column::new("user_id".into(), user_ids),
+                Column::new("purpose".into(), purpose_names),
+                Column::new("action".into(), actions),
+                Column::new("at".into(), times)
+                    .cast(&datetime)
+                    .map_err(failed)?,
+            ],
+        )
+        .map_err(failed)?;
+        writer.write_batch(&frame).map_err(failed)?;
+        rows += height;
+        first = last + 1;
+    }
+    writer.finish().map_err(failed)?;
     Ok(rows as u64)
 }

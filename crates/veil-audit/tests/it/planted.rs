@@ -361,7 +361,7 @@ fn job_on(source: &Path, output: &Path) -> Job {
 }
 
 fn job_neighbours(job: &Job, scan: &veil_engine::plan::ScanPlan) -> Vec<Neighbours> {
-    let schema = LocalExecutor.schema(&job.source).unwrap();
+    let schema = LocalExecutor::default().schema(&job.source).unwrap();
     let key = BoundingKey::from_words([11, 12]);
     let (neighbours, skipped) = neighbours(scan, &schema, &[key], 10).unwrap();
     assert!(skipped.is_empty(), "{skipped:?}");

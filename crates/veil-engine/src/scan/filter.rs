@@ -17,12 +17,27 @@ pub(crate) fn source_rows(plan: &ScanPlan) -> Result<LazyFrame, EngineError> {
 /// The source's rows inside the retention window (all of them without one), with the
 /// schema of the source.
 pub(crate) fn windowed(plan: &ScanPlan) -> Result<(LazyFrame, Schema), EngineError> {
+    windowed_slice(plan, None)
+}
+
+/// [`windowed`] of the source's rows `offset..offset + len` (in file order) when a slice
+/// is given.
+pub(crate) fn windowed_slice(
+    plan: &ScanPlan,
+    slice: Option<(u64, u64)>,
+) -> Result<(LazyFrame, Schema), EngineError> {
     let mut rows = scan_source(&plan.source)?;
     let schema = rows
         .collect_schema()
         .map_err(|e| EngineError::polars("reading the source's schema", &e))?
         .as_ref()
         .clone();
+    if let Some((offset, len)) = slice {
+        rows = rows.slice(
+            i64::try_from(offset).unwrap_or(i64::MAX),
+            IdxSize::try_from(len).unwrap_or(IdxSize::MAX),
+        );
+    }
     if let Some(window) = &plan.time_window {
         let dtype = schema.get(&window.column).cloned().ok_or_else(|| {
             EngineError::Internal(format!("time column {} vanished", window.column))
@@ -124,7 +139,8 @@ fn time_bounds(
     })
 }
 
-const CONSENT_UNIT: &str = "__veil_consent_unit";
+/// The unit column of [`consent_events`].
+pub(crate) const CONSENT_UNIT: &str = "__veil_consent_unit";
 
 const CONSENT_AT: &str = "__veil_consent_at";
 
@@ -140,6 +156,17 @@ const CONSENT_LATEST: &str = "__veil_consent_latest";
 pub(crate) fn consented_units(
     consent: &ConsentFilter,
     unit: &str,
+    unit_type: &DataType,
+) -> Result<LazyFrame, EngineError> {
+    Ok(latest_grants(consent_events(consent, unit_type)?, unit))
+}
+
+/// The consent log's events for the purpose at or before the as-of time, each with its
+/// unit (as [`CONSENT_UNIT`], cast to the source's unit type, never null), time, action and
+/// whether it revokes: what [`latest_grants`] decides from. Split by unit, each part
+/// decides for its own units.
+pub(crate) fn consent_events(
+    consent: &ConsentFilter,
     unit_type: &DataType,
 ) -> Result<LazyFrame, EngineError> {
     let table = &consent.table;
@@ -178,7 +205,13 @@ pub(crate) fn consented_units(
                 .alias(CONSENT_REVOKE),
             action.alias(CONSENT_ACTION),
         ])
-        .filter(col(CONSENT_UNIT).is_not_null())
+        .filter(col(CONSENT_UNIT).is_not_null()))
+}
+
+/// Of [`consent_events`], the units whose latest event is a grant, as a one-column frame
+/// named `unit`.
+pub(crate) fn latest_grants(events: LazyFrame, unit: &str) -> LazyFrame {
+    events
         .group_by([col(CONSENT_UNIT)])
         .agg([col(CONSENT_ACTION)
             .sort_by(
@@ -188,7 +221,7 @@ pub(crate) fn consented_units(
             .last()
             .alias(CONSENT_LATEST)])
         .filter(col(CONSENT_LATEST).eq(lit("grant")))
-        .select([col(CONSENT_UNIT).alias(unit)]))
+        .select([col(CONSENT_UNIT).alias(unit)])
 }
 
 /// The distinct units with any consent event at or before `as_of_ms` (any purpose), as a

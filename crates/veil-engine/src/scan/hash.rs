@@ -147,7 +147,7 @@ fn hash_float(value: f32, seed: u64) -> u64 {
 }
 
 /// Folds one column into the running hashes, as Spark's `xxhash64` does for one argument.
-fn fold_column(hashes: &mut [u64], column: &Column) -> PolarsResult<()> {
+pub(crate) fn fold_column(hashes: &mut [u64], column: &Column) -> PolarsResult<()> {
     let series = column.as_materialized_series();
     macro_rules! fold {
         ($values:expr, $hash:expr) => {

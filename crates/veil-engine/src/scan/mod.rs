@@ -13,6 +13,8 @@
 //! This file runs them: the scan counts' pass, then every query's per-group sums.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use polars::prelude::*;
 
@@ -25,7 +27,9 @@ mod hash;
 pub use hash::NULL_MASK_COLUMNS;
 pub(crate) use hash::keyed_hash;
 mod kept;
+mod memory;
 mod neighbour;
+mod partition;
 mod source;
 
 pub use crate::aggregates::{Aggregated, ExternalAggregates, QueryAggregates, ScanCounts};
@@ -38,7 +42,9 @@ pub(crate) use filter::{
 };
 use filter::{unknown_actions, windowed};
 pub(crate) use kept::Kept;
+pub use memory::{MemoryBudget, in_memory_need, report_need};
 pub use neighbour::{Neighbour, aggregate_neighbour};
+pub use partition::spill_prefix;
 use source::scan_engine;
 pub(crate) use source::{scan_source, source_schema};
 pub use source::{source_files, source_would_read};
@@ -118,12 +124,109 @@ fn checked_sums(
     Ok(groups.drop_many(checks))
 }
 
-/// Runs the scan plan: one pass over the source for all queries.
+/// Runs the scan plan in memory: one pass over the source for all queries.
 ///
 /// # Errors
 /// [`EngineError`] if the source cannot be read or an aggregation fails.
 pub fn aggregate(plan: &ScanPlan, key: BoundingKey) -> Result<Aggregated, EngineError> {
     aggregate_rows(plan, key, source_rows(plan)?)
+}
+
+/// Runs the scan plan within `options.memory`: in memory when the estimate fits (exactly
+/// [`aggregate`]), otherwise with units split by a keyed hash into partitions that each
+/// fit, one partition at a time, spilled to `options.spill_dir`. Both give the same
+/// aggregates, bit for bit, for the same key.
+///
+/// # Errors
+/// [`EngineError::MemoryBudget`] if even one partition cannot fit (nothing was charged);
+/// [`EngineError`] if the source cannot be read, a spill file cannot be written, or an
+/// aggregation fails.
+pub fn aggregate_within(
+    plan: &ScanPlan,
+    key: BoundingKey,
+    options: &ScanOptions,
+) -> Result<Aggregated, EngineError> {
+    let size = memory::source_size(plan)?;
+    let budget = options.memory;
+    if memory::scan_need(plan, &size, size.rows) <= budget.bytes() {
+        return aggregate(plan, key);
+    }
+    let max_rows = memory::rows_within(plan, &size, budget);
+    if max_rows < partition::MIN_PARTITION_ROWS {
+        return Err(EngineError::MemoryBudget {
+            what: "bounding the source's rows".into(),
+            needed: memory::scan_need(plan, &size, partition::MIN_PARTITION_ROWS),
+            budget: budget.bytes(),
+            advice: memory::RAISE.into(),
+        });
+    }
+    partition::aggregate(plan, key, &size, max_rows, options)
+}
+
+/// What a scan may use besides the plan: its memory budget, where it may spill, and who
+/// hears of its progress.
+#[derive(Clone)]
+pub struct ScanOptions {
+    /// The memory budget.
+    pub memory: MemoryBudget,
+    /// The folder in which a partitioned scan creates its spill folder (removed when the
+    /// scan ends, whatever its outcome); `None` for the system's temporary folder.
+    pub spill_dir: Option<PathBuf>,
+    /// Told how far a partitioned scan has come (row counts only, never data values).
+    pub progress: Option<OnScanProgress>,
+}
+
+impl std::fmt::Debug for ScanOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanOptions")
+            .field("memory", &self.memory)
+            .field("spill_dir", &self.spill_dir)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl Default for ScanOptions {
+    /// [`MemoryBudget::DEFAULT`], the system's temporary folder, no progress.
+    fn default() -> Self {
+        Self {
+            memory: MemoryBudget::DEFAULT,
+            spill_dir: None,
+            progress: None,
+        }
+    }
+}
+
+/// A callback told of a scan's progress; called from the engine's worker threads.
+pub type OnScanProgress = Arc<dyn Fn(&ScanProgress) + Send + Sync>;
+
+/// How far a partitioned scan has come. Only row and partition counts, which the operator
+/// sees anyway; nothing here reaches a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScanProgress {
+    /// Reading the source and writing its rows, split by unit, to `partitions` spill
+    /// files: `rows` read so far (inside the retention window) of the source's `total`.
+    Partitioning {
+        /// Rows read so far.
+        rows: u64,
+        /// Rows in the source.
+        total: u64,
+        /// Partitions written.
+        partitions: usize,
+    },
+    /// Bounding and aggregating one partition at a time: partition `pass` of `passes`
+    /// starts, after `rows` of the `total` rows to aggregate.
+    Aggregating {
+        /// The partition starting (from 1).
+        pass: usize,
+        /// Partitions in all (grows if one had to be split again).
+        passes: usize,
+        /// Rows aggregated before it.
+        rows: u64,
+        /// Rows to aggregate in all.
+        total: u64,
+    },
 }
 
 /// [`aggregate`] on the rows a plan reads (after retention and consent).
@@ -134,35 +237,12 @@ pub(crate) fn aggregate_rows(
 ) -> Result<Aggregated, EngineError> {
     let unit = plan.source.privacy_unit.as_str();
     let base = with_unit(projected.clone(), unit);
-
-    // Diagnostics for the operator (not released): rows of units with consent in force,
-    // and missing values per aggregated column among them; rows inside the retention window
-    // without a unit (a null unit never has consent, but it is counted as what it is).
     let value_columns = plan.value_columns();
-    let with_unit = col(unit).is_not_null();
-    let mut diagnostics = vec![
-        with_unit.clone().sum().cast(DataType::UInt64).alias("rows"),
-        col(unit)
-            .drop_nulls()
-            .n_unique()
-            .cast(DataType::UInt64)
-            .alias("units"),
-    ];
-    for column in &value_columns {
-        diagnostics.push(
-            with_unit
-                .clone()
-                .and(value_present(column).not())
-                .sum()
-                .cast(DataType::UInt64)
-                .alias(format!("missing:{column}")),
-        );
-    }
     // Rows in the source and inside the retention window, for the operator.
     let count = || [len().cast(DataType::UInt64).alias("rows")];
     let (in_window, _) = windowed(plan)?;
     let mut checks = vec![
-        projected.select(diagnostics),
+        unit_diagnostics(projected, unit, &value_columns),
         scan_source(&plan.source)?.select(count()),
         in_window.select([
             len().cast(DataType::UInt64).alias("rows"),
@@ -180,12 +260,7 @@ pub(crate) fn aggregate_rows(
     // rows cached for both (16 MB more peak memory at 1M rows, BENCHMARKS.md) to save one
     // cheap read of two columns; and a bad consent log fails before any bounding runs.
     let engine = scan_engine(&plan.source);
-    let collect = |frames: Vec<LazyFrame>| {
-        let plans: Vec<DslPlan> = frames.into_iter().map(|frame| frame.logical_plan).collect();
-        LazyFrame::collect_all_with_engine(plans, engine, OptFlags::default())
-            .map_err(|e| EngineError::polars("aggregating", &e))
-    };
-    let mut checked = collect(checks)?.into_iter();
+    let mut checked = collect(checks, engine)?.into_iter();
     let mut next = || {
         checked
             .next()
@@ -194,35 +269,112 @@ pub(crate) fn aggregate_rows(
     let diagnostics = next()?;
     let in_source = next()?;
     let in_window = next()?;
-    let read = |frame: &DataFrame, name: &str| -> Result<u64, EngineError> {
-        frame
-            .column(name)
-            .and_then(|column| column.u64().map(|values| values.get(0).unwrap_or(0)))
-            .map_err(|e| EngineError::polars("counting rows", &e))
-    };
     if let Some(consent) = &plan.consent {
-        consent.check_actions(read(&next()?, "unknown")?)?;
+        consent.check_actions(read_count(&next()?, "unknown")?)?;
     }
-    let mut missing_values = BTreeMap::new();
-    for column in &value_columns {
-        missing_values.insert(
-            column.clone(),
-            read(&diagnostics, &format!("missing:{column}"))?,
+    let diagnostics = UnitDiagnostics::read(&diagnostics, &value_columns)?;
+    let counts = ScanCounts::from_passes(
+        read_count(&in_source, "rows")?,
+        read_count(&in_window, "rows")?,
+        read_count(&in_window, "no_unit")?,
+        diagnostics.rows,
+        diagnostics.units,
+        diagnostics.missing_values,
+    );
+    let queries = query_aggregates(plan, key, &base, engine)?
+        .into_iter()
+        .zip(&plan.queries)
+        .map(|(aggregates, query)| aggregates.checked(query))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Aggregated { queries, counts })
+}
+
+/// Runs `frames` together on `engine`.
+pub(crate) fn collect(
+    frames: Vec<LazyFrame>,
+    engine: Engine,
+) -> Result<Vec<DataFrame>, EngineError> {
+    let plans: Vec<DslPlan> = frames.into_iter().map(|frame| frame.logical_plan).collect();
+    LazyFrame::collect_all_with_engine(plans, engine, OptFlags::default())
+        .map_err(|e| EngineError::polars("aggregating", &e))
+}
+
+/// The one count in column `name` of a one-row frame.
+pub(crate) fn read_count(frame: &DataFrame, name: &str) -> Result<u64, EngineError> {
+    frame
+        .column(name)
+        .and_then(|column| column.u64().map(|values| values.get(0).unwrap_or(0)))
+        .map_err(|e| EngineError::polars("counting rows", &e))
+}
+
+/// Diagnostics for the operator (not released) over the rows a plan reads (units with
+/// consent in force): rows with a unit, distinct units, and missing values per aggregated
+/// column among them.
+pub(crate) fn unit_diagnostics(
+    projected: LazyFrame,
+    unit: &str,
+    value_columns: &[String],
+) -> LazyFrame {
+    let with_unit = col(unit).is_not_null();
+    let mut diagnostics = vec![
+        with_unit.clone().sum().cast(DataType::UInt64).alias("rows"),
+        col(unit)
+            .drop_nulls()
+            .n_unique()
+            .cast(DataType::UInt64)
+            .alias("units"),
+    ];
+    for column in value_columns {
+        diagnostics.push(
+            with_unit
+                .clone()
+                .and(value_present(column).not())
+                .sum()
+                .cast(DataType::UInt64)
+                .alias(format!("missing:{column}")),
         );
     }
-    let counts = ScanCounts::from_passes(
-        read(&in_source, "rows")?,
-        read(&in_window, "rows")?,
-        read(&in_window, "no_unit")?,
-        read(&diagnostics, "rows")?,
-        read(&diagnostics, "units")?,
-        missing_values,
-    );
+    projected.select(diagnostics)
+}
 
+/// What [`unit_diagnostics`] counted.
+pub(crate) struct UnitDiagnostics {
+    pub(crate) rows: u64,
+    pub(crate) units: u64,
+    pub(crate) missing_values: BTreeMap<String, u64>,
+}
+
+impl UnitDiagnostics {
+    pub(crate) fn read(frame: &DataFrame, value_columns: &[String]) -> Result<Self, EngineError> {
+        let mut missing_values = BTreeMap::new();
+        for column in value_columns {
+            missing_values.insert(
+                column.clone(),
+                read_count(frame, &format!("missing:{column}"))?,
+            );
+        }
+        Ok(Self {
+            rows: read_count(frame, "rows")?,
+            units: read_count(frame, "units")?,
+            missing_values,
+        })
+    }
+}
+
+/// Every query's per-group sums and histogram leaves over `base` (rows with a unit), before
+/// the overflow check ([`QueryAggregates::checked`]): sums of partitions add up to the
+/// whole's.
+pub(crate) fn query_aggregates(
+    plan: &ScanPlan,
+    key: BoundingKey,
+    base: &LazyFrame,
+    engine: Engine,
+) -> Result<Vec<QueryAggregates>, EngineError> {
+    let unit = plan.source.privacy_unit.as_str();
     let mut frames = Vec::new();
     let mut layout = Vec::new();
     for query in &plan.queries {
-        let pairs = bounded_pairs(&base, unit, query, key)?;
+        let pairs = bounded_pairs(base, unit, query, key)?;
         let mut sums: Vec<Expr> = Vec::new();
         for measure in &query.measures {
             match measure {
@@ -280,13 +432,12 @@ pub(crate) fn aggregate_rows(
         }
         layout.push(histogram_columns);
     }
-    let mut results = collect(frames)?.into_iter();
+    let mut results = collect(frames, engine)?.into_iter();
     let mut queries = Vec::new();
-    for (query, histogram_columns) in plan.queries.iter().zip(layout) {
+    for histogram_columns in layout {
         let groups = results
             .next()
             .ok_or_else(|| EngineError::Internal("missing aggregate frame".into()))?;
-        let groups = checked_sums(query, groups)?;
         let mut histograms = BTreeMap::new();
         for column in histogram_columns {
             let frame = results
@@ -296,7 +447,18 @@ pub(crate) fn aggregate_rows(
         }
         queries.push(QueryAggregates { groups, histograms });
     }
-    Ok(Aggregated { queries, counts })
+    Ok(queries)
+}
+
+impl QueryAggregates {
+    /// Refuses a query whose per-group sums left the range of exact 64-bit integers, and
+    /// drops the floating-point twins that showed it.
+    pub(crate) fn checked(self, query: &crate::plan::QueryScan) -> Result<Self, EngineError> {
+        Ok(Self {
+            groups: checked_sums(query, self.groups)?,
+            histograms: self.histograms,
+        })
+    }
 }
 
 #[cfg(test)]

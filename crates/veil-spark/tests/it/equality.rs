@@ -19,7 +19,7 @@ fn same_on_both(spark: &veil_spark::SparkExecutor, job: &Job, keys: &[[u64; 2]])
     let mut sizes = Vec::new();
     for words in keys {
         let key = BoundingKey::from_words(*words);
-        let local = LocalExecutor
+        let local = LocalExecutor::default()
             .aggregate(plan, key)
             .expect("the local scan runs");
         let remote = spark.aggregate(plan, key).expect("the Spark scan runs");
