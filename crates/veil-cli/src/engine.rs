@@ -181,6 +181,7 @@ mod tests {
         EngineChoice {
             kind,
             remote: remote.map(|text| Remote::parse(text).unwrap()),
+            memory: None,
         }
     }
 

@@ -108,7 +108,8 @@ pub(crate) fn engine_failure(error: &veil_engine::EngineError) -> Option<Failure
         | E::SourceNotFound { .. }
         | E::SourceUnreadable { .. }
         | E::ColumnNotFound { .. }
-        | E::ColumnType { .. } => Some(Failure::Usage),
+        | E::ColumnType { .. }
+        | E::MemoryBudget { .. } => Some(Failure::Usage),
         E::Budget(budget) => budget_failure(budget),
         _ => None,
     }

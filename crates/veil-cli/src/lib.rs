@@ -18,6 +18,7 @@ mod engine;
 mod exit;
 mod guard;
 mod ledger;
+mod memory;
 mod rng;
 
 /// Parses the command line, runs the command, and reports any error.

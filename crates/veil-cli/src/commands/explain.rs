@@ -57,7 +57,7 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         Engine::Local => {
             let plan = veil_engine::check(&loaded.job).map_err(exit::engine)?;
             let sql = if args.sql {
-                let schema = veil_engine::LocalExecutor
+                let schema = veil_engine::LocalExecutor::default()
                     .schema(&loaded.job.source)
                     .map_err(exit::engine)?;
                 Some(veil_spark::compile(&plan.scan, &schema).map_err(exit::engine)?)

@@ -65,6 +65,12 @@ pub(crate) struct PreviewArgs {
 
     #[command(flatten)]
     as_of: super::JobAsOf,
+
+    #[command(flatten)]
+    memory: crate::memory::MemoryArg,
+
+    #[command(flatten)]
+    spill: crate::memory::SpillArg,
 }
 
 /// A ledger that records nothing and refuses nothing: previews are not releases.
@@ -176,6 +182,24 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
         directory.push(PREVIEW_SUFFIX);
         PathBuf::from(directory)
     });
+    let budget = args.memory.resolve(loaded.engine.memory)?;
+    let spill_dir = args.spill.resolve(&job.output.directory)?;
+    if !args.no_compare {
+        // The comparison's true values come from the report's scan, which runs in memory.
+        let plan = veil_engine::plan::plan(&job).map_err(exit::engine)?;
+        crate::memory::check_report_fits(
+            &plan.scan,
+            budget,
+            "the preview's comparison with true values",
+            "or preview without the comparison (--no-compare): the preview itself bounds its memory",
+        )?;
+    }
+    crate::memory::remove_spill_on_interrupt(&spill_dir);
+    let local = veil_engine::LocalExecutor::new(crate::memory::scan_options(
+        budget,
+        spill_dir,
+        &indicatif::ProgressBar::hidden(),
+    ));
     let mut rng = rng::from_optional_seed(args.seed)?;
     let mut ledger = PreviewLedger;
     let mut progress = |stage: Stage| {
@@ -183,7 +207,7 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
             eprintln!("previewing on {}", args.sample.display());
         }
     };
-    let summary = veil_engine::run(
+    let summary = veil_engine::run_with(
         &job,
         RunContext {
             ledger: &mut ledger,
@@ -198,6 +222,7 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
             )),
             progress: &mut progress,
         },
+        &local,
         &mut rng,
     )
     .map_err(exit::engine)

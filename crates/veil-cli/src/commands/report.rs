@@ -86,6 +86,9 @@ pub(crate) struct ReportArgs {
     /// Seed the Monte Carlo and the bounding, for a reproducible report.
     #[arg(long)]
     seed: Option<u64>,
+
+    #[command(flatten)]
+    memory: crate::memory::MemoryArg,
 }
 
 /// Candidate L0 values tried by the tuning (plus the job's own).
@@ -528,6 +531,16 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             None => DataOrigin::Real,
         };
         let plan = veil_engine::check(&job).map_err(exit::engine)?;
+        let budget = args.memory.resolve(loaded.engine.memory)?;
+        crate::memory::check_report_fits(
+            &plan.scan,
+            budget,
+            "the utility report",
+            &format!(
+                "or report on a sample: `veil sample-data --like {} --rows 1000000 --out sample.parquet`, then --sample sample.parquet",
+                args.job.display()
+            ),
+        )?;
         let mut rng = rng::from_optional_seed(args.seed)?;
         // One tuning grid for every query: the defaults plus each query's own bounds.
         let mut options = UtilityOptions {

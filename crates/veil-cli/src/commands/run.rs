@@ -3,16 +3,16 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use crate::config::{self, LoadedJob};
 use crate::engine::{self, Engine, EngineArgs};
 use crate::exit::{self, Classify, usage_error};
 use crate::ledger::{JobLedger, LockTimeout, budget_text};
+use crate::memory::{MemoryArg, SpillArg};
 use crate::rng;
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressStyle;
 use veil_accountant::{BudgetError, BudgetKey, BudgetLedger, BudgetPeriod, PrivacyBudget};
 use veil_engine::release::ReleasedTable;
 use veil_engine::{RunContext, RunSummary, Stage};
@@ -62,6 +62,16 @@ pub(crate) struct RunArgs {
 
     #[command(flatten)]
     engine: EngineArgs,
+
+    #[command(flatten)]
+    memory: MemoryArg,
+
+    #[command(flatten)]
+    spill: SpillArg,
+
+    /// Show no progress (it is shown only when stderr is a terminal anyway).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 fn stage_message(stage: Stage) -> &'static str {
@@ -162,6 +172,8 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         loaded.job.output.directory.clone_from(output);
     }
     let engine = args.engine.resolve(&loaded.engine)?;
+    let memory = args.memory.resolve(loaded.engine.memory)?;
+    let spill_dir = args.spill.resolve(&loaded.job.output.directory)?;
     crate::guard::check_job_outputs(&loaded)?;
     let mut ledger = open_ledger(&loaded, args.ledger_timeout)?;
     let key = BudgetKey {
@@ -170,18 +182,10 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut rng = rng::os_seeded()?;
     let terminal = std::io::stderr().is_terminal();
-    let spinner = if terminal {
-        ProgressBar::new_spinner()
-    } else {
-        ProgressBar::hidden()
-    };
-    spinner.set_style(
-        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("the template is valid"),
-    );
-    spinner.enable_steady_tick(Duration::from_millis(120));
+    let spinner = crate::memory::spinner(args.quiet);
     let spark = match &engine {
         Engine::Local => None,
-        Engine::Spark(remote) => match engine::connect(remote, &spinner, terminal) {
+        Engine::Spark(remote) => match engine::connect(remote, &spinner, terminal && !args.quiet) {
             Ok(spark) => Some(spark),
             Err(error) => {
                 spinner.finish_and_clear();
@@ -189,7 +193,16 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             }
         },
     };
-    let mut progress = |stage: Stage| spinner.set_message(stage_message(stage));
+    let mut progress = |stage: Stage| {
+        if stage != Stage::Scanning {
+            // The scan's progress bar, if it showed one, gives way to the stages again.
+            spinner.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .expect("the template is valid"),
+            );
+        }
+        spinner.set_message(stage_message(stage));
+    };
     let context = RunContext {
         ledger: &mut ledger,
         budget_key: key.clone(),
@@ -197,8 +210,11 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         not_private: None,
         progress: &mut progress,
     };
+    crate::memory::remove_spill_on_interrupt(&spill_dir);
+    let local =
+        veil_engine::LocalExecutor::new(crate::memory::scan_options(memory, spill_dir, &spinner));
     let summary = match &spark {
-        None => veil_engine::run(&loaded.job, context, &mut rng),
+        None => veil_engine::run_with(&loaded.job, context, &local, &mut rng),
         Some(spark) => veil_engine::run_with(&loaded.job, context, spark.as_ref(), &mut rng),
     }
     .map_err(exit::engine);

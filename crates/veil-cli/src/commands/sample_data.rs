@@ -211,7 +211,7 @@ fn like_spec(args: &SampleDataArgs, like: &std::path::Path) -> anyhow::Result<Li
     };
     // The source's schema from its metadata; a job whose source is not here falls back
     // to the columns it declares.
-    let columns = match veil_engine::LocalExecutor.schema(&source) {
+    let columns = match veil_engine::LocalExecutor::default().schema(&source) {
         Ok(schema) => schema.columns,
         Err(error) => match declared {
             Some(declared) => {

@@ -59,6 +59,8 @@ struct EngineConfig {
     #[serde(default)]
     kind: EngineKind,
     remote: Option<String>,
+    /// The local engine's memory budget (`4GiB`, `512MiB`); `--memory` wins.
+    memory: Option<String>,
 }
 
 /// Which engine reads, bounds and aggregates.
@@ -79,6 +81,8 @@ pub(crate) struct EngineChoice {
     pub(crate) kind: EngineKind,
     /// The Spark Connect server (`[engine] remote`), if given.
     pub(crate) remote: Option<veil_spark::Remote>,
+    /// The local engine's memory budget (`[engine] memory`), if given.
+    pub(crate) memory: Option<veil_engine::scan::MemoryBudget>,
 }
 
 /// The `[consent]` table: where the consent log is and how its columns are named.
@@ -409,9 +413,16 @@ fn convert(
                     "the local engine takes no remote: set kind = \"spark\" to run on Spark".into(),
                 ));
             }
+            let memory = engine
+                .memory
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|reason| error("engine.memory".into(), reason))?;
             EngineChoice {
                 kind: engine.kind,
                 remote,
+                memory,
             }
         }
     };

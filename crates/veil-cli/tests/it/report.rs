@@ -347,3 +347,38 @@ fn sample_data_like_a_data_file_needs_the_unit_column() {
         .success();
     assert!(directory.path().join("like.parquet").is_file());
 }
+
+/// The report and the preview's comparison run in memory: on a source too large for the
+/// budget they are refused before reading it, with the size they would need and the
+/// setting to change.
+#[test]
+fn report_and_preview_refuse_a_source_larger_than_the_memory_budget() {
+    let directory = tempfile::tempdir().unwrap();
+    let source = sample(directory.path(), 250_000, 25_000);
+    let job = job(directory.path(), &source, "feature");
+    let other = directory.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let other = sample(&other, 250_000, 25_000);
+    let refused = veil()
+        .arg("report")
+        .arg(&job)
+        .args(["--epsilons", "1", "--memory", "177MiB", "--output"])
+        .arg(directory.path().join("report"))
+        .assert()
+        .code(2);
+    let message = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(message.contains("needs about"), "{message}");
+    assert!(message.contains("--memory"), "{message}");
+    assert!(!directory.path().join("report").exists());
+    let refused = veil()
+        .arg("preview")
+        .arg(&job)
+        .arg("--sample")
+        .arg(&other)
+        .args(["--memory", "177MiB", "--output"])
+        .arg(directory.path().join("preview"))
+        .assert()
+        .code(2);
+    let message = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(message.contains("--no-compare"), "{message}");
+}

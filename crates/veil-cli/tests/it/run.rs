@@ -326,3 +326,57 @@ fn a_release_never_lands_on_or_among_its_inputs() {
     );
     assert_eq!(files_in(&data), ["events.parquet"]);
 }
+
+/// A budget too small for the quickstart's source in one piece: the run reads it once,
+/// bounds it in partitions spilled beside the output, counts exactly what the in-memory run
+/// counts, and leaves no spill folder behind.
+#[test]
+fn a_small_memory_budget_runs_in_partitions_and_cleans_up() {
+    let directory = tempfile::tempdir().unwrap();
+    let ledger = directory.path().join("ledger.sqlite");
+    veil()
+        .args(["budget", "init", "--ledger"])
+        .arg(&ledger)
+        .args(["--dataset", "events", "--purpose", "analytics"])
+        .args(["--epsilon", "100", "--delta", "1e-3"])
+        .assert()
+        .success();
+    let counts = |assert: &assert_cmd::assert::Assert| -> String {
+        String::from_utf8_lossy(&assert.get_output().stderr)
+            .lines()
+            .find(|line| line.starts_with("not private, for you only"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let whole = run_quickstart(&ledger, &directory.path().join("whole")).success();
+    let spill = directory.path().join("spill");
+    std::fs::create_dir(&spill).unwrap();
+    let parts = veil()
+        .current_dir(workspace())
+        .args(["run", "configs/quickstart.toml", "--ledger"])
+        .arg(&ledger)
+        .arg("--output")
+        .arg(directory.path().join("parts"))
+        .args(["--memory", "177MiB", "--spill-dir"])
+        .arg(&spill)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("by_country:"));
+    assert!(!counts(&whole).is_empty());
+    assert_eq!(counts(&whole), counts(&parts));
+    assert_eq!(files_in(&spill), Vec::<String>::new());
+    assert_eq!(
+        files_in(&directory.path().join("parts")),
+        ["by_country.csv", "release.json"]
+    );
+}
+
+#[test]
+fn a_memory_budget_below_the_engine_s_floor_is_a_usage_error() {
+    veil()
+        .current_dir(workspace())
+        .args(["run", "configs/quickstart.toml", "--memory", "10MiB"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("below"));
+}

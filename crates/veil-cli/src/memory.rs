@@ -1,0 +1,266 @@
+//! The local engine's memory budget (`--memory`, `[engine] memory`), where a scan larger
+//! than memory spills (`--spill-dir`), its progress bar, and the removal of its spill
+//! folder on Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use veil_engine::scan::{MemoryBudget, OnScanProgress, ScanOptions, ScanProgress, spill_prefix};
+
+use crate::exit::usage_error;
+
+/// `--memory`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct MemoryArg {
+    /// The local engine's memory budget, e.g. 4GiB or 512MiB: a source larger than it is
+    /// bounded in partitions spilled to disk, and what cannot fit is refused before
+    /// anything is charged. Default: the job's `[engine] memory`, else 4 GiB or half of
+    /// this machine's memory, whichever is less.
+    #[arg(long, value_name = "SIZE", value_parser = parse_budget)]
+    memory: Option<MemoryBudget>,
+}
+
+fn parse_budget(text: &str) -> Result<MemoryBudget, String> {
+    text.parse()
+}
+
+/// At most this share of the machine's memory (or of the process's limit) by default.
+const DEFAULT_SHARE: u64 = 2;
+
+impl MemoryArg {
+    /// The budget: the command line's, else the job's, else the default; refused if it is
+    /// more than this process can have.
+    pub(crate) fn resolve(&self, job: Option<MemoryBudget>) -> anyhow::Result<MemoryBudget> {
+        let limit = memory_limit();
+        match (self.memory, job) {
+            (Some(budget), _) => check(budget, limit, "--memory"),
+            (None, Some(budget)) => check(budget, limit, "engine.memory"),
+            (None, None) => Ok(match limit {
+                Some((bytes, _)) => MemoryBudget::from_bytes(
+                    (bytes / DEFAULT_SHARE).min(MemoryBudget::DEFAULT.bytes()),
+                )
+                .unwrap_or(MemoryBudget::DEFAULT),
+                None => MemoryBudget::DEFAULT,
+            }),
+        }
+    }
+}
+
+fn check(
+    budget: MemoryBudget,
+    limit: Option<(u64, &'static str)>,
+    setting: &str,
+) -> anyhow::Result<MemoryBudget> {
+    match limit {
+        Some((bytes, what)) if budget.bytes() > bytes => Err(usage_error(format!(
+            "{setting}: {budget} is more than {what} ({}); give a smaller budget",
+            MemoryBudget::text(bytes)
+        ))),
+        _ => Ok(budget),
+    }
+}
+
+/// The memory this process may have: the least of the machine's memory, its control
+/// group's limit and its address-space limit, with what it is (Linux; `None` elsewhere).
+fn memory_limit() -> Option<(u64, &'static str)> {
+    let mut limits: Vec<(u64, &'static str)> = Vec::new();
+    if let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") {
+        let total = meminfo
+            .lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            });
+        if let Some(kib) = total {
+            limits.push((kib * 1024, "this machine's memory"));
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        && let Ok(bytes) = text.trim().parse::<u64>()
+    {
+        limits.push((bytes, "this process's control-group memory limit"));
+    }
+    if let Ok(text) = std::fs::read_to_string("/proc/self/limits") {
+        let soft = text
+            .lines()
+            .find_map(|line| line.strip_prefix("Max address space"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|soft| soft.parse::<u64>().ok());
+        // The engine maps its source files and reserves address space beyond what it uses:
+        // half of an address-space limit is what it may fill.
+        if let Some(bytes) = soft {
+            limits.push((
+                bytes / 2,
+                "half of this process's address-space limit (ulimit -v)",
+            ));
+        }
+    }
+    limits.into_iter().min_by_key(|(bytes, _)| *bytes)
+}
+
+/// Refuses `what` (a scan that runs in memory, the utility report's) when its estimated
+/// need is over `budget`, with the size it would need, the setting to change and `or`.
+pub(crate) fn check_report_fits(
+    plan: &veil_engine::plan::ScanPlan,
+    budget: MemoryBudget,
+    what: &str,
+    or: &str,
+) -> anyhow::Result<()> {
+    let needed = veil_engine::scan::report_need(plan).map_err(crate::exit::engine)?;
+    if needed <= budget.bytes() {
+        return Ok(());
+    }
+    Err(crate::exit::engine(
+        veil_engine::EngineError::MemoryBudget {
+            what: format!("{what} on {}", plan.source.path.display()),
+            needed,
+            budget: budget.bytes(),
+            advice: format!(
+                "it runs in memory; raise the memory budget (--memory, or `memory` in the job's [engine] table), {or}"
+            ),
+        },
+    ))
+}
+
+/// `--spill-dir`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SpillArg {
+    /// Where a source larger than the memory budget is spilled, in a folder removed when
+    /// the run ends (also on failure and Ctrl-C). Default: beside the output folder.
+    #[arg(long, value_name = "DIR")]
+    spill_dir: Option<PathBuf>,
+}
+
+impl SpillArg {
+    /// The folder to spill in: `--spill-dir`, else the output folder's parent (its nearest
+    /// folder that exists).
+    pub(crate) fn resolve(&self, output: &Path) -> anyhow::Result<PathBuf> {
+        if let Some(folder) = &self.spill_dir {
+            if !folder.is_dir() {
+                return Err(usage_error(format!(
+                    "--spill-dir {}: no such folder",
+                    folder.display()
+                )));
+            }
+            return Ok(folder.clone());
+        }
+        let mut folder = output.parent();
+        while let Some(candidate) = folder {
+            if candidate.as_os_str().is_empty() {
+                break;
+            }
+            if candidate.is_dir() {
+                return Ok(candidate.to_path_buf());
+            }
+            folder = candidate.parent();
+        }
+        Ok(PathBuf::from("."))
+    }
+}
+
+/// Removes this process's spill folders in `folder` and exits when Ctrl-C (or a
+/// termination signal) arrives: a partitioned scan may be writing gigabytes there, and an
+/// interrupted run must not leave them behind. Nothing was charged before the scan ends,
+/// so there is nothing else to undo.
+pub(crate) fn remove_spill_on_interrupt(folder: &Path) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    let folder = folder.to_path_buf();
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            remove_spill_folders(&folder);
+            eprintln!("interrupted: nothing was charged or released");
+            std::process::exit(128 + signal);
+        }
+    });
+}
+
+/// Removes the spill folders this process created in `folder`.
+fn remove_spill_folders(folder: &Path) {
+    let prefix = spill_prefix(std::process::id());
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// The scan's options: the budget, the spill folder, and a progress callback that drives
+/// `bar` (rows read of the source's total, then partition i of k, with elapsed time and
+/// ETA). `bar` is hidden when stderr is not a terminal or with --quiet.
+pub(crate) fn scan_options(
+    memory: MemoryBudget,
+    spill_dir: PathBuf,
+    bar: &ProgressBar,
+) -> ScanOptions {
+    let bar = bar.clone();
+    let progress: OnScanProgress = Arc::new(move |event: &ScanProgress| match *event {
+        ScanProgress::Partitioning {
+            rows,
+            total,
+            partitions,
+        } => {
+            if bar.length() != Some(total) {
+                bar.set_style(bar_style("{spinner} reading {human_pos}/{human_len} rows into {msg} [{bar:30}] {elapsed} (ETA {eta})"));
+                bar.set_length(total);
+                bar.set_message(format!("{partitions} partitions"));
+                bar.reset_elapsed();
+            }
+            bar.set_position(rows.min(total));
+        }
+        ScanProgress::Aggregating {
+            pass,
+            passes,
+            rows,
+            total,
+        } => {
+            if pass == 1 {
+                bar.set_style(bar_style(
+                    "{spinner} bounding and aggregating {msg} [{bar:30}] {human_pos}/{human_len} rows, {elapsed} (ETA {eta})",
+                ));
+                bar.set_length(total);
+                bar.reset_eta();
+            }
+            bar.set_message(format!("partition {pass} of {passes}"));
+            bar.set_position(rows);
+        }
+        _ => {}
+    });
+    ScanOptions {
+        memory,
+        spill_dir: Some(spill_dir),
+        progress: Some(progress),
+    }
+}
+
+fn bar_style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("the template is valid")
+        .progress_chars("=> ")
+}
+
+/// A spinner for the stages of a run, hidden when stderr is not a terminal or `quiet`.
+pub(crate) fn spinner(quiet: bool) -> ProgressBar {
+    use std::io::IsTerminal;
+    let spinner = if std::io::stderr().is_terminal() && !quiet {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::hidden()
+    };
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("the template is valid"),
+    );
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    spinner
+}
