@@ -264,3 +264,31 @@ pub(crate) fn spinner(quiet: bool) -> ProgressBar {
     spinner.enable_steady_tick(Duration::from_millis(120));
     spinner
 }
+
+/// Refuses a job with `auto` bounds whose source is too large for `budget` in one piece:
+/// the bounds are chosen from all its rows at once, in memory, before the scan that could
+/// be split into partitions.
+pub(crate) fn check_auto_bounds_fit(
+    job: &veil_engine::job::Job,
+    budget: MemoryBudget,
+) -> anyhow::Result<()> {
+    if veil_engine::autobound::choices_in(job) == 0 {
+        return Ok(());
+    }
+    let plan = veil_engine::check(job).map_err(crate::exit::engine)?;
+    let needed = veil_engine::scan::in_memory_need(&plan.scan).map_err(crate::exit::engine)?;
+    if needed <= budget.bytes() {
+        return Ok(());
+    }
+    Err(crate::exit::engine(
+        veil_engine::EngineError::MemoryBudget {
+            what: format!(
+                "choosing the \"auto\" bounds from {}",
+                plan.scan.source.path.display()
+            ),
+            needed,
+            budget: budget.bytes(),
+            advice: "they are chosen from all rows at once; give the bounds as numbers (a larger source is then bounded in partitions), or raise the memory budget (--memory, or `memory` in the job's [engine] table)".into(),
+        },
+    ))
+}

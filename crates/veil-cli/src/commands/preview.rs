@@ -184,6 +184,7 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     });
     let budget = args.memory.resolve(loaded.engine.memory)?;
     let spill_dir = args.spill.resolve(&job.output.directory)?;
+    crate::memory::check_auto_bounds_fit(&job, budget)?;
     if !args.no_compare {
         // The comparison's true values come from the report's scan, which runs in memory.
         let plan = veil_engine::plan::plan(&job).map_err(exit::engine)?;

@@ -175,6 +175,9 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let memory = args.memory.resolve(loaded.engine.memory)?;
     let spill_dir = args.spill.resolve(&loaded.job.output.directory)?;
     crate::guard::check_job_outputs(&loaded)?;
+    if matches!(engine, Engine::Local) {
+        crate::memory::check_auto_bounds_fit(&loaded.job, memory)?;
+    }
     let mut ledger = open_ledger(&loaded, args.ledger_timeout)?;
     let key = BudgetKey {
         dataset: loaded.budget.dataset.clone(),

@@ -294,6 +294,17 @@ format = "json"
         .stdout(predicate::str::contains(
             "auto: max_groups_per_unit, max_rows_per_group, the bounds of value",
         ));
+    // They are chosen from all rows at once: a budget too small for that is refused
+    // before anything is charged, naming both ways out.
+    veil()
+        .arg("run")
+        .arg(&job)
+        .args(["--memory", "177MiB"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("\"auto\" bounds"))
+        .stderr(predicate::str::contains("give the bounds as numbers"));
+    assert!(!directory.path().join("out").exists());
     veil()
         .arg("run")
         .arg(&job)
