@@ -51,7 +51,7 @@ measure() {
                 END { printf "%.2f %.0f\n", wall, rss }' "$log"
   else
     echo "failed failed"
-    tail -3 "$log" "$work/out.log" >&2 || true
+    tail -n 3 "$log" "$work/out.log" >&2 || true
   fi
 }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "failed"; else print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -63,6 +63,7 @@ con = duckdb.connect()
 con.execute(f"SET memory_limit = '{budget}'")
 con.execute("SET threads = 2")
 con.execute(f"SET temp_directory = '{temp}'")
+con.execute("SET max_temp_directory_size = '15GiB'")
 con.execute("SET preserve_insertion_order = false")
 rows = con.execute(f"""
 WITH r AS (
