@@ -27,7 +27,7 @@
 //! use veil_engine::Executor;
 //! # let job: veil_engine::job::Job = unimplemented!();
 //! let plan = veil_engine::check(&job)?;
-//! let schema = veil_engine::LocalExecutor.schema(&job.source)?;
+//! let schema = veil_engine::LocalExecutor::default().schema(&job.source)?;
 //! println!("{}", veil_spark::compile(&plan.scan, &schema)?);
 //! Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
