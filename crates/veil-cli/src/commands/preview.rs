@@ -197,6 +197,7 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
                 args.sample.display()
             )),
             progress: &mut progress,
+            interrupt: None,
         },
         &mut rng,
     )

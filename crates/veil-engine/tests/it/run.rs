@@ -49,6 +49,7 @@ fn context<'a>(ledger: &'a mut CountingLedger, stages: &'a mut dyn FnMut(Stage))
         created_at: "2026-11-26T00:00:00Z".into(),
         not_private: None,
         progress: stages,
+        interrupt: None,
     }
 }
 
