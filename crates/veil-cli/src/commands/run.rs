@@ -13,9 +13,10 @@ use crate::rng;
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::ChaCha20Rng;
 use veil_accountant::{BudgetError, BudgetKey, BudgetLedger, BudgetPeriod, PrivacyBudget};
 use veil_engine::release::ReleasedTable;
-use veil_engine::{RunContext, RunSummary, Stage};
+use veil_engine::{Executor, LocalExecutor, RunContext, RunSummary, Stage};
 
 /// Run a job: release differentially private aggregates and charge the privacy budget.
 ///
@@ -62,17 +63,6 @@ pub(crate) struct RunArgs {
 
     #[command(flatten)]
     engine: EngineArgs,
-}
-
-fn stage_message(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Checking => "checking the job against the source's schema",
-        Stage::Scanning => "reading, bounding and aggregating",
-        Stage::Reserving => "reserving the cost in the ledger",
-        Stage::Noising => "adding noise and selecting groups",
-        Stage::Writing => "writing the release",
-        Stage::Committing => "committing the charge and publishing",
-    }
 }
 
 /// The budget the purposes registry declares for the job's purpose, if any.
@@ -153,6 +143,48 @@ pub(crate) fn open_ledger(loaded: &LoadedJob, timeout: LockTimeout) -> anyhow::R
     Ok(ledger)
 }
 
+/// What a run needs before it reads anything: its outputs checked, its ledger open, its
+/// randomness.
+pub(crate) struct Prepared {
+    /// The job's ledger.
+    pub(crate) ledger: JobLedger,
+    /// Whose budget.
+    pub(crate) key: BudgetKey,
+    rng: ChaCha20Rng,
+}
+
+/// Checks that the release would overwrite none of the job's inputs, opens the ledger and
+/// seeds the noise from the operating system.
+pub(crate) fn prepare(loaded: &LoadedJob, timeout: LockTimeout) -> anyhow::Result<Prepared> {
+    crate::guard::check_job_outputs(loaded)?;
+    let ledger = open_ledger(loaded, timeout)?;
+    let key = BudgetKey {
+        dataset: loaded.budget.dataset.clone(),
+        purpose: loaded.budget.purpose.clone(),
+    };
+    let rng = rng::os_seeded()?;
+    Ok(Prepared { ledger, key, rng })
+}
+
+/// Runs the job through `executor`: check, scan, reserve, noise, write, commit, publish.
+pub(crate) fn execute(
+    loaded: &LoadedJob,
+    prepared: &mut Prepared,
+    executor: &dyn Executor,
+    progress: &mut dyn FnMut(Stage),
+    interrupt: Option<&dyn Fn() -> bool>,
+) -> anyhow::Result<RunSummary> {
+    let context = RunContext {
+        ledger: &mut prepared.ledger,
+        budget_key: prepared.key.clone(),
+        created_at: crate::clock::now_text(),
+        not_private: None,
+        progress,
+        interrupt,
+    };
+    veil_engine::run_with(&loaded.job, context, executor, &mut prepared.rng).map_err(exit::engine)
+}
+
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut loaded = config::load(&args.job, args.as_of.get()).usage()?;
     if let Some(ledger) = &args.ledger {
@@ -162,13 +194,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         loaded.job.output.directory.clone_from(output);
     }
     let engine = args.engine.resolve(&loaded.engine)?;
-    crate::guard::check_job_outputs(&loaded)?;
-    let mut ledger = open_ledger(&loaded, args.ledger_timeout)?;
-    let key = BudgetKey {
-        dataset: loaded.budget.dataset.clone(),
-        purpose: loaded.budget.purpose.clone(),
-    };
-    let mut rng = rng::os_seeded()?;
+    let mut prepared = prepare(&loaded, args.ledger_timeout)?;
     let terminal = std::io::stderr().is_terminal();
     let spinner = if terminal {
         ProgressBar::new_spinner()
@@ -189,19 +215,12 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             }
         },
     };
-    let mut progress = |stage: Stage| spinner.set_message(stage_message(stage));
-    let context = RunContext {
-        ledger: &mut ledger,
-        budget_key: key.clone(),
-        created_at: crate::clock::now_text(),
-        not_private: None,
-        progress: &mut progress,
+    let mut progress = |stage: Stage| spinner.set_message(stage.describe());
+    let executor: &dyn Executor = match &spark {
+        None => &LocalExecutor,
+        Some(spark) => spark.as_ref(),
     };
-    let summary = match &spark {
-        None => veil_engine::run(&loaded.job, context, &mut rng),
-        Some(spark) => veil_engine::run_with(&loaded.job, context, spark.as_ref(), &mut rng),
-    }
-    .map_err(exit::engine);
+    let summary = execute(&loaded, &mut prepared, executor, &mut progress, None);
     spinner.finish_and_clear();
     let summary = summary?;
     report(&loaded, &summary, args.show);
@@ -214,7 +233,8 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     for warning in &summary.warnings {
         eprintln!("warning: {warning}");
     }
-    match ledger.status(&key) {
+    let key = &prepared.key;
+    match prepared.ledger.status(key) {
         Ok(status) => eprintln!(
             "budget left for dataset {:?}, purpose {:?}: {} of {}",
             key.dataset,
