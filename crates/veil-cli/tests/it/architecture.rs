@@ -169,7 +169,10 @@ fn unsafe_code_stays_in_the_c_interfaces() {
     let root = workspace_root();
     for crate_name in UNSAFE_DENIED {
         let mut files = Vec::new();
-        rust_files(&root.join("crates").join(crate_name).join("src"), &mut files);
+        rust_files(
+            &root.join("crates").join(crate_name).join("src"),
+            &mut files,
+        );
         for file in files {
             let relative = file
                 .strip_prefix(&root)
@@ -177,7 +180,10 @@ fn unsafe_code_stays_in_the_c_interfaces() {
                 .to_string_lossy()
                 .replace('\\', "/");
             let text = std::fs::read_to_string(&file).expect("readable source file");
-            if text.contains("allow(unsafe_code)") || text.contains("unsafe {") || text.contains("unsafe fn") {
+            if text.contains("allow(unsafe_code)")
+                || text.contains("unsafe {")
+                || text.contains("unsafe fn")
+            {
                 assert!(
                     UNSAFE_ALLOWED.contains(&relative.as_str()),
                     "{relative} holds unsafe code; only {UNSAFE_ALLOWED:?} may"

@@ -344,7 +344,11 @@ fn an_interrupted_run_charges_and_publishes_nothing() {
             matches!(error, EngineError::Interrupted { before: stage } if stage == before),
             "{error}"
         );
-        assert!(error.to_string().contains("nothing was charged or published"));
+        assert!(
+            error
+                .to_string()
+                .contains("nothing was charged or published")
+        );
         let expected: &[State] = if reserved { &[State::Aborted] } else { &[] };
         assert_eq!(ledger.states(), expected, "interrupted before {before:?}");
         assert!(!output.exists(), "interrupted before {before:?}");
