@@ -323,7 +323,12 @@ fn rows_with_value_at_least(
     released: &BTreeMap<String, Released<i64>>,
 ) -> Option<f64> {
     let column = query.noise_of(histogram)?.measure.column()?;
-    let count = if query.query.drop_missing.iter().any(|dropped| dropped == column) {
+    let count = if query
+        .query
+        .drop_missing
+        .iter()
+        .any(|dropped| dropped == column)
+    {
         crate::plan::Measure::Rows.key()
     } else {
         crate::plan::Measure::ValueCount {

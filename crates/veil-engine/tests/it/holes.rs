@@ -345,7 +345,10 @@ fn the_quantile_interval_covers_the_median() {
 fn the_quantile_interval_covers_where_its_ends_cannot_reach() {
     for (people, epsilon) in [(2_000, 0.5), (400, 1.0)] {
         let (coverage, _) = quantile_interval_coverage(people, epsilon, 0.9);
-        assert!(coverage >= 0.95, "{people} people at ε = {epsilon}: {coverage}");
+        assert!(
+            coverage >= 0.95,
+            "{people} people at ε = {epsilon}: {coverage}"
+        );
     }
 }
 
