@@ -76,6 +76,7 @@ fn job(source: &Path, consent: Option<&Path>) -> Job {
             aggregates,
             weight: 1.0,
             drop_missing: Vec::new(),
+            auto: Vec::new(),
         }],
         output: Output {
             directory: "out".into(),
