@@ -58,6 +58,7 @@ fn engine(c: &mut Criterion) {
                     created_at: "bench".into(),
                     not_private: Some("benchmark".into()),
                     progress: &mut ignore,
+                    interrupt: None,
                 };
                 black_box(run(&job, context, &mut rng).expect("the job runs"))
             });

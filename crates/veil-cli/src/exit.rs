@@ -85,11 +85,15 @@ where
 
 /// The exit code for an error: that of the first [`Classified`] cause, else 1.
 pub(crate) fn code_for(error: &anyhow::Error) -> ExitCode {
-    let failure = error
+    ExitCode::from(failure_of(error).map_or(1, Failure::code))
+}
+
+/// The class of an error: that of its first [`Classified`] cause, if any.
+pub(crate) fn failure_of(error: &anyhow::Error) -> Option<Failure> {
+    error
         .chain()
         .find_map(|cause| cause.downcast_ref::<Classified>())
-        .map(|tagged| tagged.failure);
-    ExitCode::from(failure.map_or(1, Failure::code))
+        .map(|tagged| tagged.failure)
 }
 
 /// An engine error, classified: the job, its files and columns are usage errors; a

@@ -31,6 +31,11 @@ pub(crate) struct LockTimeout {
 }
 
 impl LockTimeout {
+    /// A timeout of `timeout`.
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Self { timeout }
+    }
+
     /// Options that wait up to the timeout and say on stderr, at once, that they wait.
     pub(crate) fn options(self) -> OpenOptions {
         let mut options = OpenOptions::new();

@@ -3,13 +3,17 @@
 //! This crate wires Veil's crates together; it holds no privacy mathematics of its own.
 //! The binary (`src/main.rs`) calls [`main`], which runs `commands::run`, prints any error
 //! with its chain of causes, and exits with a code that scripts can act on (see `exit`).
-//! The library exists so that the configuration parsers can be exercised on their own
-//! ([`parse`]): the fuzz targets in `fuzz/` call them with arbitrary input.
+//! The library also serves programs that embed Veil: [`api`] loads the same job files,
+//! runs, explains and reports them and reads the ledger as the commands do, returning
+//! values (the Python package is built on it); and the configuration parsers can be
+//! exercised on their own ([`parse`]): the fuzz targets in `fuzz/` call them with
+//! arbitrary input.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+pub mod api;
 mod cli;
 mod clock;
 mod commands;

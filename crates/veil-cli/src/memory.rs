@@ -13,7 +13,7 @@ use veil_engine::scan::{MemoryBudget, OnScanProgress, ScanOptions, ScanProgress,
 use crate::exit::usage_error;
 
 /// `--memory`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub(crate) struct MemoryArg {
     /// The local engine's memory budget, e.g. 4GiB or 512MiB: a source larger than it is
     /// bounded in partitions spilled to disk, and what cannot fit is refused before
@@ -130,7 +130,7 @@ pub(crate) fn check_report_fits(
 }
 
 /// `--spill-dir`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub(crate) struct SpillArg {
     /// Where a source larger than the memory budget is spilled, in a folder removed when
     /// the run ends (also on failure and Ctrl-C). Default: beside the output folder.

@@ -118,6 +118,13 @@ pub enum EngineError {
         /// The setting to change.
         advice: String,
     },
+    /// The caller interrupted the run (its `RunContext::interrupt` said so) before
+    /// `before`: nothing was charged or published.
+    #[error("interrupted before {}: nothing was charged or published", before.describe())]
+    Interrupted {
+        /// The stage that did not start.
+        before: crate::Stage,
+    },
     /// A bug in Veil: please report it.
     #[error("internal error (a bug in Veil, please report it): {0}")]
     Internal(String),

@@ -34,6 +34,7 @@ pub mod consent_stats;
 mod error;
 mod frame;
 pub mod job;
+pub mod memory;
 mod output;
 pub mod plan;
 pub mod purge;
@@ -68,6 +69,21 @@ pub enum Stage {
     Committing,
 }
 
+impl Stage {
+    /// The stage in a few words: `reading, bounding and aggregating`.
+    #[must_use]
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Checking => "checking the job against the source's schema",
+            Self::Scanning => "reading, bounding and aggregating",
+            Self::Reserving => "reserving the cost in the ledger",
+            Self::Noising => "adding noise and selecting groups",
+            Self::Writing => "writing the release",
+            Self::Committing => "committing the charge and publishing",
+        }
+    }
+}
+
 /// What a run needs besides the job.
 pub struct RunContext<'a> {
     /// The ledger the job is charged to.
@@ -80,6 +96,10 @@ pub struct RunContext<'a> {
     pub not_private: Option<String>,
     /// Called at each stage.
     pub progress: &'a mut dyn FnMut(Stage),
+    /// Asked before each stage up to the commit (a caller's Ctrl-C): `true` stops the run
+    /// there with [`EngineError::Interrupted`], having charged and published nothing (a
+    /// reservation already made is given back). Once the commit starts, the run completes.
+    pub interrupt: Option<&'a dyn Fn() -> bool>,
 }
 
 /// A published file.
@@ -231,7 +251,14 @@ pub fn run_with<R: Rng + CryptoRng + ?Sized>(
         created_at,
         not_private,
         progress,
+        interrupt,
     } = context;
+    let interrupted = |before: Stage| -> Result<(), EngineError> {
+        match interrupt {
+            Some(interrupt) if interrupt() => Err(EngineError::Interrupted { before }),
+            _ => Ok(()),
+        }
+    };
     progress(Stage::Checking);
     let plan = check_with(job, executor)?;
     // `auto` bounds are chosen from the data now, privately, and the job planned again
@@ -256,10 +283,12 @@ pub fn run_with<R: Rng + CryptoRng + ?Sized>(
     // Kept to the end: if nothing is published, the folders this run created go again.
     let _output_directory = output::prepare_directory(&job.output.directory)?;
 
+    interrupted(Stage::Scanning)?;
     progress(Stage::Scanning);
     let aggregated = executor.aggregate(&plan.scan, BoundingKey::random(rng))?;
     aggregated.counts.check_units(job.governance.min_units)?;
 
+    interrupted(Stage::Reserving)?;
     progress(Stage::Reserving);
     let charge = Charge {
         job: job.name.clone(),
@@ -269,6 +298,7 @@ pub fn run_with<R: Rng + CryptoRng + ?Sized>(
     let reservation = ledger.reserve(&budget_key, &charge)?;
 
     let staged = (|| {
+        interrupted(Stage::Noising)?;
         progress(Stage::Noising);
         let tables = release::release(&plan, &aggregated, rng)?;
         progress(Stage::Writing);
@@ -332,6 +362,12 @@ pub fn run_with<R: Rng + CryptoRng + ?Sized>(
         }
     };
 
+    if let Err(error) = interrupted(Stage::Committing) {
+        staged.into_iter().for_each(output::Staged::discard);
+        staged_manifest.discard();
+        let _ = ledger.abort(&reservation);
+        return Err(error);
+    }
     progress(Stage::Committing);
     if let Err(error) = ledger.commit(&reservation) {
         staged.into_iter().for_each(output::Staged::discard);

@@ -209,6 +209,13 @@ fn open(path: &Path, timeout: LockTimeout) -> anyhow::Result<SqliteLedger> {
 }
 
 fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
+    println!("{}", init_budget(args)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates a budget (and the ledger file if needed), as `veil budget init` does; returns
+/// what it did, in words.
+pub(crate) fn init_budget(args: &InitArgs) -> anyhow::Result<String> {
     let total = match (args.epsilon, args.rho) {
         (Some(epsilon), None) => PrivacyBudget::Approx {
             epsilon,
@@ -237,11 +244,10 @@ fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         Err(error) => return Err(error.into()),
     }
     let renewal = period.map_or(String::new(), |p| format!(", renewing every {p}"));
-    println!(
+    Ok(format!(
         "created a budget of {total} for {key}{renewal} in {}",
         args.ledger.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    ))
 }
 
 fn budget_json(total: &PrivacyBudget) -> Value {
@@ -322,7 +328,10 @@ fn reservation_lines(charges: &[&ChargeRecord], ledger: &Path, now: i64) -> Vec<
         .collect()
 }
 
-fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+/// Each budget (of `dataset`, or all) with what is reserved against it.
+fn budgets_and_reservations(
+    args: &StatusArgs,
+) -> anyhow::Result<(Vec<BudgetRecord>, Vec<ChargeRecord>)> {
     let mut ledger = open(&args.ledger, args.timeout)?;
     let records = ledger.budgets(args.dataset.as_deref())?;
     let reserved: Vec<ChargeRecord> = ledger
@@ -334,23 +343,35 @@ fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 .is_none_or(|dataset| charge.key.dataset == dataset)
         })
         .collect();
+    Ok((records, reserved))
+}
+
+/// `veil budget status --json`'s list.
+pub(crate) fn status_json(args: &StatusArgs) -> anyhow::Result<Value> {
+    let (records, reserved) = budgets_and_reservations(args)?;
     let now = now();
+    let list: Vec<Value> = records
+        .iter()
+        .map(|record| {
+            let mut value = record_json(record);
+            value["reserved"] = reserved
+                .iter()
+                .filter(|charge| charge.key == record.status.key)
+                .map(|charge| reservation_json(charge, now))
+                .collect();
+            value
+        })
+        .collect();
+    Ok(Value::Array(list))
+}
+
+fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     if args.json {
-        let list: Vec<Value> = records
-            .iter()
-            .map(|record| {
-                let mut value = record_json(record);
-                value["reserved"] = reserved
-                    .iter()
-                    .filter(|charge| charge.key == record.status.key)
-                    .map(|charge| reservation_json(charge, now))
-                    .collect();
-                value
-            })
-            .collect();
-        println!("{}", Value::Array(list));
+        println!("{}", status_json(args)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let (records, reserved) = budgets_and_reservations(args)?;
+    let now = now();
     if records.is_empty() {
         println!("no budgets in {}", args.ledger.display());
         return Ok(ExitCode::SUCCESS);
@@ -443,18 +464,27 @@ fn state_text(charge: &ChargeRecord, now: i64) -> String {
     }
 }
 
+/// `veil budget history --json`'s list.
+pub(crate) fn history_json(args: &HistoryArgs) -> anyhow::Result<Value> {
+    let ledger = open(&args.ledger, args.timeout)?;
+    let now = now();
+    Ok(Value::Array(
+        ledger
+            .history()?
+            .iter()
+            .map(|charge| charge_json(charge, now))
+            .collect(),
+    ))
+}
+
 fn history(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
+    if args.json {
+        println!("{}", history_json(args)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let ledger = open(&args.ledger, args.timeout)?;
     let charges = ledger.history()?;
     let now = now();
-    if args.json {
-        let list: Vec<Value> = charges
-            .iter()
-            .map(|charge| charge_json(charge, now))
-            .collect();
-        println!("{}", Value::Array(list));
-        return Ok(ExitCode::SUCCESS);
-    }
     if charges.is_empty() {
         println!("no charges in {}", args.ledger.display());
         return Ok(ExitCode::SUCCESS);
@@ -615,18 +645,27 @@ fn charge_json(charge: &ChargeRecord, now: i64) -> Value {
     value
 }
 
+/// `veil budget reservations --json`'s list.
+pub(crate) fn reservations_json(args: &ReservationsArgs) -> anyhow::Result<Value> {
+    let ledger = open(&args.ledger, args.timeout)?;
+    let now = now();
+    Ok(Value::Array(
+        ledger
+            .reservations()?
+            .iter()
+            .map(|charge| reservation_json(charge, now))
+            .collect(),
+    ))
+}
+
 fn reservations(args: &ReservationsArgs) -> anyhow::Result<ExitCode> {
+    if args.json {
+        println!("{}", reservations_json(args)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let ledger = open(&args.ledger, args.timeout)?;
     let reserved = ledger.reservations()?;
     let now = now();
-    if args.json {
-        let list: Vec<Value> = reserved
-            .iter()
-            .map(|charge| reservation_json(charge, now))
-            .collect();
-        println!("{}", Value::Array(list));
-        return Ok(ExitCode::SUCCESS);
-    }
     if reserved.is_empty() {
         println!(
             "no reserved charges in {}: every charge is committed or given back",

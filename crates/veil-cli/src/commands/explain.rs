@@ -98,6 +98,20 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The plan of a job as `veil explain --json` prints it, with the source's schema read by
+/// `executor`, which `engine` describes.
+pub(crate) fn json_with(
+    loaded: &LoadedJob,
+    executor: &dyn Executor,
+    engine: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let plan = veil_engine::check_with(&loaded.job, executor).map_err(exit::engine)?;
+    let mut json = plan_json(loaded, &plan);
+    json["engine"] = json!(engine);
+    json["spark_sql"] = serde_json::Value::Null;
+    Ok(json)
+}
+
 /// The job's budget in words.
 pub(crate) fn budget_text(budget: JobBudget) -> String {
     match budget {

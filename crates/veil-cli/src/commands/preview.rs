@@ -222,6 +222,7 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
                 args.sample.display()
             )),
             progress: &mut progress,
+            interrupt: None,
         },
         &local,
         &mut rng,

@@ -10,6 +10,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use veil_core::{Bounds, Epsilon};
 use veil_engine::job::{AggregateKind, Job, JobBudget, SourceFormat};
+use veil_engine::memory::MemoryTables;
 use veil_engine::plan::{
     HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, MeasureNoise, output_names_of,
 };
@@ -437,7 +438,10 @@ fn report_input(
     })
 }
 
-fn spinner(message: &str) -> ProgressBar {
+fn spinner(shown: bool, message: &str) -> ProgressBar {
+    if !shown {
+        return ProgressBar::hidden();
+    }
     let bar = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("the template is valid"),
     );
@@ -486,17 +490,65 @@ fn epsilons(values: &[f64]) -> anyhow::Result<Vec<Epsilon>> {
         .collect()
 }
 
+/// What a report is asked for, besides the job: `veil report`'s options.
+pub(crate) struct ReportSettings {
+    /// The ε's to sweep.
+    pub(crate) epsilons: Vec<f64>,
+    /// Monte Carlo trials per ε.
+    pub(crate) trials: u32,
+    /// The median relative error the tuning aims for.
+    pub(crate) target_error: f64,
+    /// Read no data.
+    pub(crate) analytic_only: bool,
+    /// A sample file to read instead of the job's source.
+    pub(crate) sample: Option<PathBuf>,
+    /// A seed for the Monte Carlo and the bounding.
+    pub(crate) seed: Option<u64>,
+    /// Whether to show spinners and timings on stderr.
+    pub(crate) chatty: bool,
+    /// The memory budget a report on real data must fit in.
+    pub(crate) memory: veil_engine::scan::MemoryBudget,
+}
+
 pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let loaded = config::load(&args.job, args.as_of.get()).usage()?;
+    let settings = ReportSettings {
+        epsilons: args.epsilons.clone(),
+        trials: args.trials,
+        target_error: args.target_error,
+        analytic_only: args.analytic_only,
+        sample: args.sample.clone(),
+        seed: args.seed,
+        chatty: true,
+        memory: args.memory.resolve(loaded.engine.memory)?,
+    };
+    let report = build(&loaded, &settings, None)?;
+    let written = write_report(&report, &args.output)?;
+    print!("{}", report.to_text());
+    eprintln!(
+        "wrote {} files to {} (open report.html)",
+        written.len(),
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the report of a job, reading its source (through `tables` for the tables given
+/// in memory), a sample, or no data at all, as `settings` say.
+pub(crate) fn build(
+    loaded: &LoadedJob,
+    settings: &ReportSettings,
+    tables: Option<&MemoryTables>,
+) -> anyhow::Result<Report> {
     let mut job = loaded.job.clone();
     job_epsilon(&job)?;
-    let sweep = epsilons(&args.epsilons)?;
-    if !(args.target_error.is_finite() && args.target_error > 0.0) {
+    let sweep = epsilons(&settings.epsilons)?;
+    if !(settings.target_error.is_finite() && settings.target_error > 0.0) {
         return Err(usage_error(
             "--target-error must be a positive number, e.g. 0.1",
         ));
     }
-    let report = if args.analytic_only {
+    let report = if settings.analytic_only {
         // The job is planned (to check it) but its source is never opened.
         veil_engine::plan::plan(&job).map_err(exit::engine)?;
         let declared = DeclaredJob {
@@ -518,10 +570,10 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
                 .collect(),
         };
         let planner = EnginePlanner::new(job.clone());
-        veil_report::analytic_only(&declared, &planner, sweep, args.target_error)
+        veil_report::analytic_only(&declared, &planner, sweep, settings.target_error)
             .map_err(|e| exit::classified(e, Some(exit::Failure::Usage)))?
     } else {
-        let origin = match &args.sample {
+        let origin = match &settings.sample {
             Some(sample) => {
                 super::check_sample_is_not_the_source(sample, &job.source)?;
                 job.source.path.clone_from(sample);
@@ -530,18 +582,22 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             }
             None => DataOrigin::Real,
         };
-        let plan = veil_engine::check(&job).map_err(exit::engine)?;
-        let budget = args.memory.resolve(loaded.engine.memory)?;
-        crate::memory::check_report_fits(
-            &plan.scan,
-            budget,
-            "the utility report",
-            &format!(
-                "or report on a sample: `veil sample-data --like {} --rows 1000000 --out sample.parquet`, then --sample sample.parquet",
-                args.job.display()
-            ),
-        )?;
-        let mut rng = rng::from_optional_seed(args.seed)?;
+        let no_tables = MemoryTables::new();
+        let plan =
+            veil_engine::check_with(&job, tables.unwrap_or(&no_tables)).map_err(exit::engine)?;
+        if tables.is_none() {
+            crate::memory::check_report_fits(
+                &plan.scan,
+                settings.memory,
+                "the utility report",
+                &format!(
+                    "or report on a sample: `veil sample-data --like {} --rows 1000000 --out sample.parquet`, then --sample sample.parquet",
+                    loaded.file.display()
+                ),
+            )?;
+        }
+        let tables = tables.unwrap_or(&no_tables);
+        let mut rng = rng::from_optional_seed(settings.seed)?;
         // One tuning grid for every query: the defaults plus each query's own bounds.
         let mut options = UtilityOptions {
             segments: loaded.segments.clone(),
@@ -560,53 +616,54 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         options.max_rows_per_group.sort_unstable();
         options.max_rows_per_group.dedup();
         let started = std::time::Instant::now();
-        let bar = spinner(&format!(
-            "scanning and bounding {}",
-            job.source.path.display()
-        ));
-        let inputs =
-            veil_engine::utility::report_inputs(&plan, BoundingKey::random(&mut rng), &options)
-                .map_err(exit::engine)
-                .with_context(|| format!("reading {}", job.source.path.display()));
+        let bar = spinner(
+            settings.chatty,
+            &format!("scanning and bounding {}", job.source.path.display()),
+        );
+        let key = BoundingKey::random(&mut rng);
+        let inputs = tables
+            .scope(|| veil_engine::utility::report_inputs(&plan, key, &options))
+            .map_err(exit::engine)
+            .with_context(|| format!("reading {}", job.source.path.display()));
         bar.finish_and_clear();
         let inputs = inputs?;
         let scanned = started.elapsed();
-        eprintln!(
-            "read {} rows ({} without a privacy unit, dropped) in {:.2} s",
-            inputs.rows_read,
-            inputs.rows_without_unit,
-            scanned.as_secs_f64()
-        );
-        let input = report_input(&loaded, &job, &inputs, &options, origin)?;
+        if settings.chatty {
+            eprintln!(
+                "read {} rows ({} without a privacy unit, dropped) in {:.2} s",
+                inputs.rows_read,
+                inputs.rows_without_unit,
+                scanned.as_secs_f64()
+            );
+        }
+        let input = report_input(loaded, &job, &inputs, &options, origin)?;
         let planner = EnginePlanner::new(job.clone());
-        let bar = spinner(&format!(
-            "sweeping {} ε × {} trials, tuning bounds",
-            sweep.len(),
-            args.trials
-        ));
+        let bar = spinner(
+            settings.chatty,
+            &format!(
+                "sweeping {} ε × {} trials, tuning bounds",
+                sweep.len(),
+                settings.trials
+            ),
+        );
         let report = veil_report::build(
             &input,
             &planner,
             &ReportOptions {
                 epsilons: sweep,
-                trials: args.trials,
-                target_error: args.target_error,
+                trials: settings.trials,
+                target_error: settings.target_error,
             },
             &mut rng,
         );
         bar.finish_and_clear();
-        eprintln!(
-            "swept, simulated and tuned in {:.2} s",
-            (started.elapsed() - scanned).as_secs_f64()
-        );
+        if settings.chatty {
+            eprintln!(
+                "swept, simulated and tuned in {:.2} s",
+                (started.elapsed() - scanned).as_secs_f64()
+            );
+        }
         report?
     };
-    let written = write_report(&report, &args.output)?;
-    print!("{}", report.to_text());
-    eprintln!(
-        "wrote {} files to {} (open report.html)",
-        written.len(),
-        args.output.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(report)
 }

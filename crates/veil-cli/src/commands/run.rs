@@ -13,9 +13,10 @@ use crate::rng;
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::ProgressStyle;
+use rand::rngs::ChaCha20Rng;
 use veil_accountant::{BudgetError, BudgetKey, BudgetLedger, BudgetPeriod, PrivacyBudget};
 use veil_engine::release::ReleasedTable;
-use veil_engine::{RunContext, RunSummary, Stage};
+use veil_engine::{Executor, LocalExecutor, RunContext, RunSummary, Stage};
 
 /// Run a job: release differentially private aggregates and charge the privacy budget.
 ///
@@ -72,17 +73,6 @@ pub(crate) struct RunArgs {
     /// Show no progress (it is shown only when stderr is a terminal anyway).
     #[arg(long, short)]
     quiet: bool,
-}
-
-fn stage_message(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Checking => "checking the job against the source's schema",
-        Stage::Scanning => "reading, bounding and aggregating",
-        Stage::Reserving => "reserving the cost in the ledger",
-        Stage::Noising => "adding noise and selecting groups",
-        Stage::Writing => "writing the release",
-        Stage::Committing => "committing the charge and publishing",
-    }
 }
 
 /// The budget the purposes registry declares for the job's purpose, if any.
@@ -163,6 +153,48 @@ pub(crate) fn open_ledger(loaded: &LoadedJob, timeout: LockTimeout) -> anyhow::R
     Ok(ledger)
 }
 
+/// What a run needs before it reads anything: its outputs checked, its ledger open, its
+/// randomness.
+pub(crate) struct Prepared {
+    /// The job's ledger.
+    pub(crate) ledger: JobLedger,
+    /// Whose budget.
+    pub(crate) key: BudgetKey,
+    rng: ChaCha20Rng,
+}
+
+/// Checks that the release would overwrite none of the job's inputs, opens the ledger and
+/// seeds the noise from the operating system.
+pub(crate) fn prepare(loaded: &LoadedJob, timeout: LockTimeout) -> anyhow::Result<Prepared> {
+    crate::guard::check_job_outputs(loaded)?;
+    let ledger = open_ledger(loaded, timeout)?;
+    let key = BudgetKey {
+        dataset: loaded.budget.dataset.clone(),
+        purpose: loaded.budget.purpose.clone(),
+    };
+    let rng = rng::os_seeded()?;
+    Ok(Prepared { ledger, key, rng })
+}
+
+/// Runs the job through `executor`: check, scan, reserve, noise, write, commit, publish.
+pub(crate) fn execute(
+    loaded: &LoadedJob,
+    prepared: &mut Prepared,
+    executor: &dyn Executor,
+    progress: &mut dyn FnMut(Stage),
+    interrupt: Option<&dyn Fn() -> bool>,
+) -> anyhow::Result<RunSummary> {
+    let context = RunContext {
+        ledger: &mut prepared.ledger,
+        budget_key: prepared.key.clone(),
+        created_at: crate::clock::now_text(),
+        not_private: None,
+        progress,
+        interrupt,
+    };
+    veil_engine::run_with(&loaded.job, context, executor, &mut prepared.rng).map_err(exit::engine)
+}
+
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut loaded = config::load(&args.job, args.as_of.get()).usage()?;
     if let Some(ledger) = &args.ledger {
@@ -174,16 +206,10 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let engine = args.engine.resolve(&loaded.engine)?;
     let memory = args.memory.resolve(loaded.engine.memory)?;
     let spill_dir = args.spill.resolve(&loaded.job.output.directory)?;
-    crate::guard::check_job_outputs(&loaded)?;
+    let mut prepared = prepare(&loaded, args.ledger_timeout)?;
     if matches!(engine, Engine::Local) {
         crate::memory::check_auto_bounds_fit(&loaded.job, memory)?;
     }
-    let mut ledger = open_ledger(&loaded, args.ledger_timeout)?;
-    let key = BudgetKey {
-        dataset: loaded.budget.dataset.clone(),
-        purpose: loaded.budget.purpose.clone(),
-    };
-    let mut rng = rng::os_seeded()?;
     let terminal = std::io::stderr().is_terminal();
     let spinner = crate::memory::spinner(args.quiet);
     let spark = match &engine {
@@ -204,23 +230,15 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                     .expect("the template is valid"),
             );
         }
-        spinner.set_message(stage_message(stage));
-    };
-    let context = RunContext {
-        ledger: &mut ledger,
-        budget_key: key.clone(),
-        created_at: crate::clock::now_text(),
-        not_private: None,
-        progress: &mut progress,
+        spinner.set_message(stage.describe());
     };
     crate::memory::remove_spill_on_interrupt(&spill_dir);
-    let local =
-        veil_engine::LocalExecutor::new(crate::memory::scan_options(memory, spill_dir, &spinner));
-    let summary = match &spark {
-        None => veil_engine::run_with(&loaded.job, context, &local, &mut rng),
-        Some(spark) => veil_engine::run_with(&loaded.job, context, spark.as_ref(), &mut rng),
-    }
-    .map_err(exit::engine);
+    let local = LocalExecutor::new(crate::memory::scan_options(memory, spill_dir, &spinner));
+    let executor: &dyn Executor = match &spark {
+        None => &local,
+        Some(spark) => spark.as_ref(),
+    };
+    let summary = execute(&loaded, &mut prepared, executor, &mut progress, None);
     spinner.finish_and_clear();
     let summary = summary?;
     report(&loaded, &summary, args.show);
@@ -233,7 +251,8 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     for warning in &summary.warnings {
         eprintln!("warning: {warning}");
     }
-    match ledger.status(&key) {
+    let key = &prepared.key;
+    match prepared.ledger.status(key) {
         Ok(status) => eprintln!(
             "budget left for dataset {:?}, purpose {:?}: {} of {}",
             key.dataset,

@@ -334,6 +334,20 @@ pub(crate) fn load(path: &Path, as_of_ms: AsOf) -> Result<LoadedJob, ConfigError
 
 /// Parses job-file text (`path` names it in errors and gives the job its name).
 pub(crate) fn parse(path: &Path, text: &str, as_of_ms: AsOf) -> Result<LoadedJob, ConfigError> {
+    let name = path.file_stem().map_or_else(
+        || "job".to_string(),
+        |stem| stem.to_string_lossy().to_string(),
+    );
+    parse_named(path, name, text, as_of_ms)
+}
+
+/// [`parse`], with the job's name given (`path` still names it in errors).
+pub(crate) fn parse_named(
+    path: &Path,
+    name: String,
+    text: &str,
+    as_of_ms: AsOf,
+) -> Result<LoadedJob, ConfigError> {
     let error = |key: &str, reason: String| ConfigError {
         file: path.to_path_buf(),
         key: key.to_string(),
@@ -346,10 +360,33 @@ pub(crate) fn parse(path: &Path, text: &str, as_of_ms: AsOf) -> Result<LoadedJob
         let key = if key == "." { String::new() } else { key };
         error(&key, e.into_inner().to_string().trim().to_string())
     })?;
-    let name = path.file_stem().map_or_else(
-        || "job".to_string(),
-        |stem| stem.to_string_lossy().to_string(),
-    );
+    let job_hash = hex(&Sha256::digest(text.as_bytes()));
+    convert(path, file, name, job_hash, as_of_ms)
+}
+
+/// A job given as a table rather than as text (a program's value: no line numbers to
+/// point at); its hash is that of the table printed as TOML.
+pub(crate) fn parse_table(
+    path: &Path,
+    name: String,
+    table: toml::Table,
+    as_of_ms: AsOf,
+) -> Result<LoadedJob, ConfigError> {
+    let error = |key: &str, reason: String| ConfigError {
+        file: path.to_path_buf(),
+        key: key.to_string(),
+        reason,
+    };
+    let text = toml::to_string(&table).map_err(|e| error("", e.to_string()))?;
+    let file: JobFile =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            // The value's deserializer repeats the key after the reason (`in `source``).
+            let reason = e.into_inner().to_string();
+            let reason = reason.split("\nin `").next().unwrap_or_default().trim();
+            error(&key, reason.to_string())
+        })?;
     let job_hash = hex(&Sha256::digest(text.as_bytes()));
     convert(path, file, name, job_hash, as_of_ms)
 }

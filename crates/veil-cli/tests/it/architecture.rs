@@ -32,6 +32,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // neighbouring inputs (ARCHITECTURE.md, `crates/veil-audit`).
     ("veil-audit", &["veil-core", "veil-ldp", "veil-engine"]),
     ("veil-cli", &["*"]),
+    // The Python package: the commands' library API and the engine's Arrow streams, no
+    // Polars of its own (ARCHITECTURE.md, `crates/veil-py`).
+    ("veil-py", &["veil-cli", "veil-engine"]),
     ("veil-bench", &["*"]),
 ];
 
@@ -100,6 +103,92 @@ fn crate_graph_follows_the_table() {
                 allowed_here.contains(&dependency_name),
                 "{name} must not depend on {dependency_name} (allowed: {allowed_here:?})"
             );
+        }
+    }
+}
+
+/// The files that may hold `unsafe` code, each crossing a C ABI: the Arrow C stream
+/// interface in the engine, and taking a stream out of its Python capsule.
+const UNSAFE_ALLOWED: &[&str] = &[
+    "crates/veil-engine/src/memory/stream.rs",
+    "crates/veil-py/src/lib.rs",
+];
+
+/// The crates that deny `unsafe_code` instead of forbidding it, for those files.
+const UNSAFE_DENIED: &[&str] = &["veil-engine", "veil-py"];
+
+fn lint_table(manifest: &Path) -> toml::Table {
+    let text = std::fs::read_to_string(manifest).expect("readable manifest");
+    let document: toml::Table = toml::from_str(&text).expect("a valid manifest");
+    document
+        .get("lints")
+        .and_then(toml::Value::as_table)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Every crate inherits the workspace's lints, except those that deny `unsafe_code`
+/// instead of forbidding it; their tables are the workspace's otherwise.
+#[test]
+fn lints_are_the_workspaces_and_unsafe_is_denied_only_where_allowed() {
+    let root = workspace_root();
+    let text = std::fs::read_to_string(root.join("Cargo.toml")).expect("readable manifest");
+    let document: toml::Table = toml::from_str(&text).expect("a valid manifest");
+    let mut expected = document["workspace"]["lints"]
+        .as_table()
+        .expect("[workspace.lints]")
+        .clone();
+    expected
+        .get_mut("rust")
+        .and_then(toml::Value::as_table_mut)
+        .expect("[workspace.lints.rust]")
+        .insert("unsafe_code".into(), toml::Value::String("deny".into()));
+    let metadata = metadata();
+    for package in metadata["packages"].as_array().expect("packages") {
+        let name = package["name"].as_str().expect("name");
+        let manifest = PathBuf::from(package["manifest_path"].as_str().expect("manifest path"));
+        let lints = lint_table(&manifest);
+        if UNSAFE_DENIED.contains(&name) {
+            assert_eq!(
+                lints, expected,
+                "{name}'s [lints] must be the workspace's with unsafe_code = \"deny\""
+            );
+        } else {
+            assert_eq!(
+                lints.get("workspace").and_then(toml::Value::as_bool),
+                Some(true),
+                "{name} must inherit the workspace's lints ([lints] workspace = true)"
+            );
+        }
+    }
+}
+
+/// `unsafe` appears only in the files that cross a C ABI.
+#[test]
+fn unsafe_code_stays_in_the_c_interfaces() {
+    let root = workspace_root();
+    for crate_name in UNSAFE_DENIED {
+        let mut files = Vec::new();
+        rust_files(
+            &root.join("crates").join(crate_name).join("src"),
+            &mut files,
+        );
+        for file in files {
+            let relative = file
+                .strip_prefix(&root)
+                .expect("inside the workspace")
+                .to_string_lossy()
+                .replace('\\', "/");
+            let text = std::fs::read_to_string(&file).expect("readable source file");
+            if text.contains("allow(unsafe_code)")
+                || text.contains("unsafe {")
+                || text.contains("unsafe fn")
+            {
+                assert!(
+                    UNSAFE_ALLOWED.contains(&relative.as_str()),
+                    "{relative} holds unsafe code; only {UNSAFE_ALLOWED:?} may"
+                );
+            }
         }
     }
 }

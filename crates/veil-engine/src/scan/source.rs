@@ -128,6 +128,9 @@ fn format_name(format: SourceFormat) -> &'static str {
 
 /// A lazy scan of the source (nothing is read until it is collected).
 pub(crate) fn scan_source(source: &Source) -> Result<LazyFrame, EngineError> {
+    if let Some(table) = crate::memory::lookup(&source.path) {
+        return Ok(table);
+    }
     let files = source_files(source)?;
     let unreadable = |error: PolarsError| EngineError::SourceUnreadable {
         path: source.path.clone(),
@@ -182,8 +185,12 @@ const STREAMING_FROM_BYTES: u64 = 512 << 20;
 /// (Polars' choice); by default the streaming engine, which holds only a part of the
 /// source in memory at a time, for sources over [`STREAMING_FROM_BYTES`] on disk (or of
 /// unknown size), and the in-memory engine, 1.2–1.6× faster on the bounding's group-bys,
-/// for smaller ones (see BENCHMARKS.md).
+/// for smaller ones (see BENCHMARKS.md). A table in memory ([`crate::memory`]) is in
+/// memory already: the in-memory engine.
 pub(crate) fn scan_engine(source: &Source) -> Engine {
+    if crate::memory::lookup(&source.path).is_some() {
+        return Engine::InMemory;
+    }
     match std::env::var("VEIL_POLARS_ENGINE").as_deref() {
         Ok("in-memory") => Engine::InMemory,
         Ok("streaming") => Engine::Streaming,

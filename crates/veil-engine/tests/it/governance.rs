@@ -248,6 +248,7 @@ fn bad_consent_tables_are_refused_and_nothing_is_charged() {
             created_at: "now".into(),
             not_private: None,
             progress: &mut ignore,
+            interrupt: None,
         };
         let error = run(&job, context, &mut veil_testkit::seeded_rng(1)).unwrap_err();
         assert!(error.to_string().contains(message), "{error}");

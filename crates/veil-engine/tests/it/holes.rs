@@ -79,6 +79,7 @@ fn released_text(format: OutputFormat) -> (String, veil_engine::RunSummary) {
             created_at: "2026-11-26T00:00:00Z".into(),
             not_private: None,
             progress: &mut |_| {},
+            interrupt: None,
         },
         &mut veil_testkit::seeded_rng(3),
     )

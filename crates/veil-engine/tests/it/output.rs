@@ -79,6 +79,7 @@ fn run_into(output: &Path, ledger: &mut dyn BudgetLedger) -> Result<(), veil_eng
         created_at: "2026-11-26T00:00:00Z".into(),
         not_private: None,
         progress: &mut ignore,
+        interrupt: None,
     };
     run(&job, context, &mut veil_testkit::seeded_rng(5)).map(|_| ())
 }

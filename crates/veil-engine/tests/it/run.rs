@@ -49,6 +49,7 @@ fn context<'a>(ledger: &'a mut CountingLedger, stages: &'a mut dyn FnMut(Stage))
         created_at: "2026-11-26T00:00:00Z".into(),
         not_private: None,
         progress: stages,
+        interrupt: None,
     }
 }
 
@@ -313,4 +314,43 @@ fn json_and_parquet_outputs() {
     )
     .unwrap();
     assert!(rows.as_array().unwrap()[0]["count"].is_i64());
+}
+
+/// An interrupt before any stage up to the commit stops the run there: nothing committed,
+/// a reservation made already given back, no file published, no output folder left.
+#[test]
+fn an_interrupted_run_charges_and_publishes_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let source = sample(directory.path());
+    for (asked, before, reserved) in [
+        (1, Stage::Scanning, false),
+        (2, Stage::Reserving, false),
+        (3, Stage::Noising, true),
+        (4, Stage::Committing, true),
+    ] {
+        let output = directory.path().join(format!("out-{asked}"));
+        let job = job(&source, &output, approx(1.0, 1e-6), vec![full_query()]);
+        let mut ledger = CountingLedger::allowing(5);
+        let calls = std::cell::Cell::new(0);
+        let interrupt = || {
+            calls.set(calls.get() + 1);
+            calls.get() == asked
+        };
+        let mut ignore = |_| {};
+        let mut context = context(&mut ledger, &mut ignore);
+        context.interrupt = Some(&interrupt);
+        let error = run(&job, context, &mut veil_testkit::seeded_rng(5)).unwrap_err();
+        assert!(
+            matches!(error, EngineError::Interrupted { before: stage } if stage == before),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("nothing was charged or published")
+        );
+        let expected: &[State] = if reserved { &[State::Aborted] } else { &[] };
+        assert_eq!(ledger.states(), expected, "interrupted before {before:?}");
+        assert!(!output.exists(), "interrupted before {before:?}");
+    }
 }

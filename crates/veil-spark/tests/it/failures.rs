@@ -38,6 +38,7 @@ fn fails(spark: &veil_spark::SparkExecutor, job: &veil_engine::job::Job) -> Engi
         created_at: "2026-11-01T00:00:00Z".into(),
         not_private: None,
         progress: &mut progress,
+        interrupt: None,
     };
     let error = run_with(job, context, spark, &mut rng(1)).expect_err("the run fails");
     let status = ledger.status(&key).expect("a status");
@@ -80,6 +81,7 @@ fn a_run_on_spark_releases_and_charges() {
         created_at: "2026-11-01T00:00:00Z".into(),
         not_private: None,
         progress: &mut progress,
+        interrupt: None,
     };
     let summary = run_with(&job, context, &spark, &mut rng(2)).expect("the run succeeds");
     assert_eq!(summary.counts.rows_read, 5_000);
