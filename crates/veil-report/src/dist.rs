@@ -38,6 +38,24 @@ pub(crate) fn cdf(shape: NoiseShape, std: f64, z: f64) -> f64 {
     }
 }
 
+/// The `p` quantile of zero-mean noise of `shape` with standard deviation `std`.
+pub(crate) fn quantile(shape: NoiseShape, std: f64, p: f64) -> f64 {
+    if std <= 0.0 {
+        return 0.0;
+    }
+    match shape {
+        NoiseShape::Gaussian => -std * veil_core::special::normal_sf_inverse(p),
+        NoiseShape::Laplace => {
+            let scale = std / std::f64::consts::SQRT_2;
+            if p < 0.5 {
+                scale * (2.0 * p).ln()
+            } else {
+                -scale * (2.0 * (1.0 - p)).ln()
+            }
+        }
+    }
+}
+
 /// One draw of zero-mean noise of `shape` with standard deviation `std`.
 pub(crate) fn draw<R: Rng + ?Sized>(shape: NoiseShape, std: f64, rng: &mut R) -> f64 {
     if std <= 0.0 {

@@ -83,6 +83,56 @@ impl RankModel {
     }
 }
 
+/// A mean's error model: the released mean is `middle + (C + Zc) / max(N + Zn, 1)`,
+/// clamped to the bounds, with independent noises on the centred sum `C` and the count `N`
+/// (what the release computes). The delta method's normal approximation misses the
+/// ratio's heavy tail when the count's noise is not small against the count.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RatioModel {
+    middle: f64,
+    centered: f64,
+    centered_std: f64,
+    centered_shape: NoiseShape,
+    count: f64,
+    count_std: f64,
+    count_shape: NoiseShape,
+}
+
+/// Equal-probability nodes over the count's noise in [`RatioModel`]'s integral.
+const RATIO_NODES: u32 = 64;
+
+impl RatioModel {
+    /// `P(clamp(released) ∈ [from, to])` for `from < to` inside or across `range`.
+    fn probability(&self, (from, to): (f64, f64), (low, high): (f64, f64)) -> f64 {
+        let lower = if from <= low { f64::NEG_INFINITY } else { from };
+        let upper = if to >= high { f64::INFINITY } else { to };
+        let mut total = 0.0;
+        for node in 0..RATIO_NODES {
+            let p = (f64::from(node) + 0.5) / f64::from(RATIO_NODES);
+            let count = (self.count + dist::quantile(self.count_shape, self.count_std, p)).max(1.0);
+            // middle + (C + Zc)/count ∈ [lower, upper] ⇔ Zc ∈ [(lower − middle)·count − C, …].
+            let bound = |value: f64| {
+                if value.is_infinite() {
+                    value
+                } else {
+                    (value - self.middle) * count - self.centered
+                }
+            };
+            let cdf = |z: f64| {
+                if z == f64::INFINITY {
+                    1.0
+                } else if z == f64::NEG_INFINITY {
+                    0.0
+                } else {
+                    dist::cdf(self.centered_shape, self.centered_std, z)
+                }
+            };
+            total += (cdf(bound(upper)) - cdf(bound(lower))).clamp(0.0, 1.0);
+        }
+        total / f64::from(RATIO_NODES)
+    }
+}
+
 /// The error model of one aggregate in one group at one ε.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Prediction {
@@ -107,6 +157,8 @@ pub(crate) struct Prediction {
     pub(crate) range: (f64, f64),
     /// For quantiles, the rank-noise model (the error is not additive).
     pub(crate) rank: Option<Box<RankModel>>,
+    /// For means, the ratio model (the count's noise divides).
+    pub(crate) ratio: Option<Box<RatioModel>>,
 }
 
 impl Prediction {
@@ -155,6 +207,9 @@ impl Prediction {
         let (from, to) = (self.truth - x, self.truth + x);
         if from > high || to < low {
             return 0.0;
+        }
+        if let Some(ratio) = &self.ratio {
+            return ratio.probability((from, to), (low, high));
         }
         // The clamped value is in [from, to] iff the unclamped one is in this interval.
         let lower = if from <= low { f64::NEG_INFINITY } else { from };
@@ -317,6 +372,7 @@ pub(crate) fn predict(
         .unwrap_or_default();
     let stages: [f64; 4];
     let mut model = None;
+    let mut ratio = None;
     let (noise_std, shape) = match spec.kind {
         AggregateKind::Count => {
             stages = stage_values(spec, group);
@@ -348,6 +404,17 @@ pub(crate) fn predict(
             let centered_noise = noise_of(noise, &format!("centered_sum:{name}"))?;
             let count = bounded_column.values.max(1.0);
             let centered = bounded_column.sum - middle * bounded_column.values;
+            if spec.kind == AggregateKind::Mean {
+                ratio = Some(Box::new(RatioModel {
+                    middle,
+                    centered,
+                    centered_std: centered_noise.std_dev(),
+                    centered_shape: centered_noise.shape(),
+                    count: bounded_column.values,
+                    count_std: values_noise.std_dev(),
+                    count_shape: values_noise.shape(),
+                }));
+            }
             let std = if spec.kind == AggregateKind::Mean {
                 ((centered_noise.std_dev() / count).powi(2)
                     + (centered * values_noise.std_dev() / (count * count)).powi(2))
@@ -430,6 +497,7 @@ pub(crate) fn predict(
         release,
         range,
         rank: model,
+        ratio,
     }))
 }
 

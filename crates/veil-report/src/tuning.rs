@@ -160,6 +160,7 @@ fn candidate_predictions(
                         release: model::release_probability(noise, moments.units),
                         range,
                         rank: None,
+                        ratio: None,
                     })
                 })
                 .collect()

@@ -13,6 +13,7 @@ fn prediction(truth: f64, bounded: f64, noise_std: f64, release: f64) -> Predict
         release,
         range: (0.0, f64::INFINITY),
         rank: None,
+        ratio: None,
     }
 }
 
