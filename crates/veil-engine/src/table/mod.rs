@@ -5,7 +5,7 @@
 //!
 //! A [`Table`] is named [`Column`]s of equal length, each holding [`Values`] of one
 //! [`ColumnType`] with nulls. [`read`] reads chosen columns of a file whole; [`read_batches`]
-//! streams them in batches of bounded size; [`write`] and [`TableWriter`] write a table
+//! streams them in batches of bounded size; [`write()`] and [`TableWriter`] write a table
 //! atomically: to a temporary file beside the destination, synced, then renamed into place,
 //! so the destination holds either its old content or the whole new table, never part of it.
 //!
