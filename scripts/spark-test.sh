@@ -41,7 +41,7 @@ features=(--features veil-cli/spark,veil-spark/connect)
 say "building the tests with the Spark engine (protoc: $PROTOC)"
 cargo test -p veil-spark -p veil-cli "${features[@]}" --test it --no-run --quiet "$@"
 say "veil-spark's unit tests with the Spark Connect client"
-cargo test -p veil-spark "${features[@]}" --lib --quiet "$@"
+cargo test -p veil-spark --features connect --lib --quiet "$@"
 
 # The server ends each result stream after 1 s (default: 2 minutes), so that every query
 # of the tests is resumed by ReattachExecute, as long queries are on a real cluster.
@@ -81,6 +81,6 @@ grep -q "Spark Connect server started" "$log" || { echo "spark-test: the server 
 
 export VEIL_SPARK_REMOTE="sc://127.0.0.1:$port"
 say "veil-spark's live tests against $VEIL_SPARK_REMOTE"
-cargo test -p veil-spark "${features[@]}" --test it "$@" -- --test-threads 1
+cargo test -p veil-spark --features connect --test it "$@" -- --test-threads 1
 say "the veil CLI on Spark"
-cargo test -p veil-cli "${features[@]}" --test it "$@" -- --test-threads 1 spark::
+cargo test -p veil-cli --features spark --test it "$@" -- --test-threads 1 spark::

@@ -103,6 +103,7 @@ fn counts(keys: usize) -> Vec<Row> {
         ("rows_in_window", 9),
         ("rows_with_consent", 7),
         ("rows_without_unit", 1),
+        ("units", 3),
         ("missing:value", 2),
     ]
     .into_iter()
@@ -113,7 +114,7 @@ fn counts(keys: usize) -> Vec<Row> {
             Some(name),
             None,
             &vec![None; keys],
-            &[Some(count), None, None],
+            &[Some(count), None],
         )
     })
     .collect()
@@ -123,7 +124,7 @@ fn counts(keys: usize) -> Vec<Row> {
 fn parses_groups_histograms_and_counts() {
     let plan = plan(&["country"]);
     let compiled = compiled(&plan);
-    assert_eq!((compiled.key_columns(), compiled.value_columns()), (1, 3));
+    assert_eq!((compiled.key_columns(), compiled.value_columns()), (1, 2));
     let mut rows = counts(1);
     rows.push(row(
         "groups",
@@ -131,7 +132,7 @@ fn parses_groups_histograms_and_counts() {
         None,
         None,
         &[Some("FR")],
-        &[Some(3), Some(40), Some(2)],
+        &[Some(3), Some(40)],
     ));
     rows.push(row(
         "groups",
@@ -139,23 +140,23 @@ fn parses_groups_histograms_and_counts() {
         None,
         None,
         &[None],
-        &[Some(1), Some(-2), Some(1)],
+        &[Some(1), Some(-2)],
     ));
     rows.push(row(
         "histogram",
         Some(0),
-        Some("value"),
+        Some("histogram:value[0,10]"),
         Some(7),
         &[None],
-        &[Some(1), None, None],
+        &[Some(1), None],
     ));
     rows.push(row(
         "histogram",
         Some(0),
-        Some("value"),
+        Some("histogram:value[0,10]"),
         Some(4095),
         &[Some("FR")],
-        &[Some(2), None, None],
+        &[Some(2), None],
     ));
     let parsed = parse(&plan, &compiled, &rows).expect("parses");
     assert_eq!(
@@ -163,18 +164,24 @@ fn parses_groups_histograms_and_counts() {
         ScanCounts {
             rows_read: 10,
             rows_outside_retention: 1,
-            rows_without_consent: 2,
+            // 9 in the window, 7 with consent, 1 without a unit (not counted twice).
+            rows_without_consent: 1,
             rows_without_unit: 1,
             missing_values: [("value".to_string(), 2)].into(),
+            units: 3,
         }
     );
     let query = &parsed.queries[0];
     assert_eq!(query.group_by, ["country"]);
     assert_eq!(query.keys, [vec![Some("FR".to_string())], vec![None]]);
     assert_eq!(query.measures["rows"], [3, 1]);
-    assert_eq!(query.measures["sum:value"], [40, -2]);
-    assert_eq!(query.measures["units"], [2, 1]);
-    assert_eq!(query.histograms["value"], [(1, 7, 1), (0, 4095, 2)]);
+    // The count is released and thresholded for selection: no separate unit count.
+    assert_eq!(query.measures["sum:value[0,10]"], [40, -2]);
+    assert!(!query.measures.contains_key("units"));
+    assert_eq!(
+        query.histograms["histogram:value[0,10]"],
+        [(1, 7, 1), (0, 4095, 2)]
+    );
     Aggregated::from_external(parsed.queries, parsed.counts).expect("the engine takes them");
 }
 
@@ -188,7 +195,10 @@ fn a_query_without_groups_still_has_its_measures() {
     assert!(query.keys.is_empty());
     assert_eq!(query.measures.len(), 2);
     assert!(query.measures.values().all(Vec::is_empty));
-    assert_eq!(query.histograms.keys().collect::<Vec<_>>(), ["value"]);
+    assert_eq!(
+        query.histograms.keys().collect::<Vec<_>>(),
+        ["histogram:value[0,10]"]
+    );
 }
 
 #[test]

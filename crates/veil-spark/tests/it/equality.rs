@@ -161,9 +161,10 @@ fn edge_values_and_every_group_type() {
 fn consent_edge_cases_and_text_units() {
     let Some(spark) = spark() else { return };
     let directory = directory();
-    let events = file(&directory, "events.parquet");
-    write_edge_events(&events, 20_000, 300, 5);
     for text_units in [false, true] {
+        // The log's ids have the source's type (another type is refused before any scan).
+        let events = file(&directory, &format!("events-{text_units}.parquet"));
+        write_edge_events_with(&events, 20_000, 300, 5, text_units);
         let consent = file(&directory, &format!("consent-{text_units}.parquet"));
         write_edge_consent(&consent, 300, text_units, 9);
         let queries = vec![query(

@@ -102,6 +102,17 @@ const EDGE_VALUES: [Option<f64>; 16] = [
 /// `flag` (BOOLEAN), `bucket` (INT), `event_time` (TIMESTAMP, ms), `value` (DOUBLE with
 /// edge values), `ratio` (FLOAT), `level` (SMALLINT).
 pub(crate) fn write_edge_events(path: &Path, rows: usize, users: i64, seed: u64) {
+    write_edge_events_with(path, rows, users, seed, false);
+}
+
+/// [`write_edge_events`], with the units as text when `text_units`.
+pub(crate) fn write_edge_events_with(
+    path: &Path,
+    rows: usize,
+    users: i64,
+    seed: u64,
+    text_units: bool,
+) {
     let mut rng = rng(seed);
     let countries = ["FR", "DE", "US", "it's", "Ωmega", ""];
     let mut user_id = Vec::with_capacity(rows);
@@ -136,10 +147,20 @@ pub(crate) fn write_edge_events(path: &Path, rows: usize, users: i64, seed: u64)
         ratio.push((rng.random_range(0..10) != 0).then(|| rng.random_range(-1.0..2.0_f32)));
         level.push(rng.random_range(0..20_i16));
     }
+    let user_id = if text_units {
+        Values::Text(
+            user_id
+                .iter()
+                .map(|unit| unit.map(|unit| unit.to_string()))
+                .collect(),
+        )
+    } else {
+        Values::I64(user_id)
+    };
     write_parquet(
         path,
         vec![
-            ("user_id", Values::I64(user_id)),
+            ("user_id", user_id),
             ("country", texts(country)),
             ("day", Values::Date(all(day))),
             ("flag", Values::Bool(all(flag))),

@@ -188,6 +188,9 @@ pub(crate) fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         .context("starting the collector's runtime")?;
     let appender = store.appender();
     let served = runtime.block_on(async {
+        // Before anything says the collector listens: a SIGTERM sent as soon as it does
+        // must stop it cleanly, not kill it.
+        let stop = stop_signal()?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
@@ -207,7 +210,6 @@ pub(crate) fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
             protocol.epsilon(),
             args.out.display()
         );
-        let stop = stop_signal()?;
         server::serve(listener, config, appender, stats.clone(), stop)
             .await
             .context("serving")
