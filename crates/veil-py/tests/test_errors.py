@@ -2,7 +2,8 @@
 
 import os
 import signal
-import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -96,14 +97,32 @@ def test_ctrl_c_before_the_commit_stops_the_run_and_charges_nothing(workdir):
     veil.run("configs/quickstart.toml", output="out/first")
     ledger = veil.Ledger("veil-ledger.sqlite")
     spent = ledger.status()[0]["spent"]
-    lock = sqlite3.connect("veil-ledger.sqlite", check_same_thread=False)
-    lock.execute("BEGIN IMMEDIATE")  # as another process in the middle of a write
+    # Another process holds the ledger in the middle of a write. (A connection in this
+    # process would not do: SQLite's file locks are per process, and the extension carries
+    # its own SQLite, so the run would not see them.)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            "lock = sqlite3.connect('veil-ledger.sqlite')\n"
+            "lock.execute('BEGIN IMMEDIATE')\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "lock.rollback()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
 
     def interrupt_then_unlock():
         time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.5)
-        lock.rollback()
+        holder.stdin.write("\n")
+        holder.stdin.flush()
 
     thread = threading.Thread(target=interrupt_then_unlock)
     thread.start()
@@ -112,7 +131,7 @@ def test_ctrl_c_before_the_commit_stops_the_run_and_charges_nothing(workdir):
             veil.run("configs/quickstart.toml", output="out/interrupted")
     finally:
         thread.join()
-        lock.close()
+        holder.wait(timeout=30)
     assert not (workdir / "out" / "interrupted").exists()
     assert ledger.status()[0]["spent"] == spent
     # Interrupted before its reservation, or after it and before its commit (given back).
