@@ -165,14 +165,13 @@ pub(super) fn design(
     let mut derivations = Vec::new();
     for (index, aggregate) in query.aggregates.iter().enumerate() {
         let key = format!("query {:?}, aggregates[{index}]", query.name);
-        let count_of = |column: &str| {
-            if query.drop_missing.iter().any(|dropped| dropped == column) {
-                Measure::Rows
-            } else {
-                Measure::ValueCount {
-                    column: column.to_string(),
-                }
-            }
+        let count_of = |column: &str| Measure::count_of(query, column);
+        let centered_sum = |column: &crate::job::ValueColumn| -> Result<Measure, EngineError> {
+            Ok(Measure::CenteredSum {
+                column: column.name.clone(),
+                bounds: column.bounds,
+                grid: default_grid(column.bounds, &key)?,
+            })
         };
         let derivation = match &aggregate.kind {
             AggregateKind::Count => Derivation::Count {
@@ -192,29 +191,17 @@ pub(super) fn design(
                     },
                     SumForm::Centered => Derivation::CenteredSum {
                         count: add(count_of(&column.name)),
-                        centered: add(Measure::CenteredSum {
-                            column: column.name.clone(),
-                            bounds: column.bounds,
-                            grid: default_grid(column.bounds, &key)?,
-                        }),
+                        centered: add(centered_sum(column)?),
                     },
                 }
             }
             AggregateKind::Mean(column) => Derivation::Mean {
                 count: add(count_of(&column.name)),
-                centered: add(Measure::CenteredSum {
-                    column: column.name.clone(),
-                    bounds: column.bounds,
-                    grid: default_grid(column.bounds, &key)?,
-                }),
+                centered: add(centered_sum(column)?),
             },
             AggregateKind::Variance(column) => Derivation::Variance {
                 count: add(count_of(&column.name)),
-                centered: add(Measure::CenteredSum {
-                    column: column.name.clone(),
-                    bounds: column.bounds,
-                    grid: default_grid(column.bounds, &key)?,
-                }),
+                centered: add(centered_sum(column)?),
                 squares: add(Measure::CenteredSquares {
                     column: column.name.clone(),
                     bounds: column.bounds,

@@ -99,6 +99,19 @@ pub enum Measure {
 }
 
 impl Measure {
+    /// The count of `query`'s rows that have a value in `column`: the rows themselves when
+    /// the query drops rows missing it (`drop_missing`), else the column's value count.
+    #[must_use]
+    pub fn count_of(query: &Query, column: &str) -> Self {
+        if query.drop_missing.iter().any(|dropped| dropped == column) {
+            Self::Rows
+        } else {
+            Self::ValueCount {
+                column: column.to_string(),
+            }
+        }
+    }
+
     /// The name of its column in the aggregated table. Measures of one column with other
     /// bounds are other measures (`sum:value[0,100]`, `sum:value[0,1]`).
     #[must_use]

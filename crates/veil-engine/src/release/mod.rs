@@ -323,19 +323,7 @@ fn rows_with_value_at_least(
     released: &BTreeMap<String, Released<i64>>,
 ) -> Option<f64> {
     let column = query.noise_of(histogram)?.measure.column()?;
-    let count = if query
-        .query
-        .drop_missing
-        .iter()
-        .any(|dropped| dropped == column)
-    {
-        crate::plan::Measure::Rows.key()
-    } else {
-        crate::plan::Measure::ValueCount {
-            column: column.to_string(),
-        }
-        .key()
-    };
+    let count = crate::plan::Measure::count_of(&query.query, column).key();
     if query.selection_count.as_deref() == Some(count.as_str()) {
         return None;
     }
