@@ -1,6 +1,7 @@
 //! The auditor's error type.
 
 use veil_core::ParamError;
+#[cfg(feature = "job")]
 use veil_engine::EngineError;
 use veil_ldp::LdpError;
 
@@ -30,6 +31,7 @@ pub enum AuditError {
     #[error(transparent)]
     Ldp(#[from] LdpError),
     /// The engine refused the job or failed while reading its data.
+    #[cfg(feature = "job")]
     #[error(transparent)]
     Engine(#[from] EngineError),
 }

@@ -14,8 +14,10 @@
 //!   ([`mechanism::audit_mechanism`]).
 //! - [`ldp`]: every local-DP oracle on its worst pair of inputs
 //!   ([`ldp::audit_protocol`]).
-//! - [`job`]: a whole job through the engine, on neighbouring datasets made by adding a
-//!   maximal unit or removing the heaviest one ([`job::audit_job`]).
+//! - `job` (feature `job`, on by default): a whole job through the engine, on
+//!   neighbouring datasets made by adding a maximal unit or removing the heaviest one
+//!   (`job::audit_job`). It is the only part that needs Polars: without the feature, the
+//!   mechanism and LDP audits build and test in seconds.
 //!
 //! The auditor is a test: it draws noise from the generator it is given (seeded, for
 //! reproducible audits) and publishes nothing. It creates no randomness and prints
@@ -45,6 +47,7 @@
 pub mod binomial;
 mod error;
 pub mod estimate;
+#[cfg(feature = "job")]
 pub mod job;
 pub mod ldp;
 pub mod mechanism;

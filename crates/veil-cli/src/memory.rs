@@ -272,7 +272,7 @@ pub(crate) fn check_auto_bounds_fit(
     job: &veil_engine::job::Job,
     budget: MemoryBudget,
 ) -> anyhow::Result<()> {
-    if veil_engine::autobound::choices_in(job) == 0 {
+    if job.auto_choices() == 0 {
         return Ok(());
     }
     let plan = veil_engine::check(job).map_err(crate::exit::engine)?;

@@ -29,8 +29,7 @@ use crate::EngineError;
 use crate::job::{AggregateKind, AutoBound, Job};
 use crate::scan::BoundingKey;
 
-/// The share of a job's budget that its `auto` bounds take, together.
-pub const AUTO_SHARE: f64 = 0.1;
+pub use crate::job::AUTO_SHARE;
 
 /// Candidates for groups per unit and rows per group: `1..=LARGEST_COUNT`.
 const LARGEST_COUNT: u64 = 1024;
@@ -51,12 +50,6 @@ pub struct AutoChoice {
     pub epsilon: f64,
 }
 
-/// How many `auto` choices a job makes (a value column's two ends count as one).
-#[must_use]
-pub fn choices_in(job: &Job) -> usize {
-    job.queries.iter().map(|query| query.auto.len()).sum()
-}
-
 /// The job with every `auto` bound replaced by one chosen privately from its data, and the
 /// choices. `epsilon` is what all of the job's choices may spend together.
 ///
@@ -67,7 +60,7 @@ pub fn resolve<R: Rng + CryptoRng + ?Sized>(
     epsilon: f64,
     rng: &mut R,
 ) -> Result<(Job, Vec<AutoChoice>), EngineError> {
-    let count = choices_in(job);
+    let count = job.auto_choices();
     if count == 0 {
         return Ok((job.clone(), Vec::new()));
     }

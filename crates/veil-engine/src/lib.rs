@@ -39,12 +39,13 @@ mod output;
 pub mod plan;
 pub mod purge;
 pub mod release;
+pub mod replan;
 pub mod sample;
 pub mod scan;
 pub mod schema;
 pub mod synthetic;
 pub mod table;
-pub mod utility;
+pub mod truth;
 
 pub use error::EngineError;
 use job::{AggregateKind, Job, JobBudget, Partitions};
@@ -263,7 +264,7 @@ pub fn run_with<R: Rng + CryptoRng + ?Sized>(
     let plan = check_with(job, executor)?;
     // `auto` bounds are chosen from the data now, privately, and the job planned again
     // with them (the plan already set their share of the budget aside).
-    let (resolved, auto_choices) = if autobound::choices_in(job) > 0 {
+    let (resolved, auto_choices) = if job.auto_choices() > 0 {
         if !executor.is_local() {
             return Err(EngineError::invalid(
                 "query",

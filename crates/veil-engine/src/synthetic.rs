@@ -80,7 +80,6 @@ enum Values {
 /// # Errors
 /// [`EngineError::InvalidJob`] for zero rows or units, or no unit column;
 /// [`EngineError::Output`] if the file cannot be written.
-#[allow(clippy::too_many_lines)]
 pub fn write_like<R: Rng + ?Sized>(
     spec: &LikeSpec,
     path: &Path,
@@ -146,7 +145,6 @@ pub fn write_like<R: Rng + ?Sized>(
         .with_compression(ParquetCompression::Snappy)
         .batched(&schema)
         .map_err(polars_error)?;
-    let span_ms = SAMPLE_DAYS * 86_400_000;
     let mut written = 0_u64;
     while written < spec.rows {
         let chunk = (spec.rows - written).min(CHUNK_ROWS);
@@ -157,90 +155,7 @@ pub fn write_like<R: Rng + ?Sized>(
         }
         let mut columns = Vec::with_capacity(spec.columns.len());
         for (column, category) in spec.columns.iter().zip(&categories) {
-            let values = match &column.kind {
-                Synthetic::Unit { text } => {
-                    if *text {
-                        Values::Texts(
-                            row_units
-                                .iter()
-                                .map(|unit| format!("u{}", unit + 1))
-                                .collect(),
-                        )
-                    } else {
-                        Values::Integers(
-                            row_units
-                                .iter()
-                                .map(|unit| Some(i64::try_from(*unit).unwrap_or(i64::MAX) + 1))
-                                .collect(),
-                        )
-                    }
-                }
-                Synthetic::Number {
-                    lower,
-                    upper,
-                    integer,
-                } => {
-                    let width = (upper - lower).max(f64::MIN_POSITIVE);
-                    let draws: Vec<Option<f64>> = (0..chunk)
-                        .map(|_| {
-                            if unit_uniform(rng) < 0.01 {
-                                None
-                            } else {
-                                // The declared bounds are a promise about the data: the
-                                // sample keeps it (rounding included).
-                                let x = (lower + width * (0.8 * normal(rng) - 1.0).exp())
-                                    .clamp(*lower, *upper);
-                                Some(if *integer {
-                                    x.round().clamp(lower.ceil(), upper.floor())
-                                } else {
-                                    ((x * 100.0).round() / 100.0).clamp(*lower, *upper)
-                                })
-                            }
-                        })
-                        .collect();
-                    if *integer {
-                        #[allow(clippy::cast_possible_truncation)]
-                        Values::Integers(draws.into_iter().map(|x| x.map(|x| x as i64)).collect())
-                    } else {
-                        Values::Floats(draws)
-                    }
-                }
-                Synthetic::Category { prefix, .. } => {
-                    let Some((alias, homes)) = category else {
-                        return Err(EngineError::Internal("category without a table".into()));
-                    };
-                    Values::Texts(
-                        row_units
-                            .iter()
-                            .map(|&unit| {
-                                let value = if unit_uniform(rng) < 0.85 {
-                                    homes[unit] as usize
-                                } else {
-                                    alias.sample(rng)
-                                };
-                                format!("{prefix}_{}", value + 1)
-                            })
-                            .collect(),
-                    )
-                }
-                Synthetic::Timestamp | Synthetic::Date => Values::Integers(
-                    (0..chunk)
-                        .map(|_| {
-                            #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-                            let offset = (unit_uniform(rng) * span_ms as f64) as i64;
-                            let ms = SAMPLE_END_MS - span_ms + offset;
-                            Some(if matches!(column.kind, Synthetic::Date) {
-                                ms / 86_400_000
-                            } else {
-                                ms
-                            })
-                        })
-                        .collect(),
-                ),
-                Synthetic::Boolean => {
-                    Values::Booleans((0..chunk).map(|_| unit_uniform(rng) < 0.5).collect())
-                }
-            };
+            let values = column_values(&column.kind, category.as_ref(), &row_units, rng)?;
             let name = column.name.as_str().into();
             let built = match values {
                 Values::Integers(values) => Column::new(name, values),
@@ -268,4 +183,101 @@ pub fn write_like<R: Rng + ?Sized>(
         rows: written,
         users_with_rows: seen.iter().filter(|&&seen| seen).count() as u64,
     })
+}
+
+/// One chunk's values of one column, for the units in `row_units` (one per row).
+fn column_values<R: Rng + ?Sized>(
+    kind: &Synthetic,
+    category: Option<&(Alias, Vec<u32>)>,
+    row_units: &[usize],
+    rng: &mut R,
+) -> Result<Values, EngineError> {
+    let span_ms = SAMPLE_DAYS * 86_400_000;
+    let values = match kind {
+        Synthetic::Unit { text } => {
+            if *text {
+                Values::Texts(
+                    row_units
+                        .iter()
+                        .map(|unit| format!("u{}", unit + 1))
+                        .collect(),
+                )
+            } else {
+                Values::Integers(
+                    row_units
+                        .iter()
+                        .map(|unit| Some(i64::try_from(*unit).unwrap_or(i64::MAX) + 1))
+                        .collect(),
+                )
+            }
+        }
+        Synthetic::Number {
+            lower,
+            upper,
+            integer,
+        } => {
+            let width = (upper - lower).max(f64::MIN_POSITIVE);
+            let draws: Vec<Option<f64>> = (0..row_units.len())
+                .map(|_| {
+                    if unit_uniform(rng) < 0.01 {
+                        None
+                    } else {
+                        // The declared bounds are a promise about the data: the
+                        // sample keeps it (rounding included).
+                        let x =
+                            (lower + width * (0.8 * normal(rng) - 1.0).exp()).clamp(*lower, *upper);
+                        Some(if *integer {
+                            x.round().clamp(lower.ceil(), upper.floor())
+                        } else {
+                            ((x * 100.0).round() / 100.0).clamp(*lower, *upper)
+                        })
+                    }
+                })
+                .collect();
+            if *integer {
+                #[allow(clippy::cast_possible_truncation)]
+                Values::Integers(draws.into_iter().map(|x| x.map(|x| x as i64)).collect())
+            } else {
+                Values::Floats(draws)
+            }
+        }
+        Synthetic::Category { prefix, .. } => {
+            let Some((alias, homes)) = category else {
+                return Err(EngineError::Internal("category without a table".into()));
+            };
+            Values::Texts(
+                row_units
+                    .iter()
+                    .map(|&unit| {
+                        let value = if unit_uniform(rng) < 0.85 {
+                            homes[unit] as usize
+                        } else {
+                            alias.sample(rng)
+                        };
+                        format!("{prefix}_{}", value + 1)
+                    })
+                    .collect(),
+            )
+        }
+        Synthetic::Timestamp | Synthetic::Date => Values::Integers(
+            (0..row_units.len())
+                .map(|_| {
+                    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+                    let offset = (unit_uniform(rng) * span_ms as f64) as i64;
+                    let ms = SAMPLE_END_MS - span_ms + offset;
+                    Some(if matches!(kind, Synthetic::Date) {
+                        ms / 86_400_000
+                    } else {
+                        ms
+                    })
+                })
+                .collect(),
+        ),
+        Synthetic::Boolean => Values::Booleans(
+            (0..row_units.len())
+                .map(|_| unit_uniform(rng) < 0.5)
+                .collect(),
+        ),
+    };
+    Ok(values)
 }

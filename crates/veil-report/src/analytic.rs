@@ -10,7 +10,8 @@ use crate::input::{
     AggregateKind, AggregateSpec, ColumnMoments, Contribution, Contributions, DataOrigin,
     GroupTruth, Moments, NoisePlanner, QueryInput, ReportInput,
 };
-use crate::sweep::{self, Report, ReportOptions};
+use crate::output::{Report, ReportOptions};
+use crate::sweep;
 
 /// Group sizes (distinct units) of the hypothetical groups.
 pub const HYPOTHETICAL_UNITS: [u32; 5] = [10, 100, 1_000, 10_000, 100_000];

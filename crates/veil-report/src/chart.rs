@@ -9,7 +9,8 @@ use plotters::style::{FontStyle, register_font};
 use serde::Serialize;
 
 use crate::ReportError;
-use crate::sweep::{QueryReport, Report};
+use crate::format::short;
+use crate::output::{QueryReport, Report};
 
 /// The font compiled into the crate (DejaVu Sans; licence in `assets/LICENSE-DejaVu.txt`).
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -161,7 +162,7 @@ impl Draw for ErrorVsEpsilon<'_> {
             .configure_mesh()
             .x_desc("ε")
             .y_desc("median relative error (%)")
-            .x_label_formatter(&|value| crate::sweep::short(*value))
+            .x_label_formatter(&|value| short(*value))
             .draw()
             .map_err(error)?;
         for (index, aggregate) in self.query.aggregates.iter().enumerate() {
@@ -233,7 +234,7 @@ impl Draw for Decomposition<'_> {
                 format!(
                     "{}: where the error comes from (ε = {})",
                     self.query.name,
-                    crate::sweep::short(self.epsilon)
+                    short(self.epsilon)
                 ),
                 ("sans-serif", 20),
             )
@@ -335,7 +336,7 @@ impl Draw for BySize<'_> {
                 format!(
                     "{}: median relative error by group size (ε = {})",
                     self.query.name,
-                    crate::sweep::short(self.epsilon)
+                    short(self.epsilon)
                 ),
                 ("sans-serif", 20),
             )

@@ -90,9 +90,13 @@ mod analytic;
 mod chart;
 mod dist;
 mod error;
+mod fairness;
+pub mod format;
 mod input;
 mod model;
+mod output;
 mod render;
+mod stats;
 mod sweep;
 mod tuning;
 
@@ -104,9 +108,10 @@ pub use input::{
     Contribution, Contributions, DataOrigin, GroupTruth, LeafHistogram, Moments, Noise,
     NoisePlanner, NoiseShape, QuantileTruth, QueryInput, QueryNoise, ReportInput, ValueColumn,
 };
-pub use sweep::{
+pub use model::true_value;
+pub use output::{
     AggregateAtEpsilon, AggregateReport, BiasSummary, ContributionSummary, Decomposition,
     ErrorStats, GroupRelease, QueryReport, ReleaseAtEpsilon, Report, ReportOptions, SliceStats,
-    build,
+    TargetSearch, TunedAtEpsilon, TuningReport,
 };
-pub use tuning::{TargetSearch, TunedAtEpsilon, TuningReport};
+pub use sweep::build;

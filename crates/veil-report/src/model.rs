@@ -17,7 +17,8 @@ use veil_core::mechanism::{ThresholdMechanism, ThresholdNoise};
 use crate::ReportError;
 use crate::dist;
 use crate::input::{
-    AggregateKind, AggregateSpec, GroupTruth, LeafHistogram, Moments, Noise, NoiseShape, QueryNoise,
+    AggregateKind, AggregateSpec, Candidate, GroupTruth, LeafHistogram, Moments, Noise, NoiseShape,
+    QueryInput, QueryNoise,
 };
 
 /// A quantile's error model: the released value is the true bounded distribution read at
@@ -263,6 +264,22 @@ pub(crate) fn value_at(spec: &AggregateSpec, moments: &Moments) -> f64 {
             }
         }
         AggregateKind::Quantile { .. } => f64::NAN,
+    }
+}
+
+/// The true value of an aggregate in a group: over every row, unclamped and unbounded
+/// (the report's truth). NaN where it has none (a mean over no values, a quantile not
+/// computed). **Not private.**
+#[must_use]
+pub fn true_value(spec: &AggregateSpec, group: &GroupTruth) -> f64 {
+    match spec.kind {
+        AggregateKind::Quantile { level } => spec
+            .column
+            .as_ref()
+            .and_then(|column| group.quantiles.get(&column.name))
+            .and_then(|truth| truth.raw.iter().find(|(at, _)| (at - level).abs() < 1e-12))
+            .map_or(f64::NAN, |(_, value)| *value),
+        _ => value_at(spec, &group.raw),
     }
 }
 
@@ -599,6 +616,33 @@ pub(crate) fn simulate<R: Rng + ?Sized>(
         released.push(value);
     }
     Some(released)
+}
+
+/// The job's own bounds as a candidate.
+pub(crate) fn job_candidate(query: &QueryInput) -> Candidate {
+    Candidate {
+        contribution: query.bounds,
+        value_scale: 1.0,
+    }
+}
+
+/// Predictions of every aggregate (outer) for every group (inner; `None` where the
+/// aggregate has no value).
+pub(crate) fn predictions(
+    query: &QueryInput,
+    noise: &QueryNoise,
+) -> Result<Vec<Vec<Option<Prediction>>>, ReportError> {
+    query
+        .aggregates
+        .iter()
+        .map(|spec| {
+            query
+                .groups
+                .iter()
+                .map(|group| predict(spec, group, noise, query.histogram_tree))
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 use crate::ReportError;
 use crate::chart::Chart;
-use crate::sweep::{AggregateAtEpsilon, QueryReport, Report, nearest, percent, short};
+use crate::format::{percent, short};
+use crate::output::{AggregateAtEpsilon, QueryReport, Report};
+use crate::sweep::nearest;
 
 /// The HTML template (minijinja), embedded.
 const HTML_TEMPLATE: &str = include_str!("templates/report.html");
@@ -94,7 +96,6 @@ impl Report {
 
     /// The report as Markdown.
     #[must_use]
-    #[allow(clippy::too_many_lines)]
     pub fn to_markdown(&self) -> String {
         let mut md = String::new();
         let reference = self.reference_index();
@@ -121,131 +122,7 @@ impl Report {
             percent(self.target_error)
         );
         for query in &self.queries {
-            let _ = writeln!(md);
-            let group_by = if query.group_by.is_empty() {
-                "all rows".to_string()
-            } else {
-                query.group_by.join(", ")
-            };
-            let _ = writeln!(md, "## Query `{}` (group by {group_by})\n", query.name);
-            let _ = writeln!(
-                md,
-                "Bounds: max_groups_per_unit = {}, max_rows_per_group = {}; {} groups in the data.\n",
-                query.bounds.max_groups_per_unit, query.bounds.max_rows_per_group, query.groups
-            );
-            if !query.findings.is_empty() {
-                let _ = writeln!(md, "### Findings\n");
-                for finding in &query.findings {
-                    let _ = writeln!(md, "- {finding}");
-                }
-                let _ = writeln!(md);
-            }
-            let _ = writeln!(
-                md,
-                "### Median relative error by ε ({})\n",
-                if self.trials > 0 {
-                    "analytic / Monte Carlo"
-                } else {
-                    "analytic"
-                }
-            );
-            let mut header = "| aggregate |".to_string();
-            let mut rule = "|---|".to_string();
-            for epsilon in &self.epsilons {
-                let _ = write!(header, " ε = {} |", short(*epsilon));
-                rule.push_str("---|");
-            }
-            let _ = writeln!(md, "{header}\n{rule}");
-            for aggregate in &query.aggregates {
-                let mut row = format!("| {} |", aggregate.name);
-                for at in &aggregate.sweep {
-                    let _ = write!(row, " {} |", cell(at));
-                }
-                let _ = writeln!(md, "{row}");
-            }
-            let _ = writeln!(
-                md,
-                "\n### Where the error comes from (ε = {reference_epsilon})\n"
-            );
-            let _ = writeln!(
-                md,
-                "Shares of the expected squared error, and the mean relative bias of bounding (the same at every ε).\n"
-            );
-            let _ = writeln!(
-                md,
-                "| aggregate | clamping | L∞ rows | L0 groups | noise | selection | bias: clamping | bias: L∞ | bias: L0 |"
-            );
-            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
-            for aggregate in &query.aggregates {
-                if let Some(at) = aggregate.sweep.get(reference) {
-                    let parts = at.decomposition;
-                    let bias = aggregate.bias;
-                    let _ = writeln!(
-                        md,
-                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                        aggregate.name,
-                        percent(parts.clamping),
-                        percent(parts.linf),
-                        percent(parts.l0),
-                        percent(parts.noise),
-                        percent(parts.selection),
-                        signed_percent(bias.clamping),
-                        signed_percent(bias.linf),
-                        signed_percent(bias.l0),
-                    );
-                }
-            }
-            let _ = writeln!(md, "\n### Errors at ε = {reference_epsilon}\n");
-            let _ = writeln!(
-                md,
-                "| aggregate | method | noise std | median abs | p90 abs | RMSE | median rel | p90 rel | RMSE rel |"
-            );
-            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
-            for aggregate in &query.aggregates {
-                if let Some(at) = aggregate.sweep.get(reference) {
-                    let mut rows = vec![("analytic", at.analytic)];
-                    if let Some(empirical) = at.empirical {
-                        rows.push(("Monte Carlo", empirical));
-                    }
-                    for (method, stats) in rows {
-                        let _ = writeln!(
-                            md,
-                            "| {} | {method} | {} | {} | {} | {} | {} | {} | {} |",
-                            aggregate.name,
-                            short(at.noise_std),
-                            short(stats.median_abs),
-                            short(stats.p90_abs),
-                            short(stats.rmse),
-                            percent(stats.median_relative),
-                            percent(stats.p90_relative),
-                            percent(stats.rmse_relative),
-                        );
-                    }
-                }
-            }
-            let _ = writeln!(md, "\n### Groups released\n");
-            let _ = writeln!(md, "| ε | expected | Monte Carlo | rows in lost groups |");
-            let _ = writeln!(md, "|---|---|---|---|");
-            for release in &query.release {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} of {} | {} | {} |",
-                    short(release.epsilon),
-                    short(release.expected_groups),
-                    query.groups,
-                    release
-                        .empirical_groups
-                        .map_or_else(|| "—".to_string(), short),
-                    percent(release.rows_lost)
-                );
-            }
-            slices_markdown(&mut md, query, reference, &reference_epsilon, false);
-            if query.segment.is_some() {
-                slices_markdown(&mut md, query, reference, &reference_epsilon, true);
-            }
-            contributions_markdown(&mut md, query);
-            tuning_markdown(&mut md, query);
-            groups_markdown(&mut md, query, &self.epsilons);
+            query_markdown(&mut md, self, query, reference, &reference_epsilon);
         }
         let _ = writeln!(md, "\n## Method\n");
         for note in &self.method {
@@ -292,6 +169,7 @@ impl Report {
             reference => self.reference_index(),
             charts => minijinja::Value::from(minijinja::value::Serde(charts)),
             listed => LISTED_GROUPS,
+            tuning_notice => TUNING_NOTICE,
         };
         template.render(context).map_err(failure)
     }
@@ -320,6 +198,171 @@ fn signed_percent(value: f64) -> String {
         format!("−{text}")
     } else {
         format!("+{text}")
+    }
+}
+
+/// One query's section of the Markdown report.
+fn query_markdown(
+    md: &mut String,
+    report: &Report,
+    query: &QueryReport,
+    reference: usize,
+    reference_epsilon: &str,
+) {
+    let _ = writeln!(md);
+    let group_by = if query.group_by.is_empty() {
+        "all rows".to_string()
+    } else {
+        query.group_by.join(", ")
+    };
+    let _ = writeln!(md, "## Query `{}` (group by {group_by})\n", query.name);
+    let _ = writeln!(
+        md,
+        "Bounds: max_groups_per_unit = {}, max_rows_per_group = {}; {} groups in the data.\n",
+        query.bounds.max_groups_per_unit, query.bounds.max_rows_per_group, query.groups
+    );
+    if !query.findings.is_empty() {
+        let _ = writeln!(md, "### Findings\n");
+        for finding in &query.findings {
+            let _ = writeln!(md, "- {finding}");
+        }
+        let _ = writeln!(md);
+    }
+    sweep_markdown(md, report, query);
+    decomposition_markdown(md, query, reference, reference_epsilon);
+    errors_markdown(md, query, reference, reference_epsilon);
+    release_markdown(md, query);
+    slices_markdown(md, query, reference, reference_epsilon, false);
+    if query.segment.is_some() {
+        slices_markdown(md, query, reference, reference_epsilon, true);
+    }
+    contributions_markdown(md, query);
+    tuning_markdown(md, query);
+    groups_markdown(md, query, &report.epsilons);
+}
+
+/// The median relative error of every aggregate at every swept ε.
+fn sweep_markdown(md: &mut String, report: &Report, query: &QueryReport) {
+    let _ = writeln!(
+        md,
+        "### Median relative error by ε ({})\n",
+        if report.trials > 0 {
+            "analytic / Monte Carlo"
+        } else {
+            "analytic"
+        }
+    );
+    let mut header = "| aggregate |".to_string();
+    let mut rule = "|---|".to_string();
+    for epsilon in &report.epsilons {
+        let _ = write!(header, " ε = {} |", short(*epsilon));
+        rule.push_str("---|");
+    }
+    let _ = writeln!(md, "{header}\n{rule}");
+    for aggregate in &query.aggregates {
+        let mut row = format!("| {} |", aggregate.name);
+        for at in &aggregate.sweep {
+            let _ = write!(row, " {} |", cell(at));
+        }
+        let _ = writeln!(md, "{row}");
+    }
+}
+
+/// Where the error comes from at the reference ε, and the bias of bounding.
+fn decomposition_markdown(
+    md: &mut String,
+    query: &QueryReport,
+    reference: usize,
+    reference_epsilon: &str,
+) {
+    let _ = writeln!(
+        md,
+        "\n### Where the error comes from (ε = {reference_epsilon})\n"
+    );
+    let _ = writeln!(
+        md,
+        "Shares of the expected squared error, and the mean relative bias of bounding (the same at every ε).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| aggregate | clamping | L∞ rows | L0 groups | noise | selection | bias: clamping | bias: L∞ | bias: L0 |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    for aggregate in &query.aggregates {
+        if let Some(at) = aggregate.sweep.get(reference) {
+            let parts = at.decomposition;
+            let bias = aggregate.bias;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                aggregate.name,
+                percent(parts.clamping),
+                percent(parts.linf),
+                percent(parts.l0),
+                percent(parts.noise),
+                percent(parts.selection),
+                signed_percent(bias.clamping),
+                signed_percent(bias.linf),
+                signed_percent(bias.l0),
+            );
+        }
+    }
+}
+
+/// Every error statistic at the reference ε, analytic and Monte Carlo.
+fn errors_markdown(
+    md: &mut String,
+    query: &QueryReport,
+    reference: usize,
+    reference_epsilon: &str,
+) {
+    let _ = writeln!(md, "\n### Errors at ε = {reference_epsilon}\n");
+    let _ = writeln!(
+        md,
+        "| aggregate | method | noise std | median abs | p90 abs | RMSE | median rel | p90 rel | RMSE rel |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    for aggregate in &query.aggregates {
+        if let Some(at) = aggregate.sweep.get(reference) {
+            let mut rows = vec![("analytic", at.analytic)];
+            if let Some(empirical) = at.empirical {
+                rows.push(("Monte Carlo", empirical));
+            }
+            for (method, stats) in rows {
+                let _ = writeln!(
+                    md,
+                    "| {} | {method} | {} | {} | {} | {} | {} | {} | {} |",
+                    aggregate.name,
+                    short(at.noise_std),
+                    short(stats.median_abs),
+                    short(stats.p90_abs),
+                    short(stats.rmse),
+                    percent(stats.median_relative),
+                    percent(stats.p90_relative),
+                    percent(stats.rmse_relative),
+                );
+            }
+        }
+    }
+}
+
+/// The groups released at each ε, expected and simulated.
+fn release_markdown(md: &mut String, query: &QueryReport) {
+    let _ = writeln!(md, "\n### Groups released\n");
+    let _ = writeln!(md, "| ε | expected | Monte Carlo | rows in lost groups |");
+    let _ = writeln!(md, "|---|---|---|---|");
+    for release in &query.release {
+        let _ = writeln!(
+            md,
+            "| {} | {} of {} | {} | {} |",
+            short(release.epsilon),
+            short(release.expected_groups),
+            query.groups,
+            release
+                .empirical_groups
+                .map_or_else(|| "—".to_string(), short),
+            percent(release.rows_lost)
+        );
     }
 }
 
@@ -471,11 +514,15 @@ pub(crate) fn log2_buckets(histogram: &[(u64, u64)]) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// What the tuning section says first: its suggestions are not private.
+pub(crate) const TUNING_NOTICE: &str = "Not private: these bounds are read off the data's true contributions, so copying them into the job lets the data choose its own bounds outside the budget. On real data, prefer `\"auto\"` (chosen privately, from a charged share of ε) or bounds set without looking.";
+
 fn tuning_markdown(md: &mut String, query: &QueryReport) {
     let Some(tuning) = &query.tuning else {
         return;
     };
     let _ = writeln!(md, "\n### Tuning\n");
+    let _ = writeln!(md, "{TUNING_NOTICE}\n");
     let _ = writeln!(md, "Objective: {}.\n", tuning.objective);
     if !tuning.per_epsilon.is_empty() {
         let _ = writeln!(

@@ -8,59 +8,17 @@
 //! over L0 and L∞ at the job's value bounds, then over value-bound scales at the best L0
 //! and L∞.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
 use veil_core::Epsilon;
 
 use crate::ReportError;
+use crate::format::{percent, short};
 use crate::input::{
     AggregateKind, Candidate, CandidateMoments, CandidateTruths, Contribution, NoisePlanner,
     QueryInput, QueryNoise,
 };
 use crate::model::{self, Prediction};
-use crate::sweep::{self, percent, short};
-
-/// Suggested bounds for one query.
-#[derive(Debug, Clone, Serialize)]
-pub struct TuningReport {
-    /// What is minimised.
-    pub objective: String,
-    /// Per swept ε: the job's objective and the best candidate's.
-    pub per_epsilon: Vec<TunedAtEpsilon>,
-    /// The smallest ε that meets the target.
-    pub target: TargetSearch,
-}
-
-/// The best bounds at one ε.
-#[derive(Debug, Clone, Serialize)]
-pub struct TunedAtEpsilon {
-    /// The ε.
-    pub epsilon: f64,
-    /// The objective at the job's bounds.
-    pub current: f64,
-    /// The best candidate.
-    pub best: Candidate,
-    /// Its value bounds, per column.
-    pub value_bounds: BTreeMap<String, [f64; 2]>,
-    /// The objective at the best candidate.
-    pub best_objective: f64,
-}
-
-/// The smallest ε that meets the target relative error.
-#[derive(Debug, Clone, Serialize)]
-pub struct TargetSearch {
-    /// The target (median relative error of every aggregate).
-    pub target: f64,
-    /// The smallest ε at the job's bounds, if any ε up to 100 meets it.
-    pub epsilon_at_job_bounds: Option<f64>,
-    /// The error left by bounding alone at the job's bounds (the largest median relative
-    /// bias over aggregates): no ε goes below it.
-    pub bias_floor: f64,
-    /// The smallest swept ε at which the best bounds meet the target (for the tuned
-    /// aggregates), and those bounds.
-    pub with_suggested_bounds: Option<(f64, Candidate)>,
-}
+use crate::output::{TargetSearch, TunedAtEpsilon, TuningReport};
+use crate::stats::median_relative;
 
 fn tunable(kind: AggregateKind) -> bool {
     matches!(
@@ -172,7 +130,7 @@ fn candidate_predictions(
 fn objective(predictions: &[Vec<Prediction>]) -> (f64, f64) {
     let medians: Vec<f64> = predictions
         .iter()
-        .map(|per_group| sweep::median_relative(per_group.iter()))
+        .map(|per_group| median_relative(per_group.iter()))
         .filter(|value| value.is_finite())
         .collect();
     if medians.is_empty() {
@@ -350,12 +308,12 @@ fn worst_error(
     epsilon: Epsilon,
 ) -> Option<f64> {
     let noise = planner
-        .plan(epsilon, index, &sweep::job_candidate(query))
+        .plan(epsilon, index, &model::job_candidate(query))
         .ok()?;
-    let predictions = sweep::predictions(query, &noise).ok()?;
+    let predictions = model::predictions(query, &noise).ok()?;
     predictions
         .iter()
-        .map(|per_group| sweep::median_relative(per_group.iter().flatten()))
+        .map(|per_group| median_relative(per_group.iter().flatten()))
         .filter(|value| value.is_finite())
         .reduce(f64::max)
 }
@@ -374,9 +332,9 @@ fn target_epsilon(
             reason: e.to_string(),
         })?,
         index,
-        &sweep::job_candidate(query),
+        &model::job_candidate(query),
     )?;
-    let bias_floor = sweep::predictions(query, &noise)?
+    let bias_floor = model::predictions(query, &noise)?
         .iter()
         .map(|per_group| {
             let mut relative: Vec<f64> = per_group
@@ -430,7 +388,7 @@ impl TuningReport {
                     })
                     .collect();
                 findings.push(format!(
-                    "Tuning: at ε = {}, max_groups_per_unit = {}, max_rows_per_group = {}{} would give a median relative error of {} instead of {} (job's bounds).",
+                    "Tuning (not private: read off this data's true contributions; bounds set to \"auto\" are chosen privately instead): at ε = {}, max_groups_per_unit = {}, max_rows_per_group = {}{} would give a median relative error of {} instead of {} (job's bounds).",
                     short(tuned.epsilon),
                     best.contribution.max_groups_per_unit,
                     best.contribution.max_rows_per_group,
@@ -455,7 +413,7 @@ impl TuningReport {
         });
         if let Some((epsilon, candidate)) = target.with_suggested_bounds {
             findings.push(format!(
-                "Target with suggested bounds: ε = {} suffices with max_groups_per_unit = {}, max_rows_per_group = {} and value bounds × {} (counts, unit counts, sums and means).",
+                "Target with suggested bounds (not private, as above): ε = {} suffices with max_groups_per_unit = {}, max_rows_per_group = {} and value bounds × {} (counts, unit counts, sums and means).",
                 short(epsilon),
                 candidate.contribution.max_groups_per_unit,
                 candidate.contribution.max_rows_per_group,

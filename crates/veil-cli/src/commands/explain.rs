@@ -12,6 +12,8 @@ use veil_engine::Executor;
 use veil_engine::job::{Job, JobBudget, Partitions};
 use veil_engine::plan::{OutputNoise, Plan, PlannedCost, QueryPlan};
 
+use veil_report::format::short;
+
 use crate::config::{self, LoadedJob};
 use crate::engine::{Engine, EngineArgs};
 use crate::exit::{self, Classify};
@@ -149,21 +151,6 @@ fn round(value: f64) -> String {
         .trim_end_matches('0')
         .trim_end_matches('.')
         .to_string()
-}
-
-/// Significant digits for display.
-fn short(value: f64) -> String {
-    if value == 0.0 || !value.is_finite() {
-        return format!("{value}");
-    }
-    let magnitude = value.abs().log10().floor();
-    if (-3.0..6.0).contains(&magnitude) {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let decimals = (2.0 - magnitude).max(0.0) as usize;
-        format!("{value:.decimals$}")
-    } else {
-        format!("{value:.2e}")
-    }
 }
 
 /// The noise of one released value, in its own units, in words: `(std, 95% error)`.

@@ -11,11 +11,12 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use veil_accountant::{
     BudgetError, BudgetKey, BudgetLedger, BudgetStatus, Charge, ReleaseRecord, Reservation,
 };
-use veil_engine::job::{AggregateKind, SourceFormat};
-use veil_engine::plan::output_names_of;
+use veil_engine::job::SourceFormat;
 use veil_engine::scan::BoundingKey;
-use veil_engine::utility::{GroupTotals, UtilityOptions};
+use veil_engine::truth::{GroupTotals, QueryTotals, TruthOptions};
 use veil_engine::{RunContext, Stage};
+use veil_report::format::short;
+use veil_report::{AggregateSpec, GroupTruth};
 
 use crate::config;
 use crate::exit::{self, Classify};
@@ -113,55 +114,18 @@ impl BudgetLedger for PreviewLedger {
     }
 }
 
+/// A number in a preview table: `—` where there is none (a mean over no values).
+fn cell(value: f64) -> String {
+    if value.is_finite() {
+        short(value)
+    } else {
+        "—".into()
+    }
+}
+
 /// The suffix of every preview table's name.
 pub(crate) const PREVIEW_SUFFIX: &str = "-preview";
 
-/// The true value of a released column in a group of the sample.
-fn true_value(kind: &AggregateKind, level: Option<f64>, group: &GroupTotals) -> f64 {
-    let column = kind
-        .column()
-        .and_then(|column| group.raw.columns.get(&column.name))
-        .copied()
-        .unwrap_or_default();
-    let mean = if column.values > 0.0 {
-        column.sum / column.values
-    } else {
-        f64::NAN
-    };
-    match kind {
-        AggregateKind::Count => group.raw.rows,
-        AggregateKind::UnitCount => group.raw.units,
-        AggregateKind::Sum(_) => column.sum,
-        AggregateKind::Mean(_) => mean,
-        // No values: no variance ("—"), not 0.
-        AggregateKind::Variance(_) if column.values > 0.0 => {
-            (column.sum_squares / column.values - mean * mean).max(0.0)
-        }
-        AggregateKind::Variance(_) => f64::NAN,
-        AggregateKind::Quantiles { column, .. } => group
-            .raw_quantiles
-            .get(&column.name)
-            .and_then(|levels| {
-                levels
-                    .iter()
-                    .find(|(at, _)| level.is_some_and(|level| (at - level).abs() < 1e-12))
-            })
-            .map_or(f64::NAN, |(_, value)| *value),
-    }
-}
-
-fn short(value: f64) -> String {
-    if !value.is_finite() {
-        return "—".into();
-    }
-    if value.abs() >= 1000.0 || (value - value.round()).abs() < 1e-9 {
-        format!("{value:.0}")
-    } else {
-        format!("{value:.2}")
-    }
-}
-
-#[allow(clippy::too_many_lines)]
 pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     let loaded = config::load(&args.job, args.as_of.get()).usage()?;
     let mut job = loaded.job.clone();
@@ -254,10 +218,10 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     }
     // The sample's true values (not private: the sample is not real data).
     let plan = veil_engine::plan::plan(&job).map_err(exit::engine)?;
-    let truths = veil_engine::utility::report_inputs(
+    let truths = veil_engine::truth::report_inputs(
         &plan,
         BoundingKey::random(&mut rng),
-        &UtilityOptions {
+        &TruthOptions {
             segments: vec![None; job.queries.len()],
             max_groups_per_unit: Vec::new(),
             max_rows_per_group: Vec::new(),
@@ -279,94 +243,7 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
         .zip(&job.queries)
         .zip(&truths.queries)
     {
-        let by_key: BTreeMap<Vec<String>, &GroupTotals> = totals
-            .groups
-            .iter()
-            .map(|group| {
-                (
-                    group
-                        .key
-                        .iter()
-                        .map(|value| value.clone().unwrap_or_default())
-                        .collect(),
-                    group,
-                )
-            })
-            .collect();
-        let table = &published.table;
-        let keys: Vec<Vec<String>> = {
-            let columns: Vec<Vec<String>> = query
-                .group_by
-                .iter()
-                .map(|name| table.column_as_strings(name).unwrap_or_default())
-                .collect();
-            (0..table.groups())
-                .map(|row| columns.iter().map(|column| column[row].clone()).collect())
-                .collect()
-        };
-        let mut header: Vec<String> = query.group_by.clone();
-        let mut value_columns = Vec::new();
-        for aggregate in &query.aggregates {
-            let levels: Vec<Option<f64>> = match &aggregate.kind {
-                AggregateKind::Quantiles { levels, .. } => {
-                    levels.iter().copied().map(Some).collect()
-                }
-                _ => vec![None],
-            };
-            for (name, level) in output_names_of(aggregate).into_iter().zip(levels) {
-                header.push(format!("{name} released (95% CI)"));
-                header.push(format!("{name} true"));
-                value_columns.push((name, aggregate.kind.clone(), level));
-            }
-        }
-        // Each released column converted once, not once per row.
-        let column = |name: &str| table.column_as_f64(name);
-        let released: Vec<_> = value_columns
-            .iter()
-            .map(|(name, _, _)| {
-                (
-                    column(name),
-                    column(&format!("{name}_ci_low")),
-                    column(&format!("{name}_ci_high")),
-                )
-            })
-            .collect();
-        let at =
-            |values: &Option<Vec<f64>>, row: usize| values.as_ref().map_or(f64::NAN, |v| v[row]);
-        let mut rows: Vec<(f64, Vec<String>)> = Vec::new();
-        for (row, key) in keys.iter().enumerate() {
-            let truth = by_key.get(key);
-            let mut cells = key.clone();
-            for ((_, kind, level), (values, lows, highs)) in value_columns.iter().zip(&released) {
-                let (value, low, high) = (at(values, row), at(lows, row), at(highs, row));
-                cells.push(format!(
-                    "{} [{}, {}]",
-                    short(value),
-                    short(low),
-                    short(high)
-                ));
-                cells.push(truth.map_or_else(
-                    || "—".into(),
-                    |group| short(true_value(kind, *level, group)),
-                ));
-            }
-            rows.push((truth.map_or(0.0, |group| group.raw.units), cells));
-        }
-        rows.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut display = Table::new();
-        display.load_style(UTF8_FULL_CONDENSED).set_header(header);
-        for (_, cells) in rows.iter().take(args.rows) {
-            display.add_row(cells.clone());
-        }
-        println!();
-        println!(
-            "{} (preview): {} of {} groups released; {} shown, largest first",
-            query.name,
-            table.groups(),
-            totals.groups.len(),
-            rows.len().min(args.rows)
-        );
-        println!("{display}");
+        print_comparison(&published.table, query, totals, args.rows);
     }
     eprintln!(
         "wrote the preview to {} (release.json says \"preview, not a release\")",
@@ -375,13 +252,97 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints one query's released values beside the sample's true values, largest groups
+/// first, `shown` of them.
+fn print_comparison(
+    table: &veil_engine::release::ReleasedTable,
+    query: &veil_engine::job::Query,
+    totals: &QueryTotals,
+    shown: usize,
+) {
+    let by_key: BTreeMap<Vec<String>, &GroupTotals> = totals
+        .groups
+        .iter()
+        .map(|group| {
+            (
+                group
+                    .key
+                    .iter()
+                    .map(|value| value.clone().unwrap_or_default())
+                    .collect(),
+                group,
+            )
+        })
+        .collect();
+    let keys: Vec<Vec<String>> = {
+        let columns: Vec<Vec<String>> = query
+            .group_by
+            .iter()
+            .map(|name| table.column_as_strings(name).unwrap_or_default())
+            .collect();
+        (0..table.groups())
+            .map(|row| columns.iter().map(|column| column[row].clone()).collect())
+            .collect()
+    };
+    let mut header: Vec<String> = query.group_by.clone();
+    let specs: Vec<AggregateSpec> = super::report::aggregate_specs(query);
+    for spec in &specs {
+        header.push(format!("{} released (95% CI)", spec.name));
+        header.push(format!("{} true", spec.name));
+    }
+    // Each released column converted once, not once per row.
+    let column = |name: &str| table.column_as_f64(name);
+    let released: Vec<_> = specs
+        .iter()
+        .map(|AggregateSpec { name, .. }| {
+            (
+                column(name),
+                column(&format!("{name}_ci_low")),
+                column(&format!("{name}_ci_high")),
+            )
+        })
+        .collect();
+    let at = |values: &Option<Vec<f64>>, row: usize| values.as_ref().map_or(f64::NAN, |v| v[row]);
+    let mut rows: Vec<(f64, Vec<String>)> = Vec::new();
+    for (row, key) in keys.iter().enumerate() {
+        let group = by_key.get(key);
+        let truth = group.map(|group| super::report::group_truth(group));
+        let mut cells = key.clone();
+        for (spec, (values, lows, highs)) in specs.iter().zip(&released) {
+            let (value, low, high) = (at(values, row), at(lows, row), at(highs, row));
+            cells.push(format!("{} [{}, {}]", cell(value), cell(low), cell(high)));
+            cells.push(truth.as_ref().map_or_else(
+                || "—".into(),
+                |truth: &GroupTruth| cell(veil_report::true_value(spec, truth)),
+            ));
+        }
+        rows.push((group.map_or(0.0, |group| group.raw.units), cells));
+    }
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut display = Table::new();
+    display.load_style(UTF8_FULL_CONDENSED).set_header(header);
+    for (_, cells) in rows.iter().take(shown) {
+        display.add_row(cells.clone());
+    }
+    println!();
+    println!(
+        "{} (preview): {} of {} groups released; {} shown, largest first",
+        query.name,
+        table.groups(),
+        totals.groups.len(),
+        rows.len().min(shown)
+    );
+    println!("{display}");
+}
+
 #[cfg(test)]
 mod tests {
     use veil_core::Bounds;
-    use veil_engine::job::{AggregateKind, ValueColumn};
-    use veil_engine::utility::{ColumnTotals, GroupTotals};
+    use veil_engine::truth::{ColumnTotals, GroupTotals};
+    use veil_report::{AggregateKind, AggregateSpec, ValueColumn};
 
-    use super::{short, true_value};
+    use super::cell;
+    use crate::commands::report::group_truth;
 
     fn group(values: f64, sum: f64, sum_squares: f64) -> GroupTotals {
         let mut group = GroupTotals::default();
@@ -397,23 +358,27 @@ mod tests {
         group
     }
 
-    fn shown(kind: &AggregateKind, group: &GroupTotals) -> String {
-        short(true_value(kind, None, group))
+    fn shown(kind: AggregateKind, group: &GroupTotals) -> String {
+        let spec = AggregateSpec {
+            name: "value".into(),
+            kind,
+            column: Some(ValueColumn {
+                name: "value".into(),
+                bounds: Bounds::new(0.0, 10.0).unwrap(),
+            }),
+        };
+        cell(veil_report::true_value(&spec, &group_truth(group)))
     }
 
     #[test]
     fn a_group_without_values_has_no_mean_or_variance() {
-        let column = ValueColumn {
-            name: "value".into(),
-            bounds: Bounds::new(0.0, 10.0).unwrap(),
-        };
         let empty = group(0.0, 0.0, 0.0);
-        assert_eq!(shown(&AggregateKind::Mean(column.clone()), &empty), "—");
-        assert_eq!(shown(&AggregateKind::Variance(column.clone()), &empty), "—");
-        assert_eq!(shown(&AggregateKind::Count, &empty), "4");
+        assert_eq!(shown(AggregateKind::Mean, &empty), "—");
+        assert_eq!(shown(AggregateKind::Variance, &empty), "—");
+        assert_eq!(shown(AggregateKind::Count, &empty), "4");
         // Values 1 and 3: mean 2, variance 1.
         let two = group(2.0, 4.0, 10.0);
-        assert_eq!(shown(&AggregateKind::Mean(column.clone()), &two), "2");
-        assert_eq!(shown(&AggregateKind::Variance(column), &two), "1");
+        assert_eq!(shown(AggregateKind::Mean, &two), "2");
+        assert_eq!(shown(AggregateKind::Variance, &two), "1");
     }
 }

@@ -28,8 +28,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["veil-core", "veil-accountant", "veil-engine"],
     ),
     ("veil-report", &["veil-core", "veil-accountant"]),
-    // The auditor runs mechanisms, LDP randomizers and the engine's release on
-    // neighbouring inputs (ARCHITECTURE.md, `crates/veil-audit`).
+    // The auditor runs mechanisms, LDP randomizers and (feature `job`) the engine's release
+    // on neighbouring inputs (ARCHITECTURE.md, `crates/veil-audit`).
     ("veil-audit", &["veil-core", "veil-ldp", "veil-engine"]),
     ("veil-cli", &["*"]),
     // The Python package: the commands' library API and the engine's Arrow streams, no
@@ -37,6 +37,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("veil-py", &["veil-cli", "veil-engine"]),
     ("veil-bench", &["*"]),
 ];
+
+/// Edges that must stay optional, behind a feature, so the crate's other parts build
+/// without what the edge brings: the auditor's mechanism and LDP audits without Polars.
+const OPTIONAL: &[(&str, &str)] = &[("veil-audit", "veil-engine")];
 
 /// Crates that must stay pure: no file, network, environment or terminal access.
 const PURE: &[&str] = &[
@@ -93,6 +97,13 @@ fn crate_graph_follows_the_table() {
                 assert!(
                     name == "veil-engine" || name == "veil-bench",
                     "only veil-engine may depend on Polars, not {name}"
+                );
+            }
+            if OPTIONAL.contains(&(name, dependency_name)) && kind != "dev" {
+                assert_eq!(
+                    dependency["optional"].as_bool(),
+                    Some(true),
+                    "{name}'s dependency on {dependency_name} must stay optional (behind a feature)"
                 );
             }
             if !dependency_name.starts_with("veil-") || kind == "dev" || allowed_here.contains(&"*")

@@ -185,6 +185,18 @@ pub struct Query {
     pub auto: Vec<AutoBound>,
 }
 
+/// The share of a job's budget that its `auto` bounds take, together (the planner sets it
+/// aside; `crate::autobound` spends it).
+pub const AUTO_SHARE: f64 = 0.1;
+
+impl Job {
+    /// How many `auto` choices the job makes (a value column's two ends count as one).
+    #[must_use]
+    pub fn auto_choices(&self) -> usize {
+        self.queries.iter().map(|query| query.auto.len()).sum()
+    }
+}
+
 /// A contribution bound chosen from the data under a share of the budget
 /// (`crate::autobound`).
 #[derive(Debug, Clone, PartialEq, Eq)]

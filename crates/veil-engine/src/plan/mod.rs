@@ -657,10 +657,10 @@ pub fn plan(job: &Job) -> Result<Plan, EngineError> {
 /// The job with its budget reduced by what its `auto` bounds spend, and that spend as a
 /// pure ε.
 fn without_auto_share(job: &Job) -> Result<(Job, f64), EngineError> {
-    if crate::autobound::choices_in(job) == 0 {
+    if job.auto_choices() == 0 {
         return Ok((job.clone(), 0.0));
     }
-    let share = crate::autobound::AUTO_SHARE;
+    let share = crate::job::AUTO_SHARE;
     let mut rest = job.clone();
     let scaled = |epsilon: Epsilon| {
         Epsilon::new(epsilon.get() * (1.0 - share))

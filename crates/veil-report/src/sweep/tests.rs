@@ -1,4 +1,5 @@
 use super::*;
+use crate::fairness::{fairness_flags, size_bucket};
 use crate::input::NoiseShape;
 
 fn prediction(truth: f64, bounded: f64, noise_std: f64, release: f64) -> Prediction {

@@ -1,4 +1,6 @@
 #![allow(clippy::unwrap_used)]
+use crate::job::AggregateKind;
+use crate::plan::Measure;
 
 use polars::prelude::*;
 use veil_core::{Bounds, Delta, Epsilon};
@@ -79,8 +81,8 @@ fn job(path: &std::path::Path) -> Job {
     }
 }
 
-fn options() -> UtilityOptions {
-    UtilityOptions {
+fn options() -> TruthOptions {
+    TruthOptions {
         segments: vec![Some("region".into())],
         max_groups_per_unit: vec![1, 10],
         max_rows_per_group: vec![2, 100],
