@@ -2,6 +2,8 @@
 //! code (`commands/<group>.rs`); every help text says what it does, what it needs and an
 //! example.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
@@ -67,4 +69,25 @@ pub(crate) enum Command {
     /// Test privacy empirically: mechanisms, LDP protocols and whole jobs on neighbouring inputs.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+}
+
+impl Cli {
+    /// Runs the parsed command line.
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Run(args) => run::run(&args),
+            Command::Explain(args) => explain::run(&args),
+            Command::Noise(command) => noise::run(command),
+            Command::SampleData(args) => sample_data::run(&args),
+            Command::Purposes(args) => purposes::run(&args),
+            Command::Purge(args) => purge::run(&args),
+            Command::Consent(command) => consent::run(command),
+            Command::Ldp(command) => ldp::run(command),
+            Command::Accountant(command) => accountant::run(command),
+            Command::Budget(command) => budget::run(command),
+            Command::Audit(command) => audit::run(command),
+            Command::Report(args) => report::run(&args),
+            Command::Preview(args) => preview::run(&args),
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The `veil` command: differentially private aggregation over Parquet exports.
 //!
 //! This crate wires Veil's crates together; it holds no privacy mathematics of its own.
-//! The binary (`src/main.rs`) calls [`main`], which runs `commands::run`, prints any error
+//! The binary (`src/main.rs`) calls [`main`], which runs `Cli::run`, prints any error
 //! with its chain of causes, and exits with a code that scripts can act on (see `exit`).
 //! The library also serves programs that embed Veil: [`api`] loads the same job files,
 //! runs, explains and reports them and reads the ledger as the commands do, returning
@@ -29,7 +29,7 @@ mod rng;
 #[must_use]
 pub fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    match commands::run(args) {
+    match args.run() {
         Ok(code) => code,
         Err(error) => {
             let code = exit::code_for(&error);

@@ -1,5 +1,13 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use veil_accountant::{
+    BudgetError, BudgetKey, BudgetLedger, Charge, ChargeItem, ChargeState, Component,
+    NotPrivateCount, PrivacyBudget, ReleaseRecord, Reservation,
+};
+
 use super::*;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 fn key() -> BudgetKey {
     BudgetKey {

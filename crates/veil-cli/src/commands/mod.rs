@@ -1,8 +1,5 @@
 //! One module per command; each turns parsed arguments into calls on Veil's crates.
 
-use std::process::ExitCode;
-
-use crate::cli::{Cli, Command};
 use crate::exit::usage_error;
 
 pub(crate) mod accountant;
@@ -18,25 +15,6 @@ pub(crate) mod purposes;
 pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod sample_data;
-
-/// Runs the parsed command line.
-pub(crate) fn run(args: Cli) -> anyhow::Result<ExitCode> {
-    match args.command {
-        Command::Run(args) => run::run(&args),
-        Command::Explain(args) => explain::run(&args),
-        Command::Noise(command) => noise::run(command),
-        Command::SampleData(args) => sample_data::run(&args),
-        Command::Purposes(args) => purposes::run(&args),
-        Command::Purge(args) => purge::run(&args),
-        Command::Consent(command) => consent::run(command),
-        Command::Ldp(command) => ldp::run(command),
-        Command::Accountant(command) => accountant::run(command),
-        Command::Budget(command) => budget::run(command),
-        Command::Audit(command) => audit::run(command),
-        Command::Report(args) => report::run(&args),
-        Command::Preview(args) => preview::run(&args),
-    }
-}
 
 /// The `--as-of` flag of the commands that read a job's data.
 #[derive(Debug, Clone, Copy, clap::Args)]

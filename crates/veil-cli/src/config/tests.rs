@@ -1,4 +1,5 @@
 use super::*;
+use veil_engine::job::{JobBudget, OutputFormat, Partitions, SourceFormat};
 
 const VALID: &str = r#"
 [source]

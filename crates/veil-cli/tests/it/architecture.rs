@@ -1,6 +1,6 @@
 //! The crate graph and the purity of the math crates, checked mechanically.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -257,4 +257,130 @@ fn math_crates_do_no_io() {
             }
         }
     }
+}
+
+/// A crate's modules, each with the modules of the same crate its code names (through
+/// `crate::…` and `super::…` paths, comments and unit tests left out). A module naming one
+/// of its own ancestors is not counted: a child may use what its parent holds.
+fn module_graph(source: &Path) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
+    let mut files = Vec::new();
+    rust_files(source, &mut files);
+    let mut modules: BTreeMap<Vec<String>, String> = BTreeMap::new();
+    for file in &files {
+        let relative = file.strip_prefix(source).expect("a file of the crate");
+        let mut path: Vec<String> = relative
+            .with_extension("")
+            .components()
+            .map(|part| part.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if matches!(
+            path.last().map(String::as_str),
+            Some("mod" | "lib" | "main")
+        ) {
+            path.pop();
+        }
+        if path.last().is_some_and(|last| last == "tests") {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).expect("readable source file");
+        let code: String = text
+            .split("#[cfg(test)]\nmod tests {")
+            .next()
+            .unwrap_or(&text)
+            .lines()
+            .map(|line| line.split("//").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        modules.insert(path, code);
+    }
+    let resolve = |path: &[String]| -> Option<Vec<String>> {
+        (1..=path.len())
+            .rev()
+            .map(|length| path[..length].to_vec())
+            .find(|prefix| modules.contains_key(prefix))
+    };
+    let mut graph = BTreeMap::new();
+    for (module, code) in &modules {
+        let mut named = BTreeSet::new();
+        for (anchor, base) in [
+            ("crate::", Vec::new()),
+            ("super::", module[..module.len().saturating_sub(1)].to_vec()),
+        ] {
+            for (index, _) in code.match_indices(anchor) {
+                let before = code[..index].chars().next_back();
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    continue;
+                }
+                let rest = &code[index + anchor.len()..];
+                // `crate::a::{b, c::d}` names a::b and a::c::d.
+                let head: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                    .collect();
+                let head: Vec<String> = head
+                    .split("::")
+                    .filter(|part| !part.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                let mut targets = vec![head.clone()];
+                if rest[head.join("::").len()..]
+                    .trim_start_matches(':')
+                    .starts_with('{')
+                {
+                    let group = rest.split_once('{').map_or("", |(_, after)| after);
+                    let group = group.split_once('}').map_or(group, |(inside, _)| inside);
+                    targets = group
+                        .split(',')
+                        .map(|item| {
+                            head.iter()
+                                .cloned()
+                                .chain(item.trim().split("::").map(str::to_string))
+                                .collect()
+                        })
+                        .collect();
+                }
+                for target in targets {
+                    let full: Vec<String> = base.iter().cloned().chain(target).collect();
+                    if let Some(found) = resolve(&full)
+                        && found != *module
+                        && !module.starts_with(&found)
+                    {
+                        named.insert(found);
+                    }
+                }
+            }
+        }
+        graph.insert(module.clone(), named);
+    }
+    graph
+}
+
+#[test]
+fn no_module_imports_one_that_imports_it_back() {
+    let mut cycles = Vec::new();
+    for entry in std::fs::read_dir(workspace_root().join("crates")).expect("crates/") {
+        let source = entry.expect("a crate").path().join("src");
+        if !source.is_dir() {
+            continue;
+        }
+        let graph = module_graph(&source);
+        // Every module reachable from each module; a cycle is a module that reaches itself.
+        for start in graph.keys() {
+            let mut seen = BTreeSet::new();
+            let mut stack: Vec<&Vec<String>> = graph[start].iter().collect();
+            while let Some(next) = stack.pop() {
+                if next == start {
+                    cycles.push(format!("{}: {}", source.display(), start.join("::")));
+                    break;
+                }
+                if seen.insert(next.clone()) {
+                    stack.extend(graph.get(next).into_iter().flatten());
+                }
+            }
+        }
+    }
+    assert!(
+        cycles.is_empty(),
+        "modules in an import cycle (move what both use to a module of its own): {cycles:#?}"
+    );
 }

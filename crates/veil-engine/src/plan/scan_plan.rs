@@ -1,9 +1,13 @@
 //! The plan's non-private part: each query's measures, the columns read, the retention
 //! window and the consent filter ([`ScanPlan`]).
 
-use super::{ConsentFilter, Measure, QueryScan, ScanPlan, TimeWindow};
+use super::Measure;
+use std::collections::BTreeSet;
+
 use crate::EngineError;
-use crate::job::{Job, Partitions, Query};
+use crate::job::{ContributionBounds, Job, Query};
+
+use crate::job::Partitions;
 
 /// The non-private part of a job whose queries need `measures` (one list per query).
 pub(super) fn scan_plan(job: &Job, measures: Vec<Vec<Measure>>) -> Result<ScanPlan, EngineError> {
@@ -127,4 +131,126 @@ pub fn describe_duration(milliseconds: i64) -> String {
 /// is released like a public partition).
 pub(super) fn selects_privately(query: &Query) -> bool {
     query.partitions == Partitions::Private && !query.group_by.is_empty()
+}
+
+/// The non-private part of a query: what to read, bound and aggregate per group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryScan {
+    /// The query's name.
+    pub name: String,
+    /// Group-by columns.
+    pub group_by: Vec<String>,
+    /// Contribution bounds.
+    pub bounds: ContributionBounds,
+    /// For public partitions, the keys (as text); rows of other groups are dropped
+    /// before bounding.
+    pub public_keys: Option<Vec<Vec<String>>>,
+    /// Rows without a value in any of these columns are left out before bounding.
+    pub drop_missing: Vec<String>,
+    /// The per-group aggregates to compute.
+    pub measures: Vec<Measure>,
+}
+
+/// The non-private part of a job, as data: read these columns, drop rows with no privacy
+/// unit, bound each unit's contribution per query, and aggregate per group. The local
+/// engine executes it with Polars; another engine can execute the same plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanPlan {
+    /// The source.
+    pub source: crate::job::Source,
+    /// Every column read (data minimisation: nothing else is).
+    pub columns: Vec<String>,
+    /// Rows outside this time window are never read (retention).
+    pub time_window: Option<TimeWindow>,
+    /// Only units with consent in force contribute any row.
+    pub consent: Option<ConsentFilter>,
+    /// One entry per query.
+    pub queries: Vec<QueryScan>,
+}
+
+/// The retention window: rows whose time is outside `[from_ms, to_ms]` (or null) are not
+/// read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// The source's time column.
+    pub column: String,
+    /// The earliest time kept (as-of minus retention), in ms since the Unix epoch, UTC.
+    pub from_ms: i64,
+    /// The latest time kept (the as-of time).
+    pub to_ms: i64,
+}
+
+/// Consent: a unit contributes only if its latest consent event for `purpose` at or before
+/// `as_of_ms` is a grant. No event means no consent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentFilter {
+    /// The consent table and its columns.
+    pub table: crate::job::Consent,
+    /// The job's purpose.
+    pub purpose: String,
+    /// The as-of time, in ms since the Unix epoch, UTC.
+    pub as_of_ms: i64,
+}
+
+impl QueryScan {
+    /// The columns the row hash (L∞) covers, in order: the unit, the group-by columns,
+    /// then each measure's column once. Every engine hashes exactly these, so that they
+    /// keep the same rows.
+    #[must_use]
+    pub fn row_hash_columns(&self, unit: &str) -> Vec<String> {
+        let mut columns = self.pair_hash_columns(unit);
+        for measure in &self.measures {
+            if let Some(column) = measure.column()
+                && !columns.iter().any(|existing| existing == column)
+            {
+                columns.push(column.to_string());
+            }
+        }
+        columns
+    }
+
+    /// The columns the unit–group hash (L0) covers, in order: the unit, then the
+    /// group-by columns.
+    #[must_use]
+    pub fn pair_hash_columns(&self, unit: &str) -> Vec<String> {
+        let mut columns = vec![unit.to_string()];
+        columns.extend(self.group_by.iter().cloned());
+        columns
+    }
+}
+
+impl ScanPlan {
+    /// The columns any query aggregates, sorted, each once: the columns whose missing
+    /// values a scan counts.
+    #[must_use]
+    pub fn value_columns(&self) -> Vec<String> {
+        self.queries
+            .iter()
+            .flat_map(|query| query.measures.iter().filter_map(Measure::column))
+            .map(str::to_string)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+}
+
+impl ConsentFilter {
+    /// Refuses a consent log in which `unknown` events have an action other than `grant`
+    /// or `revoke` (as counted by the engine that read it).
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidJob`] naming the log and its action column if `unknown > 0`.
+    pub fn check_actions(&self, unknown: u64) -> Result<(), EngineError> {
+        if unknown == 0 {
+            return Ok(());
+        }
+        Err(EngineError::InvalidJob {
+            key: "consent.action_column".to_string(),
+            reason: format!(
+                "{unknown} rows of {} have an action other than \"grant\" or \"revoke\" in column {:?}; fix the consent log before running",
+                self.table.path.display(),
+                self.table.action_column
+            ),
+        })
+    }
 }

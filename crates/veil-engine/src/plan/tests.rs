@@ -1,6 +1,8 @@
 use super::*;
+use crate::job::ContributionBounds;
 use crate::job::{Aggregate, Output, OutputFormat, Source, SourceFormat, ValueColumn};
 use crate::job::{AggregateKind, Partitions};
+use veil_core::Bounds;
 use veil_core::Rho;
 
 fn aggregate(kind: AggregateKind) -> Aggregate {

@@ -1,0 +1,150 @@
+//! The noise of each measure: its family, its mechanism, and how it is charged.
+
+use veil_accountant::MechanismProfile;
+
+use veil_core::mechanism::{GaussianMechanism, LaplaceMechanism, Mechanism, QuantileMechanism};
+use veil_core::{Epsilon, PrivacyLoss, Rho};
+
+use super::Measure;
+
+/// The noise family of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoiseFamily {
+    /// Discrete Laplace noise, ε's composed by summing.
+    Laplace,
+    /// Discrete Gaussian noise, accounted in zCDP.
+    Gaussian,
+}
+
+/// The quantile draws of one histogram: per group and per level, a point and the two
+/// ends of its interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantileNoise {
+    /// The point estimate's mechanism.
+    pub point: QuantileMechanism,
+    /// Each interval end's mechanism (the exponential mechanism, for its tail bound).
+    pub interval: QuantileMechanism,
+    /// Levels drawn per group (over every quantiles aggregate of this histogram).
+    pub draws: f64,
+    /// Groups per unit (L0).
+    pub groups: f64,
+}
+
+/// Noise for one measure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MeasureNoise {
+    /// Discrete Laplace.
+    Laplace(LaplaceMechanism),
+    /// Discrete Gaussian (zCDP).
+    Gaussian(GaussianMechanism),
+    /// Quantiles: a choice among a histogram's bin edges.
+    Quantile(QuantileNoise),
+}
+
+/// A measure and its noise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoisyMeasure {
+    /// The measure.
+    pub measure: Measure,
+    /// Its noise.
+    pub noise: MeasureNoise,
+    /// The measure's sensitivity across all groups: L1 for Laplace, squared L2 for
+    /// Gaussian, in steps (for quantiles: a unit's rows per group).
+    pub sensitivity: u128,
+    /// The most one unit moves it in one group, in steps.
+    pub per_group: u128,
+    /// Groups per unit (L0).
+    pub groups: u64,
+    /// Its share of the job's budget (ε for Laplace, ρ for Gaussian).
+    pub share: f64,
+}
+
+impl std::fmt::Display for NoiseFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Laplace => "laplace",
+            Self::Gaussian => "gaussian",
+        })
+    }
+}
+
+impl QuantileNoise {
+    /// What one unit can lose to every draw of every group it is in.
+    #[must_use]
+    pub fn loss(&self) -> PrivacyLoss {
+        let times = self.groups * self.draws;
+        match (self.point.loss(), self.interval.loss()) {
+            (PrivacyLoss::Pure(point), _) => {
+                let epsilon = times * (point.get() + 2.0 * self.interval.epsilon().get());
+                Epsilon::new(epsilon.next_up()).map_or(PrivacyLoss::Pure(point), PrivacyLoss::Pure)
+            }
+            (PrivacyLoss::Zcdp(point), PrivacyLoss::Zcdp(interval)) => {
+                let rho = times * (point.get() + 2.0 * interval.get());
+                Rho::new(rho.next_up()).map_or(PrivacyLoss::Zcdp(point), PrivacyLoss::Zcdp)
+            }
+            (point, _) => point,
+        }
+    }
+}
+
+impl MeasureNoise {
+    /// The noise standard deviation in steps (for quantiles: not a number).
+    #[must_use]
+    pub fn std_dev(&self) -> f64 {
+        match self {
+            Self::Laplace(mechanism) => mechanism.std_dev(),
+            Self::Gaussian(mechanism) => mechanism.sigma(),
+            Self::Quantile(_) => f64::NAN,
+        }
+    }
+
+    /// Half-width of the 95% interval in steps (for quantiles: not a number).
+    #[must_use]
+    pub fn ci_half_width(&self) -> f64 {
+        match self {
+            Self::Laplace(mechanism) => {
+                mechanism.ci_half_width(veil_core::mechanism::DEFAULT_CONFIDENCE)
+            }
+            Self::Gaussian(mechanism) => {
+                mechanism.ci_half_width(veil_core::mechanism::DEFAULT_CONFIDENCE)
+            }
+            Self::Quantile(_) => f64::NAN,
+        }
+    }
+
+    /// The privacy loss of one release of the measure over every group.
+    #[must_use]
+    pub fn loss(&self) -> PrivacyLoss {
+        match self {
+            Self::Laplace(mechanism) => mechanism.loss(),
+            Self::Gaussian(mechanism) => mechanism.loss(),
+            Self::Quantile(noise) => noise.loss(),
+        }
+    }
+}
+
+impl NoisyMeasure {
+    /// What the ledger charges for it: the mechanism run on each of the `L0` groups a unit
+    /// can reach (so the PLD accountant composes the real shifts), or its guarantee.
+    pub(super) fn charge(&self) -> (MechanismProfile, u32) {
+        let groups = u32::try_from(self.groups).unwrap_or(u32::MAX);
+        let per_group = u64::try_from(self.per_group).ok();
+        match (&self.noise, per_group) {
+            (MeasureNoise::Laplace(mechanism), Some(per_group)) => (
+                MechanismProfile::DiscreteLaplace {
+                    scale: mechanism.scale().to_f64_down(),
+                    sensitivity: per_group,
+                },
+                groups,
+            ),
+            (MeasureNoise::Gaussian(mechanism), Some(per_group)) => (
+                MechanismProfile::DiscreteGaussian {
+                    sigma: mechanism.sigma_squared().to_f64_down().sqrt().next_down(),
+                    sensitivity: per_group,
+                },
+                groups,
+            ),
+            (noise, _) => (MechanismProfile::Guarantee(noise.loss()), 1),
+        }
+    }
+}
