@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use clap::Args;
@@ -165,23 +166,75 @@ impl SpillArg {
     }
 }
 
-/// Removes this process's spill folders in `folder` and exits when Ctrl-C (or a
-/// termination signal) arrives: a partitioned scan may be writing gigabytes there, and an
-/// interrupted run must not leave them behind. Nothing was charged before the scan ends,
-/// so there is nothing else to undo.
-pub(crate) fn remove_spill_on_interrupt(folder: &Path) {
+/// What Ctrl-C (or a termination signal) does to a run, by how far it got.
+///
+/// Before the run reserves its cost (checking, scanning), nothing has been charged: the
+/// process removes its spill folders (a partitioned scan may be writing gigabytes there)
+/// and exits at once, however long the scan would still take. From the reservation on,
+/// the signal is only recorded: the engine asks [`Interrupts::pending`] before drawing
+/// noise and before committing, and stops there, giving the reservation back and
+/// discarding what it staged. A second signal while it gets there exits at once (the
+/// reservation, if any, is then given back by `veil budget cancel`). A signal after the
+/// commit changes nothing: the release stands.
+pub(crate) struct Interrupts {
+    /// The signal received, 0 for none.
+    signal: AtomicI32,
+    /// Whether the run reached its reservation.
+    reserving: AtomicBool,
+}
+
+impl Interrupts {
+    /// Whether a signal asked the run to stop.
+    pub(crate) fn pending(&self) -> bool {
+        self.signal.load(Ordering::SeqCst) != 0
+    }
+
+    /// Follows the run's stages (call it from the run's progress callback).
+    pub(crate) fn entered(&self, stage: veil_engine::Stage) {
+        use veil_engine::Stage;
+        if matches!(
+            stage,
+            Stage::Reserving | Stage::Noising | Stage::Writing | Stage::Committing
+        ) {
+            self.reserving.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Watches for Ctrl-C and termination signals for the rest of the process, as
+/// [`Interrupts`] says; `folder` is where the run's spill folders are.
+pub(crate) fn watch_interrupts(folder: &Path) -> Arc<Interrupts> {
     use signal_hook::consts::{SIGINT, SIGTERM};
+    let interrupts = Arc::new(Interrupts {
+        signal: AtomicI32::new(0),
+        reserving: AtomicBool::new(false),
+    });
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
-        return;
+        return interrupts;
     };
     let folder = folder.to_path_buf();
+    let shared = Arc::clone(&interrupts);
     std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
+        for signal in signals.forever() {
+            let first = shared.signal.swap(signal, Ordering::SeqCst) == 0;
+            if first && shared.reserving.load(Ordering::SeqCst) {
+                eprintln!(
+                    "interrupting: the run stops before its commit and gives its reservation back (interrupt again to exit at once)"
+                );
+                continue;
+            }
             remove_spill_folders(&folder);
-            eprintln!("interrupted: nothing was charged or released");
+            if first {
+                eprintln!("interrupted: nothing was charged or released");
+            } else {
+                eprintln!(
+                    "interrupted again: exiting now; a reservation this run made stays until `veil budget cancel` gives it back"
+                );
+            }
             std::process::exit(128 + signal);
         }
     });
+    interrupts
 }
 
 /// Removes the spill folders this process created in `folder`.

@@ -17,6 +17,10 @@
 //! What the files reveal: names carry a sequence number only; a segment's rows are shuffled,
 //! so a row's position does not tell when it arrived; nothing about the sender is written.
 //! The open log is in arrival order until it is sealed.
+//!
+//! One file on purpose: the log, its group commit and the sealing of segments are one state
+//! machine, and its crash-recovery argument (what a crash can lose) needs all of it at
+//! once.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};

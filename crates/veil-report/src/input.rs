@@ -307,7 +307,7 @@ pub struct Candidate {
 
 /// Plans the noise of a query under another ε or other bounds. Implemented by the caller
 /// (who knows the planner); the report crate only asks.
-pub trait NoisePlanner {
+pub trait NoisePlanner: Sync {
     /// The noise of query `query` (its index) when the job's ε is `epsilon` (δ and the
     /// rest of the budget unchanged) and the query's bounds are `candidate`.
     ///

@@ -12,7 +12,7 @@ use crate::input::{DataOrigin, NoisePlanner, QueryInput, QueryNoise, ReportInput
 use crate::model::{self, Prediction, job_candidate, predictions};
 use crate::output::{
     AggregateAtEpsilon, AggregateReport, BiasSummary, GroupRelease, QueryReport, ReleaseAtEpsilon,
-    Report, ReportOptions,
+    Report, ReportOptions, TuningReport,
 };
 use crate::stats::{
     analytic_stats, bias_summary, contribution_summary, decomposition, empirical_stats,
@@ -176,8 +176,46 @@ fn query_report<R: Rng + ?Sized>(
     index: usize,
     query: &QueryInput,
     sweep: &Sweep<'_>,
-    mut rng: Option<&mut R>,
+    rng: Option<&mut R>,
 ) -> Result<QueryReport, ReportError> {
+    // The bounds search needs nothing of the sweep: it runs on threads of its own while
+    // the sweep predicts and simulates (and draws the Monte Carlo noise in order, so a
+    // seeded report is reproducible).
+    std::thread::scope(|scope| {
+        let tuning = (sweep.origin != DataOrigin::AnalyticOnly).then(|| {
+            scope.spawn(|| {
+                tuning::tune(
+                    index,
+                    query,
+                    sweep.planner,
+                    sweep.epsilons,
+                    sweep.options.target_error,
+                )
+            })
+        });
+        let swept = sweep_query(index, query, sweep, rng);
+        let tuning = match tuning {
+            Some(worker) => worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+            None => None,
+        };
+        let (state, mut findings) = swept?;
+        if let Some(tuning) = &tuning {
+            findings.extend(tuning.findings(query));
+        }
+        Ok(finish(query, state, tuning, findings))
+    })
+}
+
+/// The sweep of one query over every ε, and its findings at the reference ε (before the
+/// tuning's).
+fn sweep_query<R: Rng + ?Sized>(
+    index: usize,
+    query: &QueryInput,
+    sweep: &Sweep<'_>,
+    mut rng: Option<&mut R>,
+) -> Result<(QuerySweep, Vec<String>), ReportError> {
     let empirical = sweep.options.trials > 0 && rng.is_some();
     let mut state = QuerySweep::new(query, empirical);
     let candidate = job_candidate(query);
@@ -211,23 +249,19 @@ fn query_report<R: Rng + ?Sized>(
             &state.segment_flags,
         ));
     }
-    let tuning = if sweep.origin == DataOrigin::AnalyticOnly {
-        None
-    } else {
-        tuning::tune(
-            index,
-            query,
-            sweep.planner,
-            sweep.epsilons,
-            sweep.options.target_error,
-        )?
-    };
-    if let Some(tuning) = &tuning {
-        findings.extend(tuning.findings(query));
-    }
+    Ok((state, findings))
+}
+
+/// The query's report from its sweep, tuning and findings.
+fn finish(
+    query: &QueryInput,
+    state: QuerySweep,
+    tuning: Option<TuningReport>,
+    findings: Vec<String>,
+) -> QueryReport {
     let mut group_release = state.group_release;
     group_release.sort_by(|a, b| b.units.total_cmp(&a.units));
-    Ok(QueryReport {
+    QueryReport {
         name: query.name.clone(),
         group_by: query.group_by.clone(),
         segment: query.segment.clone(),
@@ -240,7 +274,7 @@ fn query_report<R: Rng + ?Sized>(
         group_release,
         tuning,
         findings,
-    })
+    }
 }
 
 /// A query's report as it fills up, one ε at a time.

@@ -175,6 +175,132 @@ fn evaluate(
     })
 }
 
+/// The search of one query's bounds, at any ε.
+struct Search<'a> {
+    planner: &'a dyn NoisePlanner,
+    index: usize,
+    query: &'a QueryInput,
+    truths: &'a CandidateTruths,
+    /// The job's own (L0, L∞) in the grid, where it is in it.
+    job_cell: (Option<usize>, Option<usize>),
+    /// The index of the value scale 1 (the job's own value bounds).
+    unit_scale: usize,
+}
+
+impl Search<'_> {
+    /// [`Search::at`] at every ε, in order, spread over the machine's cores (each ε is
+    /// planned and predicted independently; the result does not depend on the split).
+    fn at_each(&self, epsilons: &[Epsilon]) -> Vec<Option<(TunedAtEpsilon, f64)>> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(epsilons.len())
+            .max(1);
+        let chunk = epsilons.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = epsilons
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|&epsilon| self.at(epsilon))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| {
+                    worker
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+
+    /// The best bounds at `epsilon` (L0 and L∞ over the grid at the job's value bounds,
+    /// then the value scales at the best of them) and the worst aggregate's error there;
+    /// `None` when no candidate can be planned.
+    fn at(&self, epsilon: Epsilon) -> Option<(TunedAtEpsilon, f64)> {
+        let Self {
+            planner,
+            index,
+            query,
+            truths,
+            job_cell,
+            unit_scale,
+        } = *self;
+        let current = match job_cell {
+            (Some(l0), Some(linf)) => evaluate(
+                planner,
+                epsilon,
+                index,
+                query,
+                truths,
+                (l0, linf),
+                unit_scale,
+            )
+            .map_or(f64::NAN, |evaluated| evaluated.mean),
+            _ => f64::NAN,
+        };
+        let mut best: Option<(Evaluated, (usize, usize))> = None;
+        for l0 in 0..truths.max_groups_per_unit.len() {
+            for linf in 0..truths.max_rows_per_group.len() {
+                if let Some(evaluated) = evaluate(
+                    planner,
+                    epsilon,
+                    index,
+                    query,
+                    truths,
+                    (l0, linf),
+                    unit_scale,
+                ) && best
+                    .as_ref()
+                    .is_none_or(|(incumbent, _)| evaluated.mean < incumbent.mean)
+                {
+                    best = Some((evaluated, (l0, linf)));
+                }
+            }
+        }
+        let (mut best_evaluated, cell) = best?;
+        for scale in 0..truths.value_scales.len() {
+            if scale == unit_scale {
+                continue;
+            }
+            if let Some(evaluated) = evaluate(planner, epsilon, index, query, truths, cell, scale)
+                && evaluated.mean < best_evaluated.mean
+            {
+                best_evaluated = evaluated;
+            }
+        }
+        let factor = best_evaluated.candidate.value_scale;
+        let value_bounds = query
+            .aggregates
+            .iter()
+            .filter_map(|spec| spec.column.as_ref())
+            .map(|column| {
+                (
+                    column.name.clone(),
+                    [
+                        factor * column.bounds.lower(),
+                        factor * column.bounds.upper(),
+                    ],
+                )
+            })
+            .collect();
+        Some((
+            TunedAtEpsilon {
+                epsilon: epsilon.get(),
+                current,
+                best: best_evaluated.candidate,
+                value_bounds,
+                best_objective: best_evaluated.mean,
+            },
+            best_evaluated.max,
+        ))
+    }
+}
+
 /// Searches the best bounds at each ε and the smallest ε that meets `target`.
 ///
 /// # Errors
@@ -213,78 +339,22 @@ pub(crate) fn tune(
     let mut per_epsilon = Vec::new();
     let mut with_suggested_bounds = None;
     if has_tunable && let Some(unit_scale) = unit_scale {
-        for &epsilon in epsilons {
-            let current = match job_cell {
-                (Some(l0), Some(linf)) => evaluate(
-                    planner,
-                    epsilon,
-                    index,
-                    query,
-                    truths,
-                    (l0, linf),
-                    unit_scale,
-                )
-                .map_or(f64::NAN, |evaluated| evaluated.mean),
-                _ => f64::NAN,
-            };
-            let mut best: Option<(Evaluated, (usize, usize))> = None;
-            for l0 in 0..truths.max_groups_per_unit.len() {
-                for linf in 0..truths.max_rows_per_group.len() {
-                    if let Some(evaluated) = evaluate(
-                        planner,
-                        epsilon,
-                        index,
-                        query,
-                        truths,
-                        (l0, linf),
-                        unit_scale,
-                    ) && best
-                        .as_ref()
-                        .is_none_or(|(incumbent, _)| evaluated.mean < incumbent.mean)
-                    {
-                        best = Some((evaluated, (l0, linf)));
-                    }
-                }
-            }
-            let Some((mut best_evaluated, cell)) = best else {
+        let search = Search {
+            planner,
+            index,
+            query,
+            truths,
+            job_cell,
+            unit_scale,
+        };
+        for (epsilon, tuned) in epsilons.iter().zip(search.at_each(epsilons)) {
+            let Some((tuned, max)) = tuned else {
                 continue;
             };
-            for scale in 0..truths.value_scales.len() {
-                if scale == unit_scale {
-                    continue;
-                }
-                if let Some(evaluated) =
-                    evaluate(planner, epsilon, index, query, truths, cell, scale)
-                    && evaluated.mean < best_evaluated.mean
-                {
-                    best_evaluated = evaluated;
-                }
+            if with_suggested_bounds.is_none() && max <= target {
+                with_suggested_bounds = Some((epsilon.get(), tuned.best));
             }
-            if with_suggested_bounds.is_none() && best_evaluated.max <= target {
-                with_suggested_bounds = Some((epsilon.get(), best_evaluated.candidate));
-            }
-            let factor = best_evaluated.candidate.value_scale;
-            let value_bounds = query
-                .aggregates
-                .iter()
-                .filter_map(|spec| spec.column.as_ref())
-                .map(|column| {
-                    (
-                        column.name.clone(),
-                        [
-                            factor * column.bounds.lower(),
-                            factor * column.bounds.upper(),
-                        ],
-                    )
-                })
-                .collect();
-            per_epsilon.push(TunedAtEpsilon {
-                epsilon: epsilon.get(),
-                current,
-                best: best_evaluated.candidate,
-                value_bounds,
-                best_objective: best_evaluated.mean,
-            });
+            per_epsilon.push(tuned);
         }
     }
     let (epsilon_at_job_bounds, bias_floor) = target_epsilon(index, query, planner, target)?;

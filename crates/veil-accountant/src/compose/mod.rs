@@ -1,4 +1,7 @@
 //! Composition: the (ε, δ) of running many mechanisms on the same data, by each method.
+//!
+//! One file on purpose: every method answers the same question for the same charges, and
+//! `Method::Best` compares them, so their soundness arguments are read side by side.
 
 use core::fmt;
 use core::str::FromStr;

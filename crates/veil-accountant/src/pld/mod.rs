@@ -20,6 +20,9 @@
 //! zero and a bound on the FFT's rounding error (√N · 8u·log₂N · norms) is added to the
 //! mass at `+∞`. Each of these only moves loss upward or adds mass, which can only raise
 //! `δ(ε)` of any composition.
+//!
+//! One file on purpose: discretisation, composition and the conversion back to (ε, δ) carry
+//! one soundness argument (pessimistic at every step) that is checked as a whole.
 
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;

@@ -159,7 +159,8 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
             "or preview without the comparison (--no-compare): the preview itself bounds its memory",
         )?;
     }
-    crate::memory::remove_spill_on_interrupt(&spill_dir);
+    // A preview charges nothing: any stage may stop at once.
+    let _interrupts = crate::memory::watch_interrupts(&spill_dir);
     let local = veil_engine::LocalExecutor::new(crate::memory::scan_options(
         budget,
         spill_dir,

@@ -206,6 +206,9 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let engine = args.engine.resolve(&loaded.engine)?;
     let memory = args.memory.resolve(loaded.engine.memory)?;
     let spill_dir = args.spill.resolve(&loaded.job.output.directory)?;
+    // From here on, Ctrl-C stops the run as `Interrupts` says (at once while it waits for
+    // the ledger or scans; before its commit once it has reserved).
+    let interrupts = crate::memory::watch_interrupts(&spill_dir);
     let mut prepared = prepare(&loaded, args.ledger_timeout)?;
     if matches!(engine, Engine::Local) {
         crate::memory::check_auto_bounds_fit(&loaded.job, memory)?;
@@ -223,6 +226,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let mut progress = |stage: Stage| {
+        interrupts.entered(stage);
         if stage != Stage::Scanning {
             // The scan's progress bar, if it showed one, gives way to the stages again.
             spinner.set_style(
@@ -232,15 +236,26 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         spinner.set_message(stage.describe());
     };
-    crate::memory::remove_spill_on_interrupt(&spill_dir);
     let local = LocalExecutor::new(crate::memory::scan_options(memory, spill_dir, &spinner));
     let executor: &dyn Executor = match &spark {
         None => &local,
         Some(spark) => spark.as_ref(),
     };
-    let summary = execute(&loaded, &mut prepared, executor, &mut progress, None);
+    let interrupt = || interrupts.pending();
+    let summary = execute(
+        &loaded,
+        &mut prepared,
+        executor,
+        &mut progress,
+        Some(&interrupt),
+    );
     spinner.finish_and_clear();
     let summary = summary?;
+    if interrupts.pending() {
+        eprintln!(
+            "warning: interrupted after the commit: the release stands and its cost is charged"
+        );
+    }
     report(&loaded, &summary, args.show);
     for choice in &summary.auto_bounds {
         eprintln!(

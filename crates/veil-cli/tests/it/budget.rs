@@ -583,6 +583,59 @@ fn a_locked_ledger_is_announced_at_once_and_fails_after_the_timeout() {
         .stderr(predicates::str::contains("not a duration"));
 }
 
+/// A signal while the run waits for the ledger stops it with nothing charged, nothing
+/// published and no reservation left behind, whether it arrives before the run reserved
+/// (it exits at once) or after (it gives the reservation back before committing).
+#[test]
+fn a_terminated_run_charges_nothing_and_leaves_no_reservation() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("ledger.sqlite");
+    init_events(&path, "20");
+    let output = directory.path().join("out");
+    let holder = hold(&path);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("veil"))
+        .current_dir(workspace())
+        .env_remove("VEIL_LEDGER_TIMEOUT")
+        .args(["run", "configs/quickstart.toml", "--ledger"])
+        .arg(&path)
+        .arg("--output")
+        .arg(&output)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped"));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).expect("a line");
+    assert!(first.starts_with("waiting for the ledger"), "{first}");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(holder);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("the rest");
+    let status = child.wait().expect("ends");
+    assert!(!status.success(), "{rest}");
+    assert!(
+        rest.contains("nothing was charged") || rest.contains("reservation back"),
+        "{rest}"
+    );
+    assert!(!output.exists(), "nothing published: {rest}");
+    let ledger = SqliteLedger::open(&path).expect("opens");
+    assert!(ledger.reservations().expect("lists").is_empty());
+    assert!(
+        ledger
+            .history()
+            .expect("lists")
+            .iter()
+            .all(|charge| charge.state != veil_accountant::ChargeState::Committed),
+        "nothing charged"
+    );
+}
+
 #[test]
 fn runs_that_end_without_a_release_create_no_ledger_and_no_output_folder() {
     let directory = tempfile::tempdir().expect("temp dir");

@@ -19,6 +19,10 @@
 //! noise's standard deviation over 2^20: rounding then moves a value by at most a
 //! millionth of the noise, and every sensitivity stays an integer the exact samplers can
 //! draw with (no `needs more than 64 bits` however large `max_rows_per_group` is).
+//!
+//! One file on purpose: the split, the calibration and the grids are one optimisation (each
+//! uses the others' results), and this is the part of the planner a privacy reviewer reads
+//! alone.
 
 use veil_accountant::{Component, MechanismProfile, Method, compose};
 use veil_core::calibrate::{epsilon_to_rho, rho_to_epsilon};

@@ -1,4 +1,7 @@
 //! The protocol descriptor that clients and the server share.
+//!
+//! One file on purpose: the descriptor is the wire contract between every client and the
+//! server; its fields, defaults, validation and versioning are reviewed together.
 
 use alloc::collections::BTreeMap;
 use alloc::format;

@@ -17,6 +17,9 @@
 //!
 //! The bounding key is not in the text: the two hashes read the named parameters
 //! `:veil_row_key` and `:veil_pair_key`, bound when the query runs ([`SparkSql::parameters`]).
+//!
+//! One file on purpose: it mirrors `veil_engine::scan` expression by expression, and the
+//! two are reviewed side by side (the bit-identical tests compare their results).
 
 use std::fmt::{self, Write as _};
 

@@ -2,26 +2,30 @@
 //! privacy from the command line. The randomizers and estimators are `veil-ldp`'s; this
 //! module reads and writes descriptors (TOML), Parquet and CSV.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use veil_core::{Bounds, Epsilon};
-use veil_engine::table::{Column, Values};
-use veil_ldp::server::{Aggregator, Consistency, Estimates};
+
+use veil_ldp::server::Consistency;
 use veil_ldp::{
-    DEFAULT_SKETCH_HASHES, DEFAULT_SKETCH_WIDTH, Domain, LdpError, Longitudinal, OracleName,
-    Protocol, ProtocolConfig, ProtocolDescriptor,
+    DEFAULT_SKETCH_HASHES, DEFAULT_SKETCH_WIDTH, Domain, Longitudinal, OracleName, Protocol,
+    ProtocolConfig, ProtocolDescriptor,
 };
 
 use crate::exit::{Classify, usage_error};
 use crate::guard::{Input, refuse_overwrite};
 use crate::rng;
 
+mod aggregate;
 mod collect;
 mod columns;
+mod simulate;
+
+use aggregate::aggregate;
+use simulate::simulate;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LdpCommand {
@@ -299,7 +303,7 @@ pub(crate) fn run(command: LdpCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn read_lines(path: &Path, what: &str) -> anyhow::Result<Vec<String>> {
+pub(super) fn read_lines(path: &Path, what: &str) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading {what} {}", path.display()))?;
     Ok(text
@@ -309,7 +313,7 @@ fn read_lines(path: &Path, what: &str) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-fn parse_numeric(text: &str) -> anyhow::Result<Bounds> {
+pub(super) fn parse_numeric(text: &str) -> anyhow::Result<Bounds> {
     let parts: Vec<&str> = text.split(',').map(str::trim).collect();
     let [lower, upper] = parts.as_slice() else {
         return Err(usage_error(format!(
@@ -328,7 +332,7 @@ fn parse_numeric(text: &str) -> anyhow::Result<Bounds> {
         .context("--numeric")
 }
 
-fn protocol(args: &ProtocolArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn protocol(args: &ProtocolArgs) -> anyhow::Result<ExitCode> {
     if let Some(output) = &args.output {
         let mut inputs = Vec::new();
         if let Some(path) = &args.domain_file {
@@ -405,7 +409,7 @@ fn protocol(args: &ProtocolArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn descriptor_text(built: &Protocol) -> anyhow::Result<String> {
+pub(super) fn descriptor_text(built: &Protocol) -> anyhow::Result<String> {
     let body = toml::to_string(&built.descriptor()).context("writing the descriptor as TOML")?;
     Ok(format!(
         "# Veil local-DP protocol descriptor. Share it unchanged with the clients and the server:\n\
@@ -433,328 +437,9 @@ pub(crate) fn load_protocol(path: &Path) -> anyhow::Result<Protocol> {
         .with_context(|| format!("checking the protocol descriptor {}", path.display()))
 }
 
-/// Rows that `veil ldp simulate` skipped, by reason.
-#[derive(Debug, Default)]
-struct Skipped {
-    nulls: u64,
-    out_of_domain: u64,
-}
-
-/// Reports that `veil ldp aggregate` did not count, by reason.
-#[derive(Debug, Default)]
-struct Rejected {
-    /// Per protocol short id the reports carry, how many.
-    other_protocol: BTreeMap<u64, u64>,
-    truncated: u64,
-    corrupt: u64,
-    /// The first corrupt or truncated report: where it is and why.
-    first_corrupt: Option<(String, String)>,
-}
-
-impl Rejected {
-    fn add(&mut self, location: String, error: &LdpError) {
-        match error {
-            LdpError::WrongProtocol { found, .. } => {
-                *self.other_protocol.entry(*found).or_default() += 1;
-            }
-            LdpError::Truncated { .. } => self.truncated += 1,
-            _ => self.corrupt += 1,
-        }
-        if !matches!(error, LdpError::WrongProtocol { .. }) && self.first_corrupt.is_none() {
-            self.first_corrupt = Some((location, error.to_string()));
-        }
-    }
-
-    fn total(&self) -> u64 {
-        self.other_protocol.values().sum::<u64>() + self.truncated + self.corrupt
-    }
-
-    /// The reasons, with counts: "4000 made under another protocol (4000 under
-    /// 1a2b3c4d5e6f7a8b), 2 truncated (the first: report 17, …)".
-    fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        let other: u64 = self.other_protocol.values().sum();
-        if other > 0 {
-            const LISTED: usize = 5;
-            let mut ids: Vec<String> = self
-                .other_protocol
-                .iter()
-                .take(LISTED)
-                .map(|(id, count)| format!("{count} under {id:016x}"))
-                .collect();
-            if self.other_protocol.len() > LISTED {
-                ids.push(format!(
-                    "{} more protocols",
-                    self.other_protocol.len() - LISTED
-                ));
-            }
-            parts.push(format!(
-                "{other} made under another protocol ({})",
-                ids.join(", ")
-            ));
-        }
-        if self.truncated > 0 {
-            parts.push(format!("{} truncated", self.truncated));
-        }
-        if self.corrupt > 0 {
-            parts.push(format!("{} corrupt", self.corrupt));
-        }
-        let mut text = match parts.len() {
-            0 => String::from("none skipped"),
-            1 => parts.remove(0),
-            _ => {
-                let last = parts.pop().unwrap_or_default();
-                format!("{} and {last}", parts.join(", "))
-            }
-        };
-        if let Some((location, reason)) = &self.first_corrupt {
-            text.push_str(&format!(
-                " (the first unreadable one, {location}: {reason})"
-            ));
-        }
-        text
-    }
-}
-
-fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
-    refuse_overwrite(
-        &[("--output", &args.output)],
-        &[
-            Input::new("--protocol", &args.protocol),
-            Input::new("--input", &args.input),
-        ],
-    )?;
-    let built = load_protocol(&args.protocol)?;
-    let mut rng = rng::from_optional_seed(args.seed)?;
-    let mut reader = columns::open_column(&args.input, &args.column)?;
-    let mut writer = columns::ReportWriter::create(&args.output, &built)?;
-    let (mut written, mut clamped) = (0_u64, 0_u64);
-    let mut skipped = Skipped::default();
-    let mut row = 0_u64;
-    let numeric = built.oracle().name().is_numeric();
-    while let Some(batch) = reader.next_batch()? {
-        for index in 0..batch.len() {
-            let value = columns::cell(&batch, index);
-            row += 1;
-            let outcome = match value {
-                columns::Value::Null => {
-                    if args.strict {
-                        bail!("row {row} of column {:?} is null (--strict)", args.column);
-                    }
-                    skipped.nulls += 1;
-                    continue;
-                }
-                columns::Value::Text(text) => built.randomize_value(text, &mut rng),
-                #[allow(clippy::cast_precision_loss)]
-                columns::Value::Integer(integer) if numeric => built
-                    .randomize_number(integer as f64, &mut rng)
-                    .map(|outcome| {
-                        clamped += u64::from(outcome.clamped);
-                        outcome.report
-                    }),
-                columns::Value::Integer(integer) => match u32::try_from(integer) {
-                    Ok(index) => built.randomize_index(index, &mut rng),
-                    Err(_) => Err(LdpError::OutOfDomain {
-                        index: u64::try_from(integer).unwrap_or(u64::MAX),
-                        size: u64::from(built.domain_size().unwrap_or(0)),
-                    }),
-                },
-                columns::Value::Number(number) => {
-                    built.randomize_number(number, &mut rng).map(|numeric| {
-                        clamped += u64::from(numeric.clamped);
-                        numeric.report
-                    })
-                }
-            };
-            match outcome {
-                Ok(report) => {
-                    writer.push(&report)?;
-                    written += 1;
-                }
-                Err(
-                    error @ (LdpError::UnknownValue { .. }
-                    | LdpError::OutOfDomain { .. }
-                    | LdpError::NotANumber),
-                ) => {
-                    if args.strict {
-                        return Err(error).with_context(|| {
-                            format!("row {row} of column {:?} (--strict)", args.column)
-                        });
-                    }
-                    skipped.out_of_domain += 1;
-                }
-                Err(error) => {
-                    return Err(error).usage().with_context(|| {
-                        format!(
-                            "column {:?} does not fit protocol {}",
-                            args.column,
-                            args.protocol.display()
-                        )
-                    });
-                }
-            }
-        }
-    }
-    writer.finish()?;
-    eprintln!(
-        "randomized {written} of {row} rows into {} (oracle {}, epsilon {} per report); skipped {} null and {} outside the domain; clamped {clamped} into the range",
-        args.output.display(),
-        built.oracle().name(),
-        built.epsilon(),
-        skipped.nulls,
-        skipped.out_of_domain,
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
-    let mut inputs = vec![
-        Input::new("--protocol", &args.protocol),
-        Input::new("--reports", &args.reports),
-    ];
-    if let Some(path) = &args.candidates {
-        inputs.push(Input::new("--candidates", path));
-    }
-    refuse_overwrite(&[("--output", &args.output)], &inputs)?;
-    let built = load_protocol(&args.protocol)?;
-    let mut aggregator = Aggregator::new(&built);
-    if let Some(threads) = args.threads {
-        aggregator.threads(threads);
-    }
-    let files = report_files(&args.reports, &args.output)?;
-    let mut rejected = Rejected::default();
-    let mut row = 0_u64;
-    let mut batch = Vec::new();
-    for file in &files {
-        let mut reader = columns::ReportReader::open(file, &built)?;
-        let mut in_file = 0_u64;
-        while reader.next_batch(&mut batch)? {
-            for report in batch.drain(..) {
-                row += 1;
-                in_file += 1;
-                let outcome = report.and_then(|report| aggregator.add(&report));
-                if let Err(error) = outcome {
-                    let location = if files.len() == 1 {
-                        format!("report {in_file}")
-                    } else {
-                        format!("report {in_file} of {}", file.display())
-                    };
-                    if args.strict {
-                        return Err(error).with_context(|| {
-                            format!("report {in_file} of {} (--strict)", file.display())
-                        });
-                    }
-                    rejected.add(location, &error);
-                }
-            }
-        }
-    }
-    if args.reports.is_dir() {
-        let pending = veil_collect::store::pending_reports(&args.reports)
-            .with_context(|| format!("reading {}", args.reports.display()))?;
-        if pending > 0 {
-            eprintln!(
-                "warning: {pending} reports in {} are in a collector's write-ahead log, not yet in a segment, and are not counted: a running collector seals its log when it is full or old, and when it stops",
-                args.reports.display()
-            );
-        }
-    }
-    let reports = aggregator.reports();
-    if row == 0 {
-        return Err(usage_error(format!(
-            "{} holds no reports: there is nothing to estimate",
-            args.reports.display()
-        )));
-    }
-    if reports == 0 {
-        return Err(usage_error(format!(
-            "no report in {} was made under the protocol {} (id {:016x}): of {row} reports, {}; aggregate reports with the descriptor their clients used",
-            args.reports.display(),
-            args.protocol.display(),
-            built.id().short(),
-            rejected.describe(),
-        )));
-    }
-    let candidates = match &args.candidates {
-        Some(path) => Some(
-            read_lines(path, "candidates file")
-                .map_err(|error| usage_error(format!("{error:#}")))?,
-        ),
-        None => None,
-    };
-    let estimates = match candidates {
-        Some(candidates) => aggregator.finish_candidates(&candidates),
-        None => aggregator.finish(),
-    }
-    .context("estimating")?;
-    columns::write_table(
-        &args.output,
-        estimate_columns(&estimates, args.consistency.into(), args.top),
-    )?;
-    if rejected.total() > 0 {
-        eprintln!(
-            "warning: {} of {row} reports in {} were NOT counted: {}. The estimates describe only the {reports} reports made under {} (id {:016x}).",
-            rejected.total(),
-            args.reports.display(),
-            rejected.describe(),
-            args.protocol.display(),
-            built.id().short(),
-        );
-    }
-    eprintln!(
-        "aggregated {reports} of {row} reports into {} (oracle {}); skipped {} made under another protocol and {} corrupt",
-        args.output.display(),
-        built.oracle().name(),
-        rejected.other_protocol.values().sum::<u64>(),
-        rejected.truncated + rejected.corrupt,
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The report files `--reports` names: the file, or a directory's visible `.parquet` files
-/// (a collector's segments) in name order. Refuses an output that would land in that
-/// directory, where a later run would read it as reports.
-fn report_files(reports: &Path, output: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    if !reports.is_dir() {
-        return Ok(vec![reports.to_path_buf()]);
-    }
-    let output_dir = output
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if crate::guard::same_file(output_dir, reports) {
-        return Err(usage_error(format!(
-            "--output {} would be written in --reports {}, and a later run would read it as reports; write it elsewhere",
-            output.display(),
-            reports.display()
-        )));
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(reports)
-        .with_context(|| format!("reading --reports {}", reports.display()))?
-    {
-        let path = entry
-            .with_context(|| format!("reading --reports {}", reports.display()))?
-            .path();
-        let visible = path
-            .file_name()
-            .is_some_and(|name| !name.to_string_lossy().starts_with('.'));
-        if visible
-            && path.is_file()
-            && path
-                .extension()
-                .is_some_and(|extension| extension == "parquet")
-        {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
 /// Writes `bytes` to a hidden temporary file beside `path`, syncs it and renames it into
 /// place: `path` holds its old content or the new one, never part of it.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().to_string())
@@ -772,73 +457,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(written?)
 }
 
-/// The estimates as columns: value, estimate, std_error, ci_low, ci_high,
-/// consistent_estimate; for frequencies in the domain's order, or the `top` largest first.
-fn estimate_columns(
-    estimates: &Estimates,
-    consistency: Consistency,
-    top: Option<usize>,
-) -> Vec<Column> {
-    let mut labels = Vec::new();
-    let mut numbers: [Vec<Option<f64>>; 5] = Default::default();
-    let mut push = |label: &str, row: [f64; 5]| {
-        labels.push(Some(label.to_string()));
-        for (column, number) in numbers.iter_mut().zip(row) {
-            column.push(Some(number));
-        }
-    };
-    match estimates {
-        Estimates::Frequencies(frequencies) => {
-            let consistent = frequencies.consistent(consistency);
-            let mut order: Vec<usize> = (0..frequencies.items().len()).collect();
-            if let Some(top) = top {
-                order.sort_by(|&a, &b| {
-                    frequencies.items()[b]
-                        .estimate
-                        .total_cmp(&frequencies.items()[a].estimate)
-                });
-                order.truncate(top);
-            }
-            for index in order {
-                let item = &frequencies.items()[index];
-                push(
-                    &item.label,
-                    [
-                        item.estimate,
-                        item.std_error,
-                        item.ci_low,
-                        item.ci_high,
-                        consistent[index],
-                    ],
-                );
-            }
-        }
-        Estimates::Mean(mean) => push(
-            "mean",
-            [
-                mean.mean,
-                mean.std_error,
-                mean.ci_low,
-                mean.ci_high,
-                mean.consistent,
-            ],
-        ),
-    }
-    let mut columns = vec![Column::new(
-        "value",
-        Values::Text(labels.into_iter().collect()),
-    )];
-    for (name, values) in [
-        "estimate",
-        "std_error",
-        "ci_low",
-        "ci_high",
-        "consistent_estimate",
-    ]
-    .into_iter()
-    .zip(numbers)
-    {
-        columns.push(Column::new(name, Values::F64(values)));
-    }
-    columns
+/// Rows that `veil ldp simulate` skipped, by reason.
+#[derive(Debug, Default)]
+pub(super) struct Skipped {
+    nulls: u64,
+    out_of_domain: u64,
 }
