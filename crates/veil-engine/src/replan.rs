@@ -15,7 +15,8 @@ use veil_core::{Bounds, Epsilon};
 use crate::EngineError;
 use crate::job::{AggregateKind, Job, JobBudget, Query};
 use crate::plan::{
-    Derivation, HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, MeasureNoise, NoiseFamily, QueryPlan,
+    Derivation, HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, MeasureNoise, NoiseFamily, QueryPlan,
+    real_std,
 };
 
 /// Groups per unit (L0) the tuning tries, besides each query's own.
@@ -136,19 +137,9 @@ pub fn aggregate_noise(query: &QueryPlan) -> BTreeMap<String, AggregateNoise> {
     };
     // A measure's noise in real units: counts in rows, sums in the column's units.
     let real = |key: &str| -> Option<AggregateNoise> {
-        let noisy = query.noise_of(key)?;
-        let unit = match &noisy.measure {
-            Measure::Sum { grid, .. } => grid.granularity().to_f64(),
-            Measure::CenteredSum { grid, .. } => grid.granularity().to_f64() / 2.0,
-            Measure::CenteredSquares { grid, .. } => (grid.granularity().to_f64() / 2.0).powi(2),
-            Measure::Rows
-            | Measure::Units
-            | Measure::ValueCount { .. }
-            | Measure::Histogram { .. } => 1.0,
-        };
         Some(AggregateNoise {
-            family: family(&noisy.noise),
-            std: noisy.noise.std_dev() * unit,
+            family: family(&query.noise_of(key)?.noise),
+            std: real_std(query, key)?,
         })
     };
     let mut noise = BTreeMap::new();

@@ -124,6 +124,9 @@ def test_ctrl_c_before_the_commit_stops_the_run_and_charges_nothing(workdir):
         holder.stdin.write("\n")
         holder.stdin.flush()
 
+    # Python turns SIGINT into KeyboardInterrupt only if the process did not inherit it
+    # ignored, as a job started in the background by a non-interactive shell does.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     thread = threading.Thread(target=interrupt_then_unlock)
     thread.start()
     try:
@@ -132,6 +135,7 @@ def test_ctrl_c_before_the_commit_stops_the_run_and_charges_nothing(workdir):
     finally:
         thread.join()
         holder.wait(timeout=30)
+        signal.signal(signal.SIGINT, previous)
     assert not (workdir / "out" / "interrupted").exists()
     assert ledger.status()[0]["spent"] == spent
     # Interrupted before its reservation, or after it and before its commit (given back).

@@ -155,12 +155,17 @@ fn round(value: f64) -> String {
 
 /// The noise of one released value, in its own units, in words: `(std, 95% error)`.
 fn noise_text(noise: &OutputNoise) -> (String, String) {
-    let z = veil_core::special::normal_sf_inverse(0.025);
     match (noise.std, noise.std_times_n, noise.rank_error) {
-        (Some(std), _, _) => (short(std), format!("± {}", short(z * std))),
+        (Some(std), _, _) => (
+            short(std),
+            format!("± {}", short(noise.error_95().unwrap_or(f64::NAN))),
+        ),
         (None, Some(std), _) => (
             format!("≈ {} / n", short(std)),
-            format!("≈ ± {} / n (n values in the group)", short(z * std)),
+            format!(
+                "≈ ± {} / n (n values in the group)",
+                short(noise.error_95_times_n().unwrap_or(f64::NAN))
+            ),
         ),
         (None, None, Some(rank)) => (
             "rank error".to_string(),
@@ -400,13 +405,12 @@ fn plan_json(loaded: &LoadedJob, plan: &Plan) -> serde_json::Value {
             let aggregates: Vec<serde_json::Value> = (0..query.query.aggregates.len())
                 .flat_map(|index| query.output_noise(index))
                 .map(|noise| {
-                    let z = veil_core::special::normal_sf_inverse(0.025);
                     json!({
                         "output": noise.name,
                         "from": noise.measures,
                         "formula": noise.formula,
                         "noise_std": noise.std,
-                        "error_95": noise.std.map(|std| z * std),
+                        "error_95": noise.error_95(),
                         "noise_std_times_n": noise.std_times_n,
                         "rank_error_95": noise.rank_error,
                     })

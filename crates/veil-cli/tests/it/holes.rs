@@ -222,6 +222,14 @@ fn explain_gives_each_output_its_own_noise_as_numbers() {
             .unwrap_or_else(|| panic!("{name} in {aggregates:?}"))
     };
     assert!(find("count")["noise_std"].is_f64(), "{:?}", find("count"));
+    // The 95% error of the noise's own family: Laplace ln 20 / √2 ≈ 2.12 std, Gaussian 1.96.
+    let ratio =
+        find("count")["error_95"].as_f64().unwrap() / find("count")["noise_std"].as_f64().unwrap();
+    let laplace = 20_f64.ln() / std::f64::consts::SQRT_2;
+    assert!(
+        (ratio - laplace).abs() < 1e-9 || (ratio - 1.959_963_984_540_054).abs() < 1e-9,
+        "{ratio}"
+    );
     assert!(find("sum_value")["noise_std"].is_f64());
     assert!(find("mean_value")["noise_std_times_n"].is_f64());
     assert!(find("q50_value")["rank_error_95"].is_f64());

@@ -21,6 +21,24 @@ pub struct OutputNoise {
     /// For a quantile: the rank error (in rows) that the point estimate stays within with
     /// probability 95%, plus the rows of one histogram bin.
     pub rank_error: Option<f64>,
+    /// The factor from `std` (or `std_times_n`) to the half-width the noise stays within
+    /// with probability 95%: `ln 20 / √2 ≈ 2.12` when a Laplace measure is in it (exact
+    /// for one; an upper bound for a sum of several), `1.96` for Gaussian noise alone.
+    pub half_width_95: f64,
+}
+
+impl OutputNoise {
+    /// The half-width the noise stays within with probability 95% (counts and sums).
+    #[must_use]
+    pub fn error_95(&self) -> Option<f64> {
+        self.std.map(|std| self.half_width_95 * std)
+    }
+
+    /// For a mean or a variance: [`OutputNoise::error_95`] times `n`.
+    #[must_use]
+    pub fn error_95_times_n(&self) -> Option<f64> {
+        self.std_times_n.map(|std| self.half_width_95 * std)
+    }
 }
 
 /// A measure's noise standard deviation in its real units (rows, or the column's units;
@@ -91,6 +109,15 @@ impl QueryPlan {
                 noise(None, None, bound)
             }
         };
+        let laplace = measures.iter().any(|key| {
+            self.noise_of(key)
+                .is_some_and(|noisy| matches!(noisy.noise, MeasureNoise::Laplace(_)))
+        });
+        let half_width_95 = if laplace {
+            20_f64.ln() / std::f64::consts::SQRT_2
+        } else {
+            veil_core::special::normal_sf_inverse(0.025)
+        };
         output_names_of(aggregate)
             .into_iter()
             .map(|name| OutputNoise {
@@ -100,6 +127,7 @@ impl QueryPlan {
                 std,
                 std_times_n,
                 rank_error,
+                half_width_95,
             })
             .collect()
     }

@@ -95,6 +95,36 @@ fn pure_budget_uses_laplace_with_l1_sensitivity() {
     assert!(epsilon <= 1.0 && epsilon > 1.0 - 1e-9 && delta == 0.0);
 }
 
+/// A Laplace count stays within `b·ln 20` of its value with probability exactly 95%
+/// (`P(|X| > t) = e^(−t/b)`), which is `ln 20 / √2 ≈ 2.12` standard deviations, not the
+/// normal `1.96`; Gaussian noise keeps `1.96`.
+#[test]
+fn the_95_percent_error_follows_the_noise_family() {
+    let public = |budget: JobBudget| {
+        let mut query = query("q", 3, 5, vec![aggregate(AggregateKind::Count)]);
+        query.partitions = Partitions::Public {
+            origin: "keys.csv".into(),
+            keys: vec![vec!["DE".into()]],
+        };
+        let plan = plan(&job(budget, vec![query])).unwrap();
+        let noise = plan.queries[0].output_noise(0).remove(0);
+        (noise.std.unwrap(), noise.error_95().unwrap())
+    };
+    let (std, error) = public(JobBudget::Pure(Epsilon::new(1.0).unwrap()));
+    let b = std / std::f64::consts::SQRT_2;
+    assert!(
+        (error - b * 20_f64.ln()).abs() < 1e-9 * error,
+        "{error} vs b = {b}"
+    );
+    assert!((-error / b).exp() - 0.05 < 1e-12);
+    let (std, error) = public(JobBudget::Zcdp(Rho::new(0.5).unwrap()));
+    assert!(
+        (error / std - 1.959_963_984_540_054).abs() < 1e-9,
+        "{}",
+        error / std
+    );
+}
+
 #[test]
 fn private_partitions_need_delta() {
     let job = job(
