@@ -174,13 +174,16 @@ impl SpillArg {
 /// the signal is only recorded: the engine asks [`Interrupts::pending`] before drawing
 /// noise and before committing, and stops there, giving the reservation back and
 /// discarding what it staged. A second signal while it gets there exits at once (the
-/// reservation, if any, is then given back by `veil budget cancel`). A signal after the
-/// commit changes nothing: the release stands.
+/// reservation, if any, is then given back by `veil budget cancel`). From the commit on,
+/// signals are only recorded, the second too: exiting between the commit and the files'
+/// renames would leave a charge without its release. After the commit the release stands.
 pub(crate) struct Interrupts {
     /// The signal received, 0 for none.
     signal: AtomicI32,
     /// Whether the run reached its reservation.
     reserving: AtomicBool,
+    /// Whether the run reached its commit.
+    committing: AtomicBool,
 }
 
 impl Interrupts {
@@ -198,6 +201,9 @@ impl Interrupts {
         ) {
             self.reserving.store(true, Ordering::SeqCst);
         }
+        if stage == Stage::Committing {
+            self.committing.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -208,6 +214,7 @@ pub(crate) fn watch_interrupts(folder: &Path) -> Arc<Interrupts> {
     let interrupts = Arc::new(Interrupts {
         signal: AtomicI32::new(0),
         reserving: AtomicBool::new(false),
+        committing: AtomicBool::new(false),
     });
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
         return interrupts;
@@ -217,6 +224,10 @@ pub(crate) fn watch_interrupts(folder: &Path) -> Arc<Interrupts> {
     std::thread::spawn(move || {
         for signal in signals.forever() {
             let first = shared.signal.swap(signal, Ordering::SeqCst) == 0;
+            if shared.committing.load(Ordering::SeqCst) {
+                // Committed or committing: the run publishes and ends on its own.
+                continue;
+            }
             if first && shared.reserving.load(Ordering::SeqCst) {
                 eprintln!(
                     "interrupting: the run stops before its commit and gives its reservation back (interrupt again to exit at once)"

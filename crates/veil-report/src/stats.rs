@@ -13,18 +13,22 @@ pub(crate) fn median_relative<'a>(predictions: impl Iterator<Item = &'a Predicti
     if relative.is_empty() {
         return f64::NAN;
     }
+    dist::invert(0.5, 1.0, |r| relative_error_cdf(&relative, r))
+}
+
+/// The share of groups (each with a non-zero true value) whose relative error is at most
+/// `r`, a group not released counting with a relative error of 1.
+fn relative_error_cdf(relative: &[&Prediction], r: f64) -> f64 {
     #[allow(clippy::cast_precision_loss)]
-    let n = relative.len() as f64;
-    dist::invert(0.5, 1.0, |r| {
-        relative
-            .iter()
-            .map(|p| {
-                p.release * p.abs_error_cdf(r * p.truth.abs())
-                    + (1.0 - p.release) * f64::from(u8::from(r >= 1.0))
-            })
-            .sum::<f64>()
-            / n
-    })
+    let n = relative.len().max(1) as f64;
+    relative
+        .iter()
+        .map(|p| {
+            p.release * p.abs_error_cdf(r * p.truth.abs())
+                + (1.0 - p.release) * f64::from(u8::from(r >= 1.0))
+        })
+        .sum::<f64>()
+        / n
 }
 
 /// Analytic error statistics of a set of predictions.
@@ -50,16 +54,7 @@ pub(crate) fn analytic_stats<'a>(
             .sum::<f64>()
             / n_all
     };
-    let relative_cdf = |r: f64| -> f64 {
-        relative
-            .iter()
-            .map(|p| {
-                p.release * p.abs_error_cdf(r * p.truth.abs())
-                    + (1.0 - p.release) * f64::from(u8::from(r >= 1.0))
-            })
-            .sum::<f64>()
-            / n_relative
-    };
+    let relative_cdf = |r: f64| relative_error_cdf(&relative, r);
     let scale = all
         .iter()
         .map(|p| p.truth.abs().max(p.bias().abs() + 10.0 * p.noise_std))
