@@ -9,9 +9,6 @@
 //! deviation the tree's shape gives, and the released value is the true bounded
 //! distribution read at the shifted rank (an approximation of the tree descent).
 
-use std::collections::BTreeMap;
-
-use rand_core::Rng;
 use veil_core::mechanism::{ThresholdMechanism, ThresholdNoise};
 
 use crate::ReportError;
@@ -94,23 +91,42 @@ pub(crate) struct RatioModel {
     centered: f64,
     centered_std: f64,
     centered_shape: NoiseShape,
-    count: f64,
-    count_std: f64,
-    count_shape: NoiseShape,
+    /// The noisy count at each of the integral's nodes (at least 1), computed once: the
+    /// error statistics evaluate [`RatioModel::probability`] thousands of times.
+    counts: Vec<f64>,
 }
 
 /// Equal-probability nodes over the count's noise in [`RatioModel`]'s integral.
 const RATIO_NODES: u32 = 64;
 
 impl RatioModel {
+    fn new(
+        (middle, centered): (f64, f64),
+        centered_noise: &Noise,
+        count: f64,
+        count_noise: &Noise,
+    ) -> Self {
+        let counts = (0..RATIO_NODES)
+            .map(|node| {
+                let p = (f64::from(node) + 0.5) / f64::from(RATIO_NODES);
+                (count + dist::quantile(count_noise.shape(), count_noise.std_dev(), p)).max(1.0)
+            })
+            .collect();
+        Self {
+            middle,
+            centered,
+            centered_std: centered_noise.std_dev(),
+            centered_shape: centered_noise.shape(),
+            counts,
+        }
+    }
+
     /// `P(clamp(released) ∈ [from, to])` for `from < to` inside or across `range`.
     fn probability(&self, (from, to): (f64, f64), (low, high): (f64, f64)) -> f64 {
         let lower = if from <= low { f64::NEG_INFINITY } else { from };
         let upper = if to >= high { f64::INFINITY } else { to };
         let mut total = 0.0;
-        for node in 0..RATIO_NODES {
-            let p = (f64::from(node) + 0.5) / f64::from(RATIO_NODES);
-            let count = (self.count + dist::quantile(self.count_shape, self.count_std, p)).max(1.0);
+        for &count in &self.counts {
             // middle + (C + Zc)/count ∈ [lower, upper] ⇔ Zc ∈ [(lower − middle)·count − C, …].
             let bound = |value: f64| {
                 if value.is_infinite() {
@@ -229,7 +245,7 @@ impl Prediction {
 }
 
 /// The middle of a column's bounds and its half-width.
-fn middle(spec: &AggregateSpec) -> (f64, f64, f64, f64) {
+pub(crate) fn middle(spec: &AggregateSpec) -> (f64, f64, f64, f64) {
     spec.column.as_ref().map_or((0.0, 0.0, 0.0, 0.0), |column| {
         let (lower, upper) = (column.bounds.lower(), column.bounds.upper());
         ((lower + upper) / 2.0, (upper - lower) / 2.0, lower, upper)
@@ -292,25 +308,58 @@ pub(crate) fn value_at_rank(
     upper: f64,
     rank: f64,
 ) -> f64 {
-    let width = (upper - lower) / f64::from(leaves.max(1));
-    let mut cumulative = 0.0;
-    let mut last = lower;
-    for &(leaf, count) in &histogram.counts {
-        if count <= 0.0 {
-            continue;
-        }
-        let start = lower + f64::from(leaf) * width;
-        if cumulative + count >= rank {
-            let fraction = ((rank - cumulative) / count).clamp(0.0, 1.0);
-            return (start + fraction * width).clamp(lower, upper);
-        }
-        cumulative += count;
-        last = start + width;
-    }
-    last.clamp(lower, upper)
+    Cumulative::new(histogram).value_at(rank, leaves, lower, upper)
 }
 
-fn total(histogram: &LeafHistogram) -> f64 {
+/// A leaf histogram's non-empty leaves with the rows before each, for reading values at
+/// ranks by binary search (the Monte Carlo reads each group's hundreds of times).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Cumulative {
+    /// `(leaf, rows before it, rows in it)`, in the histogram's (leaf) order.
+    leaves: Vec<(u32, f64, f64)>,
+    /// All rows.
+    pub(crate) total: f64,
+}
+
+impl Cumulative {
+    pub(crate) fn new(histogram: &LeafHistogram) -> Self {
+        let mut before = 0.0;
+        let mut leaves = Vec::with_capacity(histogram.counts.len());
+        for &(leaf, count) in &histogram.counts {
+            if count > 0.0 {
+                leaves.push((leaf, before, count));
+                before += count;
+            }
+        }
+        Self {
+            leaves,
+            total: before,
+        }
+    }
+
+    /// The value at cumulative count `rank` of a histogram of `leaves` leaves over `[lower,
+    /// upper]` (linear inside a leaf; the end of the last leaf past the total).
+    pub(crate) fn value_at(&self, rank: f64, leaves: u32, lower: f64, upper: f64) -> f64 {
+        let width = (upper - lower) / f64::from(leaves.max(1));
+        let start = |leaf: u32| lower + f64::from(leaf) * width;
+        let index = self
+            .leaves
+            .partition_point(|&(_, before, count)| before + count < rank);
+        match self.leaves.get(index) {
+            Some(&(leaf, before, count)) => {
+                let fraction = ((rank - before) / count).clamp(0.0, 1.0);
+                (start(leaf) + fraction * width).clamp(lower, upper)
+            }
+            None => self
+                .leaves
+                .last()
+                .map_or(lower, |&(leaf, _, _)| start(leaf) + width)
+                .clamp(lower, upper),
+        }
+    }
+}
+
+pub(crate) fn total(histogram: &LeafHistogram) -> f64 {
     histogram
         .counts
         .iter()
@@ -344,7 +393,7 @@ fn noise_of<'a>(noise: &'a QueryNoise, key: &str) -> Result<&'a Noise, ReportErr
 /// leaves whose nodes each get noise of standard deviation `node_std`: a cumulative
 /// count sums about `(branching − 1)·depth / 2` nodes on average, and the level is
 /// taken of a noisy total (the `branching` top nodes).
-fn rank_std(node_std: f64, level: f64, tree: (u32, u32)) -> f64 {
+pub(crate) fn rank_std(node_std: f64, level: f64, tree: (u32, u32)) -> f64 {
     let (branching, depth) = tree;
     let cumulative = node_std * f64::from((branching.max(2) - 1) * depth.max(1)).sqrt() / 2.0;
     let total = node_std * f64::from(branching.max(1)).sqrt();
@@ -422,15 +471,12 @@ pub(crate) fn predict(
             let count = bounded_column.values.max(1.0);
             let centered = bounded_column.sum - middle * bounded_column.values;
             if spec.kind == AggregateKind::Mean {
-                ratio = Some(Box::new(RatioModel {
-                    middle,
-                    centered,
-                    centered_std: centered_noise.std_dev(),
-                    centered_shape: centered_noise.shape(),
-                    count: bounded_column.values,
-                    count_std: values_noise.std_dev(),
-                    count_shape: values_noise.shape(),
-                }));
+                ratio = Some(Box::new(RatioModel::new(
+                    (middle, centered),
+                    centered_noise,
+                    bounded_column.values,
+                    values_noise,
+                )));
             }
             let std = if spec.kind == AggregateKind::Mean {
                 ((centered_noise.std_dev() / count).powi(2)
@@ -525,97 +571,6 @@ fn stage_values(spec: &AggregateSpec, group: &GroupTruth) -> [f64; 4] {
         value_at(spec, &group.row_bounded),
         value_at(spec, &group.bounded),
     ]
-}
-
-/// One simulated release of a group: `None` if the group is not released, else the
-/// released value of each aggregate (NaN where it has none).
-pub(crate) fn simulate<R: Rng + ?Sized>(
-    specs: &[AggregateSpec],
-    group: &GroupTruth,
-    noise: &QueryNoise,
-    tree: (u32, u32),
-    rng: &mut R,
-) -> Option<Vec<f64>> {
-    let mut noisy_units = None;
-    if let Some(selection) = &noise.selection {
-        let (shape, std) = selection_noise(selection);
-        let units = group.bounded.units + dist::draw(shape, std, rng);
-        // The engine's noise is on integers: a continuous draw is released at the
-        // threshold minus a half (a continuity correction).
-        #[allow(clippy::cast_precision_loss)]
-        if units < selection.threshold() as f64 - 0.5 {
-            return None;
-        }
-        noisy_units = Some(units.round().max(0.0));
-    }
-    // One draw per measure per trial, shared by the aggregates that use it, as in a release.
-    let mut draws: BTreeMap<&str, f64> = BTreeMap::new();
-    let mut draw = |key: &str, rng: &mut R| -> f64 {
-        if let Some(value) = draws.get(key) {
-            return *value;
-        }
-        let value = noise
-            .measures
-            .get(key)
-            .map_or(0.0, |noise| dist::draw(noise.shape(), noise.std_dev(), rng));
-        if let Some((stored, _)) = noise.measures.get_key_value(key) {
-            draws.insert(stored.as_str(), value);
-        }
-        value
-    };
-    let mut released = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let (middle, half_width, lower, upper) = middle(spec);
-        let name = spec
-            .column
-            .as_ref()
-            .map_or("", |column| column.name.as_str());
-        let column = group.bounded.columns.get(name).copied().unwrap_or_default();
-        let value = match spec.kind {
-            AggregateKind::Count => (group.bounded.rows + draw("rows", rng)).round().max(0.0),
-            AggregateKind::UnitCount => noisy_units
-                .unwrap_or_else(|| (group.bounded.units + draw("units", rng)).round().max(0.0)),
-            AggregateKind::Sum => column.sum + draw(&format!("sum:{name}"), rng),
-            AggregateKind::Mean | AggregateKind::Variance => {
-                let count = (column.values + draw(&format!("values:{name}"), rng)).max(1.0);
-                let centered = column.sum - middle * column.values
-                    + draw(&format!("centered_sum:{name}"), rng);
-                if spec.kind == AggregateKind::Mean {
-                    (middle + centered / count).clamp(lower, upper)
-                } else {
-                    let squares = column.sum_squares - 2.0 * middle * column.sum
-                        + middle * middle * column.values
-                        + draw(&format!("centered_squares:{name}"), rng);
-                    let offset = centered / count;
-                    (squares / count - offset * offset).clamp(0.0, half_width * half_width)
-                }
-            }
-            AggregateKind::Quantile { level } => match group.quantiles.get(name) {
-                Some(truth) => {
-                    let n = total(&truth.bounded);
-                    let node = noise.measures.get(&format!("histogram:{name}")).copied();
-                    let shift = node.map_or(0.0, |node| {
-                        dist::draw(node.shape(), rank_std(node.std_dev(), level, tree), rng)
-                    });
-                    let leaves = tree.0.pow(tree.1);
-                    if n > 0.0 {
-                        value_at_rank(
-                            &truth.bounded,
-                            leaves,
-                            lower,
-                            upper,
-                            (level * n + shift).clamp(0.0, n),
-                        )
-                    } else {
-                        f64::NAN
-                    }
-                }
-                None => f64::NAN,
-            },
-        };
-        released.push(value);
-    }
-    Some(released)
 }
 
 /// The job's own bounds as a candidate.

@@ -1,7 +1,8 @@
 //! The sweep: every query, aggregate and ε, analytic and Monte Carlo, with the error's
 //! decomposition and its spread across groups.
 
-use rand_core::Rng;
+use rand::rngs::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
 use veil_core::Epsilon;
 
 use crate::ReportError;
@@ -14,6 +15,8 @@ use crate::output::{
     AggregateAtEpsilon, AggregateReport, BiasSummary, GroupRelease, QueryReport, ReleaseAtEpsilon,
     Report, ReportOptions, TuningReport,
 };
+use crate::parallel::spread;
+use crate::simulation::Simulation;
 use crate::stats::{
     analytic_stats, bias_summary, contribution_summary, decomposition, empirical_stats,
 };
@@ -132,13 +135,19 @@ fn monte_carlo<R: Rng + ?Sized>(
     trials: u32,
     rng: &mut R,
 ) -> (TrialErrors, Vec<u32>) {
+    let simulation = Simulation::new(
+        &query.aggregates,
+        &query.groups,
+        noise,
+        query.histogram_tree,
+    );
     let mut errors: TrialErrors =
         vec![vec![Vec::new(); query.groups.len()]; query.aggregates.len()];
     let mut released_counts = vec![0_u32; query.groups.len()];
+    let mut draws = Vec::new();
     for _ in 0..trials {
         for (group_index, group) in query.groups.iter().enumerate() {
-            let released =
-                model::simulate(&query.aggregates, group, noise, query.histogram_tree, rng);
+            let released = simulation.release(group_index, group, &mut draws, rng);
             if released.is_some() {
                 released_counts[group_index] += 1;
             }
@@ -210,22 +219,41 @@ fn query_report<R: Rng + ?Sized>(
 
 /// The sweep of one query over every ε, and its findings at the reference ε (before the
 /// tuning's).
+///
+/// The ε's are planned in order, then predicted, simulated and summarised on threads of
+/// their own (each ε's trials on a generator seeded from `rng` in ε order, so a seeded
+/// report is the same on any number of cores), then added to the report in order.
 fn sweep_query<R: Rng + ?Sized>(
     index: usize,
     query: &QueryInput,
     sweep: &Sweep<'_>,
-    mut rng: Option<&mut R>,
+    rng: Option<&mut R>,
 ) -> Result<(QuerySweep, Vec<String>), ReportError> {
-    let empirical = sweep.options.trials > 0 && rng.is_some();
+    let trials = sweep.options.trials;
+    let empirical = trials > 0 && rng.is_some();
     let mut state = QuerySweep::new(query, empirical);
     let candidate = job_candidate(query);
-    for (epsilon_index, &epsilon) in sweep.epsilons.iter().enumerate() {
+    let mut work = Vec::with_capacity(sweep.epsilons.len());
+    let mut rng = rng.filter(|_| empirical);
+    for &epsilon in sweep.epsilons {
         let noise = sweep.planner.plan(epsilon, index, &candidate)?;
-        let trials = match rng.as_deref_mut() {
-            Some(rng) if sweep.options.trials > 0 => Some((sweep.options.trials, rng)),
-            _ => None,
-        };
-        state.add(query, epsilon, &noise, trials)?;
+        let seed = rng.as_deref_mut().map(|rng| {
+            let mut seed = <ChaCha20Rng as SeedableRng>::Seed::default();
+            rng.fill_bytes(&mut seed);
+            seed
+        });
+        work.push((epsilon, noise, seed));
+    }
+    let slices = (
+        state.size_slices.as_slice(),
+        state.segment_slices.as_slice(),
+    );
+    let computed = spread(&work, |(epsilon, noise, seed)| {
+        let trials = seed.map(|seed| (trials, ChaCha20Rng::from_seed(seed)));
+        at_epsilon(query, *epsilon, noise, trials, slices)
+    });
+    for (epsilon_index, at) in computed.into_iter().enumerate() {
+        state.add(query, at?);
         if epsilon_index == 0 {
             for (report, per_group) in state.aggregates.iter_mut().zip(&state.last_predictions) {
                 report.bias = bias_summary(per_group);
@@ -250,6 +278,89 @@ fn sweep_query<R: Rng + ?Sized>(
         ));
     }
     Ok((state, findings))
+}
+
+/// Everything one ε adds to a query's report.
+struct AtEpsilon {
+    epsilon: Epsilon,
+    /// Every aggregate's predictions (outer) per group (inner).
+    predictions: Vec<Vec<Option<Prediction>>>,
+    /// Each group's probability of release.
+    probabilities: Vec<f64>,
+    /// With trials: how many times each group was released, and the trials.
+    released: Option<(Vec<u32>, u32)>,
+    /// Each aggregate's statistics.
+    aggregates: Vec<AggregateAtEpsilon>,
+}
+
+/// One ε of a query: predictions for every group and aggregate, the Monte Carlo trials
+/// when given, release probabilities and the error statistics, overall and per slice.
+fn at_epsilon<R: Rng>(
+    query: &QueryInput,
+    epsilon: Epsilon,
+    noise: &QueryNoise,
+    trials: Option<(u32, R)>,
+    (size_slices, segment_slices): (&[Slice], &[Slice]),
+) -> Result<AtEpsilon, ReportError> {
+    let predictions = predictions(query, noise)?;
+    let (errors, released) = match trials {
+        Some((trials, mut rng)) => {
+            let (errors, counts) = monte_carlo(query, noise, &predictions, trials, &mut rng);
+            (Some(errors), Some((counts, trials)))
+        }
+        None => (None, None),
+    };
+    let probabilities = query
+        .groups
+        .iter()
+        .map(|group| model::release_probability(noise, group.bounded.units))
+        .collect();
+    let aggregates = predictions
+        .iter()
+        .enumerate()
+        .map(|(aggregate_index, per_group)| {
+            let errors = errors.as_ref().map(|errors| &errors[aggregate_index]);
+            aggregate_at_epsilon(epsilon, per_group, errors, size_slices, segment_slices)
+        })
+        .collect();
+    Ok(AtEpsilon {
+        epsilon,
+        predictions,
+        probabilities,
+        released,
+        aggregates,
+    })
+}
+
+/// One aggregate's statistics at one ε.
+fn aggregate_at_epsilon(
+    epsilon: Epsilon,
+    per_group: &[Option<Prediction>],
+    errors: Option<&Vec<Vec<(f64, f64)>>>,
+    size_slices: &[Slice],
+    segment_slices: &[Slice],
+) -> AggregateAtEpsilon {
+    let mut noise_stds: Vec<f64> = per_group.iter().flatten().map(|p| p.noise_std).collect();
+    noise_stds.sort_by(f64::total_cmp);
+    let empirical = errors.map(|errors| {
+        let samples: Vec<(f64, f64)> = errors.iter().flatten().copied().collect();
+        empirical_stats(&samples)
+    });
+    AggregateAtEpsilon {
+        epsilon: epsilon.get(),
+        noise_std: dist::sorted_quantile(&noise_stds, 0.5),
+        analytic: analytic_stats(per_group.iter().flatten()),
+        empirical,
+        decomposition: decomposition(per_group.iter().flatten()),
+        by_size: size_slices
+            .iter()
+            .map(|slice| slice_stats(slice, per_group, errors))
+            .collect(),
+        by_segment: segment_slices
+            .iter()
+            .map(|slice| slice_stats(slice, per_group, errors))
+            .collect(),
+    }
 }
 
 /// The query's report from its sweep, tuning and findings.
@@ -339,49 +450,30 @@ impl QuerySweep {
         }
     }
 
-    /// Adds one ε: predictions for every group and aggregate, the Monte Carlo trials when
-    /// given, release probabilities and the error statistics, overall and per slice.
-    fn add<R: Rng + ?Sized>(
-        &mut self,
-        query: &QueryInput,
-        epsilon: Epsilon,
-        noise: &QueryNoise,
-        trials: Option<(u32, &mut R)>,
-    ) -> Result<(), ReportError> {
-        let predictions = predictions(query, noise)?;
-        let (errors, released_counts, trials) = match trials {
-            Some((trials, rng)) => {
-                let (errors, counts) = monte_carlo(query, noise, &predictions, trials, rng);
-                (Some(errors), Some(counts), trials)
-            }
-            None => (None, None, 0),
-        };
-        let probabilities: Vec<f64> = query
-            .groups
-            .iter()
-            .map(|group| model::release_probability(noise, group.bounded.units))
-            .collect();
-        for (group_index, probability) in probabilities.iter().enumerate() {
+    /// Adds one ε's predictions, releases and statistics.
+    fn add(&mut self, query: &QueryInput, at: AtEpsilon) {
+        for (group_index, probability) in at.probabilities.iter().enumerate() {
             let entry = &mut self.group_release[group_index];
             entry.release_probability.push(*probability);
-            if let (Some(empirical), Some(counts)) =
-                (entry.empirical_release.as_mut(), released_counts.as_ref())
+            if let (Some(empirical), Some((counts, trials))) =
+                (entry.empirical_release.as_mut(), at.released.as_ref())
             {
-                empirical.push(f64::from(counts[group_index]) / f64::from(trials));
+                empirical.push(f64::from(counts[group_index]) / f64::from(*trials));
             }
         }
         let total_rows: f64 = query.groups.iter().map(|group| group.raw.rows).sum();
         self.release.push(ReleaseAtEpsilon {
-            epsilon: epsilon.get(),
-            expected_groups: probabilities.iter().sum(),
-            empirical_groups: released_counts
+            epsilon: at.epsilon.get(),
+            expected_groups: at.probabilities.iter().sum(),
+            empirical_groups: at
+                .released
                 .as_ref()
-                .map(|counts| f64::from(counts.iter().sum::<u32>()) / f64::from(trials)),
+                .map(|(counts, trials)| f64::from(counts.iter().sum::<u32>()) / f64::from(*trials)),
             rows_lost: if total_rows > 0.0 {
                 query
                     .groups
                     .iter()
-                    .zip(&probabilities)
+                    .zip(&at.probabilities)
                     .map(|(group, p)| (1.0 - p) * group.raw.rows)
                     .sum::<f64>()
                     / total_rows
@@ -389,45 +481,10 @@ impl QuerySweep {
                 0.0
             },
         });
-        for (aggregate_index, per_group) in predictions.iter().enumerate() {
-            let aggregate_errors = errors.as_ref().map(|errors| &errors[aggregate_index]);
-            let at = self.at_epsilon(epsilon, per_group, aggregate_errors);
-            self.aggregates[aggregate_index].sweep.push(at);
+        for (report, statistics) in self.aggregates.iter_mut().zip(at.aggregates) {
+            report.sweep.push(statistics);
         }
-        self.last_predictions = predictions;
-        Ok(())
-    }
-
-    /// One aggregate's statistics at one ε.
-    fn at_epsilon(
-        &self,
-        epsilon: Epsilon,
-        per_group: &[Option<Prediction>],
-        errors: Option<&Vec<Vec<(f64, f64)>>>,
-    ) -> AggregateAtEpsilon {
-        let mut noise_stds: Vec<f64> = per_group.iter().flatten().map(|p| p.noise_std).collect();
-        noise_stds.sort_by(f64::total_cmp);
-        let empirical = errors.map(|errors| {
-            let samples: Vec<(f64, f64)> = errors.iter().flatten().copied().collect();
-            empirical_stats(&samples)
-        });
-        AggregateAtEpsilon {
-            epsilon: epsilon.get(),
-            noise_std: dist::sorted_quantile(&noise_stds, 0.5),
-            analytic: analytic_stats(per_group.iter().flatten()),
-            empirical,
-            decomposition: decomposition(per_group.iter().flatten()),
-            by_size: self
-                .size_slices
-                .iter()
-                .map(|slice| slice_stats(slice, per_group, errors))
-                .collect(),
-            by_segment: self
-                .segment_slices
-                .iter()
-                .map(|slice| slice_stats(slice, per_group, errors))
-                .collect(),
-        }
+        self.last_predictions = at.predictions;
     }
 
     /// Flags the slices (by size, by segment) that bear much more error than the rest, at

@@ -191,31 +191,7 @@ impl Search<'_> {
     /// [`Search::at`] at every ε, in order, spread over the machine's cores (each ε is
     /// planned and predicted independently; the result does not depend on the split).
     fn at_each(&self, epsilons: &[Epsilon]) -> Vec<Option<(TunedAtEpsilon, f64)>> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .min(epsilons.len())
-            .max(1);
-        let chunk = epsilons.len().div_ceil(threads).max(1);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = epsilons
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|&epsilon| self.at(epsilon))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|worker| {
-                    worker
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        })
+        crate::parallel::spread(epsilons, |&epsilon| self.at(epsilon))
     }
 
     /// The best bounds at `epsilon` (L0 and L∞ over the grid at the job's value bounds,

@@ -166,6 +166,9 @@ pub(super) fn query_frames(
     )];
     let (pair_table, histogram_columns) =
         pair_table(base, unit, scan_query, key, &columns, options)?;
+    // Every frame below reads the pair table: built once (Polars would otherwise build
+    // it again for each, as common-subplan elimination is not compiled in).
+    let pair_table = pair_table.cache();
     let kept_pairs = pair_table.clone().filter(col(scan::L0_KEPT));
     frames.extend(stage_frames(
         &pair_table,

@@ -208,7 +208,10 @@ pub(super) fn read_query(
         BTreeMap::new()
     };
     let quantiles = quantile_levels(query);
-    let keys = row_keys(&frames.raw.frame, group_by)?;
+    // In key order: a group-by's order is not deterministic, and the report's Monte Carlo
+    // draws for the groups in turn.
+    let mut keys = row_keys(&frames.raw.frame, group_by)?;
+    keys.sort_unstable();
     let mut groups = Vec::with_capacity(keys.len());
     for key in keys {
         let mut group = frames.group(&key, &columns, &quantiles, options)?;

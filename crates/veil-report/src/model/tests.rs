@@ -4,6 +4,7 @@ use veil_core::Bounds;
 
 use super::*;
 use crate::input::{ColumnMoments, QuantileTruth, ValueColumn};
+use crate::simulation::Simulation;
 
 fn histogram(counts: &[(u32, f64)]) -> LeafHistogram {
     LeafHistogram {
@@ -140,15 +141,53 @@ fn simulated_quantiles_stay_in_bounds() {
     );
     let mut rng = veil_testkit::seeded_rng(1);
     let specs = [spec(AggregateKind::Quantile { level: 0.5 })];
+    let groups = [group];
+    let simulation = Simulation::new(&specs, &groups, &noise(NoiseShape::Laplace, 5.0), (16, 3));
+    let mut draws = Vec::new();
     for _ in 0..100 {
-        let released = simulate(
-            &specs,
-            &group,
-            &noise(NoiseShape::Laplace, 5.0),
-            (16, 3),
-            &mut rng,
-        )
-        .unwrap();
+        let released = simulation
+            .release(0, &groups[0], &mut draws, &mut rng)
+            .unwrap();
         assert!((0.0..=10.0).contains(&released[0]));
+    }
+}
+
+#[test]
+fn cumulative_reads_the_histogram_as_a_walk_over_its_leaves_does() {
+    // The reading the binary search replaces: leaf by leaf, linear inside a leaf.
+    let walk = |histogram: &LeafHistogram, leaves: u32, rank: f64| -> f64 {
+        let (lower, upper) = (-10.0, 30.0);
+        let width = (upper - lower) / f64::from(leaves);
+        let (mut cumulative, mut last) = (0.0, lower);
+        for &(leaf, count) in &histogram.counts {
+            if count <= 0.0 {
+                continue;
+            }
+            let start = lower + f64::from(leaf) * width;
+            if cumulative + count >= rank {
+                return (start + ((rank - cumulative) / count).clamp(0.0, 1.0) * width)
+                    .clamp(lower, upper);
+            }
+            cumulative += count;
+            last = start + width;
+        }
+        last.clamp(lower, upper)
+    };
+    let histograms = [
+        histogram(&[]),
+        histogram(&[(0, 0.0), (3, 2.0), (4, 0.0), (9, 5.5), (15, 1.0)]),
+        histogram(&[(7, 3.0)]),
+    ];
+    for histogram in &histograms {
+        let cumulative = Cumulative::new(histogram);
+        assert!((cumulative.total - total(histogram)).abs() < 1e-12);
+        for step in 0..=40 {
+            let rank = f64::from(step) * 0.25 - 0.5;
+            let (fast, slow) = (
+                cumulative.value_at(rank, 16, -10.0, 30.0),
+                walk(histogram, 16, rank),
+            );
+            assert!((fast - slow).abs() < 1e-12, "rank {rank}: {fast} vs {slow}");
+        }
     }
 }
