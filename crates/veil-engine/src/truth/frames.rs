@@ -157,13 +157,7 @@ pub(super) fn query_frames(
     let group_by = &scan_query.group_by;
     let columns = value_columns(query);
     let rows = only_public_groups(base.clone(), group_by, scan_query.public_keys.as_ref())?;
-    let mut frames = vec![raw_frame(
-        rows,
-        unit,
-        group_by,
-        &columns,
-        &quantile_levels(query),
-    )];
+    let mut frames = vec![raw_frame(rows, group_by, &columns, &quantile_levels(query))];
     let (pair_table, histogram_columns) =
         pair_table(base, unit, scan_query, key, &columns, options)?;
     // Every frame below reads the pair table: built once (Polars would otherwise build
@@ -196,22 +190,16 @@ pub(super) fn query_frames(
     })
 }
 
-/// The raw and clamped stages over every row, the distinct units and the raw quantiles.
+/// The raw and clamped stages over every row and the raw quantiles (the distinct units
+/// come from the pair table).
 fn raw_frame(
     rows: LazyFrame,
-    unit: &str,
     group_by: &[String],
     columns: &[ValueColumn],
     quantiles: &BTreeMap<String, Vec<f64>>,
 ) -> LazyFrame {
     let mut raw = stage_aggregations(columns, false, "raw:");
     raw.extend(stage_aggregations(columns, true, "clamped:"));
-    raw.push(
-        col(unit)
-            .n_unique()
-            .cast(DataType::Float64)
-            .alias("raw:units"),
-    );
     for (column, levels) in quantiles {
         for (level_index, level) in levels.iter().enumerate() {
             raw.push(
@@ -312,10 +300,13 @@ fn stage_frames(
         }
         sums
     };
+    // A group's pairs are its distinct units: before L0 every unit with a row in it.
+    let mut row_bounded = stage("row:");
+    row_bounded.push(len().cast(DataType::Float64).alias("row:units"));
     let mut bounded = stage("bounded:");
     bounded.push(len().cast(DataType::Float64).alias("bounded:units"));
     [
-        aggregate_by(pair_table.clone(), group_by, stage("row:")),
+        aggregate_by(pair_table.clone(), group_by, row_bounded),
         aggregate_by(kept_pairs.clone(), group_by, bounded),
     ]
 }

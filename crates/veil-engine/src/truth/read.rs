@@ -250,7 +250,7 @@ impl Stages {
         options: &TruthOptions,
     ) -> Result<GroupTotals, EngineError> {
         let mut raw = self.raw.totals(key, "raw:", columns)?;
-        raw.units = self.raw.value(key, "raw:units")?;
+        raw.units = self.row_bounded.value(key, "row:units")?;
         let mut clamped = self.raw.totals(key, "clamped:", columns)?;
         clamped.units = raw.units;
         let mut row_bounded = self.row_bounded.totals(key, "row:", columns)?;
