@@ -308,21 +308,21 @@ pub fn audit_count_threshold<R: Rng + CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Result<Vec<(String, Audit)>, AuditError> {
     let each = confidence.split(2);
-    let ThresholdNoise::Laplace(noise) = selection.noise() else {
+    if !matches!(selection.noise(), ThresholdNoise::Laplace(_)) {
         return Err(AuditError::option(
             "--mechanism",
             "a Laplace count expected",
         ));
-    };
+    }
+    // The count as the release draws it: with the selection's (truncated) noise.
     let release = |count: i64, rng: &mut R| -> f64 {
-        let released = noise.release(count, rng);
-        if selection.passes(*released.value()) {
-            #[allow(clippy::cast_precision_loss)]
-            let value = *released.value() as f64;
-            value
-        } else {
-            f64::NEG_INFINITY
-        }
+        selection
+            .release(count, rng)
+            .map_or(f64::NEG_INFINITY, |released| {
+                #[allow(clippy::cast_precision_loss)]
+                let value = *released.value() as f64;
+                value
+            })
     };
     let rows = i64::try_from(rows).unwrap_or(i64::MAX);
     let absent = audit_sampler(

@@ -359,13 +359,11 @@ fn release_query<R: Rng + CryptoRng + ?Sized>(
         let mut values = BTreeMap::new();
         match (&query.selection, &query.selection_count) {
             (Some(selection), Some(key)) => {
-                let noise = query
-                    .noise_of(key)
-                    .ok_or_else(|| EngineError::Internal(format!("{key} not planned")))?;
-                let released = noisy(&noise.noise, true_value(key, row), rng)?;
-                if !selection.passes(*released.value()) {
+                // The selection draws the count with the count's own noise (truncated for
+                // Laplace: the threshold assumes it) and keeps it if it passes.
+                let Some(released) = selection.release(true_value(key, row), rng) else {
                     continue;
-                }
+                };
                 values.insert(key.clone(), released);
             }
             (Some(selection), None) => {

@@ -37,6 +37,9 @@ pub struct ThresholdMechanism {
     /// The most one unit adds to a group's count (1 for distinct units; `L∞` for rows).
     contribution: u64,
     delta: Delta,
+    /// For a count drawn for the selection alone with Laplace noise: the noise is
+    /// truncated to `[-k, k]` (redrawn outside), and τ = k + 1 (see PRIVACY.md).
+    truncation: Option<i64>,
 }
 
 /// The 95% interval of a count that passed its threshold, given that it passed. The
@@ -54,7 +57,11 @@ pub struct ConditionalInterval {
 }
 
 impl ThresholdMechanism {
-    /// Laplace thresholding for units in at most `max_partitions` groups: (ε, δ)-DP.
+    /// Laplace thresholding for units in at most `max_partitions` groups: (ε, δ)-DP. The
+    /// noise is the discrete Laplace of scale `L0/ε` truncated to `[-k, k]`, for the
+    /// smallest `k` whose edge `P[Z = k]` is at most `δ/L0`, and a group passes at
+    /// `τ = k + 1`: the truncated-geometric selection of Desfontaines et al., whose threshold
+    /// is about `ln(ε/(2δ))·L0/ε` against `ln(1/(2δ))·L0/ε` for plain thresholding.
     ///
     /// # Errors
     /// [`ParamError`] if `max_partitions` is zero or δ is zero.
@@ -65,14 +72,17 @@ impl ThresholdMechanism {
     ) -> Result<Self, ParamError> {
         check(max_partitions, delta)?;
         let noise = LaplaceMechanism::new(L1Sensitivity::integer(max_partitions), epsilon)?;
-        let tail = laplace_tail(noise.scale().to_f64_down());
-        let threshold = smallest_threshold(max_partitions, 1, delta, tail)?;
+        // The smallest τ = k + 1 with L0 · P[Z = k] <= δ (a group of one unit passes only
+        // when its noise sits on the edge k).
+        let edge = truncated_laplace_band(noise.scale().to_f64_up(), 1);
+        let threshold = smallest_threshold(max_partitions, 1, delta, edge)?;
         Ok(Self {
             noise: ThresholdNoise::Laplace(noise),
             threshold,
             max_partitions,
             contribution: 1,
             delta,
+            truncation: Some(threshold - 1),
         })
     }
 
@@ -94,6 +104,7 @@ impl ThresholdMechanism {
             max_partitions,
             contribution: 1,
             delta,
+            truncation: None,
         })
     }
 
@@ -119,16 +130,18 @@ impl ThresholdMechanism {
                 expected: ">= 1",
             });
         }
-        let threshold = match &noise {
+        let (threshold, truncation) = match &noise {
             ThresholdNoise::Laplace(mechanism) => {
-                let scale = mechanism.scale().to_f64_down();
-                smallest_threshold(max_partitions, contribution, delta, laplace_tail(scale))?
+                let band = truncated_laplace_band(mechanism.scale().to_f64_up(), contribution);
+                let threshold = smallest_threshold(max_partitions, contribution, delta, band)?;
+                (threshold, Some(threshold - 1))
             }
             ThresholdNoise::Gaussian(mechanism) => {
                 let sigma = libm::sqrt(mechanism.sigma_squared().to_f64_down());
                 #[allow(clippy::cast_precision_loss)]
                 let tail = move |m: i64| discrete_gaussian_tail(m as f64, sigma).1;
-                smallest_threshold(max_partitions, contribution, delta, tail)?
+                let threshold = smallest_threshold(max_partitions, contribution, delta, tail)?;
+                (threshold, None)
             }
         };
         Ok(Self {
@@ -137,6 +150,7 @@ impl ThresholdMechanism {
             max_partitions,
             contribution,
             delta,
+            truncation,
         })
     }
 
@@ -197,10 +211,27 @@ impl ThresholdMechanism {
             ThresholdNoise::Laplace(noise) => {
                 let scale = noise.scale().to_f64();
                 let q = libm::exp(-1.0 / scale);
-                if m > 0.0 {
-                    libm::exp(-m / scale) / (1.0 + q)
-                } else {
-                    1.0 - libm::exp(-(1.0 - m) / scale) / (1.0 + q)
+                let tail = |m: f64| {
+                    if m > 0.0 {
+                        libm::exp(-m / scale) / (1.0 + q)
+                    } else {
+                        1.0 - libm::exp(-(1.0 - m) / scale) / (1.0 + q)
+                    }
+                };
+                match self.truncation {
+                    // P[Z >= m | |Z| <= k].
+                    #[allow(clippy::cast_precision_loss)]
+                    Some(k) => {
+                        let (k, outside) = (k as f64, tail(k as f64 + 1.0));
+                        if m > k {
+                            0.0
+                        } else if m <= -k {
+                            1.0
+                        } else {
+                            (tail(m) - outside) / (1.0 - 2.0 * outside)
+                        }
+                    }
+                    None => tail(m),
                 }
             }
             ThresholdNoise::Gaussian(noise) => crate::special::normal_sf((m - 0.5) / noise.sigma()),
@@ -241,7 +272,8 @@ impl ThresholdMechanism {
         self.delta
     }
 
-    /// The standard deviation of the noise on each count.
+    /// The standard deviation of the noise on each count (for a truncated noise, the
+    /// untruncated one's: an upper bound, larger by a relative δ/L0 or so).
     #[must_use]
     pub fn std_dev(&self) -> f64 {
         match &self.noise {
@@ -256,25 +288,8 @@ impl ThresholdMechanism {
     pub fn release_probability(&self, units: u64) -> f64 {
         let gap =
             i64::try_from(units).map_or(i64::MIN, |units| self.threshold.saturating_sub(units));
-        match &self.noise {
-            ThresholdNoise::Laplace(noise) => {
-                let scale = noise.scale().to_f64();
-                let q = libm::exp(-1.0 / scale);
-                #[allow(clippy::cast_precision_loss)]
-                let gap = gap as f64;
-                if gap > 0.0 {
-                    libm::exp(-gap / scale) / (1.0 + q)
-                } else {
-                    // P[Z >= -k] = 1 - P[Z >= k + 1].
-                    1.0 - libm::exp(-(1.0 - gap) / scale) / (1.0 + q)
-                }
-            }
-            ThresholdNoise::Gaussian(noise) => {
-                #[allow(clippy::cast_precision_loss)]
-                let gap = gap as f64;
-                crate::special::normal_sf((gap - 0.5) / noise.sigma())
-            }
-        }
+        #[allow(clippy::cast_precision_loss)]
+        self.noise_tail(gap as f64)
     }
 
     /// The smallest number of units that a group needs to be released with probability at
@@ -301,9 +316,17 @@ impl ThresholdMechanism {
         units: i64,
         rng: &mut R,
     ) -> Option<Released<i64>> {
-        let released = match &self.noise {
-            ThresholdNoise::Laplace(noise) => noise.release(units, rng),
-            ThresholdNoise::Gaussian(noise) => noise.release(units, rng),
+        let released = match (&self.noise, self.truncation) {
+            (ThresholdNoise::Laplace(noise), Some(k)) => loop {
+                // Redrawn until within [-k, k]: exactly the truncated distribution (the
+                // draws are independent; each falls outside with probability about 2δ/L0).
+                let released = noise.release(units, rng);
+                if released.value().abs_diff(units) <= k.unsigned_abs() {
+                    break released;
+                }
+            },
+            (ThresholdNoise::Laplace(noise), None) => noise.release(units, rng),
+            (ThresholdNoise::Gaussian(noise), _) => noise.release(units, rng),
         };
         (*released.value() >= self.threshold).then_some(released)
     }
@@ -327,17 +350,24 @@ fn check(max_partitions: u64, delta: Delta) -> Result<(), ParamError> {
     Ok(())
 }
 
-/// `P[Z >= m]` of the discrete Laplace of `scale`, rounded up: `q^m / (1 + q)` for
-/// `m >= 1`, `q = exp(-1/scale)`.
-fn laplace_tail(scale: f64) -> impl Fn(i64) -> f64 {
+/// For the discrete Laplace of `scale` truncated to `[-k, k]` with `k = m + c − 1`: the
+/// mass of its top `c` values, `P[Z > k − c] = q^m (1 − q^c) / (1 + q − 2q^(m+c))`,
+/// `q = exp(-1/scale)`, rounded up (it grows with `scale`: pass the scale rounded up).
+/// With τ = k + 1 this is the chance that a group of at most `c` passes, and the chance that
+/// a shift of at most `c` moves a count's noise out of its support.
+fn truncated_laplace_band(scale: f64, contribution: u64) -> impl Fn(i64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let c = contribution as f64;
     move |m: i64| -> f64 {
-        if m <= 0 {
+        if m < 0 {
+            // k + 1 < c: the whole support is within the band.
             return 1.0;
         }
         #[allow(clippy::cast_precision_loss)]
         let m = m as f64;
         let q = libm::exp(-1.0 / scale);
-        pad_up(libm::exp(-m / scale) / (1.0 + q))
+        let denominator = 1.0 + q - 2.0 * libm::exp(-(m + c) / scale);
+        pad_up(libm::exp(-m / scale) * -libm::expm1(-c / scale) / denominator)
     }
 }
 

@@ -12,12 +12,139 @@ fn delta(value: f64) -> Delta {
 #[test]
 fn laplace_threshold_is_the_smallest_meeting_delta() {
     let selection = ThresholdMechanism::laplace(1, eps(1.0), delta(1e-6)).unwrap();
-    // δ = P[Z >= τ - 1] = e^{-(τ-1)} / (1 + e^{-1}) <= 1e-6  ⇔  τ - 1 >= 13.5  ⇔  τ = 15.
+    // Noise truncated to [-k, k]: δ = P[Z = k] = q^k (1 − q) / (1 + q − 2q^(k+1)) <= 1e-6
+    // with q = e^-1 ⇔ k = 14, τ = k + 1 = 15.
     assert_eq!(selection.threshold(), 15);
     let q = (-1.0_f64).exp();
-    let achieved = (-(14.0_f64)).exp() / (1.0 + q);
-    let previous = (-(13.0_f64)).exp() / (1.0 + q);
-    assert!(achieved <= 1e-6 && previous > 1e-6);
+    let edge = |k: f64| q.powf(k) * (1.0 - q) / (1.0 + q - 2.0 * q.powf(k + 1.0));
+    assert!(edge(14.0) <= 1e-6 && edge(13.0) > 1e-6);
+}
+
+/// `P[keep]` of a group of `n` units (n = 0: a group that does not exist, never kept)
+/// under noise `p` on `[-k, k]` (index `j + k`) and threshold `k + 1`.
+fn keep_probabilities(p: &[f64], k: usize) -> Vec<f64> {
+    // tail[i] = P[Z >= i - k], i in 0..=2k+1.
+    let mut tail = vec![0.0; 2 * k + 2];
+    for i in (0..=2 * k).rev() {
+        tail[i] = tail[i + 1] + p[i];
+    }
+    (0..=2 * k + 2)
+        .map(|n| {
+            if n == 0 {
+                return 0.0;
+            }
+            // n + Z >= k + 1 ⇔ Z >= k + 1 - n ⇔ index >= 2k + 1 - n.
+            let index = (2 * k + 1).saturating_sub(n);
+            if n > 2 * k + 1 { 1.0 } else { tail[index] }
+        })
+        .collect()
+}
+
+#[test]
+fn truncated_laplace_selection_is_epsilon_delta_for_every_group_size() {
+    // Per group, ε' = ε/L0 and δ' = δ/L0 (a unit changes at most L0 groups by one); checked
+    // exactly on the keep probabilities of every group size from absent to certain.
+    for (groups, epsilon, target) in [
+        (1_u64, 1.0, 1e-6),
+        (3, 0.1, 1e-6),
+        (3, 0.033, 1e-6),
+        (10, 2.0, 1e-8),
+    ] {
+        let selection = ThresholdMechanism::laplace(groups, eps(epsilon), delta(target)).unwrap();
+        #[allow(clippy::cast_precision_loss)]
+        let (per_epsilon, per_delta) = (epsilon / groups as f64, target / groups as f64);
+        let k = usize::try_from(selection.threshold() - 1).unwrap();
+        let q = (-per_epsilon).exp();
+        #[allow(clippy::cast_precision_loss)]
+        let weights: Vec<f64> = (0..=2 * k)
+            .map(|i| q.powf((i as f64 - k as f64).abs()))
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let p: Vec<f64> = weights.iter().map(|w| w / total).collect();
+        let keep = keep_probabilities(&p, k);
+        let slack = 1e-12;
+        assert!(
+            keep[1] <= per_delta * (1.0 + 1e-9),
+            "a group of one unit: {}",
+            keep[1]
+        );
+        for n in 0..keep.len() - 1 {
+            let (smaller, larger) = (keep[n], keep[n + 1]);
+            // Keep: the larger group at most e^ε' times as likely, plus δ'.
+            assert!(
+                larger <= per_epsilon.exp() * smaller + per_delta + slack,
+                "keep {n}"
+            );
+            // Drop: the smaller group at most e^ε' times as likely, plus δ'.
+            assert!(
+                1.0 - smaller <= per_epsilon.exp() * (1.0 - larger) + per_delta + slack,
+                "drop {n}"
+            );
+        }
+        // The smallest such threshold: one less and a group of one unit passes too often
+        // (the planted bug "selection without its δ").
+        assert!(p[2 * k - 1] + p[2 * k] > per_delta, "τ - 1 would also do");
+        // And lower than plain thresholding of the untruncated noise.
+        #[allow(clippy::cast_precision_loss)]
+        let plain = (1..)
+            .find(|&tau: &i64| groups as f64 * q.powf((tau - 1) as f64) / (1.0 + q) <= target)
+            .unwrap();
+        assert!(selection.threshold() <= plain);
+    }
+}
+
+#[test]
+fn truncation_lowers_the_threshold_where_epsilon_is_small() {
+    // ε = 0.033 over L0 = 3 groups (a third of ε = 0.1): the edge carries a factor 1 − q ≈ ε/L0.
+    let selection = ThresholdMechanism::laplace(3, eps(0.033), delta(1e-6)).unwrap();
+    // Plain thresholding of the untruncated noise: L0 · q^(τ−1) / (1 + q) <= δ.
+    let q = (-0.033_f64 / 3.0).exp();
+    #[allow(clippy::cast_precision_loss)]
+    let plain = (1..)
+        .find(|&tau: &i64| 3.0 * q.powf((tau - 1) as f64) / (1.0 + q) <= 1e-6)
+        .unwrap();
+    #[allow(clippy::cast_precision_loss)]
+    let ratio = selection.threshold() as f64 / plain as f64;
+    assert!(ratio < 0.72, "{} vs {plain}", selection.threshold());
+}
+
+#[test]
+fn truncated_noise_has_its_distribution() {
+    // L0 = 1, ε = 1, δ = 1e-3: k = 7; a group of 2k + 1 units always passes, so the noise
+    // is seen whole.
+    let selection = ThresholdMechanism::laplace(1, eps(1.0), delta(1e-3)).unwrap();
+    let k = selection.threshold() - 1;
+    assert_eq!(k, 7);
+    let units = 2 * k + 1;
+    let mut rng = seeded_rng(77);
+    let draws = 200_000_u32;
+    let mut counts = vec![0_u32; usize::try_from(2 * k + 1).unwrap()];
+    for _ in 0..draws {
+        let released = selection.release(units, &mut rng).expect("always passes");
+        let noise = *released.value() - units;
+        assert!(noise.abs() <= k, "noise {noise} outside [-{k}, {k}]");
+        counts[usize::try_from(noise + k).unwrap()] += 1;
+    }
+    // A released count's noise is truncated the same way.
+    let rows = released_rows(0.5, 5, 3);
+    let edge = rows.threshold() - 1;
+    for _ in 0..20_000 {
+        let units = 2 * edge + 1;
+        let released = rows.release(units, &mut rng).expect("always passes");
+        assert!((*released.value() - units).abs() <= edge);
+    }
+    let q = (-1.0_f64).exp();
+    #[allow(clippy::cast_precision_loss)]
+    let weights: Vec<f64> = (-k..=k).map(|j| q.powf(j.abs() as f64)).collect();
+    let total: f64 = weights.iter().sum();
+    for (count, weight) in counts.iter().zip(&weights) {
+        let expected = f64::from(draws) * weight / total;
+        let sigma = expected.sqrt();
+        assert!(
+            (f64::from(*count) - expected).abs() <= 5.0 * sigma,
+            "{count} drawn where {expected:.0} expected"
+        );
+    }
 }
 
 #[test]
@@ -98,28 +225,77 @@ fn released_rows(epsilon: f64, max_rows: u64, max_partitions: u64) -> ThresholdM
     .unwrap()
 }
 
+/// The discrete Laplace of `scale` truncated to `[-k, k]` (index `j + k`).
+#[allow(clippy::cast_precision_loss)]
+fn truncated_pmf(scale: f64, k: i64) -> Vec<f64> {
+    let weights: Vec<f64> = (-k..=k)
+        .map(|j| (-(j.abs() as f64) / scale).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    weights.iter().map(|w| w / total).collect()
+}
+
+/// The least δ with `P[M(a) ∈ S] <= e^ε P[M(b) ∈ S] + δ` for every set `S`, where `M(n)`
+/// releases `n + Z` if it reaches `k + 1` and nothing otherwise, `n = 0` being a group that
+/// does not exist (never released).
+fn hockey_stick(p: &[f64], k: i64, a: i64, b: i64, epsilon: f64) -> f64 {
+    let released = |n: i64, y: i64| -> f64 {
+        if n == 0 || y < k + 1 || (y - n).abs() > k {
+            0.0
+        } else {
+            p[usize::try_from(y - n + k).unwrap()]
+        }
+    };
+    let not_released = |n: i64| 1.0 - (k + 1..=n + k).map(|y| released(n, y)).sum::<f64>();
+    let low = a.min(b) - k;
+    let high = a.max(b) + k;
+    let values: f64 = (low..=high)
+        .map(|y| (released(a, y) - epsilon.exp() * released(b, y)).max(0.0))
+        .sum();
+    values + (not_released(a) - epsilon.exp() * not_released(b)).max(0.0)
+}
+
 #[test]
 fn thresholding_a_released_count_accounts_for_a_units_whole_contribution() {
     let rows = released_rows(0.5, 5, 3);
-    // A new group holds at most 5 rows: L0·P[Z >= τ − 5] <= δ, and τ − 1 would not do.
     let scale = 30.0_f64; // L0·L∞/ε
-    let q = (-1.0 / scale).exp();
-    let tail = |m: i64| (-(m as f64) / scale).exp() / (1.0 + q);
-    assert!(3.0 * tail(rows.threshold() - 5) <= 1e-6);
-    assert!(3.0 * tail(rows.threshold() - 6) > 1e-6);
-    // Counting units instead (contribution 1) needs a threshold 4 lower on the same noise.
-    let noise = match rows.noise() {
-        ThresholdNoise::Laplace(noise) => noise.clone(),
-        ThresholdNoise::Gaussian(_) => unreachable!(),
+    let k = rows.threshold() - 1;
+    let p = truncated_pmf(scale, k);
+    let band = |k: i64| {
+        let p = truncated_pmf(scale, k);
+        p[p.len() - 5..].iter().sum::<f64>()
     };
-    let units = ThresholdMechanism::on_released(
-        ThresholdNoise::Laplace(noise),
-        1,
-        3,
-        Delta::new(1e-6).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(rows.threshold() - units.threshold(), 4);
+    // The noise is truncated to [-k, k] and τ = k + 1: a new group of at most 5 rows passes,
+    // and a shift of at most 5 rows leaves the support, with probability band(k), and
+    // L0 · band(k) <= δ where L0 · band(k − 1) is not.
+    assert!(3.0 * band(k) <= 1e-6 * (1.0 + 1e-9));
+    assert!(3.0 * band(k - 1) > 1e-6);
+    // Per group, exactly: a count moved by d <= 5 rows (from absent to certain) costs
+    // e^(d/scale) and at most band(k).
+    for n in 0..=2 * k + 2 {
+        for d in 1..=5 {
+            #[allow(clippy::cast_precision_loss)]
+            let epsilon = d as f64 / scale;
+            let up = hockey_stick(&p, k, n + d, n, epsilon);
+            let down = hockey_stick(&p, k, n, n + d, epsilon);
+            assert!(
+                up <= band(k) + 1e-12 && down <= band(k) + 1e-12,
+                "n = {n}, d = {d}: {up}, {down}"
+            );
+        }
+    }
+    // Lower than plain thresholding of the untruncated noise (L0 · P[Z >= τ − 5] <= δ).
+    let q = (-1.0 / scale).exp();
+    #[allow(clippy::cast_precision_loss)]
+    let plain = (1..)
+        .find(|&tau: &i64| 3.0 * (-((tau - 5) as f64) / scale).exp() / (1.0 + q) <= 1e-6)
+        .unwrap();
+    assert!(rows.threshold() < plain, "{} vs {plain}", rows.threshold());
+    // Counting units instead (contribution 1) needs a lower threshold on the same noise.
+    let units =
+        ThresholdMechanism::on_released(rows.noise().clone(), 1, 3, Delta::new(1e-6).unwrap())
+            .unwrap();
+    assert!(units.threshold() < rows.threshold());
     assert!(
         ThresholdMechanism::on_released(units.noise().clone(), 0, 3, Delta::new(1e-6).unwrap())
             .is_err()
