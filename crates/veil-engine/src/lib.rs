@@ -473,6 +473,7 @@ fn manifest(
                         veil_core::mechanism::ThresholdNoise::Gaussian(_) => "gaussian",
                     }),
                     "threshold": selection.threshold(),
+                    "noise_truncated_to": selection.truncation(),
                     "on": query.selection_count.clone().unwrap_or_else(|| "units (drawn for the selection alone)".to_string()),
                     "noise_std": selection.std_dev(),
                     "delta": selection.delta().get(),

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
-use veil_core::mechanism::ThresholdNoise;
 use veil_engine::Executor;
 use veil_engine::job::{Job, JobBudget, Partitions};
 use veil_engine::plan::{OutputNoise, Plan, PlannedCost, QueryPlan};
@@ -181,18 +180,15 @@ fn selection_text(query: &QueryPlan) -> String {
             format!("public: exactly the {} keys in {origin}", keys.len())
         }
         (Partitions::Private, Some(selection)) => {
-            let noise = match selection.noise() {
-                ThresholdNoise::Laplace(_) => "Laplace",
-                ThresholdNoise::Gaussian(_) => "Gaussian",
-            };
+            let noise = selection.noise_description();
             match &query.selection_count {
                 Some(count) => format!(
-                    "private: a group is released if its released noisy {count} count reaches {} ({noise} noise; the selection costs only δ = {:e})",
+                    "private: a group is released if its released noisy {count} count reaches {} ({noise}; the selection costs only δ = {:e})",
                     selection.threshold(),
                     selection.delta().get(),
                 ),
                 None => format!(
-                    "private: a group is released if its noisy count of units reaches {} ({noise} thresholding, δ = {:e}); a group of {} units has even odds",
+                    "private: a group is released if its noisy count of units reaches {} ({noise}, δ = {:e}); a group of {} units has even odds",
                     selection.threshold(),
                     selection.delta().get(),
                     selection.units_for_half()

@@ -244,6 +244,24 @@ impl ThresholdMechanism {
         self.threshold
     }
 
+    /// `k` when the noise is truncated to `[-k, k]` (Laplace noise; τ = k + 1).
+    #[must_use]
+    pub fn truncation(&self) -> Option<i64> {
+        self.truncation
+    }
+
+    /// The noise in words: `"Laplace noise truncated to ±k"` or `"Gaussian noise"`.
+    #[must_use]
+    pub fn noise_description(&self) -> alloc::string::String {
+        match (&self.noise, self.truncation) {
+            (ThresholdNoise::Laplace(_), Some(k)) => {
+                alloc::format!("Laplace noise truncated to ±{k}")
+            }
+            (ThresholdNoise::Laplace(_), None) => "Laplace noise".into(),
+            (ThresholdNoise::Gaussian(_), _) => "Gaussian noise".into(),
+        }
+    }
+
     /// The bound on groups per unit this mechanism was calibrated for.
     #[must_use]
     pub fn max_partitions(&self) -> u64 {
