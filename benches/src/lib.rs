@@ -80,6 +80,7 @@ pub fn job(source: &Path, output: &Path) -> Job {
             ],
             weight: 1.0,
             drop_missing: Vec::new(),
+            selection: Default::default(),
             auto: Vec::new(),
         }],
         output: Output {

@@ -31,7 +31,7 @@ use rand::rngs::ChaCha20Rng;
 use veil_core::{Bounds, Delta, Epsilon};
 use veil_engine::job::{
     Aggregate, AggregateKind, ContributionBounds, Governance, Job, JobBudget, NoisePreference,
-    Output, OutputFormat, Partitions, Query, Source, SourceFormat, ValueColumn,
+    Output, OutputFormat, Partitions, Query, Selection, Source, SourceFormat, ValueColumn,
 };
 use veil_engine::plan::{Derivation, HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, Plan};
 use veil_engine::scan::{Aggregated, BoundingKey};
@@ -45,6 +45,9 @@ struct Args {
     releases: usize,
     questions: Vec<String>,
     out: PathBuf,
+    /// `--selection units`: private partitions selected on a count of users of their own
+    /// (the job's `selection = "units"`), written as the variant `selection=units`.
+    units: bool,
 }
 
 fn args() -> Args {
@@ -54,6 +57,7 @@ fn args() -> Args {
         releases: 20,
         questions: ["q1", "q2", "q3", "q4"].map(String::from).to_vec(),
         out: PathBuf::from("veil.jsonl"),
+        units: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -68,6 +72,7 @@ fn args() -> Args {
                 args.questions = value.split(',').map(String::from).collect();
             }
             "--out" => args.out = PathBuf::from(value),
+            "--selection" => args.units = value == "units",
             other => {
                 eprintln!("unknown flag {other}");
                 std::process::exit(2);
@@ -178,7 +183,7 @@ fn aggregates(question: &str) -> Vec<(&'static str, AggregateKind)> {
     }
 }
 
-fn job(data: &Path, question: &str, setting: &Setting, keys: &[String]) -> Job {
+fn job(data: &Path, question: &str, setting: &Setting, keys: &[String], units: bool) -> Job {
     let epsilon = Epsilon::new(setting.epsilon).expect("valid ε");
     let delta = Delta::new(1e-6).expect("valid δ");
     let (budget, noise) = match (setting.partitions, setting.accounting) {
@@ -222,6 +227,11 @@ fn job(data: &Path, question: &str, setting: &Setting, keys: &[String]) -> Job {
             weight: 1.0,
             // The peers drop rows without a value before they see the data.
             drop_missing: vec!["value".into()],
+            selection: if units {
+                Selection::Units
+            } else {
+                Selection::Released
+            },
             auto: Vec::new(),
         }],
         output: Output {
@@ -372,12 +382,15 @@ fn main() {
                 ("private", "pure"),
                 ("private", "approx"),
             ] {
+                if args.units && partitions == "public" {
+                    continue;
+                }
                 let setting = Setting {
                     epsilon,
                     accounting,
                     partitions,
                 };
-                let job = job(&args.data, question, &setting, &keys);
+                let job = job(&args.data, question, &setting, &keys, args.units);
                 let plan = veil_engine::plan::plan(&job).expect("the job plans");
                 let names = aggregates(question);
                 let mut errors: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
@@ -467,7 +480,7 @@ fn main() {
                     let (bounded, raw_errors) = errors.remove(name).unwrap_or_default();
                     let line = serde_json::json!({
                         "system": "veil",
-                        "variant": "default",
+                        "variant": if args.units { "selection=units" } else { "default" },
                         "question": question,
                         "aggregate": name,
                         "metric": if *name == "median" { "rank error" } else { "relative error" },

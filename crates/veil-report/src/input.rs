@@ -319,4 +319,19 @@ pub trait NoisePlanner: Sync {
         query: usize,
         candidate: &Candidate,
     ) -> Result<QueryNoise, ReportError>;
+
+    /// The noise of query `query` at `epsilon`, at its own bounds, with its groups selected
+    /// on a count of units of their own (`selection = "units"` in the job) instead of the
+    /// released count the job thresholds; `None` (the default) when the planner cannot say.
+    ///
+    /// # Errors
+    /// [`ReportError::Planning`] if no plan exists for these parameters.
+    fn plan_selecting_units(
+        &self,
+        epsilon: Epsilon,
+        query: usize,
+    ) -> Result<Option<QueryNoise>, ReportError> {
+        let _ = (epsilon, query);
+        Ok(None)
+    }
 }

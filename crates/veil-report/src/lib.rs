@@ -97,6 +97,7 @@ mod model;
 mod output;
 mod parallel;
 mod render;
+mod selection;
 mod simulation;
 mod stats;
 mod sweep;

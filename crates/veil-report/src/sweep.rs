@@ -16,6 +16,7 @@ use crate::output::{
     Report, ReportOptions, TuningReport,
 };
 use crate::parallel::spread;
+use crate::selection::selection_finding;
 use crate::simulation::Simulation;
 use crate::stats::{
     analytic_stats, bias_summary, contribution_summary, decomposition, empirical_stats,
@@ -244,6 +245,12 @@ fn sweep_query<R: Rng + ?Sized>(
         });
         work.push((epsilon, noise, seed));
     }
+    let selection = if sweep.origin == DataOrigin::AnalyticOnly {
+        None
+    } else {
+        let (epsilon, noise, _) = &work[sweep.reference];
+        selection_finding(index, query, sweep.planner, *epsilon, noise)?
+    };
     let slices = (
         state.size_slices.as_slice(),
         state.segment_slices.as_slice(),
@@ -277,6 +284,7 @@ fn sweep_query<R: Rng + ?Sized>(
             &state.segment_flags,
         ));
     }
+    findings.extend(selection);
     Ok((state, findings))
 }
 

@@ -6,13 +6,14 @@ use std::path::Path;
 use veil_core::{Bounds, Delta, Epsilon, Rho};
 use veil_engine::job::{
     Aggregate, AggregateKind, AutoBound, Consent, ContributionBounds, Governance, Job, JobBudget,
-    NoisePreference, Output, OutputFormat, Partitions, Purpose, Query, Source, SourceFormat,
-    ValueColumn,
+    NoisePreference, Output, OutputFormat, Partitions, Purpose, Query, Selection, Source,
+    SourceFormat, ValueColumn,
 };
 
 use super::file::{
     AggregateConfig, AggregateKindName, BoundsOrAuto, BudgetConfig, CountOrAuto, EngineChoice,
-    EngineKind, JobFile, NoiseName, OutputFormatName, QueryConfig, SourceFormatName, is_auto,
+    EngineKind, JobFile, NoiseName, OutputFormatName, QueryConfig, SelectionName, SourceFormatName,
+    is_auto,
 };
 use super::{AsOf, ConfigError, LoadedJob, purposes};
 
@@ -310,6 +311,16 @@ pub(super) fn convert_query(index: usize, query: QueryConfig) -> Result<Query, K
     };
     let partitions = partitions(query.partitions.as_ref(), &query.group_by)
         .map_err(|reason| (key("partitions"), reason))?;
+    let selection = match (query.selection, &partitions) {
+        (None | Some(SelectionName::Released), _) => Selection::Released,
+        (Some(SelectionName::Units), Partitions::Private) => Selection::Units,
+        (Some(SelectionName::Units), Partitions::Public { .. }) => {
+            return Err((
+                key("selection"),
+                "selection applies to private partitions only: these are public, every listed group is released".into(),
+            ));
+        }
+    };
     let mut aggregates = Vec::new();
     for (aggregate_index, aggregate) in query.aggregates.into_iter().enumerate() {
         let aggregate_key =
@@ -333,6 +344,7 @@ pub(super) fn convert_query(index: usize, query: QueryConfig) -> Result<Query, K
         aggregates,
         weight: query.weight.unwrap_or(1.0),
         drop_missing: query.drop_missing,
+        selection,
         auto,
     })
 }

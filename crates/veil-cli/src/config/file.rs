@@ -114,6 +114,13 @@ pub(super) enum NoiseName {
     Gaussian,
 }
 
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum SelectionName {
+    Released,
+    Units,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct QueryConfig {
@@ -123,6 +130,8 @@ pub(super) struct QueryConfig {
     pub(super) max_groups_per_unit: Option<CountOrAuto>,
     pub(super) max_rows_per_group: Option<CountOrAuto>,
     pub(super) partitions: Option<toml::Value>,
+    /// `released` (default) or `units`: the count private partition selection thresholds.
+    pub(super) selection: Option<SelectionName>,
     pub(super) weight: Option<f64>,
     /// Columns whose missing values leave the row out of the whole query.
     #[serde(default)]

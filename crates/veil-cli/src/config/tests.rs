@@ -1,5 +1,5 @@
 use super::*;
-use veil_engine::job::{JobBudget, OutputFormat, Partitions, SourceFormat};
+use veil_engine::job::{JobBudget, OutputFormat, Partitions, Selection, SourceFormat};
 
 const VALID: &str = r#"
 [source]
@@ -178,6 +178,46 @@ fn no_queries_is_an_error() {
     let text = VALID.split("[[query]]").next().unwrap().to_string() + "[output]\npath = \"out\"\n";
     let error = load_text(&text).unwrap_err();
     assert_eq!(error.key, "query");
+}
+
+#[test]
+fn selection_is_released_or_units_and_only_for_private_partitions() {
+    assert_eq!(
+        load_text(VALID).unwrap().job.queries[0].selection,
+        Selection::Released
+    );
+    let units = VALID.replacen(
+        "max_rows_per_group = 5",
+        "max_rows_per_group = 5\nselection = \"units\"",
+        1,
+    );
+    assert_eq!(
+        load_text(&units).unwrap().job.queries[0].selection,
+        Selection::Units
+    );
+    check_error(
+        "max_rows_per_group = 5",
+        "max_rows_per_group = 5\nselection = \"people\"",
+        "query[0].selection",
+        "unknown variant `people`",
+    );
+    let directory = tempfile::tempdir().unwrap();
+    let keys = directory.path().join("countries.csv");
+    std::fs::write(&keys, "country\nDE\n").unwrap();
+    let public = VALID.replacen(
+        "group_by = [\"country\"]",
+        &format!(
+            "group_by = [\"country\"]\npartitions = {{ public = \"{}\" }}\nselection = \"units\"",
+            keys.display()
+        ),
+        1,
+    );
+    let error = load_text(&public).expect_err("public partitions select nothing");
+    assert_eq!(error.key, "query[0].selection", "{error}");
+    assert!(
+        error.to_string().contains("private partitions only"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -92,6 +92,21 @@ pub enum Partitions {
     },
 }
 
+/// Which count private partition selection thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Selection {
+    /// A count the query releases anyway (its distinct units, else its rows, else a count
+    /// of values), which costs only δ; a count of units of its own only when the query
+    /// releases no count.
+    #[default]
+    Released,
+    /// Distinct units, always: a count drawn for the selection alone (a fixed part of the
+    /// query's budget) unless the query releases its unit count. Keeps more groups than
+    /// thresholding a row count when units have several rows in a group, at the price of
+    /// noisier outputs.
+    Units,
+}
+
 /// An aggregate to release for each group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregate {
@@ -172,6 +187,8 @@ pub struct Query {
     pub bounds: ContributionBounds,
     /// Which groups may be released.
     pub partitions: Partitions,
+    /// For private partitions, the count whose threshold decides which groups appear.
+    pub selection: Selection,
     /// What to release per group.
     pub aggregates: Vec<Aggregate>,
     /// This query's share of the job's budget relative to the others (default 1).

@@ -76,6 +76,7 @@ fn job(source: &Path, consent: Option<&Path>) -> Job {
             aggregates,
             weight: 1.0,
             drop_missing: Vec::new(),
+            selection: Default::default(),
             auto: Vec::new(),
         }],
         output: Output {

@@ -15,15 +15,16 @@
 //! - quantiles come from the exponential mechanism on the group's histogram.
 //!
 //! Private partition selection thresholds a count that is released anyway — `U` if it is
-//! measured, else `R`, else `V` — costing only δ; only a query without any count gets a
-//! distinct-unit count of its own, for the selection alone.
+//! measured, else `R`, else `V` — costing only δ; only a query without any count (or one
+//! whose job asks `selection = "units"` without releasing `U`) gets a distinct-unit count of
+//! its own, for the selection alone.
 
 use veil_core::Bounds;
 use veil_core::mechanism::{FixedPoint, Granularity};
 
 use super::Measure;
 use crate::EngineError;
-use crate::job::{AggregateKind, Query};
+use crate::job::{AggregateKind, Query, Selection};
 
 /// How one aggregate is computed from measures (by their keys).
 #[derive(Debug, Clone, PartialEq)]
@@ -228,10 +229,14 @@ pub(super) fn design(
                     .map(Measure::key),
             )
             .find(|key| measures.iter().any(|measure| measure.key() == *key));
+        let units_released = measures.contains(&Measure::Units);
         match released {
-            Some(key) => (Some(key), false),
-            None => {
-                // Nothing counted is released: the scan counts units for the selection.
+            Some(key) if query.selection == Selection::Released || units_released => {
+                (Some(key), false)
+            }
+            _ => {
+                // Nothing counted is released, or the job asks for units: the scan counts
+                // units for the selection alone.
                 measures.push(Measure::Units);
                 (None, true)
             }

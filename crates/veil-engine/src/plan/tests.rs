@@ -32,6 +32,7 @@ fn query(name: &str, l0: u32, linf: u32, aggregates: Vec<Aggregate>) -> Query {
         aggregates,
         weight: 1.0,
         drop_missing: Vec::new(),
+        selection: Default::default(),
         auto: Vec::new(),
     }
 }
@@ -330,5 +331,63 @@ fn quantile_output_names() {
     assert_eq!(
         output_names_of(&named),
         ["latency_q50", "latency_q90", "latency_q99_5"]
+    );
+}
+
+/// `selection = "units"`: a count of units drawn for the selection alone, charged, even when
+/// the query releases a row count; a released unit count is still the one thresholded.
+#[test]
+fn the_job_can_ask_to_select_groups_on_units() {
+    let count_and_sum = || {
+        vec![
+            aggregate(AggregateKind::Count),
+            aggregate(AggregateKind::Sum(value("value"))),
+        ]
+    };
+    let on_rows = plan(&job(
+        JobBudget::Approx(Epsilon::new(0.1).unwrap(), Delta::new(1e-6).unwrap()),
+        vec![query("q", 3, 5, count_and_sum())],
+    ))
+    .unwrap();
+    assert_eq!(on_rows.queries[0].selection_count.as_deref(), Some("rows"));
+    let mut units_query = query("q", 3, 5, count_and_sum());
+    units_query.selection = crate::job::Selection::Units;
+    let on_units = plan(&job(
+        JobBudget::Approx(Epsilon::new(0.1).unwrap(), Delta::new(1e-6).unwrap()),
+        vec![units_query.clone()],
+    ))
+    .unwrap();
+    let query_plan = &on_units.queries[0];
+    assert_eq!(query_plan.selection_count, None);
+    let selection = query_plan.selection.as_ref().unwrap();
+    assert_eq!(selection.max_partitions(), 3);
+    // Its own noise, charged beside the released measures, and no noisy unit count among them.
+    assert!(
+        query_plan
+            .measures
+            .iter()
+            .all(|noisy| noisy.measure != Measure::Units)
+    );
+    let items = on_units.charge_items();
+    assert!(
+        items.iter().any(|item| item.label == "q.partition_selection"
+            && matches!(
+                item.profile,
+                MechanismProfile::Guarantee(PrivacyLoss::Approx(epsilon, _)) if epsilon.get() > 0.001
+            )),
+        "{items:?}"
+    );
+    // A released unit count is thresholded as before.
+    units_query
+        .aggregates
+        .push(aggregate(AggregateKind::UnitCount));
+    let released = plan(&job(
+        JobBudget::Approx(Epsilon::new(0.1).unwrap(), Delta::new(1e-6).unwrap()),
+        vec![units_query],
+    ))
+    .unwrap();
+    assert_eq!(
+        released.queries[0].selection_count.as_deref(),
+        Some("units")
     );
 }

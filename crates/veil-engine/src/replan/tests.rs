@@ -40,6 +40,7 @@ fn job(budget: JobBudget) -> Job {
         ],
         weight: 1.0,
         drop_missing: Vec::new(),
+        selection: Default::default(),
         auto: Vec::new(),
     };
     Job {

@@ -87,6 +87,7 @@ fn job(path: &std::path::Path, max_groups_per_unit: u32, max_rows_per_group: u32
             .collect(),
             weight: 1.0,
             drop_missing: Vec::new(),
+            selection: Default::default(),
             auto: Vec::new(),
         }],
         output: Output {

@@ -127,6 +127,7 @@ fn job(events: &std::path::Path, consent: &std::path::Path) -> Job {
         aggregates: aggregates(kinds),
         weight: 1.0,
         drop_missing: Vec::new(),
+        selection: Default::default(),
         auto: Vec::new(),
     };
     let mut governance = Governance::unrestricted("analytics", 40 * DAY_MS);

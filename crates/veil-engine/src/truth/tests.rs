@@ -70,6 +70,7 @@ fn job(path: &std::path::Path) -> Job {
             ],
             weight: 1.0,
             drop_missing: Vec::new(),
+            selection: Default::default(),
             auto: Vec::new(),
         }],
         output: Output {

@@ -58,6 +58,7 @@ pub(crate) fn query(l0: u32, linf: u32, aggregates: Vec<Aggregate>) -> Query {
         aggregates,
         weight: 1.0,
         drop_missing: Vec::new(),
+        selection: Default::default(),
         auto: Vec::new(),
     }
 }

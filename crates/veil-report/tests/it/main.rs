@@ -5,3 +5,4 @@
 mod agreement;
 mod fixtures;
 mod rendering;
+mod selection;

@@ -51,6 +51,7 @@ fn plan(group_by: &[&str]) -> ScanPlan {
             aggregates,
             weight: 1.0,
             drop_missing: Vec::new(),
+            selection: Default::default(),
             auto: Vec::new(),
         }],
         output: Output {

@@ -57,6 +57,7 @@ fn query(name: &str, group_by: &[&str], partitions: Partitions) -> Query {
         ],
         weight: 1.0,
         drop_missing: Vec::new(),
+        selection: Default::default(),
         auto: Vec::new(),
     }
 }

@@ -300,6 +300,7 @@ pub(crate) fn query(
         aggregates,
         weight: 1.0,
         drop_missing: Vec::new(),
+        selection: Default::default(),
         auto: Vec::new(),
     }
 }

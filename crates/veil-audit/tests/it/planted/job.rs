@@ -111,6 +111,7 @@ fn job_on(source: &Path, output: &Path) -> Job {
             ],
             weight: 1.0,
             drop_missing: Vec::new(),
+            selection: Default::default(),
             auto: Vec::new(),
         }],
         output: Output {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use veil_core::Epsilon;
-use veil_engine::job::{AggregateKind, Job};
+use veil_engine::job::{AggregateKind, Job, Selection};
 use veil_engine::plan::{HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, NoiseFamily, output_names_of};
 use veil_engine::replan::{Alternative, aggregate_noise, replan};
 use veil_engine::truth::{GroupTotals, ReportInputs, StageTotals, TruthOptions};
@@ -29,6 +29,37 @@ impl EnginePlanner {
     }
 }
 
+impl EnginePlanner {
+    /// Query `query` of `job` planned at `alternative`, as the report reads its noise.
+    fn noise(
+        job: &Job,
+        query: usize,
+        alternative: &Alternative,
+    ) -> Result<QueryNoise, ReportError> {
+        let planned = replan(job, query, alternative).map_err(|e| ReportError::Planning {
+            epsilon: alternative.epsilon.get(),
+            query: job
+                .queries
+                .get(query)
+                .map(|query| query.name.clone())
+                .unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
+        let mut measures = BTreeMap::new();
+        for (key, noise) in aggregate_noise(&planned) {
+            let shape = match noise.family {
+                NoiseFamily::Laplace => NoiseShape::Laplace,
+                NoiseFamily::Gaussian => NoiseShape::Gaussian,
+            };
+            measures.insert(key, Noise::new(shape, noise.std)?);
+        }
+        Ok(QueryNoise {
+            selection: planned.selection,
+            measures,
+        })
+    }
+}
+
 impl NoisePlanner for EnginePlanner {
     fn plan(
         &self,
@@ -42,29 +73,26 @@ impl NoisePlanner for EnginePlanner {
             max_rows_per_group: candidate.contribution.max_rows_per_group,
             value_scale: candidate.value_scale,
         };
-        let planned =
-            replan(&self.job, query, &alternative).map_err(|e| ReportError::Planning {
-                epsilon: epsilon.get(),
-                query: self
-                    .job
-                    .queries
-                    .get(query)
-                    .map(|query| query.name.clone())
-                    .unwrap_or_default(),
-                reason: e.to_string(),
-            })?;
-        let mut measures = BTreeMap::new();
-        for (key, noise) in aggregate_noise(&planned) {
-            let shape = match noise.family {
-                NoiseFamily::Laplace => NoiseShape::Laplace,
-                NoiseFamily::Gaussian => NoiseShape::Gaussian,
-            };
-            measures.insert(key, Noise::new(shape, noise.std)?);
-        }
-        Ok(QueryNoise {
-            selection: planned.selection,
-            measures,
-        })
+        Self::noise(&self.job, query, &alternative)
+    }
+
+    fn plan_selecting_units(
+        &self,
+        epsilon: Epsilon,
+        query: usize,
+    ) -> Result<Option<QueryNoise>, ReportError> {
+        let Some(bounds) = self.job.queries.get(query).map(|query| query.bounds) else {
+            return Ok(None);
+        };
+        let mut job = self.job.clone();
+        job.queries[query].selection = Selection::Units;
+        let alternative = Alternative {
+            epsilon,
+            max_groups_per_unit: bounds.max_groups_per_unit,
+            max_rows_per_group: bounds.max_rows_per_group,
+            value_scale: 1.0,
+        };
+        Self::noise(&job, query, &alternative).map(Some)
     }
 }
 
