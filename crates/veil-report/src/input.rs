@@ -289,11 +289,57 @@ impl Noise {
 /// quantile tree, in rows).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryNoise {
-    /// Private partition selection, if the query selects groups privately. Its noisy
-    /// count is also the released unit count.
+    /// Private partition selection, if the query selects groups privately.
     pub selection: Option<ThresholdMechanism>,
+    /// The count the selection thresholds: when the query releases it, its noisy value is
+    /// the released one.
+    pub selected_on: SelectedOn,
     /// Noise per measure key.
     pub measures: BTreeMap<String, Noise>,
+}
+
+/// The count private partition selection thresholds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SelectedOn {
+    /// Distinct units: the released unit count, or a count drawn for the selection alone.
+    #[default]
+    Units,
+    /// Rows: the released row count.
+    Rows,
+    /// Rows with a value in this column (the count a mean divides by).
+    Values(String),
+}
+
+impl SelectedOn {
+    /// The measure's key: `units`, `rows` or `values:COLUMN`.
+    #[must_use]
+    pub fn key(&self) -> String {
+        match self {
+            Self::Units => "units".into(),
+            Self::Rows => "rows".into(),
+            Self::Values(column) => format!("values:{column}"),
+        }
+    }
+
+    /// This count in a group's moments.
+    #[must_use]
+    pub fn in_moments(&self, moments: &Moments) -> f64 {
+        match self {
+            Self::Units => moments.units,
+            Self::Rows => moments.rows,
+            Self::Values(column) => moments.columns.get(column).map_or(0.0, |c| c.values),
+        }
+    }
+
+    /// This count in a group's expected moments under candidate bounds.
+    #[must_use]
+    pub fn in_candidate(&self, moments: &CandidateMoments) -> f64 {
+        match self {
+            Self::Units => moments.units,
+            Self::Rows => moments.rows,
+            Self::Values(column) => moments.columns.get(column).map_or(0.0, |c| c.0),
+        }
+    }
 }
 
 /// Bounds to evaluate: the job's or a candidate's.

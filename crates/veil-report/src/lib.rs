@@ -25,7 +25,7 @@
 //! use veil_report::{
 //!     AggregateKind, AggregateSpec, Candidate, Contribution, DataOrigin, GroupTruth, Moments,
 //!     Noise, NoisePlanner, NoiseShape, QueryInput, QueryNoise, ReportError, ReportInput,
-//!     ReportOptions,
+//!     ReportOptions, SelectedOn,
 //! };
 //!
 //! /// Laplace noise of standard deviation 2·L0·L∞/ε on the count.
@@ -37,6 +37,7 @@
 //!         let std = std::f64::consts::SQRT_2 * sensitivity / epsilon.get();
 //!         Ok(QueryNoise {
 //!             selection: None,
+//!             selected_on: SelectedOn::Units,
 //!             measures: BTreeMap::from([("rows".to_string(), Noise::new(NoiseShape::Laplace, std)?)]),
 //!         })
 //!     }
@@ -109,7 +110,8 @@ pub use error::ReportError;
 pub use input::{
     AggregateKind, AggregateSpec, Candidate, CandidateMoments, CandidateTruths, ColumnMoments,
     Contribution, Contributions, DataOrigin, GroupTruth, LeafHistogram, Moments, Noise,
-    NoisePlanner, NoiseShape, QuantileTruth, QueryInput, QueryNoise, ReportInput, ValueColumn,
+    NoisePlanner, NoiseShape, QuantileTruth, QueryInput, QueryNoise, ReportInput, SelectedOn,
+    ValueColumn,
 };
 pub use model::true_value;
 pub use output::{

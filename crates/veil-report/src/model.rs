@@ -409,13 +409,19 @@ pub(crate) fn selection_noise(selection: &ThresholdMechanism) -> (NoiseShape, f6
     (shape, selection.std_dev())
 }
 
-/// The probability that a group with `units` distinct units (after bounding) is released.
-pub(crate) fn release_probability(noise: &QueryNoise, units: f64) -> f64 {
+/// The probability that a group is released whose selection count (after bounding: see
+/// [`crate::input::SelectedOn`]) is `count`.
+pub(crate) fn release_probability(noise: &QueryNoise, count: f64) -> f64 {
     noise.selection.as_ref().map_or(1.0, |selection| {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let units = units.max(0.0).round() as u64;
-        selection.release_probability(units)
+        let count = count.max(0.0).round() as u64;
+        selection.release_probability(count)
     })
+}
+
+/// The probability that `group` is released under `noise`.
+pub(crate) fn group_release_probability(noise: &QueryNoise, group: &GroupTruth) -> f64 {
+    release_probability(noise, noise.selected_on.in_moments(&group.bounded))
 }
 
 /// The error model of `spec` in `group` under `noise`; `None` when the aggregate has no
@@ -429,7 +435,7 @@ pub(crate) fn predict(
     noise: &QueryNoise,
     tree: (u32, u32),
 ) -> Result<Option<Prediction>, ReportError> {
-    let release = release_probability(noise, group.bounded.units);
+    let release = group_release_probability(noise, group);
     let (middle, _, lower, upper) = middle(spec);
     let column_name = spec.column.as_ref().map(|column| column.name.as_str());
     let bounded_column = column_name

@@ -11,8 +11,8 @@ use veil_core::Epsilon;
 
 use crate::ReportError;
 use crate::format::{percent, short};
-use crate::input::{NoisePlanner, QueryInput, QueryNoise};
-use crate::model::{predictions, release_probability};
+use crate::input::{NoisePlanner, QueryInput, QueryNoise, SelectedOn};
+use crate::model::{group_release_probability, predictions};
 use crate::stats::median_relative;
 
 /// Groups expected and the median relative error averaged over the aggregates (groups not
@@ -21,7 +21,7 @@ fn outcome(query: &QueryInput, noise: &QueryNoise) -> Result<(f64, f64), ReportE
     let groups: f64 = query
         .groups
         .iter()
-        .map(|group| release_probability(noise, group.bounded.units))
+        .map(|group| group_release_probability(noise, group))
         .sum();
     let errors: Vec<f64> = predictions(query, noise)?
         .iter()
@@ -45,11 +45,7 @@ pub(crate) fn selection_finding(
     epsilon: Epsilon,
     current: &QueryNoise,
 ) -> Result<Option<String>, ReportError> {
-    let Some(selection) = &current.selection else {
-        return Ok(None);
-    };
-    if selection.contribution() <= 1 {
-        // Already a count of units.
+    if current.selection.is_none() || current.selected_on == SelectedOn::Units {
         return Ok(None);
     }
     let Some(alternative) = planner.plan_selecting_units(epsilon, index)? else {

@@ -9,7 +9,7 @@
 use rand_core::Rng;
 
 use crate::dist;
-use crate::input::{AggregateKind, AggregateSpec, GroupTruth, NoiseShape, QueryNoise};
+use crate::input::{AggregateKind, AggregateSpec, GroupTruth, NoiseShape, QueryNoise, SelectedOn};
 use crate::model::{Cumulative, middle, rank_std, selection_noise};
 
 /// What one aggregate reads: indices into [`Simulation::measures`] (`None`: the plan has
@@ -45,11 +45,23 @@ struct Resolved {
     reads: Reads,
 }
 
+/// Private partition selection, resolved.
+#[derive(Debug, Clone)]
+struct Selected {
+    on: SelectedOn,
+    shape: NoiseShape,
+    std: f64,
+    threshold: f64,
+    /// The released measure whose noisy value the selection's draw is.
+    slot: Option<usize>,
+}
+
 /// A query's trials at one ε, resolved once.
 #[derive(Debug, Clone)]
 pub(crate) struct Simulation {
-    /// The selection's noise and threshold, if the query selects groups privately.
-    selection: Option<(NoiseShape, f64, f64)>,
+    /// The selection, if the query selects groups privately: its count, noise, threshold,
+    /// and the slot of [`Simulation::measures`] its noisy count is released as, if any.
+    selection: Option<Selected>,
     /// Each distinct measure's noise, drawn at most once per trial and shared by the
     /// aggregates that read it, as in a release.
     measures: Vec<(NoiseShape, f64)>,
@@ -116,7 +128,13 @@ impl Simulation {
         #[allow(clippy::cast_precision_loss)]
         let selection = noise.selection.as_ref().map(|selection| {
             let (shape, std) = selection_noise(selection);
-            (shape, std, selection.threshold() as f64)
+            Selected {
+                on: noise.selected_on.clone(),
+                shape,
+                std,
+                threshold: selection.threshold() as f64,
+                slot: keys.iter().position(|key| *key == noise.selected_on.key()),
+            }
         });
         let histograms = groups
             .iter()
@@ -152,18 +170,20 @@ impl Simulation {
         draws: &mut Vec<Option<f64>>,
         rng: &mut R,
     ) -> Option<Vec<f64>> {
-        let mut noisy_units = None;
-        if let Some((shape, std, threshold)) = self.selection {
-            let units = group.bounded.units + dist::draw(shape, std, rng);
-            // The engine's noise is on integers: a continuous draw is released at the
-            // threshold minus a half (a continuity correction).
-            if units < threshold - 0.5 {
-                return None;
-            }
-            noisy_units = Some(units.round().max(0.0));
-        }
         draws.clear();
         draws.resize(self.measures.len(), None);
+        if let Some(selected) = &self.selection {
+            let shift = dist::draw(selected.shape, selected.std, rng);
+            // The engine's noise is on integers: a continuous draw is released at the
+            // threshold minus a half (a continuity correction).
+            if selected.on.in_moments(&group.bounded) + shift < selected.threshold - 0.5 {
+                return None;
+            }
+            // A released count that selected the group is released with that same noise.
+            if let Some(slot) = selected.slot {
+                draws[slot] = Some(shift);
+            }
+        }
         let mut draw = |slot: Option<usize>, rng: &mut R| -> f64 {
             let Some(slot) = slot else {
                 return 0.0;
@@ -184,8 +204,9 @@ impl Simulation {
                 .unwrap_or_default();
             let value = match aggregate.reads {
                 Reads::Count(rows) => (group.bounded.rows + draw(rows, rng)).round().max(0.0),
-                Reads::UnitCount(units) => noisy_units
-                    .unwrap_or_else(|| (group.bounded.units + draw(units, rng)).round().max(0.0)),
+                Reads::UnitCount(units) => {
+                    (group.bounded.units + draw(units, rng)).round().max(0.0)
+                }
                 Reads::Sum(sum) => column.sum + draw(sum, rng),
                 Reads::Mean { values, centered } => {
                     let count = (column.values + draw(values, rng)).max(1.0);

@@ -321,7 +321,7 @@ fn at_epsilon<R: Rng>(
     let probabilities = query
         .groups
         .iter()
-        .map(|group| model::release_probability(noise, group.bounded.units))
+        .map(|group| model::group_release_probability(noise, group))
         .collect();
     let aggregates = predictions
         .iter()

@@ -115,7 +115,10 @@ fn candidate_predictions(
                         l0: bounded - truth,
                         noise_std,
                         shape,
-                        release: model::release_probability(noise, moments.units),
+                        release: model::release_probability(
+                            noise,
+                            noise.selected_on.in_candidate(moments),
+                        ),
                         range,
                         rank: None,
                         ratio: None,

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use veil_core::Bounds;
 
 use super::*;
-use crate::input::{ColumnMoments, QuantileTruth, ValueColumn};
+use crate::input::{ColumnMoments, QuantileTruth, SelectedOn, ValueColumn};
 use crate::simulation::Simulation;
 
 fn histogram(counts: &[(u32, f64)]) -> LeafHistogram {
@@ -39,6 +39,7 @@ fn noise(shape: NoiseShape, std: f64) -> QueryNoise {
     ];
     QueryNoise {
         selection: None,
+        selected_on: SelectedOn::Units,
         measures: keys
             .iter()
             .map(|key| ((*key).to_string(), Noise::new(shape, std).unwrap()))

@@ -9,7 +9,7 @@ use veil_report::{
     AggregateKind, AggregateSpec, Candidate, CandidateMoments, CandidateTruths, ColumnMoments,
     Contribution, Contributions, DataOrigin, GroupTruth, LeafHistogram, Moments, Noise,
     NoisePlanner, NoiseShape, QuantileTruth, QueryInput, QueryNoise, ReportError, ReportInput,
-    ValueColumn,
+    SelectedOn, ValueColumn,
 };
 
 pub(crate) const L0: u32 = 3;
@@ -71,6 +71,7 @@ impl NoisePlanner for Planner {
         };
         Ok(QueryNoise {
             selection,
+            selected_on: SelectedOn::Units,
             measures,
         })
     }

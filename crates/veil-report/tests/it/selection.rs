@@ -5,7 +5,7 @@ use veil_core::mechanism::{LaplaceMechanism, ThresholdMechanism, ThresholdNoise}
 use veil_core::{Delta, Epsilon, L1Sensitivity};
 use veil_report::{
     Candidate, DataOrigin, Noise, NoisePlanner, NoiseShape, QueryNoise, ReportError, ReportOptions,
-    build,
+    SelectedOn, build,
 };
 
 use crate::fixtures::{L0, LINF, Planner, input};
@@ -34,6 +34,11 @@ impl RowsOrUnits {
             *value = Noise::new(NoiseShape::Laplace, value.std_dev() * scale).unwrap();
         }
         let delta = Delta::new(1e-6).unwrap();
+        noise.selected_on = if units {
+            SelectedOn::Units
+        } else {
+            SelectedOn::Rows
+        };
         noise.selection = Some(if units {
             ThresholdMechanism::laplace(
                 u64::from(L0),
@@ -115,4 +120,32 @@ fn selecting_on_units_is_suggested_where_it_helps_and_only_there() {
             .all(|finding| !finding.contains("selection = \"units\"")),
         "{hurts:#?}"
     );
+}
+
+#[test]
+fn a_row_count_selection_is_predicted_on_the_groups_rows() {
+    // A group passes when its noisy row count reaches τ: its rows decide, not its units
+    // (which predicted far fewer groups, and did so in the Monte Carlo too).
+    let planner = RowsOrUnits { units_share: 0.25 };
+    let epsilon = Epsilon::new(0.5).unwrap();
+    let noise = planner.noise(epsilon, 1.0, false);
+    let selection = noise.selection.clone().unwrap();
+    let input = input(40, DataOrigin::Sample);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let expected: f64 = input.queries[0]
+        .groups
+        .iter()
+        .map(|group| selection.release_probability(group.bounded.rows.round() as u64))
+        .sum();
+    let options = ReportOptions {
+        epsilons: vec![epsilon],
+        trials: 400,
+        target_error: 0.1,
+    };
+    let mut rng = veil_testkit::seeded_rng(5);
+    let report = build(&input, &planner, &options, &mut rng).unwrap();
+    let release = &report.queries[0].release[0];
+    assert!((release.expected_groups - expected).abs() < 1e-9, "{release:?}");
+    let empirical = release.empirical_groups.unwrap();
+    assert!((empirical - expected).abs() < 1.0, "{empirical} vs {expected}");
 }

@@ -11,7 +11,7 @@ use veil_engine::truth::{GroupTotals, ReportInputs, StageTotals, TruthOptions};
 use veil_report::{
     AggregateSpec, Candidate, CandidateMoments, CandidateTruths, ColumnMoments, Contribution,
     Contributions, DataOrigin, GroupTruth, LeafHistogram, Moments, Noise, NoisePlanner, NoiseShape,
-    QuantileTruth, QueryInput, QueryNoise, ReportError, ReportInput, ValueColumn,
+    QuantileTruth, QueryInput, QueryNoise, ReportError, ReportInput, SelectedOn, ValueColumn,
 };
 
 use super::job_epsilon;
@@ -53,8 +53,20 @@ impl EnginePlanner {
             };
             measures.insert(key, Noise::new(shape, noise.std)?);
         }
+        let selected_on = match planned.selection_count.as_deref() {
+            None | Some("units") => SelectedOn::Units,
+            Some("rows") => SelectedOn::Rows,
+            Some(key) => SelectedOn::Values(
+                planned
+                    .noise_of(key)
+                    .and_then(|noisy| noisy.measure.column())
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+        };
         Ok(QueryNoise {
             selection: planned.selection,
+            selected_on,
             measures,
         })
     }
