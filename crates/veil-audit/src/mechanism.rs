@@ -227,6 +227,22 @@ pub fn audit_mechanism<R: Rng + CryptoRng + ?Sized>(
     Ok(summarize(spec, pairs))
 }
 
+/// A group of `count` through `selection`: its released noisy count, or `-∞` when it is
+/// not released.
+fn selected<R: Rng + CryptoRng + ?Sized>(
+    selection: &ThresholdMechanism,
+    count: i64,
+    rng: &mut R,
+) -> f64 {
+    selection
+        .release(count, rng)
+        .map_or(f64::NEG_INFINITY, |released| {
+            #[allow(clippy::cast_precision_loss)]
+            let value = *released.value() as f64;
+            value
+        })
+}
+
 /// Audits private partition selection (any [`ThresholdMechanism`], including one built
 /// wrongly on purpose) against `claim`, on its two pairs.
 ///
@@ -240,15 +256,7 @@ pub fn audit_threshold<R: Rng + CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Result<Vec<(String, Audit)>, AuditError> {
     let each = confidence.split(2);
-    let release = |units: i64, rng: &mut R| -> f64 {
-        selection
-            .release(units, rng)
-            .map_or(f64::NEG_INFINITY, |released| {
-                #[allow(clippy::cast_precision_loss)]
-                let value = *released.value() as f64;
-                value
-            })
-    };
+    let release = |units: i64, rng: &mut R| selected(selection, units, rng);
     let absent = audit_sampler(
         trials,
         claim,
@@ -315,15 +323,7 @@ pub fn audit_count_threshold<R: Rng + CryptoRng + ?Sized>(
         ));
     }
     // The count as the release draws it: with the selection's (truncated) noise.
-    let release = |count: i64, rng: &mut R| -> f64 {
-        selection
-            .release(count, rng)
-            .map_or(f64::NEG_INFINITY, |released| {
-                #[allow(clippy::cast_precision_loss)]
-                let value = *released.value() as f64;
-                value
-            })
-    };
+    let release = |count: i64, rng: &mut R| selected(selection, count, rng);
     let rows = i64::try_from(rows).unwrap_or(i64::MAX);
     let absent = audit_sampler(
         trials,

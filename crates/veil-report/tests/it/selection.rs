@@ -145,7 +145,13 @@ fn a_row_count_selection_is_predicted_on_the_groups_rows() {
     let mut rng = veil_testkit::seeded_rng(5);
     let report = build(&input, &planner, &options, &mut rng).unwrap();
     let release = &report.queries[0].release[0];
-    assert!((release.expected_groups - expected).abs() < 1e-9, "{release:?}");
+    assert!(
+        (release.expected_groups - expected).abs() < 1e-9,
+        "{release:?}"
+    );
     let empirical = release.empirical_groups.unwrap();
-    assert!((empirical - expected).abs() < 1.0, "{empirical} vs {expected}");
+    assert!(
+        (empirical - expected).abs() < 1.0,
+        "{empirical} vs {expected}"
+    );
 }
