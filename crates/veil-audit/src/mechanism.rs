@@ -244,7 +244,8 @@ fn selected<R: Rng + CryptoRng + ?Sized>(
 }
 
 /// Audits private partition selection (any [`ThresholdMechanism`], including one built
-/// wrongly on purpose) against `claim`, on its two pairs.
+/// wrongly on purpose) against `claim`: absent vs one unit, either side of the threshold and,
+/// for truncated noise, the lower edge of its support.
 ///
 /// # Errors
 /// As [`crate::estimate::epsilon_lower_bound`].
@@ -255,29 +256,62 @@ pub fn audit_threshold<R: Rng + CryptoRng + ?Sized>(
     confidence: Confidence,
     rng: &mut R,
 ) -> Result<Vec<(String, Audit)>, AuditError> {
-    let each = confidence.split(2);
-    let release = |units: i64, rng: &mut R| selected(selection, units, rng);
+    audit_selection_pairs(selection, 1, "units", claim, trials, confidence, rng)
+}
+
+/// The neighbouring groups where a selection's privacy is tightest, for a unit that adds
+/// `contribution` to a group's count: a group that does not exist against one holding only
+/// that unit (the δ of passing), the counts either side of the threshold (the ε part), and,
+/// for noise truncated to `[-k, k]`, the counts `2k + 1` and `2k + 1 + contribution`, whose
+/// supports differ at the lower edge (the δ of leaving the support).
+fn audit_selection_pairs<R: Rng + CryptoRng + ?Sized>(
+    selection: &ThresholdMechanism,
+    contribution: u64,
+    unit: &str,
+    claim: Claim,
+    trials: usize,
+    confidence: Confidence,
+    rng: &mut R,
+) -> Result<Vec<(String, Audit)>, AuditError> {
+    let truncation = selection.truncation();
+    let each = confidence.split(if truncation.is_some() { 3 } else { 2 });
+    let release = |count: i64, rng: &mut R| selected(selection, count, rng);
+    let contribution = i64::try_from(contribution).unwrap_or(i64::MAX);
+    let mut pairs = Vec::with_capacity(3);
     let absent = audit_sampler(
         trials,
         claim,
         each,
         rng,
         |_| f64::NEG_INFINITY,
-        |rng| release(1, rng),
+        |rng| release(contribution, rng),
     )?;
+    pairs.push((format!("absent vs {contribution} {unit}"), absent));
     let edge = selection.threshold();
+    let below = edge.saturating_sub(contribution);
     let at_edge = audit_sampler(
         trials,
         claim,
         each,
         rng,
-        |rng| release(edge - 1, rng),
+        |rng| release(below, rng),
         |rng| release(edge, rng),
     )?;
-    Ok(vec![
-        ("absent vs 1 unit".to_string(), absent),
-        (format!("{} vs {edge} units", edge - 1), at_edge),
-    ])
+    pairs.push((format!("{below} vs {edge} {unit}"), at_edge));
+    if let Some(k) = truncation {
+        let low = k.saturating_mul(2).saturating_add(1);
+        let high = low.saturating_add(contribution);
+        let support = audit_sampler(
+            trials,
+            claim,
+            each,
+            rng,
+            |rng| release(low, rng),
+            |rng| release(high, rng),
+        )?;
+        pairs.push((format!("{low} vs {high} {unit}"), support));
+    }
+    Ok(pairs)
 }
 
 /// Thresholding a released row count, as the planner builds it for units with `rows` rows
@@ -303,7 +337,8 @@ pub fn count_threshold(
 }
 
 /// Audits thresholding a released count: a group that does not exist against one holding
-/// one unit's `rows` rows (the δ part), and the edge of release (the ε part).
+/// one unit's `rows` rows (the δ part), the edge of release (the ε part) and the lower edge
+/// of the truncated noise's support.
 ///
 /// # Errors
 /// As [`crate::estimate::epsilon_lower_bound`].
@@ -315,7 +350,6 @@ pub fn audit_count_threshold<R: Rng + CryptoRng + ?Sized>(
     confidence: Confidence,
     rng: &mut R,
 ) -> Result<Vec<(String, Audit)>, AuditError> {
-    let each = confidence.split(2);
     if !matches!(selection.noise(), ThresholdNoise::Laplace(_)) {
         return Err(AuditError::option(
             "--mechanism",
@@ -323,29 +357,7 @@ pub fn audit_count_threshold<R: Rng + CryptoRng + ?Sized>(
         ));
     }
     // The count as the release draws it: with the selection's (truncated) noise.
-    let release = |count: i64, rng: &mut R| selected(selection, count, rng);
-    let rows = i64::try_from(rows).unwrap_or(i64::MAX);
-    let absent = audit_sampler(
-        trials,
-        claim,
-        each,
-        rng,
-        |_| f64::NEG_INFINITY,
-        |rng| release(rows, rng),
-    )?;
-    let edge = selection.threshold();
-    let at_edge = audit_sampler(
-        trials,
-        claim,
-        each,
-        rng,
-        |rng| release(edge - rows, rng),
-        |rng| release(edge, rng),
-    )?;
-    Ok(vec![
-        (format!("absent vs {rows} rows"), absent),
-        (format!("{} vs {edge} rows", edge - rows), at_edge),
-    ])
+    audit_selection_pairs(selection, rows, "rows", claim, trials, confidence, rng)
 }
 
 /// Audits a median mechanism (including one built wrongly on purpose) on a group with

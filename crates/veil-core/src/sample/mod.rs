@@ -139,6 +139,31 @@ impl DiscreteLaplace {
         }
     }
 
+    /// Draws one value of this distribution truncated to `[-bound, bound]`:
+    /// `P(x) ∝ exp(-|x| / scale)` for `|x| <= bound`, zero outside.
+    ///
+    /// Sampled directly, never by redrawing until inside (which takes about
+    /// `scale / bound` draws when the support is narrow): a geometric `G` taken modulo
+    /// `bound + 1` has `P(G mod (bound+1) = j) = Σ_i (1−q) q^(j + i(bound+1)) ∝ q^j` on
+    /// `{0, …, bound}`, exactly the truncated magnitude; the sign is uniform and "negative
+    /// zero" is redrawn, as in [`DiscreteLaplace::sample`] (accepted with probability at
+    /// least one half). Expected cost is constant in the scale and the bound.
+    pub fn sample_truncated<R: Rng + CryptoRng + ?Sized>(&self, rng: &mut R, bound: u64) -> i64 {
+        let period = u128::from(bound) + 1;
+        loop {
+            let magnitude = geometric(rng, self.magnitude.numer, self.magnitude.denom) % period;
+            let negative = rng.next_u32() & 1 == 1;
+            if negative && magnitude == 0 {
+                continue;
+            }
+            // At most `bound`; a bound above i64::MAX is redrawn like an untruncated draw.
+            let Ok(magnitude) = i64::try_from(magnitude) else {
+                continue;
+            };
+            return if negative { -magnitude } else { magnitude };
+        }
+    }
+
     /// `P(X = x)`, in floating point: for tests and reports, never for sampling.
     #[must_use]
     pub fn pmf(&self, x: i64) -> f64 {

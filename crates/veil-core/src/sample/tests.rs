@@ -88,6 +88,57 @@ fn discrete_laplace_fits_its_pmf_at_every_scale() {
 }
 
 #[test]
+fn truncated_discrete_laplace_fits_its_pmf_wide_and_narrow() {
+    // From a bound far inside the scale (nearly uniform) to one far outside it (untruncated
+    // in effect), and the point mass of bound 0.
+    for (seed, scale, bound) in [
+        (21, "1", 0_u64),
+        (22, "1", 3),
+        (23, "5/2", 40),
+        (24, "1000000", 4),
+        (25, "1000", 900),
+        (26, "123456.789", 25_000),
+    ] {
+        let sampler = DiscreteLaplace::new(rational(scale)).unwrap();
+        let q = (-1.0 / sampler.scale().to_f64()).exp();
+        let bound_signed = i64::try_from(bound).unwrap();
+        #[allow(clippy::cast_precision_loss)]
+        let weight = |x: i64| q.powf(x.unsigned_abs() as f64);
+        let mut rng = seeded_rng(seed);
+        let samples: Vec<i64> = (0..sample_count())
+            .map(|_| sampler.sample_truncated(&mut rng, bound))
+            .collect();
+        assert!(samples.iter().all(|x| x.unsigned_abs() <= bound));
+        if bound == 0 {
+            continue;
+        }
+        // The CDF as a table summed from the lower edge.
+        let mut cumulative: Vec<f64> = (-bound_signed..=bound_signed)
+            .scan(0.0, |running, x| {
+                *running += weight(x);
+                Some(*running)
+            })
+            .collect();
+        let total = *cumulative.last().expect("2·bound + 1 values");
+        cumulative.iter_mut().for_each(|value| *value /= total);
+        let cdf = move |x: i64| -> f64 {
+            if x < -bound_signed {
+                0.0
+            } else if x >= bound_signed {
+                1.0
+            } else {
+                cumulative[usize::try_from(x + bound_signed).expect("inside the table")]
+            }
+        };
+        let fit = chi_square_cdf(&samples, cdf, 64);
+        assert!(
+            fit.passes() && fit.degrees_of_freedom >= 2,
+            "scale {scale}, bound {bound}: {fit:?}"
+        );
+    }
+}
+
+#[test]
 fn discrete_gaussian_fits_its_pmf_at_every_scale() {
     for (seed, sigma_squared) in [
         (11, "0.1"),

@@ -90,6 +90,25 @@ impl LaplaceMechanism {
         <Self as Mechanism>::release(self, value, rng)
     }
 
+    /// Adds fresh discrete Laplace noise truncated to `[-bound, bound]` to `value`: the
+    /// law of [`DiscreteLaplace::sample_truncated`]. For the
+    /// thresholds that rest on a bounded noise; the privacy argument is theirs.
+    pub(crate) fn release_truncated<R: Rng + CryptoRng + ?Sized>(
+        &self,
+        value: i64,
+        bound: u64,
+        rng: &mut R,
+    ) -> Released<i64> {
+        let noise = self.sampler.sample_truncated(rng, bound);
+        Released::new(
+            noisy_sum(value, noise),
+            MechanismKind::DiscreteLaplace,
+            self.loss(),
+            self.std_dev,
+            self.default_half_width,
+        )
+    }
+
     /// The standard deviation of the noise, in steps.
     #[must_use]
     pub fn std_dev(&self) -> f64 {

@@ -335,14 +335,11 @@ impl ThresholdMechanism {
         rng: &mut R,
     ) -> Option<Released<i64>> {
         let released = match (&self.noise, self.truncation) {
-            (ThresholdNoise::Laplace(noise), Some(k)) => loop {
-                // Redrawn until within [-k, k]: exactly the truncated distribution (the
-                // draws are independent; each falls outside with probability about 2δ/L0).
-                let released = noise.release(units, rng);
-                if released.value().abs_diff(units) <= k.unsigned_abs() {
-                    break released;
-                }
-            },
+            // The truncated law sampled directly (not by redrawing, which would take
+            // about scale/k draws where ε is far below δ).
+            (ThresholdNoise::Laplace(noise), Some(k)) => {
+                noise.release_truncated(units, k.unsigned_abs(), rng)
+            }
             (ThresholdNoise::Laplace(noise), None) => noise.release(units, rng),
             (ThresholdNoise::Gaussian(noise), _) => noise.release(units, rng),
         };
@@ -370,21 +367,30 @@ fn check(max_partitions: u64, delta: Delta) -> Result<(), ParamError> {
 
 /// For the discrete Laplace of `scale` truncated to `[-k, k]` with `k = m + c − 1`: the
 /// mass of its top `c` values, `P[Z > k − c] = q^m (1 − q^c) / (1 + q − 2q^(m+c))`,
-/// `q = exp(-1/scale)`, rounded up (it grows with `scale`: pass the scale rounded up).
+/// `q = exp(-1/scale)`, rounded up; `m < 1` gives 1. For `m >= 1` it does not fall as the
+/// scale grows (the truncated law flattens towards uniform, where the band is `c/(2k+1)`),
+/// so pass the scale rounded up; the test `the_band_never_falls_as_the_scale_grows` checks
+/// this on a grid.
 /// With τ = k + 1 this is the chance that a group of at most `c` passes, and the chance that
 /// a shift of at most `c` moves a count's noise out of its support.
 fn truncated_laplace_band(scale: f64, contribution: u64) -> impl Fn(i64) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let c = contribution as f64;
     move |m: i64| -> f64 {
-        if m < 0 {
-            // k + 1 < c: the whole support is within the band.
+        if m < 1 {
+            // k + 1 <= c: the band holds the noise's whole upper half or more, and with
+            // m = 0 it *falls* as the scale grows; 1 bounds it either way (no δ below one
+            // half is met there).
             return 1.0;
         }
         #[allow(clippy::cast_precision_loss)]
         let m = m as f64;
+        // 1 + q − 2q^K = (1 − q^K) + q(1 − q^(K−1)), K = k + 1 = m + c: each term from
+        // expm1, so the denominator keeps its digits when K is far below the scale.
         let q = libm::exp(-1.0 / scale);
-        let denominator = 1.0 + q - 2.0 * libm::exp(-(m + c) / scale);
+        let support = m + c;
+        let denominator =
+            -libm::expm1(-support / scale) + q * -libm::expm1(-(support - 1.0) / scale);
         pad_up(libm::exp(-m / scale) * -libm::expm1(-c / scale) / denominator)
     }
 }

@@ -348,3 +348,53 @@ fn the_interval_of_a_count_that_passed_covers_given_that_it_passed() {
         }
     }
 }
+
+#[test]
+fn the_band_never_falls_as_the_scale_grows() {
+    // The calibration rounds the scale up, which is sound only if the band does not fall
+    // as the scale grows (for m >= 1; m < 1 is bounded by 1).
+    for contribution in [1_u64, 2, 5, 50] {
+        for m in (1..40).chain((40..2_000).step_by(97)) {
+            let mut previous = 0.0;
+            for step in 0..300 {
+                let scale = 0.05 * 1.05_f64.powi(step);
+                let band = truncated_laplace_band(scale, contribution)(m);
+                assert!(
+                    band >= previous * (1.0 - 1e-12),
+                    "c = {contribution}, m = {m}: {band} after {previous} at scale {scale}"
+                );
+                previous = band;
+            }
+        }
+    }
+    assert!((truncated_laplace_band(1e3, 3)(0) - 1.0).abs() < f64::EPSILON);
+}
+
+#[test]
+fn the_band_keeps_its_digits_when_the_support_is_far_below_the_scale() {
+    // Scale 1e12, k = 2, c = 1: the truncated law is uniform on five values to 12 digits,
+    // so the band (its top value) is 1/5. Computing 1 + q − 2q³ directly loses about five
+    // of those digits.
+    let band = truncated_laplace_band(1e12, 1)(2);
+    assert!((band - 0.2).abs() < 1e-9, "{band}");
+}
+
+#[test]
+fn a_selection_with_epsilon_far_below_delta_draws_quickly() {
+    // ε = 1e-6, δ = 1e-3: k is tiny next to the scale of 1e6, so redrawing until inside
+    // [-k, k] would take about 1e6/k draws per group. The direct sampler takes a few.
+    let selection = ThresholdMechanism::laplace(1, eps(1e-6), delta(1e-3)).unwrap();
+    let k = selection.truncation().unwrap();
+    assert!(k < 1_000, "k = {k}");
+    let mut rng = seeded_rng(31);
+    let units = 2 * k + 1;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20_000 {
+        let released = selection.release(units, &mut rng).expect("always passes");
+        let noise = *released.value() - units;
+        assert!(noise.abs() <= k);
+        seen.insert(noise);
+    }
+    // Nearly uniform over the 2k + 1 values: all of them appear.
+    assert_eq!(seen.len(), usize::try_from(2 * k + 1).unwrap());
+}
