@@ -161,6 +161,8 @@ class Recorder:
         self.mechanism = mechanism
         self.notes = notes
         self.errors = {a: ([], []) for a in aggregates}
+        # Per aggregate and country, the bounded errors of the releases that had it.
+        self.by_country = {a: {} for a in aggregates}
         self.released = []
         self.times = []
 
@@ -182,6 +184,7 @@ class Recorder:
                     er = relative_error(raw.get(a, country), value)
                 if eb is not None:
                     b.append(eb)
+                    self.by_country[a].setdefault(country, []).append(eb)
                 if er is not None:
                     r.append(er)
         self.released.append(len(countries))
@@ -207,6 +210,9 @@ class Recorder:
                 "countries_released_max": max(self.released) if self.released else None,
                 "seconds_per_release": float(np.mean(self.times)) if self.times else None,
                 "mechanism": self.mechanism,
+                # {country: [median bounded error, releases that had it]}
+                "by_country": {c: [float(np.median(e)), len(e)]
+                               for c, e in sorted(self.by_country[a].items())},
                 "notes": self.notes,
             }
 

@@ -97,6 +97,7 @@ def main():
                         out.append(f"| {a} | {partitions} | {accounting} ({delta}) | {eps:g} | "
                                    + " | ".join(row) + " |")
         out.append("")
+    common_groups(lines, cols, questions, out)
     out.append("### Wall time per release (s, mean over releases and settings)")
     out.append("")
     out.append("| question | " + " | ".join(cols) + " |")
@@ -111,6 +112,56 @@ def main():
         out.append(f"| {q} | " + " | ".join(row) + " |")
     out.append("")
     print("\n".join(out))
+
+
+def common_groups(lines, cols, questions, out):
+    """With private partitions each system's error is over the countries it released, and
+    a system that releases fewer (the largest) countries looks better. Where two or more
+    systems recorded per-country errors (`by_country`), compare them on the countries that
+    every one of them released in at least half of its releases: the median over those
+    countries of each country's median error."""
+    groups = {}
+    for l in lines:
+        if l.get("partitions") != "private" or not l.get("by_country") or not l.get("releases"):
+            continue
+        key = (l["question"], l["aggregate"], l["accounting"], l["epsilon"])
+        groups.setdefault(key, {})[column(l)] = l
+    rows = []
+    for (q, a, accounting, eps), by_system in sorted(groups.items()):
+        if len(by_system) < 2:
+            continue
+        kept = [
+            {c for c, (_, n) in l["by_country"].items() if 2 * n >= l["releases"]}
+            for l in by_system.values()
+        ]
+        common = set.intersection(*kept)
+        if not common:
+            continue
+        row = []
+        for c in cols:
+            l = by_system.get(c)
+            if l is None:
+                row.append("")
+                continue
+            errors = sorted(l["by_country"][k][0] for k in common)
+            middle = len(errors) // 2
+            value = errors[middle] if len(errors) % 2 else (errors[middle - 1] + errors[middle]) / 2
+            row.append(fmt(value))
+        rows.append(f"| {q} | {a} | {accounting} | {eps:g} | {len(common)} | " + " | ".join(row)
+                    + " |")
+    if not rows:
+        return
+    out.append("### Private partitions on the countries both release")
+    out.append("")
+    out.append("Median over the countries that every system in the row released in at least "
+               "half of its releases (`countries`) of each country's median bounded error "
+               "(Q4: rank error). Only systems whose lines carry per-country errors "
+               "(`by_country`) take part.")
+    out.append("")
+    out.append("| question | aggregate | accounting | ε | countries | " + " | ".join(cols) + " |")
+    out.append("|---|---|---|---|---|" + "---|" * len(cols))
+    out.extend(rows)
+    out.append("")
 
 
 if __name__ == "__main__":

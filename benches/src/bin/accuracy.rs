@@ -48,6 +48,10 @@ struct Args {
     /// `--selection units`: private partitions selected on a count of users of their own
     /// (the job's `selection = "units"`), written as the variant `selection=units`.
     units: bool,
+    /// `--partitions public|private`: only those settings (both by default).
+    partitions: Vec<String>,
+    /// `--accounting pure|approx`: only those settings (both by default).
+    accounting: Vec<String>,
 }
 
 fn args() -> Args {
@@ -58,6 +62,8 @@ fn args() -> Args {
         questions: ["q1", "q2", "q3", "q4"].map(String::from).to_vec(),
         out: PathBuf::from("veil.jsonl"),
         units: false,
+        partitions: vec!["public".into(), "private".into()],
+        accounting: vec!["pure".into(), "approx".into()],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,6 +79,8 @@ fn args() -> Args {
             }
             "--out" => args.out = PathBuf::from(value),
             "--selection" => args.units = value == "units",
+            "--partitions" => args.partitions = value.split(',').map(String::from).collect(),
+            "--accounting" => args.accounting = value.split(',').map(String::from).collect(),
             other => {
                 eprintln!("unknown flag {other}");
                 std::process::exit(2);
@@ -382,7 +390,10 @@ fn main() {
                 ("private", "pure"),
                 ("private", "approx"),
             ] {
-                if args.units && partitions == "public" {
+                if (args.units && partitions == "public")
+                    || !args.partitions.iter().any(|p| p == partitions)
+                    || !args.accounting.iter().any(|a| a == accounting)
+                {
                     continue;
                 }
                 let setting = Setting {
@@ -394,6 +405,8 @@ fn main() {
                 let plan = veil_engine::plan::plan(&job).expect("the job plans");
                 let names = aggregates(question);
                 let mut errors: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+                // Per aggregate and country, the bounded errors of the releases that had it.
+                let mut by_country: BTreeMap<&str, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
                 let mut released_counts = Vec::new();
                 let mut seconds = Vec::new();
                 for _ in 0..args.releases {
@@ -420,11 +433,13 @@ fn main() {
                         let released: BTreeMap<String, f64> =
                             countries.iter().cloned().zip(values).collect();
                         let entry = errors.entry(name).or_default();
+                        let countries_of = by_country.entry(name).or_default();
                         if *name == "median" {
                             for (country, error) in
                                 bounded_rank_error(&plan, &aggregated, &released)
                             {
                                 entry.0.push(error);
+                                countries_of.entry(country.clone()).or_default().push(error);
                                 if let Some(raw) = raw
                                     .get(&country)
                                     .and_then(|raw| rank_error(&raw.sorted, released[&country]))
@@ -441,6 +456,7 @@ fn main() {
                                 .and_then(|&t| relative_error(t, *value))
                             {
                                 entry.0.push(error);
+                                countries_of.entry(country.clone()).or_default().push(error);
                             }
                             let raw_value = raw.get(country).map(|raw| match *name {
                                 "count" => raw.count,
@@ -478,6 +494,16 @@ fn main() {
                 );
                 for (name, _) in &names {
                     let (bounded, raw_errors) = errors.remove(name).unwrap_or_default();
+                    // {country: [median bounded error, releases that had it]}.
+                    let countries: serde_json::Map<String, serde_json::Value> = by_country
+                        .remove(name)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(country, errors)| {
+                            let releases = errors.len();
+                            (country, serde_json::json!([median(errors), releases]))
+                        })
+                        .collect();
                     let line = serde_json::json!({
                         "system": "veil",
                         "variant": if args.units { "selection=units" } else { "default" },
@@ -496,6 +522,7 @@ fn main() {
                         "countries_released_max": released_counts.iter().copied().fold(0.0, f64::max),
                         "seconds_per_release": seconds.iter().sum::<f64>() / seconds.len().max(1) as f64,
                         "mechanism": mechanism,
+                        "by_country": countries,
                         "notes": "",
                     });
                     writeln!(out, "{line}").expect("the output is written");
