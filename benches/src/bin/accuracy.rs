@@ -30,8 +30,9 @@ use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 use veil_core::{Bounds, Delta, Epsilon};
 use veil_engine::job::{
-    Aggregate, AggregateKind, ContributionBounds, Governance, Job, JobBudget, NoisePreference,
-    Output, OutputFormat, Partitions, Query, Selection, Source, SourceFormat, ValueColumn,
+    Aggregate, AggregateKind, AutoBound, ContributionBounds, Governance, Job, JobBudget,
+    NoisePreference, Output, OutputFormat, Partitions, Query, Selection, Source, SourceFormat,
+    ValueColumn,
 };
 use veil_engine::plan::{Derivation, HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, Plan};
 use veil_engine::scan::{Aggregated, BoundingKey};
@@ -48,6 +49,9 @@ struct Args {
     /// `--selection units`: private partitions selected on a count of users of their own
     /// (the job's `selection = "units"`), written as the variant `selection=units`.
     units: bool,
+    /// `--bounds auto`: L0, L∞ and the value bounds chosen privately from the data (the
+    /// job's `"auto"`, a tenth of ε), written as the variant `bounds=auto`.
+    auto: bool,
     /// `--partitions public|private`: only those settings (both by default).
     partitions: Vec<String>,
     /// `--accounting pure|approx`: only those settings (both by default).
@@ -62,6 +66,7 @@ fn args() -> Args {
         questions: ["q1", "q2", "q3", "q4"].map(String::from).to_vec(),
         out: PathBuf::from("veil.jsonl"),
         units: false,
+        auto: false,
         partitions: vec!["public".into(), "private".into()],
         accounting: vec!["pure".into(), "approx".into()],
     };
@@ -79,6 +84,7 @@ fn args() -> Args {
             }
             "--out" => args.out = PathBuf::from(value),
             "--selection" => args.units = value == "units",
+            "--bounds" => args.auto = value == "auto",
             "--partitions" => args.partitions = value.split(',').map(String::from).collect(),
             "--accounting" => args.accounting = value.split(',').map(String::from).collect(),
             other => {
@@ -191,7 +197,7 @@ fn aggregates(question: &str) -> Vec<(&'static str, AggregateKind)> {
     }
 }
 
-fn job(data: &Path, question: &str, setting: &Setting, keys: &[String], units: bool) -> Job {
+fn job(data: &Path, question: &str, setting: &Setting, keys: &[String], args: &Args) -> Job {
     let epsilon = Epsilon::new(setting.epsilon).expect("valid ε");
     let delta = Delta::new(1e-6).expect("valid δ");
     let (budget, noise) = match (setting.partitions, setting.accounting) {
@@ -235,12 +241,20 @@ fn job(data: &Path, question: &str, setting: &Setting, keys: &[String], units: b
             weight: 1.0,
             // The peers drop rows without a value before they see the data.
             drop_missing: vec!["value".into()],
-            selection: if units {
+            selection: if args.units {
                 Selection::Units
             } else {
                 Selection::Released
             },
-            auto: Vec::new(),
+            auto: if args.auto {
+                vec![
+                    AutoBound::GroupsPerUnit,
+                    AutoBound::RowsPerGroup,
+                    AutoBound::Values("value".into()),
+                ]
+            } else {
+                Vec::new()
+            },
         }],
         output: Output {
             directory: std::env::temp_dir(),
@@ -277,7 +291,17 @@ fn bounded_truth(
             })
     };
     let mut truth: BTreeMap<String, BTreeMap<&'static str, f64>> = BTreeMap::new();
-    let middle = f64::midpoint(LOWER, UPPER);
+    // The centre of the centred sums: the middle of the bounds the plan clamps to.
+    let middle = query
+        .measures
+        .iter()
+        .find_map(|noisy| match &noisy.measure {
+            Measure::CenteredSum { bounds, .. } => {
+                Some(f64::midpoint(bounds.lower(), bounds.upper()))
+            }
+            _ => None,
+        })
+        .unwrap_or(f64::midpoint(LOWER, UPPER));
     for (derivation, (name, _)) in query.derivations.iter().zip(aggregates_of(plan)) {
         let values: Vec<f64> = match derivation {
             Derivation::Count { rows } => measure(rows).iter().map(|&v| v as f64).collect(),
@@ -333,11 +357,15 @@ fn bounded_rank_error(
     released: &BTreeMap<String, f64>,
 ) -> BTreeMap<String, f64> {
     let query = &plan.queries[0];
-    let Some(key) = query
+    let Some((key, lower, upper)) = query
         .measures
         .iter()
-        .find(|noisy| matches!(noisy.measure, Measure::Histogram { .. }))
-        .map(|noisy| noisy.measure.key())
+        .find_map(|noisy| match &noisy.measure {
+            Measure::Histogram { bounds, .. } => {
+                Some((noisy.measure.key(), bounds.lower(), bounds.upper()))
+            }
+            _ => None,
+        })
     else {
         return BTreeMap::new();
     };
@@ -353,7 +381,7 @@ fn bounded_rank_error(
     {
         leaves[group][usize::try_from(leaf).unwrap_or(0).min(bins - 1)] += rows;
     }
-    let width = (UPPER - LOWER) / bins as f64;
+    let width = (upper - lower) / bins as f64;
     let mut errors = BTreeMap::new();
     for (key, leaves) in keys.iter().zip(leaves) {
         let country = key[0].clone().unwrap_or_default();
@@ -365,7 +393,7 @@ fn bounded_rank_error(
             continue;
         }
         // Values below the released edge: the bins before it.
-        let edge = (((value - LOWER) / width).round() as usize).min(bins);
+        let edge = (((value - lower) / width).round().max(0.0) as usize).min(bins);
         let below: i64 = leaves[..edge].iter().sum();
         errors.insert(country, (below as f64 - 0.5 * n as f64).abs() / n as f64);
     }
@@ -401,8 +429,10 @@ fn main() {
                     accounting,
                     partitions,
                 };
-                let job = job(&args.data, question, &setting, &keys, args.units);
-                let plan = veil_engine::plan::plan(&job).expect("the job plans");
+                let job = job(&args.data, question, &setting, &keys, &args);
+                let mut plan = veil_engine::plan::plan(&job).expect("the job plans");
+                let auto_epsilon = plan.auto_epsilon;
+                let mut chosen: BTreeMap<String, usize> = BTreeMap::new();
                 let names = aggregates(question);
                 let mut errors: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
                 // Per aggregate and country, the bounded errors of the releases that had it.
@@ -411,6 +441,19 @@ fn main() {
                 let mut seconds = Vec::new();
                 for _ in 0..args.releases {
                     let started = Instant::now();
+                    if args.auto {
+                        // Chosen afresh for every release, as `veil run` does.
+                        let (resolved, choices) =
+                            veil_engine::autobound::resolve(&job, auto_epsilon, &mut rng)
+                                .expect("the bounds are chosen");
+                        plan = veil_engine::plan::plan(&resolved).expect("the job plans");
+                        let text = choices
+                            .iter()
+                            .map(|choice| format!("{} {}", choice.what, choice.value))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        *chosen.entry(text).or_default() += 1;
+                    }
                     let key = BoundingKey::random(&mut rng);
                     let aggregated =
                         veil_engine::scan::aggregate(&plan.scan, key).expect("the scan runs");
@@ -506,7 +549,13 @@ fn main() {
                         .collect();
                     let line = serde_json::json!({
                         "system": "veil",
-                        "variant": if args.units { "selection=units" } else { "default" },
+                        "variant": if args.units {
+                            "selection=units"
+                        } else if args.auto {
+                            "bounds=auto"
+                        } else {
+                            "default"
+                        },
                         "question": question,
                         "aggregate": name,
                         "metric": if *name == "median" { "rank error" } else { "relative error" },
@@ -523,7 +572,11 @@ fn main() {
                         "seconds_per_release": seconds.iter().sum::<f64>() / seconds.len().max(1) as f64,
                         "mechanism": mechanism,
                         "by_country": countries,
-                        "notes": "",
+                        "notes": chosen
+                            .iter()
+                            .map(|(text, times)| format!("{text} ({times}×)"))
+                            .collect::<Vec<_>>()
+                            .join("; "),
                     });
                     writeln!(out, "{line}").expect("the output is written");
                 }
