@@ -116,50 +116,54 @@ def main():
 
 def common_groups(lines, cols, questions, out):
     """With private partitions each system's error is over the countries it released, and
-    a system that releases fewer (the largest) countries looks better. Where two or more
-    systems recorded per-country errors (`by_country`), compare them on the countries that
-    every one of them released in at least half of its releases: the median over those
-    countries of each country's median error."""
+    a system that releases fewer (the largest) countries looks better. Where Veil and a peer
+    both recorded per-country errors (`by_country`), compare them on the countries that both
+    released in at least half of their releases: the median over those countries of each
+    country's median error."""
     groups = {}
     for l in lines:
         if l.get("partitions") != "private" or not l.get("by_country") or not l.get("releases"):
             continue
         key = (l["question"], l["aggregate"], l["accounting"], l["epsilon"])
         groups.setdefault(key, {})[column(l)] = l
+
+    def kept(line):
+        return {c for c, (_, n) in line["by_country"].items() if 2 * n >= line["releases"]}
+
+    def median_over(line, countries):
+        errors = sorted(line["by_country"][c][0] for c in countries)
+        middle = len(errors) // 2
+        return errors[middle] if len(errors) % 2 else (errors[middle - 1] + errors[middle]) / 2
+
     rows = []
     for (q, a, accounting, eps), by_system in sorted(groups.items()):
-        if len(by_system) < 2:
+        veil = by_system.get("veil")
+        if veil is None:
             continue
-        kept = [
-            {c for c, (_, n) in l["by_country"].items() if 2 * n >= l["releases"]}
-            for l in by_system.values()
-        ]
-        common = set.intersection(*kept)
-        if not common:
-            continue
-        row = []
-        for c in cols:
-            l = by_system.get(c)
-            if l is None:
-                row.append("")
+        for peer in cols:
+            line = by_system.get(peer)
+            if peer == "veil" or line is None:
                 continue
-            errors = sorted(l["by_country"][k][0] for k in common)
-            middle = len(errors) // 2
-            value = errors[middle] if len(errors) % 2 else (errors[middle - 1] + errors[middle]) / 2
-            row.append(fmt(value))
-        rows.append(f"| {q} | {a} | {accounting} | {eps:g} | {len(common)} | " + " | ".join(row)
-                    + " |")
+            common = kept(veil) & kept(line)
+            if not common:
+                continue
+            ours, theirs = median_over(veil, common), median_over(line, common)
+            ratio = f"{ours / theirs:.2f}" if theirs else "–"
+            rows.append(f"| {q} | {a} | {accounting} | {eps:g} | {peer} | {len(common)} "
+                        f"({len(kept(veil))} / {len(kept(line))}) | {fmt(ours)} | {fmt(theirs)} "
+                        f"| {ratio} |")
     if not rows:
         return
     out.append("### Private partitions on the countries both release")
     out.append("")
-    out.append("Median over the countries that every system in the row released in at least "
-               "half of its releases (`countries`) of each country's median bounded error "
-               "(Q4: rank error). Only systems whose lines carry per-country errors "
-               "(`by_country`) take part.")
+    out.append("Veil against each peer on the countries both released in at least half of "
+               "their releases (`countries`: common (Veil's / the peer's)): the median over "
+               "them of each country's median bounded error (Q4: rank error). Only lines "
+               "with per-country errors (`by_country`) take part.")
     out.append("")
-    out.append("| question | aggregate | accounting | ε | countries | " + " | ".join(cols) + " |")
-    out.append("|---|---|---|---|---|" + "---|" * len(cols))
+    out.append("| question | aggregate | accounting | ε | peer | countries | veil | peer's | "
+               "veil / peer |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
     out.extend(rows)
     out.append("")
 
