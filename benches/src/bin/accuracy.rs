@@ -40,6 +40,21 @@ use veil_engine::scan::{Aggregated, BoundingKey};
 const LOWER: f64 = 0.0;
 const UPPER: f64 = 100.0;
 
+const USAGE: &str = "\
+Veil's side of the accuracy benchmark: one JSONL line per question, aggregate and setting.
+
+  --data FILE              the export (default events-1m.parquet)
+  --out FILE               JSONL to append to (default veil.jsonl)
+  --releases N             releases per setting (default 20)
+  --questions q1,q2,q3,q4  which questions
+  --epsilons 0.1,1,4       which total ε
+  --partitions public,private
+  --accounting pure,approx
+  --selection units        private partitions selected on a count of people of their own
+                           (variant selection=units)
+  --bounds auto            L0, L∞ and value bounds chosen privately from a tenth of ε, afresh
+                           for every release (variant bounds=auto)";
+
 struct Args {
     data: PathBuf,
     epsilons: Vec<f64>,
@@ -72,6 +87,10 @@ fn args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--help" || flag == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
         let value = it.next().unwrap_or_default();
         match flag.as_str() {
             "--data" => args.data = PathBuf::from(value),
