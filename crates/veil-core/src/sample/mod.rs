@@ -126,17 +126,7 @@ impl DiscreteLaplace {
 
     /// Draws one value.
     pub fn sample<R: Rng + CryptoRng + ?Sized>(&self, rng: &mut R) -> i64 {
-        loop {
-            let magnitude = geometric(rng, self.magnitude.numer, self.magnitude.denom);
-            let negative = rng.next_u32() & 1 == 1;
-            if negative && magnitude == 0 {
-                continue;
-            }
-            let Ok(magnitude) = i64::try_from(magnitude) else {
-                continue;
-            };
-            return if negative { -magnitude } else { magnitude };
-        }
+        self.signed(rng, |magnitude| magnitude)
     }
 
     /// Draws one value of this distribution truncated to `[-bound, bound]`:
@@ -150,13 +140,18 @@ impl DiscreteLaplace {
     /// least one half). Expected cost is constant in the scale and the bound.
     pub fn sample_truncated<R: Rng + CryptoRng + ?Sized>(&self, rng: &mut R, bound: u64) -> i64 {
         let period = u128::from(bound) + 1;
+        self.signed(rng, |magnitude| magnitude % period)
+    }
+
+    /// A geometric magnitude passed through `fold`, with a uniform sign; "negative zero"
+    /// and magnitudes above `i64::MAX` are redrawn whole.
+    fn signed<R: Rng + CryptoRng + ?Sized>(&self, rng: &mut R, fold: impl Fn(u128) -> u128) -> i64 {
         loop {
-            let magnitude = geometric(rng, self.magnitude.numer, self.magnitude.denom) % period;
+            let magnitude = fold(geometric(rng, self.magnitude.numer, self.magnitude.denom));
             let negative = rng.next_u32() & 1 == 1;
             if negative && magnitude == 0 {
                 continue;
             }
-            // At most `bound`; a bound above i64::MAX is redrawn like an untruncated draw.
             let Ok(magnitude) = i64::try_from(magnitude) else {
                 continue;
             };

@@ -99,7 +99,10 @@ impl LaplaceMechanism {
         bound: u64,
         rng: &mut R,
     ) -> Released<i64> {
-        let noise = self.sampler.sample_truncated(rng, bound);
+        self.with_noise(value, self.sampler.sample_truncated(rng, bound))
+    }
+
+    fn with_noise(&self, value: i64, noise: i64) -> Released<i64> {
         Released::new(
             noisy_sum(value, noise),
             MechanismKind::DiscreteLaplace,
@@ -142,14 +145,7 @@ impl Mechanism for LaplaceMechanism {
     }
 
     fn release<R: Rng + CryptoRng + ?Sized>(&self, value: i64, rng: &mut R) -> Released<i64> {
-        let noise = self.sampler.sample(rng);
-        Released::new(
-            noisy_sum(value, noise),
-            MechanismKind::DiscreteLaplace,
-            self.loss(),
-            self.std_dev,
-            self.default_half_width,
-        )
+        self.with_noise(value, self.sampler.sample(rng))
     }
 }
 
