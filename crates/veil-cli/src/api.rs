@@ -23,7 +23,7 @@ use veil_engine::memory::MemoryTables;
 use veil_engine::release::ReleasedTable;
 use veil_engine::{EngineError, Executor, LocalExecutor};
 
-use crate::commands::budget::{HistoryArgs, InitArgs, ReservationsArgs, StatusArgs};
+use crate::commands::budget::{InitArgs, ListArgs, StatusArgs};
 use crate::commands::report::ReportSettings;
 use crate::commands::{budget, explain, report, run as run_command};
 use crate::config::{self, AsOf, EngineKind, LoadedJob};
@@ -578,7 +578,7 @@ pub fn budget_status(
 /// # Errors
 /// As [`budget_status`].
 pub fn budget_history(ledger: &Path, timeout: Duration) -> Result<Value, Error> {
-    Ok(budget::history_json(&HistoryArgs {
+    Ok(budget::history_json(&ListArgs {
         ledger: ledger.to_path_buf(),
         json: true,
         timeout: LockTimeout::new(timeout),
@@ -591,7 +591,7 @@ pub fn budget_history(ledger: &Path, timeout: Duration) -> Result<Value, Error> 
 /// # Errors
 /// As [`budget_status`].
 pub fn budget_reservations(ledger: &Path, timeout: Duration) -> Result<Value, Error> {
-    Ok(budget::reservations_json(&ReservationsArgs {
+    Ok(budget::reservations_json(&ListArgs {
         ledger: ledger.to_path_buf(),
         json: true,
         timeout: LockTimeout::new(timeout),

@@ -8,7 +8,7 @@ use veil_core::Compact;
 use veil_ledger::ChargeRecord;
 
 use super::{
-    HistoryArgs, age, format_time, now, open, owner_json, print_table, reservation_lines, run_state,
+    ListArgs, age, format_time, now, open, owner_json, print_table, reservation_lines, run_state,
 };
 
 /// A charge's state, with the age and the run of a reserved one.
@@ -26,7 +26,7 @@ pub(super) fn state_text(charge: &ChargeRecord, now: i64) -> String {
 }
 
 /// `veil budget history --json`'s list.
-pub(crate) fn history_json(args: &HistoryArgs) -> anyhow::Result<Value> {
+pub(crate) fn history_json(args: &ListArgs) -> anyhow::Result<Value> {
     let ledger = open(&args.ledger, args.timeout)?;
     let now = now();
     Ok(Value::Array(
@@ -38,7 +38,7 @@ pub(crate) fn history_json(args: &HistoryArgs) -> anyhow::Result<Value> {
     ))
 }
 
-pub(super) fn history(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn history(args: &ListArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", history_json(args)?);
         return Ok(ExitCode::SUCCESS);

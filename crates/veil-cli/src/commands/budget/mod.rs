@@ -59,7 +59,7 @@ pub(crate) enum BudgetCommand {
     /// Example:
     ///   veil budget history --ledger ledger.sqlite
     #[command(verbatim_doc_comment)]
-    History(HistoryArgs),
+    History(ListArgs),
 
     /// List the charges reserved but not committed, with their age and whether their run
     /// still runs.
@@ -72,7 +72,7 @@ pub(crate) enum BudgetCommand {
     /// Example:
     ///   veil budget reservations --ledger ledger.sqlite
     #[command(verbatim_doc_comment)]
-    Reservations(ReservationsArgs),
+    Reservations(ListArgs),
 
     /// Give back the budget of a reserved charge whose run is gone; the cancellation is
     /// recorded in the ledger.
@@ -145,22 +145,9 @@ pub(crate) struct StatusArgs {
     pub(crate) timeout: LockTimeout,
 }
 
+/// The arguments of a listing of one ledger (`history`, `reservations`).
 #[derive(Debug, Args)]
-pub(crate) struct HistoryArgs {
-    /// The ledger file.
-    #[arg(long)]
-    pub(crate) ledger: PathBuf,
-
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub(crate) json: bool,
-
-    #[command(flatten)]
-    pub(crate) timeout: LockTimeout,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ReservationsArgs {
+pub(crate) struct ListArgs {
     /// The ledger file.
     #[arg(long)]
     pub(crate) ledger: PathBuf,

@@ -11,12 +11,12 @@ use veil_ledger::CancelCheck;
 use crate::exit::Classify;
 
 use super::{
-    CancelArgs, ReservationsArgs, age, format_time, now, open, owner_text, print_table,
-    reservation_json, run_state,
+    CancelArgs, ListArgs, age, format_time, now, open, owner_text, print_table, reservation_json,
+    run_state,
 };
 
 /// `veil budget reservations --json`'s list.
-pub(crate) fn reservations_json(args: &ReservationsArgs) -> anyhow::Result<Value> {
+pub(crate) fn reservations_json(args: &ListArgs) -> anyhow::Result<Value> {
     let ledger = open(&args.ledger, args.timeout)?;
     let now = now();
     Ok(Value::Array(
@@ -28,7 +28,7 @@ pub(crate) fn reservations_json(args: &ReservationsArgs) -> anyhow::Result<Value
     ))
 }
 
-pub(super) fn reservations(args: &ReservationsArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn reservations(args: &ListArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", reservations_json(args)?);
         return Ok(ExitCode::SUCCESS);
