@@ -31,8 +31,8 @@ use rand::rngs::ChaCha20Rng;
 use veil_core::{Bounds, Delta, Epsilon};
 use veil_engine::job::{
     Aggregate, AggregateKind, AutoBound, ContributionBounds, Governance, Job, JobBudget,
-    NoisePreference, Output, OutputFormat, Partitions, Query, Selection, Source, SourceFormat,
-    ValueColumn,
+    NoisePreference, Output, OutputFormat, Partitions, QuantileInterval, Query, Selection, Source,
+    SourceFormat, ValueColumn,
 };
 use veil_engine::plan::{Derivation, HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure, Plan};
 use veil_engine::scan::{Aggregated, BoundingKey};
@@ -53,7 +53,9 @@ Veil's side of the accuracy benchmark: one JSONL line per question, aggregate an
   --selection units        private partitions selected on a count of people of their own
                            (variant selection=units)
   --bounds auto            L0, L∞ and value bounds chosen privately from a tenth of ε, afresh
-                           for every release (variant bounds=auto)";
+                           for every release (variant bounds=auto)
+  --interval rank          the median without a value interval: its whole budget on the
+                           point (the job's interval = \"rank\"; variant interval=rank)";
 
 struct Args {
     data: PathBuf,
@@ -67,6 +69,9 @@ struct Args {
     /// `--bounds auto`: L0, L∞ and the value bounds chosen privately from the data (the
     /// job's `"auto"`, a tenth of ε), written as the variant `bounds=auto`.
     auto: bool,
+    /// `--interval rank`: quantiles with a rank interval only (the job's `interval =
+    /// "rank"`), written as the variant `interval=rank`.
+    rank: bool,
     /// `--partitions public|private`: only those settings (both by default).
     partitions: Vec<String>,
     /// `--accounting pure|approx`: only those settings (both by default).
@@ -82,6 +87,7 @@ fn args() -> Args {
         out: PathBuf::from("veil.jsonl"),
         units: false,
         auto: false,
+        rank: false,
         partitions: vec!["public".into(), "private".into()],
         accounting: vec!["pure".into(), "approx".into()],
     };
@@ -104,6 +110,7 @@ fn args() -> Args {
             "--out" => args.out = PathBuf::from(value),
             "--selection" => args.units = value == "units",
             "--bounds" => args.auto = value == "auto",
+            "--interval" => args.rank = value == "rank",
             "--partitions" => args.partitions = value.split(',').map(String::from).collect(),
             "--accounting" => args.accounting = value.split(',').map(String::from).collect(),
             other => {
@@ -190,7 +197,7 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 }
 
 /// The question's aggregates: (the peers' name, Veil's kind).
-fn aggregates(question: &str) -> Vec<(&'static str, AggregateKind)> {
+fn aggregates(question: &str, rank: bool) -> Vec<(&'static str, AggregateKind)> {
     let column = || ValueColumn {
         name: "value".into(),
         bounds: Bounds::new(LOWER, UPPER).expect("valid bounds"),
@@ -211,6 +218,11 @@ fn aggregates(question: &str) -> Vec<(&'static str, AggregateKind)> {
             AggregateKind::Quantiles {
                 column: column(),
                 levels: vec![0.5],
+                interval: if rank {
+                    QuantileInterval::Rank
+                } else {
+                    QuantileInterval::Value
+                },
             },
         )],
     }
@@ -249,7 +261,7 @@ fn job(data: &Path, question: &str, setting: &Setting, keys: &[String], args: &A
                 max_rows_per_group: 5,
             },
             partitions,
-            aggregates: aggregates(question)
+            aggregates: aggregates(question, args.rank)
                 .into_iter()
                 .map(|(_, kind)| Aggregate {
                     name: kind.default_name(),
@@ -452,7 +464,7 @@ fn main() {
                 let mut plan = veil_engine::plan::plan(&job).expect("the job plans");
                 let auto_epsilon = plan.auto_epsilon;
                 let mut chosen: BTreeMap<String, usize> = BTreeMap::new();
-                let names = aggregates(question);
+                let names = aggregates(question, args.rank);
                 let mut errors: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
                 // Per aggregate and country, the bounded errors of the releases that had it.
                 let mut by_country: BTreeMap<&str, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
@@ -572,6 +584,8 @@ fn main() {
                             "selection=units"
                         } else if args.auto {
                             "bounds=auto"
+                        } else if args.rank {
+                            "interval=rank"
                         } else {
                             "default"
                         },

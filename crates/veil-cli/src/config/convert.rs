@@ -6,14 +6,14 @@ use std::path::Path;
 use veil_core::{Bounds, Delta, Epsilon, Rho};
 use veil_engine::job::{
     Aggregate, AggregateKind, AutoBound, Consent, ContributionBounds, Governance, Job, JobBudget,
-    NoisePreference, Output, OutputFormat, Partitions, Purpose, Query, Selection, Source,
-    SourceFormat, ValueColumn,
+    NoisePreference, Output, OutputFormat, Partitions, Purpose, QuantileInterval, Query, Selection,
+    Source, SourceFormat, ValueColumn,
 };
 
 use super::file::{
     AggregateConfig, AggregateKindName, BoundsOrAuto, BudgetConfig, CountOrAuto, EngineChoice,
-    EngineKind, JobFile, NoiseName, OutputFormatName, QueryConfig, SelectionName, SourceFormatName,
-    is_auto,
+    EngineKind, IntervalName, JobFile, NoiseName, OutputFormatName, QueryConfig, SelectionName,
+    SourceFormatName, is_auto,
 };
 use super::{AsOf, ConfigError, LoadedJob, purposes};
 
@@ -404,6 +404,12 @@ pub(super) fn convert_aggregate(aggregate: AggregateConfig) -> Result<Aggregate,
     if aggregate.q.is_some() && aggregate.kind != AggregateKindName::Quantiles {
         return Err(("q".into(), "only quantiles take q".into()));
     }
+    if aggregate.interval.is_some() && aggregate.kind != AggregateKindName::Quantiles {
+        return Err((
+            "interval".into(),
+            "only quantiles take interval: the other aggregates' intervals come with their noise, at no cost".into(),
+        ));
+    }
     let kind = match (aggregate.kind, value_column) {
         (AggregateKindName::Count, _) => AggregateKind::Count,
         (AggregateKindName::UnitCount, _) => AggregateKind::UnitCount,
@@ -417,7 +423,15 @@ pub(super) fn convert_aggregate(aggregate: AggregateConfig) -> Result<Aggregate,
                     "give the quantile levels, e.g. q = [0.5, 0.9]".to_string(),
                 )
             })?;
-            AggregateKind::Quantiles { column, levels }
+            let interval = match aggregate.interval {
+                None | Some(IntervalName::Value) => QuantileInterval::Value,
+                Some(IntervalName::Rank) => QuantileInterval::Rank,
+            };
+            AggregateKind::Quantiles {
+                column,
+                levels,
+                interval,
+            }
         }
         (_, None) => return Err(("column".into(), "this aggregate needs a column".into())),
     };

@@ -114,6 +114,14 @@ pub(super) enum NoiseName {
     Gaussian,
 }
 
+/// What a quantile's interval is about.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum IntervalName {
+    Value,
+    Rank,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum SelectionName {
@@ -151,6 +159,8 @@ pub(super) struct AggregateConfig {
     pub(super) column: Option<String>,
     pub(super) bounds: Option<BoundsOrAuto>,
     pub(super) q: Option<Vec<f64>>,
+    /// Quantiles only: `value` (default) or `rank`, what the 95% interval is about.
+    pub(super) interval: Option<IntervalName>,
     pub(super) weight: Option<f64>,
 }
 

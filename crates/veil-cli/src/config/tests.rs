@@ -282,3 +282,32 @@ fn bounds_take_a_number_or_auto_and_say_so_otherwise() {
         "a whole number of at least 1, or \"auto\"",
     );
 }
+
+#[test]
+fn a_quantile_interval_is_value_or_rank_and_only_for_quantiles() {
+    use veil_engine::job::{AggregateKind, QuantileInterval};
+    let interval_of = |text: &str| match &load_text(text).unwrap().job.queries[0].aggregates[4].kind
+    {
+        AggregateKind::Quantiles { interval, .. } => *interval,
+        other => panic!("quantiles expected, got {other:?}"),
+    };
+    assert_eq!(interval_of(VALID), QuantileInterval::Value);
+    let rank = VALID.replacen(
+        "q = [0.5, 0.9] }",
+        "q = [0.5, 0.9], interval = \"rank\" }",
+        1,
+    );
+    assert_eq!(interval_of(&rank), QuantileInterval::Rank);
+    check_error(
+        "q = [0.5, 0.9] }",
+        "q = [0.5, 0.9], interval = \"values\" }",
+        "query[0].aggregates[4].interval",
+        "unknown variant `values`",
+    );
+    check_error(
+        "{ kind = \"mean\", column = \"value\", bounds = [0.0, 100.0] }",
+        "{ kind = \"mean\", column = \"value\", bounds = [0.0, 100.0], interval = \"rank\" }",
+        "query[0].aggregates[3].interval",
+        "only quantiles take interval",
+    );
+}

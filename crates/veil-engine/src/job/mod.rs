@@ -107,6 +107,20 @@ pub enum Selection {
     Units,
 }
 
+/// What a quantile's 95% interval is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuantileInterval {
+    /// An interval of values, from two more draws aimed beyond the quantile's rank on
+    /// either side: a tenth of the quantile's budget. Informative where a group has many
+    /// more rows than those draws' rank error; elsewhere it spans the column's bounds.
+    #[default]
+    Value,
+    /// No value interval: the whole budget goes to the point, whose rank error (95%, in
+    /// rows, the same for every group) `veil explain` and `release.json` state. The value
+    /// columns of the interval then hold the column's bounds, an interval that always holds.
+    Rank,
+}
+
 /// An aggregate to release for each group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregate {
@@ -138,6 +152,8 @@ pub enum AggregateKind {
         column: ValueColumn,
         /// The levels, e.g. `[0.5, 0.9]`.
         levels: Vec<f64>,
+        /// What each level's interval is about.
+        interval: QuantileInterval,
     },
 }
 
@@ -374,7 +390,7 @@ pub enum NoisePreference {
 #[must_use]
 pub fn output_names_of(aggregate: &crate::job::Aggregate) -> Vec<String> {
     match &aggregate.kind {
-        AggregateKind::Quantiles { column, levels } => levels
+        AggregateKind::Quantiles { column, levels, .. } => levels
             .iter()
             .map(|level| {
                 let percent = level * 100.0;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{AggregateKind, Job, Partitions, output_names_of};
+use super::{AggregateKind, Job, Partitions, QuantileInterval, output_names_of};
 use crate::EngineError;
 
 impl Job {
@@ -110,8 +110,39 @@ impl Job {
                 }
             }
             let mut output_names = BTreeSet::new();
+            // Quantiles of one column and bounds share their draws' budget, and so their
+            // kind of interval: (column, bounds, interval, where it was set).
+            let mut intervals: Vec<(&String, veil_core::Bounds, QuantileInterval, String)> =
+                Vec::new();
             for (aggregate_index, aggregate) in query.aggregates.iter().enumerate() {
                 let aggregate_key = format!("{key}.aggregates[{aggregate_index}]");
+                if let AggregateKind::Quantiles {
+                    column, interval, ..
+                } = &aggregate.kind
+                {
+                    match intervals.iter().find(|(name, bounds, ..)| {
+                        **name == column.name && *bounds == column.bounds
+                    }) {
+                        Some((_, _, other, at)) if other != interval => {
+                            return Err(EngineError::invalid(
+                                format!("{aggregate_key}.interval"),
+                                format!(
+                                    "quantiles of {:?} with these bounds ask for a {} interval in {at} and a {} one here; they share one set of draws: give both the same interval",
+                                    column.name,
+                                    interval_name(*other),
+                                    interval_name(*interval),
+                                ),
+                            ));
+                        }
+                        Some(_) => {}
+                        None => intervals.push((
+                            &column.name,
+                            column.bounds,
+                            *interval,
+                            aggregate_key.clone(),
+                        )),
+                    }
+                }
                 if let Some(column) = aggregate.kind.column() {
                     if column.name == job.source.privacy_unit {
                         return Err(EngineError::invalid(
@@ -163,5 +194,13 @@ impl Job {
             }
         }
         Ok(())
+    }
+}
+
+/// A quantile interval's name in a job file.
+fn interval_name(interval: QuantileInterval) -> &'static str {
+    match interval {
+        QuantileInterval::Value => "value",
+        QuantileInterval::Rank => "rank",
     }
 }

@@ -38,6 +38,7 @@ fn job(source: &Path, consent: Option<&Path>) -> Job {
         AggregateKind::Quantiles {
             column: value,
             levels: vec![0.5],
+            interval: Default::default(),
         },
     ]
     .into_iter()

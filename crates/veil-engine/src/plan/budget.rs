@@ -38,10 +38,11 @@ use super::{
     QuantileNoise, QueryPlan,
 };
 use crate::EngineError;
-use crate::job::{AggregateKind, Query};
+use crate::job::{AggregateKind, QuantileInterval, Query};
 
-/// Of a quantile's budget, the share of its point estimate; the rest is split between
-/// the two ends of its interval (wider for it, never less valid).
+/// Of a quantile's budget, the share of its point estimate when it has a value interval
+/// ([`QuantileInterval::Value`]); the rest is split between the interval's two ends (wider
+/// for it, never less valid). With a rank interval the point takes it all.
 pub const QUANTILE_POINT_SHARE: f64 = 0.9;
 
 /// The part of a query's budget that a separate distinct-unit count for partition
@@ -94,6 +95,9 @@ struct Slot {
     groups: f64,
     /// Quantile draws per group (levels of the quantile aggregates on this histogram).
     draws: f64,
+    /// A histogram's share for its points: [`QUANTILE_POINT_SHARE`] with value intervals,
+    /// 1 without (and for every other measure).
+    point_share: f64,
     /// Weight of this measure's own share when it decides nothing the objective sees (a
     /// separate selection): then its share is fixed, not optimised.
     fixed_share: Option<f64>,
@@ -151,7 +155,9 @@ fn problem(queries: &[(&Query, &Design)]) -> Problem {
                 Measure::CenteredSum { bounds, .. } => rows * bounds.width() / 2.0,
                 Measure::CenteredSquares { bounds, .. } => rows * (bounds.width() / 2.0).powi(2),
             };
-            let draws = design
+            // The quantiles aggregates on this histogram: their levels, and whether any
+            // asks for value intervals (validation keeps them all alike).
+            let quantiles: Vec<(usize, QuantileInterval)> = design
                 .derivations
                 .iter()
                 .zip(&query.aggregates)
@@ -159,23 +165,31 @@ fn problem(queries: &[(&Query, &Design)]) -> Problem {
                     |(derivation, aggregate)| match (derivation, &aggregate.kind) {
                         (
                             Derivation::Quantiles { histogram },
-                            AggregateKind::Quantiles { levels, .. },
-                        ) if *histogram == measure.key() =>
-                        {
-                            #[allow(clippy::cast_precision_loss)]
-                            Some(levels.len() as f64)
-                        }
+                            AggregateKind::Quantiles {
+                                levels, interval, ..
+                            },
+                        ) if *histogram == measure.key() => Some((levels.len(), *interval)),
                         _ => None,
                     },
                 )
-                .sum::<f64>()
-                .max(1.0);
+                .collect();
+            #[allow(clippy::cast_precision_loss)]
+            let draws =
+                (quantiles.iter().map(|(levels, _)| *levels).sum::<usize>() as f64).max(1.0);
+            let value_intervals = quantiles
+                .iter()
+                .any(|(_, interval)| *interval == QuantileInterval::Value);
             slots.push(Slot {
                 query: index,
                 measure: measure.clone(),
                 per_group,
                 groups,
                 draws,
+                point_share: if value_intervals {
+                    QUANTILE_POINT_SHARE
+                } else {
+                    1.0
+                },
                 fixed_share: None,
             });
         }
@@ -299,12 +313,12 @@ fn variance_factor(slot: &Slot, family: NoiseFamily) -> f64 {
         (Measure::Histogram { .. }, NoiseFamily::Laplace) => {
             // Rank error of permute-and-flip at ε_point = share·ε·POINT/(L0·draws).
             let rank = 2.0 * slot.per_group * slot.groups * slot.draws * candidates.ln()
-                / QUANTILE_POINT_SHARE;
+                / slot.point_share;
             rank * rank
         }
         (Measure::Histogram { .. }, NoiseFamily::Gaussian) => {
             // ρ = L0·draws·(ε_p² + 2ε_i²)/8, ε_i = ε_p·(1 − POINT)/(2·POINT).
-            let interval = (1.0 - QUANTILE_POINT_SHARE) / (2.0 * QUANTILE_POINT_SHARE);
+            let interval = (1.0 - slot.point_share) / (2.0 * slot.point_share);
             let per_rho = 8.0 / (slot.groups * slot.draws * (1.0 + 2.0 * interval * interval));
             let rank = 2.0 * slot.per_group * candidates.ln();
             rank * rank / per_rho
@@ -682,26 +696,26 @@ fn fitted(measure: &Measure, real_std: f64) -> Result<Measure, veil_core::ParamE
     })
 }
 
-/// The draws of a histogram: a point and two interval ends per quantile level, each an
-/// exponential-mechanism choice among the histogram's bin edges.
+/// The draws of a histogram: a point per quantile level, and two interval ends when the
+/// quantiles ask for value intervals; each a choice among the histogram's bin edges.
 fn quantile_noise(query: &Query, slot: &Slot, part: Spend) -> Result<QuantileNoise, EngineError> {
     let named =
         |e| EngineError::param(format!("query {:?}: {}", query.name, slot.measure.key()), e);
     let rows = u64::from(query.bounds.max_rows_per_group);
-    let interval_share = (1.0 - QUANTILE_POINT_SHARE) / 2.0;
+    let interval_share = (1.0 - slot.point_share) / 2.0;
     let (selection, point, interval) = match part {
         Spend::Epsilon(epsilon) => {
             // Pure: the L0·draws·(point + 2 ends) add up to the part.
             let per_draw = epsilon / (slot.groups * slot.draws);
             (
                 QuantileSelection::PermuteAndFlip,
-                per_draw * QUANTILE_POINT_SHARE,
+                per_draw * slot.point_share,
                 per_draw * interval_share,
             )
         }
         Spend::Rho(rho) => {
             // zCDP: L0·draws·(ε_p² + 2ε_i²)/8 = ρ.
-            let ratio = interval_share / QUANTILE_POINT_SHARE;
+            let ratio = interval_share / slot.point_share;
             let point =
                 (8.0 * rho / (slot.groups * slot.draws * (1.0 + 2.0 * ratio * ratio))).sqrt();
             (QuantileSelection::Exponential, point, point * ratio)
@@ -711,10 +725,17 @@ fn quantile_noise(query: &Query, slot: &Slot, part: Spend) -> Result<QuantileNoi
         // Rounded down: the loss claimed is never below the one drawn with.
         Epsilon::new(value.next_down()).map_err(named)
     };
+    let interval = if interval > 0.0 {
+        Some(
+            QuantileMechanism::new(epsilon(interval)?, rows, QuantileSelection::Exponential)
+                .map_err(named)?,
+        )
+    } else {
+        None
+    };
     Ok(QuantileNoise {
         point: QuantileMechanism::new(epsilon(point)?, rows, selection).map_err(named)?,
-        interval: QuantileMechanism::new(epsilon(interval)?, rows, QuantileSelection::Exponential)
-            .map_err(named)?,
+        interval,
         draws: slot.draws,
         groups: slot.groups,
     })

@@ -73,7 +73,17 @@ impl QueryPlan {
             .into_iter()
             .map(str::to_string)
             .collect();
-        let formula = derivation.formula();
+        let mut formula = derivation.formula();
+        if let Derivation::Quantiles { histogram } = derivation
+            && let Some(MeasureNoise::Quantile(noise)) =
+                self.noise_of(histogram).map(|noisy| &noisy.noise)
+        {
+            formula.push_str(if noise.interval.is_some() {
+                "; its value interval from two more draws"
+            } else {
+                "; no value interval (rank only: the ci columns hold the bounds)"
+            });
+        }
         let middle = aggregate.kind.column().map_or(0.0, |column| {
             f64::midpoint(column.bounds.lower(), column.bounds.upper())
         });

@@ -16,14 +16,15 @@ pub enum NoiseFamily {
     Gaussian,
 }
 
-/// The quantile draws of one histogram: per group and per level, a point and the two
-/// ends of its interval.
+/// The quantile draws of one histogram: per group and per level, a point and, for value
+/// intervals, the two ends of its interval.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantileNoise {
     /// The point estimate's mechanism.
     pub point: QuantileMechanism,
-    /// Each interval end's mechanism (the exponential mechanism, for its tail bound).
-    pub interval: QuantileMechanism,
+    /// Each interval end's mechanism (the exponential mechanism, for its tail bound);
+    /// `None` when the quantiles' intervals are about ranks (nothing more is drawn).
+    pub interval: Option<QuantileMechanism>,
     /// Levels drawn per group (over every quantiles aggregate of this histogram).
     pub draws: f64,
     /// Groups per unit (L0).
@@ -73,13 +74,22 @@ impl QuantileNoise {
     #[must_use]
     pub fn loss(&self) -> PrivacyLoss {
         let times = self.groups * self.draws;
-        match (self.point.loss(), self.interval.loss()) {
+        let ends = self.interval.as_ref().map(QuantileMechanism::loss);
+        match (self.point.loss(), ends) {
             (PrivacyLoss::Pure(point), _) => {
-                let epsilon = times * (point.get() + 2.0 * self.interval.epsilon().get());
+                let ends = self
+                    .interval
+                    .as_ref()
+                    .map_or(0.0, |interval| 2.0 * interval.epsilon().get());
+                let epsilon = times * (point.get() + ends);
                 Epsilon::new(epsilon.next_up()).map_or(PrivacyLoss::Pure(point), PrivacyLoss::Pure)
             }
-            (PrivacyLoss::Zcdp(point), PrivacyLoss::Zcdp(interval)) => {
+            (PrivacyLoss::Zcdp(point), Some(PrivacyLoss::Zcdp(interval))) => {
                 let rho = times * (point.get() + 2.0 * interval.get());
+                Rho::new(rho.next_up()).map_or(PrivacyLoss::Zcdp(point), PrivacyLoss::Zcdp)
+            }
+            (PrivacyLoss::Zcdp(point), None) => {
+                let rho = times * point.get();
                 Rho::new(rho.next_up()).map_or(PrivacyLoss::Zcdp(point), PrivacyLoss::Zcdp)
             }
             (point, _) => point,

@@ -295,6 +295,7 @@ fn invalid_jobs_name_their_key() {
     let quantiles = AggregateKind::Quantiles {
         column: value("value"),
         levels: vec![1.5],
+        interval: Default::default(),
     };
     assert_eq!(
         invalid_key(&job(
@@ -318,6 +319,7 @@ fn quantile_output_names() {
     let quantiles = aggregate(AggregateKind::Quantiles {
         column: value("value"),
         levels: vec![0.5, 0.9, 0.995],
+        interval: Default::default(),
     });
     assert_eq!(
         output_names_of(&quantiles),
@@ -390,4 +392,96 @@ fn the_job_can_ask_to_select_groups_on_units() {
         released.queries[0].selection_count.as_deref(),
         Some("units")
     );
+}
+
+/// A rank interval draws nothing beyond the points, which take the histogram's whole
+/// share: 1/0.9 of a value interval's point ε under pure DP, and the loss charged is the
+/// points' alone (pure: L0·levels·ε_p; zCDP: L0·levels·ε_p²/8), never less than what is drawn.
+#[test]
+fn a_rank_interval_gives_the_points_the_whole_budget() {
+    use crate::job::QuantileInterval;
+    let plan_with = |budget: JobBudget, interval| {
+        let quantiles = aggregate(AggregateKind::Quantiles {
+            column: value("value"),
+            levels: vec![0.5, 0.9],
+            interval,
+        });
+        let mut query = query("q", 3, 5, vec![quantiles]);
+        query.partitions = Partitions::Public {
+            origin: "keys.csv".into(),
+            keys: vec![vec!["DE".into()]],
+        };
+        let plan = plan(&job(budget, vec![query])).unwrap();
+        let MeasureNoise::Quantile(noise) = &plan.queries[0].measures[0].noise else {
+            panic!("a quantile's noise expected")
+        };
+        noise.clone()
+    };
+    let pure = || JobBudget::Pure(Epsilon::new(1.0).unwrap());
+    let value = plan_with(pure(), QuantileInterval::Value);
+    let rank = plan_with(pure(), QuantileInterval::Rank);
+    assert!(value.interval.is_some());
+    assert!(rank.interval.is_none());
+    let point = rank.point.epsilon().get();
+    // 3 groups per unit · 2 levels share ε = 1 (a hair below, never above).
+    assert!(point <= 1.0 / 6.0 && point > 1.0 / 6.0 - 1e-9, "{point}");
+    let ratio = point / value.point.epsilon().get();
+    assert!((ratio - 1.0 / QUANTILE_POINT_SHARE).abs() < 1e-9, "{ratio}");
+    let PrivacyLoss::Pure(loss) = rank.loss() else {
+        panic!("{:?}", rank.loss())
+    };
+    assert!(
+        loss.get() >= 6.0 * point && loss.get() <= 1.0 + 1e-12,
+        "{loss:?}"
+    );
+
+    let zcdp = plan_with(
+        JobBudget::Zcdp(Rho::new(0.05).unwrap()),
+        QuantileInterval::Rank,
+    );
+    assert!(zcdp.interval.is_none());
+    let point = zcdp.point.epsilon().get();
+    let PrivacyLoss::Zcdp(rho) = zcdp.loss() else {
+        panic!("{:?}", zcdp.loss())
+    };
+    assert!(rho.get() >= 6.0 * point * point / 8.0, "{rho:?}");
+    assert!(rho.get() <= 0.05 + 1e-12, "{rho:?}");
+    assert!(
+        rho.get() > 0.05 - 1e-9,
+        "the whole share goes to the points: {rho:?}"
+    );
+}
+
+/// Quantiles of one column and bounds share their draws, so they must agree on what
+/// their interval is about; the error names the second aggregate.
+#[test]
+fn quantiles_sharing_draws_agree_on_their_interval() {
+    use crate::job::QuantileInterval;
+    let quantiles = |levels: Vec<f64>, interval| {
+        aggregate(AggregateKind::Quantiles {
+            column: value("value"),
+            levels,
+            interval,
+        })
+    };
+    let mut mixed = query(
+        "q",
+        1,
+        1,
+        vec![
+            quantiles(vec![0.5], QuantileInterval::Rank),
+            quantiles(vec![0.9], QuantileInterval::Value),
+        ],
+    );
+    mixed.aggregates[1].name = "p90".into();
+    assert_eq!(
+        invalid_key(&job(approx(1.0, 1e-6), vec![mixed.clone()])),
+        "query[0].aggregates[1].interval"
+    );
+    mixed.aggregates[1].kind = AggregateKind::Quantiles {
+        column: value("value"),
+        levels: vec![0.9],
+        interval: QuantileInterval::Rank,
+    };
+    assert!(plan(&job(approx(1.0, 1e-6), vec![mixed])).is_ok());
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 use rand_core::{CryptoRng, Rng};
 use veil_core::Released;
-use veil_core::mechanism::QuantileLevel;
+use veil_core::mechanism::{QuantileLevel, QuantileMechanism};
 use veil_core::special::normal_sf_inverse;
 
 use crate::EngineError;
@@ -269,46 +269,55 @@ fn quantile_draws<R: Rng + CryptoRng + ?Sized>(
             if draws.contains_key(&key) {
                 continue;
             }
-            // Each end targets the rank `K` rows beyond the level, `K` the interval draw's
-            // rank-error bound at β = 1.25%. The bound is on the gap to the best candidate,
-            // so it keeps the end on its side of the quantile only when the target rank
-            // `q·n − K` (or `q·n + K`) lies inside the group's `n` rows: that is checked
-            // on a lower bound of `n` from a released count that misses with probability
-            // at most 1.25% (post-processing). Where it cannot be checked, the end is the
-            // column's bound. Each end misses with probability at most 2.5%.
-            let margin = noise
-                .interval
-                .rank_error_bound(level, group_bins.len() + 1, 0.0125)
-                .ceil();
-            #[allow(clippy::cast_possible_truncation)]
-            let shift = margin.min(9.0e18) as i64;
             let point = *noise.point.release(group_bins, level, 0, rng).value();
-            let (below, above) = rows_at_least.map_or((false, false), |rows| {
-                (
-                    level.get() * rows >= margin,
-                    (1.0 - level.get()) * rows >= margin,
-                )
-            });
-            let low = if below {
-                *noise
-                    .interval
-                    .release(group_bins, level, -shift, rng)
-                    .value()
-            } else {
-                0
-            };
-            let high = if above {
-                *noise
-                    .interval
-                    .release(group_bins, level, shift, rng)
-                    .value()
-            } else {
-                group_bins.len()
+            // A rank interval draws nothing more: its ends are the column's bounds.
+            let (low, high) = match &noise.interval {
+                Some(interval) => value_interval(interval, group_bins, level, rows_at_least, rng),
+                None => (0, group_bins.len()),
             };
             draws.insert(key, (point, low, high));
         }
     }
     Ok(draws)
+}
+
+/// The two ends (bin edges) of a quantile's value interval, each drawn by `interval`.
+///
+/// Each end targets the rank `K` rows beyond the level, `K` the interval draw's rank-error
+/// bound at β = 1.25%. The bound is on the gap to the best candidate, so it keeps the end
+/// on its side of the quantile only when the target rank `q·n − K` (or `q·n + K`) lies
+/// inside the group's `n` rows: that is checked on a lower bound of `n` from a released
+/// count that misses with probability at most 1.25% (post-processing). Where it cannot be
+/// checked, the end is the column's bound. Each end misses with probability at most 2.5%.
+fn value_interval<R: Rng + CryptoRng + ?Sized>(
+    interval: &QuantileMechanism,
+    group_bins: &[u64],
+    level: QuantileLevel,
+    rows_at_least: Option<f64>,
+    rng: &mut R,
+) -> (usize, usize) {
+    let margin = interval
+        .rank_error_bound(level, group_bins.len() + 1, 0.0125)
+        .ceil();
+    #[allow(clippy::cast_possible_truncation)]
+    let shift = margin.min(9.0e18) as i64;
+    let (below, above) = rows_at_least.map_or((false, false), |rows| {
+        (
+            level.get() * rows >= margin,
+            (1.0 - level.get()) * rows >= margin,
+        )
+    });
+    let low = if below {
+        *interval.release(group_bins, level, -shift, rng).value()
+    } else {
+        0
+    };
+    let high = if above {
+        *interval.release(group_bins, level, shift, rng).value()
+    } else {
+        group_bins.len()
+    };
+    (low, high)
 }
 
 /// A lower bound on the rows of a group that have a value in the histogram's column,

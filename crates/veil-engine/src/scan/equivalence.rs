@@ -75,6 +75,7 @@ fn job(path: &std::path::Path, max_groups_per_unit: u32, max_rows_per_group: u32
                 AggregateKind::Quantiles {
                     column,
                     levels: vec![0.5],
+                    interval: Default::default(),
                 },
             ]
             .into_iter()

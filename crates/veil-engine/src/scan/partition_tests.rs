@@ -169,6 +169,7 @@ fn job(events: &std::path::Path, consent: &std::path::Path) -> Job {
                     AggregateKind::Quantiles {
                         column: value.clone(),
                         levels: vec![0.5, 0.9],
+                        interval: Default::default(),
                     },
                 ],
             ),

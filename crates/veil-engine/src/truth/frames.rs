@@ -43,6 +43,7 @@ pub(super) fn quantile_levels(query: &QueryPlan) -> BTreeMap<String, Vec<f64>> {
         if let AggregateKind::Quantiles {
             column,
             levels: asked,
+            ..
         } = &aggregate.kind
         {
             let entry = levels.entry(column.name.clone()).or_default();

@@ -64,6 +64,7 @@ fn job(path: &std::path::Path) -> Job {
                     kind: AggregateKind::Quantiles {
                         column,
                         levels: vec![0.5],
+                        interval: Default::default(),
                     },
                     weight: 1.0,
                 },

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use polars::prelude::*;
-use veil_engine::job::{AggregateKind, OutputFormat, Partitions};
+use veil_engine::job::{AggregateKind, OutputFormat, Partitions, QuantileInterval};
 use veil_engine::{RunContext, run};
 
 use crate::fixtures::{CountingLedger, aggregate, approx, job, key, query};
@@ -263,7 +263,12 @@ fn huge_bounds_and_many_rows_per_group_release_exact_sums() {
 /// Coverage and width of a quantile's interval over `trials` releases on `people` people
 /// with one value each, spread over [0, 100); a mean beside it releases the count of
 /// values that the interval's ends are checked against.
-fn quantile_interval_coverage(people: i64, epsilon: f64, level: f64) -> (f64, f64) {
+fn quantile_interval_coverage(
+    people: i64,
+    epsilon: f64,
+    level: f64,
+    interval: veil_engine::job::QuantileInterval,
+) -> (f64, f64) {
     let directory = tempfile::tempdir().unwrap();
     let source = directory.path().join("events.parquet");
     // Distinct values (multiples of the golden ratio, modulo 100): no point masses.
@@ -283,6 +288,7 @@ fn quantile_interval_coverage(people: i64, epsilon: f64, level: f64) -> (f64, f6
                 AggregateKind::Quantiles {
                     column: crate::fixtures::value_column(0.0, 100.0),
                     levels: vec![level],
+                    interval,
                 },
                 "q",
             ),
@@ -332,7 +338,7 @@ fn quantile_interval_coverage(people: i64, epsilon: f64, level: f64) -> (f64, f6
 /// and where the group is large enough for its ends it is narrower than the bounds.
 #[test]
 fn the_quantile_interval_covers_the_median() {
-    let (coverage, width) = quantile_interval_coverage(20_000, 4.0, 0.5);
+    let (coverage, width) = quantile_interval_coverage(20_000, 4.0, 0.5, QuantileInterval::Value);
     assert!(coverage >= 0.95, "coverage {coverage}, mean width {width}");
     assert!(width < 20.0, "mean width {width}");
 }
@@ -344,12 +350,23 @@ fn the_quantile_interval_covers_the_median() {
 #[test]
 fn the_quantile_interval_covers_where_its_ends_cannot_reach() {
     for (people, epsilon) in [(2_000, 0.5), (400, 1.0)] {
-        let (coverage, _) = quantile_interval_coverage(people, epsilon, 0.9);
+        let (coverage, _) =
+            quantile_interval_coverage(people, epsilon, 0.9, QuantileInterval::Value);
         assert!(
             coverage >= 0.95,
             "{people} people at ε = {epsilon}: {coverage}"
         );
     }
+}
+
+/// A rank interval draws no ends: its value interval is the column's bounds every time.
+#[test]
+fn a_rank_interval_spans_the_bounds() {
+    let (coverage, width) = quantile_interval_coverage(20_000, 4.0, 0.5, QuantileInterval::Rank);
+    assert!(
+        coverage >= 1.0 && (width - 100.0).abs() < 1e-9,
+        "{coverage}, {width}"
+    );
 }
 
 /// Regression: `sample-data --like` wrote values outside the job's declared bounds.

@@ -37,6 +37,7 @@ fn full_query() -> veil_engine::job::Query {
             aggregate(AggregateKind::Quantiles {
                 column: value_column(0.0, 100.0),
                 levels: vec![0.5, 0.9],
+                interval: Default::default(),
             }),
         ],
     )

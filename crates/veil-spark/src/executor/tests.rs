@@ -19,6 +19,7 @@ fn plan(group_by: &[&str]) -> ScanPlan {
         AggregateKind::Quantiles {
             column,
             levels: vec![0.5],
+            interval: Default::default(),
         },
     ]
     .into_iter()

@@ -51,6 +51,7 @@ fn query(name: &str, group_by: &[&str], partitions: Partitions) -> Query {
                         bounds: Bounds::new(0.0, 100.0).expect("valid bounds"),
                     },
                     levels: vec![0.5],
+                    interval: Default::default(),
                 },
                 weight: 1.0,
             },

@@ -271,6 +271,7 @@ pub(crate) fn all_aggregates(column: &str, lower: f64, upper: f64) -> Vec<Aggreg
         AggregateKind::Quantiles {
             column: value(),
             levels: vec![0.1, 0.5, 0.9],
+            interval: Default::default(),
         },
     ]
     .into_iter()
