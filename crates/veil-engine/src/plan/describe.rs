@@ -1,7 +1,8 @@
 //! The noise of each released output, predicted from the plan alone (no data): what
 //! `veil explain` prints and `release.json` records.
 
-use super::{Derivation, Measure, MeasureNoise, QueryPlan, output_names_of};
+use super::{Derivation, Measure, MeasureNoise, QuantileNoise, QueryPlan, output_names_of};
+use crate::job::AggregateKind;
 
 /// How much noise one released output carries, in its own units.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,17 +74,20 @@ impl QueryPlan {
             .into_iter()
             .map(str::to_string)
             .collect();
-        let mut formula = derivation.formula();
-        if let Derivation::Quantiles { histogram } = derivation
-            && let Some(MeasureNoise::Quantile(noise)) =
-                self.noise_of(histogram).map(|noisy| &noisy.noise)
-        {
-            formula.push_str(if noise.interval.is_some() {
-                "; its value interval from two more draws"
-            } else {
-                "; no value interval (rank only: the ci columns hold the bounds)"
-            });
-        }
+        let formula = derivation.formula();
+        // Per quantile level: its rank error and how its interval is made.
+        let levels: Vec<(Option<f64>, String)> = match (derivation, &aggregate.kind) {
+            (Derivation::Quantiles { histogram }, AggregateKind::Quantiles { levels, .. }) => {
+                match self.noise_of(histogram).map(|noisy| &noisy.noise) {
+                    Some(MeasureNoise::Quantile(noise)) => levels
+                        .iter()
+                        .map(|&level| quantile_level_noise(noise, level, &formula))
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        };
         let middle = aggregate.kind.column().map_or(0.0, |column| {
             f64::midpoint(column.bounds.lower(), column.bounds.upper())
         });
@@ -104,20 +108,7 @@ impl QueryPlan {
             ),
             Derivation::Mean { centered, .. } => noise(None, real_std(self, centered), None),
             Derivation::Variance { squares, .. } => noise(None, real_std(self, squares), None),
-            Derivation::Quantiles { histogram } => {
-                let bound = self
-                    .noise_of(histogram)
-                    .and_then(|noisy| match &noisy.noise {
-                        MeasureNoise::Quantile(noise) => {
-                            let level = veil_core::mechanism::QuantileLevel::new(0.5).ok()?;
-                            let candidates =
-                                super::HISTOGRAM_BRANCHING.pow(super::HISTOGRAM_DEPTH) as usize + 1;
-                            Some(noise.point.rank_error_bound(level, candidates, 0.05))
-                        }
-                        _ => None,
-                    });
-                noise(None, None, bound)
-            }
+            Derivation::Quantiles { .. } => noise(None, None, None),
         };
         let laplace = measures.iter().any(|key| {
             self.noise_of(key)
@@ -130,15 +121,53 @@ impl QueryPlan {
         };
         output_names_of(aggregate)
             .into_iter()
-            .map(|name| OutputNoise {
-                name,
-                formula: formula.clone(),
-                measures: measures.clone(),
-                std,
-                std_times_n,
-                rank_error,
-                half_width_95,
+            .enumerate()
+            .map(|(index, name)| {
+                let (rank_error, formula) = levels
+                    .get(index)
+                    .cloned()
+                    .unwrap_or((rank_error, formula.clone()));
+                OutputNoise {
+                    name,
+                    formula,
+                    measures: measures.clone(),
+                    std,
+                    std_times_n,
+                    rank_error,
+                    half_width_95,
+                }
             })
             .collect()
     }
+}
+
+/// One quantile level's rank error (95%, in rows, the same for every group) and its
+/// formula, which says how its interval is made: two more draws, whose ends leave the
+/// column's bounds only in groups with enough rows on their side (the margin
+/// `release::value_interval` aims beyond the quantile, over `q` or `1 − q`), or none.
+fn quantile_level_noise(noise: &QuantileNoise, level: f64, formula: &str) -> (Option<f64>, String) {
+    let candidates = super::HISTOGRAM_BRANCHING.pow(super::HISTOGRAM_DEPTH) as usize + 1;
+    let Ok(at) = veil_core::mechanism::QuantileLevel::new(level) else {
+        return (None, formula.to_string());
+    };
+    let rank_error = noise.point.rank_error_bound(at, candidates, 0.05);
+    let text = match &noise.interval {
+        Some(interval) => {
+            let margin = interval.rank_error_bound(at, candidates, 0.0125).ceil();
+            let rows = |side: f64| {
+                if side > 0.0 {
+                    format!("{:.0}", (margin / side).ceil())
+                } else {
+                    "no".to_string()
+                }
+            };
+            format!(
+                "{formula}; value interval from two more draws, inside the bounds from about {} rows in the group (lower end), {} (upper end)",
+                rows(at.get()),
+                rows(1.0 - at.get()),
+            )
+        }
+        None => format!("{formula}; no value interval (rank only: the ci columns hold the bounds)"),
+    };
+    (Some(rank_error), text)
 }

@@ -485,3 +485,52 @@ fn quantiles_sharing_draws_agree_on_their_interval() {
     };
     assert!(plan(&job(approx(1.0, 1e-6), vec![mixed])).is_ok());
 }
+
+/// Each quantile level states its own rank error: the utility's sensitivity is
+/// `L∞·max(q, 1 − q)`, so the 90th percentile's is 1.8 times the median's (it once showed
+/// the median's for every level). The formula says how the interval is made.
+#[test]
+fn each_quantile_level_states_its_own_rank_error() {
+    use crate::job::QuantileInterval;
+    for interval in [QuantileInterval::Value, QuantileInterval::Rank] {
+        let mut query = query(
+            "q",
+            3,
+            5,
+            vec![aggregate(AggregateKind::Quantiles {
+                column: value("value"),
+                levels: vec![0.5, 0.9],
+                interval,
+            })],
+        );
+        query.partitions = Partitions::Public {
+            origin: "keys.csv".into(),
+            keys: vec![vec!["DE".into()]],
+        };
+        let plan = plan(&job(
+            JobBudget::Pure(Epsilon::new(1.0).unwrap()),
+            vec![query],
+        ))
+        .unwrap();
+        let outputs = plan.queries[0].output_noise(0);
+        let [median, p90] = [&outputs[0], &outputs[1]];
+        let (median_rank, p90_rank) = (median.rank_error.unwrap(), p90.rank_error.unwrap());
+        // 1.8 up to the level's grid of 2^-20.
+        assert!(
+            (p90_rank / median_rank - 1.8).abs() < 1e-5,
+            "{median_rank} {p90_rank}"
+        );
+        match interval {
+            QuantileInterval::Value => {
+                assert!(
+                    p90.formula.contains("value interval from two more draws"),
+                    "{}",
+                    p90.formula
+                );
+            }
+            QuantileInterval::Rank => {
+                assert!(p90.formula.contains("no value interval"), "{}", p90.formula);
+            }
+        }
+    }
+}
