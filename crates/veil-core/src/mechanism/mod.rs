@@ -20,11 +20,13 @@ use rand_core::{CryptoRng, Rng};
 use crate::{Bounds, ParamError, PrivacyLoss, Rational};
 
 mod gaussian;
+mod joint;
 mod laplace;
 mod quantile;
 mod threshold;
 
 pub use gaussian::GaussianMechanism;
+pub use joint::JointLaplaceMechanism;
 pub use laplace::LaplaceMechanism;
 pub use quantile::{LEVEL_DENOMINATOR, QuantileLevel, QuantileMechanism, QuantileSelection};
 pub use threshold::{ConditionalInterval, ThresholdMechanism, ThresholdNoise};
@@ -41,6 +43,8 @@ pub enum MechanismKind {
     DiscreteLaplace,
     /// The discrete Gaussian distribution.
     DiscreteGaussian,
+    /// One draw of noise for several answers together: the ℓ∞ K-norm law on the lattice.
+    JointLaplace,
     /// A choice among candidates by exponentially falling weights (permute-and-flip or
     /// the exponential mechanism).
     Exponential,
@@ -51,6 +55,7 @@ impl fmt::Display for MechanismKind {
         f.write_str(match self {
             Self::DiscreteLaplace => "discrete-laplace",
             Self::DiscreteGaussian => "discrete-gaussian",
+            Self::JointLaplace => "joint-laplace",
             Self::Exponential => "exponential",
         })
     }

@@ -1,0 +1,164 @@
+use super::*;
+use crate::mechanism::DEFAULT_CONFIDENCE;
+use veil_testkit::{binomial_consistent, chi_square_cdf, seeded_rng};
+
+fn joint(sensitivities: &[u64], epsilon: f64) -> JointLaplaceMechanism {
+    JointLaplaceMechanism::new(sensitivities, Epsilon::new(epsilon).unwrap()).unwrap()
+}
+
+/// For every answer, `Δ_i·d/t_i ≤ ε` exactly (the box's corners cost at most ε), and
+/// within a hair of it (the scales are not needlessly wide).
+#[test]
+fn every_corner_of_the_box_costs_at_most_epsilon() {
+    for (sensitivities, epsilon) in [
+        (vec![5_u64, 250], 1.0),
+        (vec![1, 5, 1_000_000_007], 0.1),
+        (vec![3, 3], 1.0 / 3.0),
+        (vec![7], 2.5),
+    ] {
+        let mechanism = joint(&sensitivities, epsilon);
+        let d = UBig::from(sensitivities.len() as u64);
+        let (epsilon_numer, epsilon_denom) = exact_ratio(epsilon).unwrap();
+        for (proposal, &steps) in mechanism.proposals.iter().zip(&sensitivities) {
+            let scale = proposal.scale();
+            // Δ·d/t ≤ ε  ⇔  Δ·d·t_den·ε_den ≤ ε_num·t_num.
+            let cost = UBig::from(steps) * &d * UBig::from(scale.denom()) * &epsilon_denom;
+            let budget = &epsilon_numer * UBig::from(scale.numer());
+            assert!(cost <= budget, "{sensitivities:?} at ε = {epsilon}");
+            #[allow(clippy::cast_precision_loss)]
+            let ratio = (steps as f64) * (sensitivities.len() as f64) / scale.to_f64() / epsilon;
+            assert!(ratio > 1.0 - 1e-12, "{ratio}");
+        }
+        assert_eq!(
+            mechanism.loss(),
+            PrivacyLoss::Pure(Epsilon::new(epsilon).unwrap())
+        );
+    }
+}
+
+/// The target law `P(z) ∝ exp(−max(|z₁|, |z₂|/2))` (Δ = (1, 2), ε = 1, scales (2, 4)) on a
+/// window that holds all but `e^−40` of it, lattice points in lexicographic order.
+const WINDOW: i64 = 40;
+
+fn lexicographic(z: &[i64]) -> i64 {
+    (z[0] + WINDOW) * (4 * WINDOW + 1) + (z[1] + 2 * WINDOW)
+}
+
+fn target_cdf() -> Vec<f64> {
+    let mut weights = Vec::new();
+    for z1 in -WINDOW..=WINDOW {
+        for z2 in -2 * WINDOW..=2 * WINDOW {
+            #[allow(clippy::cast_precision_loss)]
+            let norm = (z1.abs() as f64).max(z2.abs() as f64 / 2.0);
+            weights.push((-norm).exp());
+        }
+    }
+    let total: f64 = weights.iter().sum();
+    let mut cumulative = 0.0;
+    weights
+        .iter()
+        .map(|weight| {
+            cumulative += weight / total;
+            cumulative
+        })
+        .collect()
+}
+
+fn fit(samples: &[i64]) -> veil_testkit::GoodnessOfFit {
+    let cdf = target_cdf();
+    let last = cdf.len() - 1;
+    chi_square_cdf(
+        samples,
+        |x| {
+            usize::try_from(x)
+                .ok()
+                .map_or(0.0, |index| cdf[index.min(last)])
+        },
+        60,
+    )
+}
+
+#[test]
+fn joint_draws_fit_the_lattice_law() {
+    let mechanism = joint(&[1, 2], 1.0);
+    let mut rng = seeded_rng(41);
+    let samples: Vec<i64> = (0..60_000)
+        .map(|_| lexicographic(&mechanism.sample(&mut rng)))
+        .collect();
+    let fit = fit(&samples);
+    assert!(fit.passes(), "{fit:?}");
+}
+
+/// The test above has the power to see a planted bug: independent Laplace draws at the
+/// proposal's scales (the acceptance step dropped) do not fit.
+#[test]
+fn draws_without_the_acceptance_step_fail_the_fit() {
+    let mechanism = joint(&[1, 2], 1.0);
+    let mut rng = seeded_rng(42);
+    let samples: Vec<i64> = (0..60_000)
+        .map(|_| {
+            let z: Vec<i64> = mechanism
+                .proposals
+                .iter()
+                .map(|proposal| proposal.sample(&mut rng))
+                .collect();
+            lexicographic(&z)
+        })
+        .collect();
+    assert!(!fit(&samples).passes());
+}
+
+/// The stated standard deviation and 95% half-width describe the draws (the continuous
+/// law's, at scales where the lattice no longer shows), for two and three answers.
+#[test]
+fn the_stated_spread_and_interval_hold() {
+    for (seed, sensitivities) in [(43, vec![50_u64, 2_500]), (44, vec![40, 40, 4_000])] {
+        let mechanism = joint(&sensitivities, 1.0);
+        let mut rng = seeded_rng(seed);
+        let n = 40_000_u64;
+        let draws: Vec<Vec<i64>> = (0..n).map(|_| mechanism.sample(&mut rng)).collect();
+        for index in 0..sensitivities.len() {
+            #[allow(clippy::cast_precision_loss)]
+            let variance = draws.iter().map(|z| (z[index] as f64).powi(2)).sum::<f64>() / n as f64;
+            let ratio = variance.sqrt() / mechanism.std_dev(index);
+            assert!(
+                (ratio - 1.0).abs() < 0.03,
+                "{sensitivities:?}[{index}]: {ratio}"
+            );
+            let half_width = mechanism.ci_half_width(index, DEFAULT_CONFIDENCE);
+            #[allow(clippy::cast_precision_loss)]
+            let inside = draws
+                .iter()
+                .filter(|z| (z[index].unsigned_abs() as f64) <= half_width)
+                .count() as u64;
+            assert!(
+                binomial_consistent(inside, n, 0.95),
+                "{sensitivities:?}[{index}]: {inside} of {n} within ±{half_width}"
+            );
+        }
+    }
+}
+
+/// Two answers at ε together have half the variance of two Laplace draws at ε/2 each.
+#[test]
+fn two_answers_together_halve_the_variance_of_an_even_split() {
+    let together = joint(&[5, 250], 1.0);
+    for (index, steps) in [(0, 5.0), (1, 250.0)] {
+        let split = 2.0_f64.sqrt() * steps / 0.5;
+        let ratio = together.std_dev(index) / split;
+        assert!((ratio - 0.5_f64.sqrt()).abs() < 1e-6, "{ratio}");
+    }
+}
+
+#[test]
+fn release_adds_one_draw_to_each_answer() {
+    let mechanism = joint(&[5, 250], 1.0);
+    let mut rng = seeded_rng(45);
+    let released = mechanism.release(&[1_000, -20_000], &mut rng);
+    assert_eq!(released.len(), 2);
+    assert_eq!(released[0].mechanism(), MechanismKind::JointLaplace);
+    assert_eq!(released[1].loss(), mechanism.loss());
+    assert!((released[1].std_dev() - mechanism.std_dev(1)).abs() < 1e-9);
+    assert!(JointLaplaceMechanism::new(&[], Epsilon::new(1.0).unwrap()).is_err());
+    assert!(JointLaplaceMechanism::new(&[3, 0], Epsilon::new(1.0).unwrap()).is_err());
+}
