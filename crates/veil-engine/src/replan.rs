@@ -133,7 +133,9 @@ pub struct AggregateNoise {
 pub fn aggregate_noise(query: &QueryPlan) -> BTreeMap<String, AggregateNoise> {
     let family = |noise: &MeasureNoise| match noise {
         MeasureNoise::Gaussian(_) => NoiseFamily::Gaussian,
-        MeasureNoise::Laplace(_) | MeasureNoise::Quantile(_) => NoiseFamily::Laplace,
+        MeasureNoise::Laplace(_) | MeasureNoise::Quantile(_) | MeasureNoise::Joint(_) => {
+            NoiseFamily::Laplace
+        }
     };
     // A measure's noise in real units: counts in rows, sums in the column's units.
     let real = |key: &str| -> Option<AggregateNoise> {

@@ -68,8 +68,15 @@ pub(super) fn cell_claim(
             keys.insert(noisy.measure.key());
         }
     }
+    // A joint draw's loss counts once, whichever of its measures the cell reads.
+    let mut joint_draws: BTreeSet<Vec<String>> = BTreeSet::new();
     for key in &keys {
         if let Some(noisy) = query.noise_of(key) {
+            if let veil_engine::plan::MeasureNoise::Joint(joint) = &noisy.noise
+                && !joint_draws.insert(joint.keys.clone())
+            {
+                continue;
+            }
             losses.push(noisy.noise.loss());
         }
     }

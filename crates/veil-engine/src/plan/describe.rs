@@ -114,10 +114,22 @@ impl QueryPlan {
             self.noise_of(key)
                 .is_some_and(|noisy| matches!(noisy.noise, MeasureNoise::Laplace(_)))
         });
-        let half_width_95 = if laplace {
-            20_f64.ln() / std::f64::consts::SQRT_2
-        } else {
-            veil_core::special::normal_sf_inverse(0.025)
+        // A joint draw's noise: its own 95% half-width over its deviation (the widest of
+        // the output's measures).
+        let joint = measures
+            .iter()
+            .filter_map(|key| match &self.noise_of(key)?.noise {
+                MeasureNoise::Joint(joint) => Some(
+                    joint.mechanism.ci_half_width(joint.index, 0.95)
+                        / joint.mechanism.std_dev(joint.index),
+                ),
+                _ => None,
+            })
+            .reduce(f64::max);
+        let half_width_95 = match (joint, laplace) {
+            (Some(ratio), _) => ratio,
+            (None, true) => 20_f64.ln() / std::f64::consts::SQRT_2,
+            (None, false) => veil_core::special::normal_sf_inverse(0.025),
         };
         output_names_of(aggregate)
             .into_iter()

@@ -40,7 +40,7 @@ pub use budget::QUANTILE_POINT_SHARE;
 pub use derive::Derivation;
 pub use describe::{OutputNoise, real_std};
 pub use measure::{HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, Measure};
-pub use noise::{MeasureNoise, NoiseFamily, NoisyMeasure, QuantileNoise};
+pub use noise::{JointNoise, MeasureNoise, NoiseFamily, NoisyMeasure, QuantileNoise};
 pub use scan_plan::{ConsentFilter, QueryScan, ScanPlan, TimeWindow, describe_duration};
 use scan_plan::{scan_plan, selects_privately};
 
@@ -181,9 +181,15 @@ impl Plan {
                 }
             }
             for noisy in &query.measures {
+                // A joint draw is charged once, with its first measure, under all their keys.
+                let label = match &noisy.noise {
+                    MeasureNoise::Joint(joint) if joint.index > 0 => continue,
+                    MeasureNoise::Joint(joint) => joint.keys.join("+"),
+                    _ => noisy.measure.key(),
+                };
                 let (profile, times) = noisy.charge();
                 items.push(ChargeItem {
-                    label: format!("{}.{}", query.query.name, noisy.measure.key()),
+                    label: format!("{}.{label}", query.query.name),
                     profile,
                     times,
                 });

@@ -2,7 +2,9 @@
 
 use veil_accountant::MechanismProfile;
 
-use veil_core::mechanism::{GaussianMechanism, LaplaceMechanism, Mechanism, QuantileMechanism};
+use veil_core::mechanism::{
+    GaussianMechanism, JointLaplaceMechanism, LaplaceMechanism, Mechanism, QuantileMechanism,
+};
 use veil_core::{Epsilon, PrivacyLoss, Rho};
 
 use super::Measure;
@@ -31,6 +33,30 @@ pub struct QuantileNoise {
     pub groups: f64,
 }
 
+/// One measure's place in a joint draw: the measures of a query drawn together, per group,
+/// by one [`JointLaplaceMechanism`] (charged once, with the first of them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JointNoise {
+    /// The mechanism of one group's draw (its ε is per group).
+    pub mechanism: JointLaplaceMechanism,
+    /// The keys of the measures drawn together, in the mechanism's order.
+    pub keys: Vec<String>,
+    /// This measure's place among them.
+    pub index: usize,
+    /// Groups per unit (L0): the draws one unit can reach.
+    pub groups: u64,
+}
+
+impl JointNoise {
+    /// What one unit can lose to the joint draws of every group it is in.
+    #[must_use]
+    pub fn loss(&self) -> PrivacyLoss {
+        #[allow(clippy::cast_precision_loss)]
+        let epsilon = (self.mechanism.epsilon().get() * self.groups as f64).next_up();
+        Epsilon::new(epsilon).map_or(self.mechanism.loss(), PrivacyLoss::Pure)
+    }
+}
+
 /// Noise for one measure.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MeasureNoise {
@@ -40,6 +66,8 @@ pub enum MeasureNoise {
     Gaussian(GaussianMechanism),
     /// Quantiles: a choice among a histogram's bin edges.
     Quantile(QuantileNoise),
+    /// Drawn together with other measures of the query (pure ε, Laplace family).
+    Joint(JointNoise),
 }
 
 /// A measure and its noise.
@@ -105,6 +133,7 @@ impl MeasureNoise {
             Self::Laplace(mechanism) => mechanism.std_dev(),
             Self::Gaussian(mechanism) => mechanism.sigma(),
             Self::Quantile(_) => f64::NAN,
+            Self::Joint(joint) => joint.mechanism.std_dev(joint.index),
         }
     }
 
@@ -119,16 +148,21 @@ impl MeasureNoise {
                 mechanism.ci_half_width(veil_core::mechanism::DEFAULT_CONFIDENCE)
             }
             Self::Quantile(_) => f64::NAN,
+            Self::Joint(joint) => joint
+                .mechanism
+                .ci_half_width(joint.index, veil_core::mechanism::DEFAULT_CONFIDENCE),
         }
     }
 
-    /// The privacy loss of one release of the measure over every group.
+    /// The privacy loss of one release of the measure over every group (for a joint draw:
+    /// of the whole draw, shared with the measures drawn with it).
     #[must_use]
     pub fn loss(&self) -> PrivacyLoss {
         match self {
             Self::Laplace(mechanism) => mechanism.loss(),
             Self::Gaussian(mechanism) => mechanism.loss(),
             Self::Quantile(noise) => noise.loss(),
+            Self::Joint(joint) => joint.loss(),
         }
     }
 }

@@ -534,3 +534,85 @@ fn each_quantile_level_states_its_own_rank_error() {
         }
     }
 }
+
+/// Under pure ε, a count and a centred sum are drawn together (one joint draw per group
+/// at the sum of their ε's): each with less noise than the Laplace draw it replaces, the
+/// draw charged once, and the plan's charges within the budget. The thresholded count of
+/// private partitions keeps its own noise.
+#[test]
+fn pure_measures_of_a_query_are_drawn_together() {
+    let public = |aggregates| {
+        let mut query = query("q", 3, 5, aggregates);
+        query.partitions = Partitions::Public {
+            origin: "keys.csv".into(),
+            keys: vec![vec!["DE".into()]],
+        };
+        query
+    };
+    let count_sum_mean = || {
+        vec![
+            aggregate(AggregateKind::Count),
+            aggregate(AggregateKind::Sum(value("value"))),
+            aggregate(AggregateKind::Mean(value("value"))),
+        ]
+    };
+    let mut query = public(count_sum_mean());
+    query.drop_missing = vec!["value".into()];
+    let pure = plan(&job(
+        JobBudget::Pure(Epsilon::new(1.0).unwrap()),
+        vec![query],
+    ))
+    .unwrap();
+    let measures = &pure.queries[0].measures;
+    assert_eq!(measures.len(), 2, "{measures:?}");
+    let mut keys = Vec::new();
+    for noisy in measures {
+        let MeasureNoise::Joint(joint) = &noisy.noise else {
+            panic!("{} is not drawn jointly", noisy.measure.key())
+        };
+        keys.push(joint.keys.clone());
+        // Per group, ε/L0 (a hair below).
+        let per_group = joint.mechanism.epsilon().get();
+        assert!(
+            per_group <= 1.0 / 3.0 && per_group > 1.0 / 3.0 - 1e-9,
+            "{per_group}"
+        );
+        // Less noise than a Laplace draw at an even split would have (√8·Δ·L0/ε).
+        let even_split = 8_f64.sqrt() * 3.0 * noisy.per_group as f64;
+        assert!(
+            noisy.noise.std_dev() < 0.72 * even_split,
+            "{}",
+            noisy.noise.std_dev()
+        );
+    }
+    assert_eq!(keys[0], keys[1]);
+    let items = pure.charge_items();
+    let joint_items: Vec<_> = items
+        .iter()
+        .filter(|item| item.label.contains('+'))
+        .collect();
+    assert_eq!(joint_items.len(), 1, "{items:?}");
+    let MechanismProfile::Guarantee(PrivacyLoss::Pure(epsilon)) = joint_items[0].profile else {
+        panic!("{:?}", joint_items[0].profile)
+    };
+    assert!(
+        epsilon.get() <= 1.0 && epsilon.get() > 1.0 - 1e-9,
+        "{epsilon:?}"
+    );
+    assert_eq!(items.len(), 1, "{items:?}");
+
+    // Private partitions: the released count is thresholded on its own noise; one measure
+    // is left, drawn alone.
+    let mut private = public(count_sum_mean());
+    private.partitions = Partitions::Private;
+    private.drop_missing = vec!["value".into()];
+    let private = plan(&job(approx(1.0, 1e-6), vec![private])).unwrap();
+    assert!(
+        private.queries[0]
+            .measures
+            .iter()
+            .all(|noisy| !matches!(noisy.noise, MeasureNoise::Joint(_))),
+        "{:?}",
+        private.queries[0].measures
+    );
+}

@@ -226,9 +226,9 @@ fn noisy<R: Rng + CryptoRng + ?Sized>(
     match noise {
         MeasureNoise::Laplace(mechanism) => Ok(mechanism.release(value, rng)),
         MeasureNoise::Gaussian(mechanism) => Ok(mechanism.release(value, rng)),
-        MeasureNoise::Quantile(_) => {
-            Err(EngineError::Internal("a histogram drawn as a count".into()))
-        }
+        MeasureNoise::Quantile(_) | MeasureNoise::Joint(_) => Err(EngineError::Internal(
+            "a histogram or a joint draw drawn as one count".into(),
+        )),
     }
 }
 
@@ -387,6 +387,15 @@ fn release_query<R: Rng + CryptoRng + ?Sized>(
             let key = noisy_measure.measure.key();
             if values.contains_key(&key) || matches!(noisy_measure.noise, MeasureNoise::Quantile(_))
             {
+                continue;
+            }
+            if let MeasureNoise::Joint(joint) = &noisy_measure.noise {
+                // One draw for every measure of the joint draw, at its first.
+                let truths: Vec<i64> = joint.keys.iter().map(|key| true_value(key, row)).collect();
+                for (key, released) in joint.keys.iter().zip(joint.mechanism.release(&truths, rng))
+                {
+                    values.insert(key.clone(), released);
+                }
                 continue;
             }
             values.insert(
