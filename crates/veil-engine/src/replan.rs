@@ -116,6 +116,9 @@ pub fn replan(
 pub struct AggregateNoise {
     /// Its shape (the exponential mechanism's rank error is modelled as Laplace).
     pub family: NoiseFamily,
+    /// For a measure drawn jointly with others (`MeasureNoise::Joint`), how many answers
+    /// the draw holds: its law is then one coordinate of the ℓ∞ K-norm law, not a Laplace.
+    pub joint: Option<usize>,
     /// Its standard deviation (counts in rows, sums in the column's units).
     pub std: f64,
 }
@@ -139,8 +142,13 @@ pub fn aggregate_noise(query: &QueryPlan) -> BTreeMap<String, AggregateNoise> {
     };
     // A measure's noise in real units: counts in rows, sums in the column's units.
     let real = |key: &str| -> Option<AggregateNoise> {
+        let noise = &query.noise_of(key)?.noise;
         Some(AggregateNoise {
-            family: family(&query.noise_of(key)?.noise),
+            family: family(noise),
+            joint: match noise {
+                MeasureNoise::Joint(joint) => Some(joint.keys.len()),
+                _ => None,
+            },
             std: real_std(query, key)?,
         })
     };
@@ -168,6 +176,7 @@ pub fn aggregate_noise(query: &QueryPlan) -> BTreeMap<String, AggregateNoise> {
                         format!("sum:{name}"),
                         AggregateNoise {
                             family: centered.family,
+                            joint: centered.joint,
                             std: (middle * count.std).hypot(centered.std),
                         },
                     );
@@ -202,6 +211,7 @@ pub fn aggregate_noise(query: &QueryPlan) -> BTreeMap<String, AggregateNoise> {
                         format!("histogram:{name}"),
                         AggregateNoise {
                             family: family(&noisy.noise),
+                            joint: None,
                             std: rank_std / per_node,
                         },
                     );

@@ -242,6 +242,12 @@ pub enum NoiseShape {
     Laplace,
     /// (Discrete) Gaussian.
     Gaussian,
+    /// One answer of a joint draw of `dimension` answers (the ℓ∞ K-norm law:
+    /// `veil_core::mechanism::JointLaplaceMechanism`).
+    Joint {
+        /// How many answers the draw holds.
+        dimension: u8,
+    },
 }
 
 /// The noise on one measure: its shape and standard deviation in the measure's own units

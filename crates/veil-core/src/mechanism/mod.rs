@@ -26,7 +26,9 @@ mod quantile;
 mod threshold;
 
 pub use gaussian::GaussianMechanism;
-pub use joint::JointLaplaceMechanism;
+pub use joint::{
+    JointLaplaceMechanism, unit_quantile as joint_unit_quantile, unit_tail as joint_unit_tail,
+};
 pub use laplace::LaplaceMechanism;
 pub use quantile::{LEVEL_DENOMINATOR, QuantileLevel, QuantileMechanism, QuantileSelection};
 pub use threshold::{ConditionalInterval, ThresholdMechanism, ThresholdNoise};

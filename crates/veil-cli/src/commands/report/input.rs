@@ -47,9 +47,12 @@ impl EnginePlanner {
         })?;
         let mut measures = BTreeMap::new();
         for (key, noise) in aggregate_noise(&planned) {
-            let shape = match noise.family {
-                NoiseFamily::Laplace => NoiseShape::Laplace,
-                NoiseFamily::Gaussian => NoiseShape::Gaussian,
+            let shape = match (noise.family, noise.joint) {
+                (_, Some(dimension)) => NoiseShape::Joint {
+                    dimension: u8::try_from(dimension).unwrap_or(u8::MAX),
+                },
+                (NoiseFamily::Laplace, None) => NoiseShape::Laplace,
+                (NoiseFamily::Gaussian, None) => NoiseShape::Gaussian,
             };
             measures.insert(key, Noise::new(shape, noise.std)?);
         }

@@ -206,16 +206,14 @@ impl JointLaplaceMechanism {
 }
 
 /// `P(R·U > x)` for `R ~ Gamma(d + 1, 1)` and `U` uniform on `[0, 1]`: the tail of one
-/// coordinate's magnitude of the continuous ℓ∞ K-norm law at unit scale, by the midpoint
-/// rule over `U` (the integrand is smooth and bounded).
-fn unit_tail(dimension: usize, x: f64) -> f64 {
-    const STEPS: u32 = 4_000;
-    let mut total = 0.0;
-    for step in 0..STEPS {
-        let u = (f64::from(step) + 0.5) / f64::from(STEPS);
-        total += gamma_tail(dimension + 1, x / u);
-    }
-    total / f64::from(STEPS)
+/// coordinate's magnitude of the continuous ℓ∞ K-norm law at unit scale. It is
+/// `E[(1 − x/R)₊] = Q(d + 1, x) − x·Q(d, x)/d`, `Q` the upper regularized incomplete gamma
+/// (`r^(k−1)e^(−r)/Γ(k)` divided by `r` is `k − 1` times smaller than the density of shape
+/// `k − 1`).
+pub fn unit_tail(dimension: usize, x: f64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let d = dimension as f64;
+    (gamma_tail(dimension + 1, x) - x * gamma_tail(dimension, x) / d).max(0.0)
 }
 
 /// `P(Gamma(shape, 1) > x)` for an integer shape: `e^(−x)·Σ_{j<shape} x^j/j!`.
@@ -231,7 +229,7 @@ fn gamma_tail(shape: usize, x: f64) -> f64 {
 }
 
 /// The `x` with `P(R·U > x) = alpha` at unit scale (bisection; the tail falls in `x`).
-fn unit_quantile(dimension: usize, alpha: f64) -> f64 {
+pub fn unit_quantile(dimension: usize, alpha: f64) -> f64 {
     let (mut low, mut high) = (0.0, 1.0);
     while unit_tail(dimension, high) > alpha {
         high *= 2.0;

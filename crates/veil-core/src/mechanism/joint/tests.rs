@@ -162,3 +162,27 @@ fn release_adds_one_draw_to_each_answer() {
     assert!(JointLaplaceMechanism::new(&[], Epsilon::new(1.0).unwrap()).is_err());
     assert!(JointLaplaceMechanism::new(&[3, 0], Epsilon::new(1.0).unwrap()).is_err());
 }
+
+/// The closed-form tail agrees with integrating `P(Gamma(d + 1) > x/u)` over `u`.
+#[test]
+fn the_tail_in_closed_form_matches_the_integral() {
+    for dimension in [1_usize, 2, 3, 5] {
+        for x in [0.1, 0.5, 1.0, 2.0, 4.0, 9.0] {
+            let steps = 20_000;
+            let integral = (0..steps)
+                .map(|step| {
+                    let u = (f64::from(step) + 0.5) / f64::from(steps);
+                    gamma_tail(dimension + 1, x / u)
+                })
+                .sum::<f64>()
+                / f64::from(steps);
+            let closed = unit_tail(dimension, x);
+            assert!(
+                (closed - integral).abs() < 1e-6,
+                "d = {dimension}, x = {x}: {closed} vs {integral}"
+            );
+        }
+    }
+    // One answer: the Laplace's tail e^(−x).
+    assert!((unit_tail(1, 2.0) - (-2.0_f64).exp()).abs() < 1e-12);
+}
