@@ -562,7 +562,16 @@ fn main() {
                     plan.queries[0]
                         .measures
                         .iter()
-                        .map(|noisy| format!("{} {:.2}", noisy.measure.key(), noisy.share))
+                        .map(|noisy| {
+                            let joint =
+                                if matches!(noisy.noise, veil_engine::plan::MeasureNoise::Joint(_))
+                                {
+                                    " (joint)"
+                                } else {
+                                    ""
+                                };
+                            format!("{} {:.2}{joint}", noisy.measure.key(), noisy.share)
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
