@@ -13,8 +13,8 @@
 use rand::rngs::ChaCha20Rng;
 use veil_audit::ldp::audit_protocol;
 use veil_audit::mechanism::{
-    MechanismName, audit_count_threshold, audit_quantile, audit_threshold, count_threshold,
-    threshold,
+    MechanismName, audit_count_threshold, audit_joint, audit_quantile, audit_threshold,
+    count_threshold, threshold,
 };
 use veil_audit::{Claim, Confidence, Verdict, estimate::audit_sampler};
 use veil_core::mechanism::{GaussianMechanism, LaplaceMechanism};
@@ -81,6 +81,11 @@ const CASES: &[Case] = &[
         bug: "median's utility sensitivity halved",
         correct: median_correct,
         planted: median_sensitivity_halved,
+    },
+    Case {
+        bug: "joint draw's scales without their factor d (Δ/ε where d·Δ/ε was needed)",
+        correct: joint_correct,
+        planted: joint_without_dimension,
     },
     Case {
         bug: "threshold on a released row count calibrated to δ = 0.05 while claiming 1e-6 (its δ not paid)",
@@ -284,6 +289,31 @@ fn median_correct(rng: &mut ChaCha20Rng) -> Verdict {
 
 fn median_sensitivity_halved(rng: &mut ChaCha20Rng) -> Verdict {
     median_with(2, rng)
+}
+
+// ---- Two answers drawn together at ε = 1, each moved by 2 steps; the planted version's
+// scales miss their factor d = 2 (a joint draw built for ε = 2).
+
+fn joint_with(built_for: f64, rng: &mut ChaCha20Rng) -> Verdict {
+    let joint =
+        veil_core::mechanism::JointLaplaceMechanism::new(&[2, 2], epsilon(built_for)).unwrap();
+    let (_, audit) = audit_joint(
+        &joint,
+        Claim::pure(epsilon(1.0)),
+        200_000,
+        confidence(),
+        rng,
+    )
+    .unwrap();
+    audit.verdict
+}
+
+fn joint_correct(rng: &mut ChaCha20Rng) -> Verdict {
+    joint_with(1.0, rng)
+}
+
+fn joint_without_dimension(rng: &mut ChaCha20Rng) -> Verdict {
+    joint_with(2.0, rng)
 }
 
 // ---- Selection on a released row count: units with 5 rows per group, ε = 1, δ = 1e-6;
