@@ -486,6 +486,8 @@ pub(super) fn plan_family(
         })
         .collect();
     let mut total = 0.0;
+    // Each slot's measure in its query's plan, when it has one.
+    let mut placed: Vec<Option<usize>> = Vec::with_capacity(problem.slots.len());
     for (slot, share) in problem.slots.iter().zip(&shares) {
         let query = queries[slot.query].0;
         let design = queries[slot.query].1;
@@ -493,8 +495,10 @@ pub(super) fn plan_family(
         total += part.total();
         if design.separate_selection && slot.measure == Measure::Units {
             plans[slot.query].selection = Some(separate_selection(query, part, query_delta)?);
+            placed.push(None);
             continue;
         }
+        placed.push(Some(plans[slot.query].measures.len()));
         plans[slot.query]
             .measures
             .push(noisy_measure(query, slot, part, *share)?);
@@ -541,10 +545,12 @@ pub(super) fn plan_family(
         );
         delta += query_delta;
     }
+    let mut value = value;
     if let Spend::Epsilon(_) = spend {
         for plan in &mut plans {
             join_measures(plan)?;
         }
+        value = joint_objective(&problem, &shares, &placed, &plans).unwrap_or(value);
     }
     // The objective was computed for a budget of one: a Laplace noise's std scales as 1/ε,
     // a Gaussian's as 1/sqrt(ρ).
@@ -558,6 +564,53 @@ pub(super) fn plan_family(
         selection_delta: delta,
         objective,
     })
+}
+
+/// The Laplace objective once some measures are drawn jointly (`None` if none is): a joint
+/// member's variance is `(d+1)(d+2)/6` times a Laplace draw's at the joint draw's whole
+/// share (the sum of its members'), where a Laplace draw's is `K/x²` at its own share `x`.
+/// So the family is chosen on the noise the plan really draws.
+fn joint_objective(
+    problem: &Problem,
+    shares: &[f64],
+    placed: &[Option<usize>],
+    plans: &[QueryPlan],
+) -> Option<f64> {
+    let joint_of = |slot: usize| -> Option<&JointNoise> {
+        let index = placed[slot]?;
+        match &plans[problem.slots[slot].query].measures[index].noise {
+            MeasureNoise::Joint(joint) => Some(joint),
+            _ => None,
+        }
+    };
+    let mut any = false;
+    let effective: Vec<f64> = (0..problem.slots.len())
+        .map(|slot| {
+            let Some(joint) = joint_of(slot) else {
+                return shares[slot];
+            };
+            any = true;
+            let whole: f64 = (0..problem.slots.len())
+                .filter(|&other| {
+                    problem.slots[other].query == problem.slots[slot].query
+                        && joint_of(other).is_some_and(|other| other.keys == joint.keys)
+                })
+                .map(|other| shares[other])
+                .sum();
+            #[allow(clippy::cast_precision_loss)]
+            let d = joint.keys.len() as f64;
+            whole * (6.0 / ((d + 1.0) * (d + 2.0))).sqrt()
+        })
+        .collect();
+    if !any {
+        return None;
+    }
+    let factors: Vec<f64> = problem
+        .slots
+        .iter()
+        .map(|slot| variance_factor(slot, NoiseFamily::Laplace))
+        .collect();
+    Some(objective(problem, &factors, 2, &effective))
 }
 
 /// Draws a query's Laplace measures together, with one [`JointLaplaceMechanism`] per group
