@@ -485,10 +485,16 @@ fn manifest(
                 .iter()
                 .map(|noisy| {
                     let std = noisy.noise.std_dev();
+                    // A joint draw's loss is shared by the measures drawn with it.
+                    let drawn_with = match &noisy.noise {
+                        plan::MeasureNoise::Joint(joint) => Some(&joint.keys),
+                        _ => None,
+                    };
                     json!({
                         "measure": noisy.measure.key(),
                         "budget_share": noisy.share,
                         "loss": noisy.noise.loss().to_string(),
+                        "drawn_with": drawn_with,
                         "noise_std_in_steps": std.is_finite().then_some(std),
                         "step": measure_step(&noisy.measure),
                     })

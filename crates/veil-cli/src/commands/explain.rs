@@ -276,6 +276,16 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
             ));
         }
         line(format!("  groups        {}", selection_text(query)));
+        if let Some(joint) = query.measures.iter().find_map(|noisy| match &noisy.noise {
+            veil_engine::plan::MeasureNoise::Joint(joint) => Some(joint),
+            _ => None,
+        }) {
+            line(format!(
+                "  joint draw    {} drawn together in each group (ℓ∞ K-norm noise, ε = {} per group, charged once): less noise on each than separate draws",
+                joint.keys.join(" + "),
+                short(joint.mechanism.epsilon().get()),
+            ));
+        }
         let mut table = Table::new();
         table.load_style(UTF8_FULL_CONDENSED).set_header([
             "value",
@@ -419,6 +429,10 @@ fn plan_json(loaded: &LoadedJob, plan: &Plan) -> serde_json::Value {
                     "measure": noisy.measure.key(),
                     "budget_share": noisy.share,
                     "loss": noisy.noise.loss().to_string(),
+                    "drawn_with": match &noisy.noise {
+                        veil_engine::plan::MeasureNoise::Joint(joint) => Some(&joint.keys),
+                        _ => None,
+                    },
                     "noise_std": veil_engine::plan::real_std(query, &noisy.measure.key()),
                     "noise_std_in_steps": noisy.noise.std_dev().is_finite().then(|| noisy.noise.std_dev()),
                 }))
