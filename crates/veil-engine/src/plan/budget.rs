@@ -655,9 +655,13 @@ fn join_measures(plan: &mut QueryPlan) -> Result<(), EngineError> {
     // Laplace draws they replace.
     #[allow(clippy::cast_precision_loss)]
     let per_group = (epsilon / groups as f64).next_down();
-    let mechanism =
+    // Scales too large for the sampler (a tiny ε on a fine grid) keep the separate draws,
+    // which fit: they are never worse than the plan the budget was split for.
+    let Ok(mechanism) =
         JointLaplaceMechanism::new(&sensitivities, Epsilon::new(per_group).map_err(named)?)
-            .map_err(named)?;
+    else {
+        return Ok(());
+    };
     // The measures some output releases as they are.
     let released_alone: Vec<&str> = plan
         .derivations
