@@ -324,7 +324,7 @@ fn value_interval<R: Rng + CryptoRng + ?Sized>(
 /// from a released count of exactly those rows, wrong with probability at most 1.25%:
 /// the count minus 3.5 of its noise's standard deviations and one row (a Gaussian passes
 /// that with probability under 0.03%, a Laplace under 0.4%, one coordinate of a joint draw
-/// of two to four measures under 0.2%; the row covers the discrete noises' steps at small
+/// of two to four measures under 0.25%; the row covers the discrete noises' steps at small
 /// scales). `None` when the query releases no such count, or
 /// when that count is the one selection thresholded (given that it passed, it leans up).
 fn rows_with_value_at_least(
