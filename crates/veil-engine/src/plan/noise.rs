@@ -53,8 +53,19 @@ impl JointNoise {
     pub fn loss(&self) -> PrivacyLoss {
         #[allow(clippy::cast_precision_loss)]
         let epsilon = (self.mechanism.epsilon().get() * self.groups as f64).next_up();
-        Epsilon::new(epsilon).map_or(self.mechanism.loss(), PrivacyLoss::Pure)
+        Epsilon::new(epsilon).map_or_else(|_| unbounded_pure(), PrivacyLoss::Pure)
     }
+}
+
+/// The loss claimed when a sum of losses is not a finite number: the largest there is, so
+/// that a ledger refuses it rather than charge less than was drawn.
+fn unbounded_pure() -> PrivacyLoss {
+    PrivacyLoss::Pure(Epsilon::new(f64::MAX).expect("f64::MAX is a valid ε"))
+}
+
+/// [`unbounded_pure`] in zCDP.
+fn unbounded_zcdp() -> PrivacyLoss {
+    PrivacyLoss::Zcdp(Rho::new(f64::MAX).expect("f64::MAX is a valid ρ"))
 }
 
 /// Noise for one measure.
@@ -110,15 +121,15 @@ impl QuantileNoise {
                     .as_ref()
                     .map_or(0.0, |interval| 2.0 * interval.epsilon().get());
                 let epsilon = times * (point.get() + ends);
-                Epsilon::new(epsilon.next_up()).map_or(PrivacyLoss::Pure(point), PrivacyLoss::Pure)
+                Epsilon::new(epsilon.next_up()).map_or_else(|_| unbounded_pure(), PrivacyLoss::Pure)
             }
             (PrivacyLoss::Zcdp(point), Some(PrivacyLoss::Zcdp(interval))) => {
                 let rho = times * (point.get() + 2.0 * interval.get());
-                Rho::new(rho.next_up()).map_or(PrivacyLoss::Zcdp(point), PrivacyLoss::Zcdp)
+                Rho::new(rho.next_up()).map_or_else(|_| unbounded_zcdp(), PrivacyLoss::Zcdp)
             }
             (PrivacyLoss::Zcdp(point), None) => {
                 let rho = times * point.get();
-                Rho::new(rho.next_up()).map_or(PrivacyLoss::Zcdp(point), PrivacyLoss::Zcdp)
+                Rho::new(rho.next_up()).map_or_else(|_| unbounded_zcdp(), PrivacyLoss::Zcdp)
             }
             (point, _) => point,
         }
@@ -190,5 +201,24 @@ impl NoisyMeasure {
             ),
             (noise, _) => (MechanismProfile::Guarantee(noise.loss()), 1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loss that does not add up to a finite number is claimed as the largest there is,
+    /// never as a part of it.
+    #[test]
+    fn a_loss_past_every_float_is_claimed_whole() {
+        let PrivacyLoss::Pure(epsilon) = unbounded_pure() else {
+            panic!("pure expected")
+        };
+        assert!((epsilon.get() - f64::MAX).abs() < f64::EPSILON);
+        let PrivacyLoss::Zcdp(rho) = unbounded_zcdp() else {
+            panic!("zCDP expected")
+        };
+        assert!((rho.get() - f64::MAX).abs() < f64::EPSILON);
     }
 }
