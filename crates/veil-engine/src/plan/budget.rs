@@ -613,8 +613,14 @@ fn joint_objective(
     Some(objective(problem, &factors, 2, &effective))
 }
 
-/// Draws a query's Laplace measures together, with one [`JointLaplaceMechanism`] per group
-/// at the sum of their ε's, when that lowers every released value's noise. The joint
+/// The most measures one joint draw holds. A draw is kept with probability `d!/d^d`
+/// (3/32 for four: about eleven attempts), which falls fast beyond: a query's further
+/// measures go to more draws.
+const JOINT_MAX: usize = 4;
+
+/// Draws a query's Laplace measures together, in draws of at most [`JOINT_MAX`] measures
+/// (as even as can be), each one [`JointLaplaceMechanism`] per group at the sum of its
+/// measures' ε's, when that lowers every released value's noise. The joint
 /// coordinates are uncorrelated, so a lower standard deviation on every measure lowers it
 /// on every output derived from them (a sum `m·N + C`, a mean); a measure released as it
 /// is (a count, a measured sum) must also keep its median and 95% half-width from rising,
@@ -638,11 +644,29 @@ fn join_measures(plan: &mut QueryPlan) -> Result<(), EngineError> {
     if members.len() < 2 {
         return Ok(());
     }
+    let draws = members.len().div_ceil(JOINT_MAX);
+    let mut rest = members.as_slice();
+    for draw in 0..draws {
+        // As even as can be: 5 measures make draws of 3 and 2, never of 4 and 1.
+        let size = rest.len().div_ceil(draws - draw);
+        let (block, after) = rest.split_at(size);
+        join_block(plan, block)?;
+        rest = after;
+    }
+    Ok(())
+}
+
+/// One joint draw of the measures at `members` (see [`join_measures`]), or nothing when it
+/// would not lower every released value's noise.
+fn join_block(plan: &mut QueryPlan, members: &[usize]) -> Result<(), EngineError> {
+    if members.len() < 2 {
+        return Ok(());
+    }
     let named = |e| EngineError::param(format!("query {:?}: joint noise", plan.query.name), e);
     let groups = u64::from(plan.query.bounds.max_groups_per_unit);
     let mut epsilon = 0.0;
     let mut sensitivities = Vec::new();
-    for &index in &members {
+    for &index in members {
         let noisy = &plan.measures[index];
         if let MeasureNoise::Laplace(mechanism) = &noisy.noise {
             epsilon += mechanism.epsilon().get();
@@ -651,8 +675,8 @@ fn join_measures(plan: &mut QueryPlan) -> Result<(), EngineError> {
             EngineError::Internal(format!("{} moves too far", noisy.measure.key()))
         })?);
     }
-    // Per group, rounded down: the L0 groups' draws together never cost more than the
-    // Laplace draws they replace.
+    // Per group, rounded down: the L0 groups' draws together cost the Laplace draws' ε up to
+    // floating-point rounding (a few ulps), which the shares' 1e-12 margin covers.
     #[allow(clippy::cast_precision_loss)]
     let per_group = (epsilon / groups as f64).next_down();
     // Scales too large for the sampler (a tiny ε on a fine grid) keep the separate draws,

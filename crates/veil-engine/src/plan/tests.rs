@@ -622,3 +622,50 @@ fn pure_measures_of_a_query_are_drawn_together() {
         private.queries[0].measures
     );
 }
+
+/// A query with many measures gets several joint draws of at most four measures each (a
+/// draw of d is kept with probability d!/d^d: sixteen measures in one draw would take
+/// about a million attempts per group), as even as can be, each charged once.
+#[test]
+fn many_measures_make_several_small_joint_draws() {
+    let variance = |name: &str| aggregate(AggregateKind::Variance(value(name)));
+    let mut query = query(
+        "q",
+        3,
+        5,
+        vec![
+            aggregate(AggregateKind::Count),
+            variance("a"),
+            variance("b"),
+            variance("c"),
+        ],
+    );
+    query.partitions = Partitions::Public {
+        origin: "keys.csv".into(),
+        keys: vec![vec!["DE".into()]],
+    };
+    let pure = plan(&job(
+        JobBudget::Pure(Epsilon::new(1.0).unwrap()),
+        vec![query],
+    ))
+    .unwrap();
+    let mut draws: Vec<Vec<String>> = pure.queries[0]
+        .measures
+        .iter()
+        .filter_map(|noisy| match &noisy.noise {
+            MeasureNoise::Joint(joint) => Some(joint.keys.clone()),
+            _ => None,
+        })
+        .collect();
+    draws.dedup();
+    assert!(!draws.is_empty(), "{:?}", pure.queries[0].measures);
+    for keys in &draws {
+        assert!((2..=4).contains(&keys.len()), "{keys:?}");
+    }
+    let charged = pure
+        .charge_items()
+        .iter()
+        .filter(|item| item.label.contains('+'))
+        .count();
+    assert_eq!(charged, draws.len());
+}
