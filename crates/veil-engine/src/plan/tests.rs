@@ -57,6 +57,14 @@ fn job(budget: JobBudget, queries: Vec<Query>) -> Job {
     }
 }
 
+/// Public partitions of one key, `DE`.
+fn public_de() -> Partitions {
+    Partitions::Public {
+        origin: "keys.csv".into(),
+        keys: vec![vec!["DE".into()]],
+    }
+}
+
 fn approx(epsilon: f64, delta: f64) -> JobBudget {
     JobBudget::Approx(Epsilon::new(epsilon).unwrap(), Delta::new(delta).unwrap())
 }
@@ -71,10 +79,7 @@ fn invalid_key(job: &Job) -> String {
 #[test]
 fn pure_budget_uses_laplace_with_l1_sensitivity() {
     let mut query = query("q", 3, 5, vec![aggregate(AggregateKind::Count)]);
-    query.partitions = Partitions::Public {
-        origin: "keys.csv".into(),
-        keys: vec![vec!["DE".into()]],
-    };
+    query.partitions = public_de();
     let plan = plan(&job(
         JobBudget::Pure(Epsilon::new(1.0).unwrap()),
         vec![query],
@@ -103,10 +108,7 @@ fn pure_budget_uses_laplace_with_l1_sensitivity() {
 fn the_95_percent_error_follows_the_noise_family() {
     let public = |budget: JobBudget| {
         let mut query = query("q", 3, 5, vec![aggregate(AggregateKind::Count)]);
-        query.partitions = Partitions::Public {
-            origin: "keys.csv".into(),
-            keys: vec![vec!["DE".into()]],
-        };
+        query.partitions = public_de();
         let plan = plan(&job(budget, vec![query])).unwrap();
         let noise = plan.queries[0].output_noise(0).remove(0);
         (noise.std.unwrap(), noise.error_95().unwrap())
@@ -413,10 +415,7 @@ fn a_rank_interval_gives_the_points_the_whole_budget() {
             interval,
         });
         let mut query = query("q", 3, 5, vec![quantiles]);
-        query.partitions = Partitions::Public {
-            origin: "keys.csv".into(),
-            keys: vec![vec!["DE".into()]],
-        };
+        query.partitions = public_de();
         let plan = plan(&job(budget, vec![query])).unwrap();
         let MeasureNoise::Quantile(noise) = &plan.queries[0].measures[0].noise else {
             panic!("a quantile's noise expected")
@@ -509,10 +508,7 @@ fn each_quantile_level_states_its_own_rank_error() {
                 interval,
             })],
         );
-        query.partitions = Partitions::Public {
-            origin: "keys.csv".into(),
-            keys: vec![vec!["DE".into()]],
-        };
+        query.partitions = public_de();
         let plan = plan(&job(
             JobBudget::Pure(Epsilon::new(1.0).unwrap()),
             vec![query],
@@ -549,10 +545,7 @@ fn each_quantile_level_states_its_own_rank_error() {
 fn pure_measures_of_a_query_are_drawn_together() {
     let public = |aggregates| {
         let mut query = query("q", 3, 5, aggregates);
-        query.partitions = Partitions::Public {
-            origin: "keys.csv".into(),
-            keys: vec![vec!["DE".into()]],
-        };
+        query.partitions = public_de();
         query
     };
     let count_sum_mean = || {
@@ -640,10 +633,7 @@ fn many_measures_make_several_small_joint_draws() {
             variance("c"),
         ],
     );
-    query.partitions = Partitions::Public {
-        origin: "keys.csv".into(),
-        keys: vec![vec!["DE".into()]],
-    };
+    query.partitions = public_de();
     let pure = plan(&job(
         JobBudget::Pure(Epsilon::new(1.0).unwrap()),
         vec![query],
