@@ -276,10 +276,15 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
             ));
         }
         line(format!("  groups        {}", selection_text(query)));
-        if let Some(joint) = query.measures.iter().find_map(|noisy| match &noisy.noise {
-            veil_engine::plan::MeasureNoise::Joint(joint) => Some(joint),
-            _ => None,
-        }) {
+        // Each joint draw once, at its first measure.
+        for joint in query
+            .measures
+            .iter()
+            .filter_map(|noisy| match &noisy.noise {
+                veil_engine::plan::MeasureNoise::Joint(joint) if joint.index == 0 => Some(joint),
+                _ => None,
+            })
+        {
             line(format!(
                 "  joint draw    {} drawn together in each group (ℓ∞ K-norm noise, ε = {} per group, charged once): less noise on each than separate draws",
                 joint.keys.join(" + "),

@@ -352,3 +352,67 @@ format = "json"
         .assert()
         .code(3);
 }
+
+/// A pure-ε job draws its count and centred sum together: `veil explain` names the joint
+/// draw, and the JSON plan says which measures share its loss.
+#[test]
+fn explain_names_a_joint_draw() {
+    let directory = tempfile::tempdir().unwrap();
+    let source = workspace().join("data/events.parquet");
+    let keys = workspace().join("data/countries.csv");
+    let job = directory.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+[source]
+path = {source:?}
+privacy_unit = "user_id"
+
+[budget]
+ledger = "ledger.sqlite"
+dataset = "events"
+purpose = "analytics"
+epsilon = 1.0
+
+[[query]]
+name = "by_country"
+group_by = ["country"]
+max_groups_per_unit = 3
+max_rows_per_group = 5
+partitions = {{ public = {keys:?} }}
+drop_missing = ["value"]
+aggregates = [{{ kind = "count" }}, {{ kind = "mean", column = "value", bounds = [0.0, 100.0] }}]
+
+[output]
+path = "out"
+format = "json"
+"#
+        ),
+    )
+    .unwrap();
+    veil()
+        .arg("explain")
+        .arg(&job)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "joint draw    rows + centered_sum:value[0,100] drawn together",
+        ));
+    let output = veil()
+        .arg("explain")
+        .arg(&job)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let measures = plan["queries"][0]["measures"].as_array().unwrap();
+    assert_eq!(measures.len(), 2, "{measures:?}");
+    for measure in measures {
+        assert_eq!(
+            measure["drawn_with"].as_array().map(Vec::len),
+            Some(2),
+            "{measure}"
+        );
+    }
+}
