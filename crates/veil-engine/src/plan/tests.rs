@@ -360,6 +360,16 @@ fn the_job_can_ask_to_select_groups_on_units() {
     ))
     .unwrap();
     assert_eq!(on_rows.queries[0].selection_count.as_deref(), Some("rows"));
+    // A unit adds up to L∞ rows to a group's count: the threshold's δ is computed for
+    // that whole contribution (for 1 row it would be about seven times the claim).
+    assert_eq!(
+        on_rows.queries[0]
+            .selection
+            .as_ref()
+            .unwrap()
+            .contribution(),
+        5
+    );
     let mut units_query = query("q", 3, 5, count_and_sum());
     units_query.selection = crate::job::Selection::Units;
     let on_units = plan(&job(

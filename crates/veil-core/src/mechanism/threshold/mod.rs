@@ -115,7 +115,8 @@ impl ThresholdMechanism {
     /// top of the count's own loss.
     ///
     /// # Errors
-    /// [`ParamError`] if `max_partitions` or `contribution` is zero or δ is zero.
+    /// [`ParamError`] if `max_partitions` or `contribution` is zero, δ is zero, or the
+    /// noise is calibrated for less than `contribution` in each of `max_partitions` groups.
     pub fn on_released(
         noise: ThresholdNoise,
         contribution: u64,
@@ -128,6 +129,26 @@ impl ThresholdMechanism {
                 param: "contribution per group",
                 value: 0.0,
                 expected: ">= 1",
+            });
+        }
+        // The argument needs the count's noise calibrated to every group a unit reaches:
+        // L1 ≥ L0·c for Laplace, L2² ≥ L0·c² for Gaussian.
+        let (calibrated, needed) = match &noise {
+            ThresholdNoise::Laplace(mechanism) => (
+                u128::from(mechanism.sensitivity()),
+                u128::from(contribution) * u128::from(max_partitions),
+            ),
+            ThresholdNoise::Gaussian(mechanism) => (
+                u128::from(mechanism.sensitivity()).pow(2),
+                u128::from(contribution).pow(2) * u128::from(max_partitions),
+            ),
+        };
+        if calibrated < needed {
+            #[allow(clippy::cast_precision_loss)]
+            return Err(ParamError::OutOfRange {
+                param: "the thresholded count's sensitivity",
+                value: calibrated as f64,
+                expected: "at least the contribution times the groups a unit reaches (squared for Gaussian noise)",
             });
         }
         let (threshold, truncation) = match &noise {

@@ -398,3 +398,27 @@ fn a_selection_with_epsilon_far_below_delta_draws_quickly() {
     // Nearly uniform over the 2k + 1 values: all of them appear.
     assert_eq!(seen.len(), usize::try_from(2 * k + 1).unwrap());
 }
+
+/// The threshold on a released count rests on that count's noise covering a unit's whole
+/// contribution: noise calibrated for 1 row in each of 3 groups cannot threshold a count
+/// to which a unit adds 5 rows (its δ would be about seven times the claim).
+#[test]
+fn a_released_count_calibrated_for_less_than_the_contribution_is_refused() {
+    let delta = Delta::new(1e-6).unwrap();
+    let laplace = |l1| {
+        ThresholdNoise::Laplace(
+            LaplaceMechanism::new(L1Sensitivity::integer(l1), Epsilon::new(1.0).unwrap()).unwrap(),
+        )
+    };
+    assert!(ThresholdMechanism::on_released(laplace(3), 5, 3, delta).is_err());
+    assert!(ThresholdMechanism::on_released(laplace(3), 1, 3, delta).is_ok());
+    assert!(ThresholdMechanism::on_released(laplace(15), 5, 3, delta).is_ok());
+    let gaussian = |squared| {
+        ThresholdNoise::Gaussian(
+            GaussianMechanism::new_zcdp_squared(squared, Rho::new(0.5).unwrap()).unwrap(),
+        )
+    };
+    // L2² = L0·c² = 75 for 5 rows in 3 groups.
+    assert!(ThresholdMechanism::on_released(gaussian(3), 5, 3, delta).is_err());
+    assert!(ThresholdMechanism::on_released(gaussian(75), 5, 3, delta).is_ok());
+}
