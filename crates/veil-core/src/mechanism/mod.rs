@@ -109,6 +109,11 @@ impl<T> Released<T> {
         }
     }
 
+    /// The same release under a loss its mechanism states more fully (a threshold's δ).
+    pub(crate) fn with_loss(self, loss: PrivacyLoss) -> Self {
+        Self { loss, ..self }
+    }
+
     /// The noisy value.
     pub fn value(&self) -> &T {
         &self.value

@@ -364,7 +364,15 @@ impl ThresholdMechanism {
             (ThresholdNoise::Laplace(noise), None) => noise.release(units, rng),
             (ThresholdNoise::Gaussian(noise), _) => noise.release(units, rng),
         };
-        (*released.value() >= self.threshold).then_some(released)
+        // Laplace noise passed through the threshold is (ε, δ)-DP, not ε-DP: the value
+        // says so. (Gaussian noise keeps its ρ; the selection's δ is charged beside it.)
+        let released = match released.loss() {
+            PrivacyLoss::Pure(epsilon) => {
+                released.with_loss(PrivacyLoss::Approx(epsilon, self.delta))
+            }
+            _ => released,
+        };
+        self.passes(*released.value()).then_some(released)
     }
 }
 

@@ -422,3 +422,19 @@ fn a_released_count_calibrated_for_less_than_the_contribution_is_refused() {
     assert!(ThresholdMechanism::on_released(gaussian(3), 5, 3, delta).is_err());
     assert!(ThresholdMechanism::on_released(gaussian(75), 5, 3, delta).is_ok());
 }
+
+/// A count released through a Laplace threshold states its whole loss: (ε, δ), not ε.
+#[test]
+fn a_thresholded_laplace_count_states_its_delta() {
+    let delta = Delta::new(1e-6).unwrap();
+    let noise =
+        LaplaceMechanism::new(L1Sensitivity::integer(15), Epsilon::new(1.0).unwrap()).unwrap();
+    let selection =
+        ThresholdMechanism::on_released(ThresholdNoise::Laplace(noise), 5, 3, delta).unwrap();
+    let mut rng = seeded_rng(7);
+    let released = selection.release(100_000, &mut rng).expect("far above τ");
+    assert_eq!(
+        released.loss(),
+        PrivacyLoss::Approx(Epsilon::new(1.0).unwrap(), delta)
+    );
+}
