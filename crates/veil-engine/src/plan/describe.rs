@@ -119,10 +119,7 @@ impl QueryPlan {
         let joint = measures
             .iter()
             .filter_map(|key| match &self.noise_of(key)?.noise {
-                MeasureNoise::Joint(joint) => Some(
-                    joint.mechanism.ci_half_width(joint.index, 0.95)
-                        / joint.mechanism.std_dev(joint.index),
-                ),
+                noise @ MeasureNoise::Joint(_) => Some(noise.ci_half_width() / noise.std_dev()),
                 _ => None,
             })
             .reduce(f64::max);

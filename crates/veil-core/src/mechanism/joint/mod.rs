@@ -28,6 +28,11 @@ mod tests;
 pub struct JointLaplaceMechanism {
     /// The proposal per answer: the discrete Laplace of scale `t_i = d·Δ_i/ε`.
     proposals: Vec<DiscreteLaplace>,
+    /// `|z_i|/t_i = |z_i|·weights[i] / denominator` exactly: with `t_i = a_i/b_i`, the
+    /// denominator is `Π a_j` and `weights[i] = b_i·Π_{j≠i} a_j` (fixed per mechanism, so
+    /// computed once, not per draw).
+    weights: Vec<UBig>,
+    denominator: UBig,
     sensitivities: Vec<u64>,
     epsilon: Epsilon,
     /// Per answer: the noise's standard deviation and the half-width of its interval at
@@ -63,6 +68,16 @@ impl JointLaplaceMechanism {
                 DiscreteLaplace::new(scale)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let denominator = proposals.iter().fold(UBig::ONE, |product, proposal| {
+            product * UBig::from(proposal.scale().numer())
+        });
+        let weights = proposals
+            .iter()
+            .map(|proposal| {
+                let scale = proposal.scale();
+                UBig::from(scale.denom()) * (&denominator / UBig::from(scale.numer()))
+            })
+            .collect();
         #[allow(clippy::cast_precision_loss)]
         let d = dimension as f64;
         let (unit_std, unit_half_width) = (
@@ -80,6 +95,8 @@ impl JointLaplaceMechanism {
             .collect();
         Ok(Self {
             proposals,
+            weights,
+            denominator,
             sensitivities: sensitivities.to_vec(),
             epsilon,
             std_devs,
@@ -127,6 +144,9 @@ impl JointLaplaceMechanism {
     /// If `index` is not below [`JointLaplaceMechanism::dimension`].
     #[must_use]
     pub fn ci_half_width(&self, index: usize, confidence: f64) -> f64 {
+        if confidence.to_bits() == super::DEFAULT_CONFIDENCE.to_bits() {
+            return self.half_widths[index];
+        }
         #[allow(clippy::cast_precision_loss)]
         let d = self.dimension() as f64;
         let alpha = (1.0 - confidence).clamp(1e-12, 1.0 - 1e-12);
@@ -138,36 +158,23 @@ impl JointLaplaceMechanism {
     /// One draw of the joint noise, exactly from `P(z) ∝ exp(−max_i |z_i|·d/t_i)`.
     pub fn sample<R: Rng + CryptoRng + ?Sized>(&self, rng: &mut R) -> Vec<i64> {
         let dimension = UBig::from(self.proposals.len() as u64);
-        // |z_i|/t_i = |z_i|·b_i/a_i over the common denominator Π a_j.
-        let parts: Vec<(UBig, UBig)> = self
-            .proposals
-            .iter()
-            .map(|proposal| {
-                let scale = proposal.scale();
-                (UBig::from(scale.numer()), UBig::from(scale.denom()))
-            })
-            .collect();
-        let denominator = parts
-            .iter()
-            .fold(UBig::ONE, |product, (numer, _)| product * numer);
         loop {
             let noise: Vec<i64> = self
                 .proposals
                 .iter()
                 .map(|proposal| proposal.sample(rng))
                 .collect();
+            // |z_i|/t_i over the common denominator.
             let terms: Vec<UBig> = noise
                 .iter()
-                .zip(&parts)
-                .map(|(&z, (numer, denom))| {
-                    UBig::from(z.unsigned_abs()) * denom * (&denominator / numer)
-                })
+                .zip(&self.weights)
+                .map(|(&z, weight)| UBig::from(z.unsigned_abs()) * weight)
                 .collect();
             let largest = terms.iter().max().cloned().unwrap_or(UBig::ZERO);
             let total = terms.iter().fold(UBig::ZERO, |sum, term| sum + term);
             // γ = d·max − Σ ≥ 0, over the common denominator.
             let gamma = &dimension * largest - total;
-            if bernoulli_exp_of(rng, &gamma, &denominator) {
+            if bernoulli_exp_of(rng, &gamma, &self.denominator) {
                 return noise;
             }
         }

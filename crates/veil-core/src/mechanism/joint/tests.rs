@@ -93,13 +93,21 @@ impl Lattice {
     }
 }
 
+/// The fit of 60,000 draws of `mechanism` to the lattice law of `weights`.
+fn fit_of(
+    mechanism: &JointLaplaceMechanism,
+    weights: (f64, f64),
+    seed: u64,
+) -> veil_testkit::GoodnessOfFit {
+    let mut rng = seeded_rng(seed);
+    let draws: Vec<Vec<i64>> = (0..60_000).map(|_| mechanism.sample(&mut rng)).collect();
+    Lattice::for_weights(weights).fit(&draws)
+}
+
 /// Δ = (1, 2) at ε = 1: scales (2, 4), the law `exp(−max(|z₁|, |z₂|/2))`.
 #[test]
 fn joint_draws_fit_the_lattice_law() {
-    let mechanism = joint(&[1, 2], 1.0);
-    let mut rng = seeded_rng(41);
-    let draws: Vec<Vec<i64>> = (0..60_000).map(|_| mechanism.sample(&mut rng)).collect();
-    let fit = Lattice::for_weights((1.0, 0.5)).fit(&draws);
+    let fit = fit_of(&joint(&[1, 2], 1.0), (1.0, 0.5), 41);
     assert!(fit.passes(), "{fit:?}");
 }
 
@@ -110,9 +118,7 @@ fn joint_draws_fit_the_lattice_law() {
 fn joint_draws_fit_the_lattice_law_at_fractional_scales() {
     let mechanism = joint(&[1, 2], 0.75);
     assert_eq!(mechanism.proposals[0].scale().denom(), 3);
-    let mut rng = seeded_rng(46);
-    let draws: Vec<Vec<i64>> = (0..60_000).map(|_| mechanism.sample(&mut rng)).collect();
-    let fit = Lattice::for_weights((0.75, 0.375)).fit(&draws);
+    let fit = fit_of(&mechanism, (0.75, 0.375), 46);
     assert!(fit.passes(), "{fit:?}");
 }
 
