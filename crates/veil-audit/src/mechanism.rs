@@ -49,11 +49,15 @@ pub enum MechanismName {
     /// Two answers drawn together (the ℓ∞ K-norm law; the engine's count and centred sum
     /// under pure ε), each moved by the sensitivity.
     JointLaplace,
+    /// Private partition selection on a row count drawn jointly with a centred sum (the
+    /// engine's count + sum with private partitions under pure ε): costs δ on top of the
+    /// joint draw's ε.
+    JointCountThreshold,
 }
 
 impl MechanismName {
     /// Every mechanism, in the order `--mechanism all` audits them.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Laplace,
         Self::DiscreteLaplace,
         Self::Gaussian,
@@ -63,6 +67,7 @@ impl MechanismName {
         Self::CountThreshold,
         Self::Quantile,
         Self::JointLaplace,
+        Self::JointCountThreshold,
     ];
 
     /// The name on the command line.
@@ -78,6 +83,7 @@ impl MechanismName {
             Self::CountThreshold => "count-threshold",
             Self::Quantile => "quantile",
             Self::JointLaplace => "joint-laplace",
+            Self::JointCountThreshold => "joint-count-threshold",
         }
     }
 
@@ -223,6 +229,11 @@ pub fn audit_mechanism<R: Rng + CryptoRng + ?Sized>(
             let selection = count_threshold(rows, rows, spec.epsilon, spec.delta)?;
             audit_count_threshold(&selection, rows, claim, trials, confidence, rng)?
         }
+        MechanismName::JointCountThreshold => {
+            let rows = integer_sensitivity(spec.sensitivity)?;
+            let selection = joint_count_threshold(rows, rows, spec.epsilon, spec.delta)?;
+            audit_count_threshold(&selection, rows, claim, trials, confidence, rng)?
+        }
         MechanismName::Quantile => {
             let rows = integer_sensitivity(spec.sensitivity)?;
             let median =
@@ -349,6 +360,32 @@ pub fn count_threshold(
     )?)
 }
 
+/// Thresholding a row count drawn jointly with a centred sum that one unit moves by
+/// `50·rows` steps, as the planner builds it for private partitions under pure ε (one group
+/// per unit: the draw at the whole ε): the threshold on the joint law's count for a
+/// contribution of `contribution` rows at δ. A threshold built for fewer rows than a unit
+/// adds, or for a larger δ, is a planted bug.
+///
+/// # Errors
+/// [`AuditError::Param`] if the mechanism refuses its parameters.
+pub fn joint_count_threshold(
+    rows: u64,
+    contribution: u64,
+    epsilon: Epsilon,
+    delta: Delta,
+) -> Result<ThresholdMechanism, AuditError> {
+    let mechanism = JointLaplaceMechanism::new(&[rows, rows.saturating_mul(50)], epsilon)?;
+    Ok(ThresholdMechanism::on_released(
+        ThresholdNoise::Joint {
+            mechanism,
+            index: 0,
+        },
+        contribution,
+        1,
+        delta,
+    )?)
+}
+
 /// Audits thresholding a released count: a group that does not exist against one holding
 /// one unit's `rows` rows (the δ part), the edge of release (the ε part) and the lower edge
 /// of the truncated noise's support.
@@ -363,10 +400,10 @@ pub fn audit_count_threshold<R: Rng + CryptoRng + ?Sized>(
     confidence: Confidence,
     rng: &mut R,
 ) -> Result<Vec<(String, Audit)>, AuditError> {
-    if !matches!(selection.noise(), ThresholdNoise::Laplace(_)) {
+    if matches!(selection.noise(), ThresholdNoise::Gaussian(_)) {
         return Err(AuditError::option(
             "--mechanism",
-            "a Laplace count expected",
+            "a Laplace or joint Laplace count expected",
         ));
     }
     // The count as the release draws it: with the selection's (truncated) noise.

@@ -26,7 +26,7 @@ pub(crate) fn pad_up(value: f64) -> f64 {
     next_up(value + value.abs() * NUMERIC_MARGIN)
 }
 
-fn pad_down(value: f64) -> f64 {
+pub(crate) fn pad_down(value: f64) -> f64 {
     next_down(value - value.abs() * NUMERIC_MARGIN)
 }
 

@@ -471,6 +471,7 @@ fn manifest(
                     "mechanism": format!("{} thresholding", match selection.noise() {
                         veil_core::mechanism::ThresholdNoise::Laplace(_) => "laplace",
                         veil_core::mechanism::ThresholdNoise::Gaussian(_) => "gaussian",
+                        veil_core::mechanism::ThresholdNoise::Joint { .. } => "joint laplace",
                     }),
                     "threshold": selection.threshold(),
                     "noise_truncated_to": selection.truncation(),

@@ -14,10 +14,10 @@ use rand::rngs::ChaCha20Rng;
 use veil_audit::ldp::audit_protocol;
 use veil_audit::mechanism::{
     MechanismName, audit_count_threshold, audit_joint, audit_quantile, audit_threshold,
-    count_threshold, threshold,
+    count_threshold, joint_count_threshold, threshold,
 };
 use veil_audit::{Claim, Confidence, Verdict, estimate::audit_sampler};
-use veil_core::mechanism::{GaussianMechanism, LaplaceMechanism};
+use veil_core::mechanism::{GaussianMechanism, LaplaceMechanism, ThresholdMechanism};
 use veil_core::sample::DiscreteGaussian;
 use veil_core::{Delta, Epsilon, L1Sensitivity, L2Sensitivity, Rational};
 use veil_ldp::{Domain, Longitudinal, OracleName, Protocol, ProtocolConfig};
@@ -91,6 +91,11 @@ const CASES: &[Case] = &[
         bug: "threshold on a released row count calibrated to δ = 0.05 while claiming 1e-6 (its δ not paid)",
         correct: count_threshold_correct,
         planted: count_threshold_without_its_delta,
+    },
+    Case {
+        bug: "threshold on a row count drawn jointly with a sum calibrated to δ = 0.05 while claiming 1e-6",
+        correct: joint_count_threshold_correct,
+        planted: joint_count_threshold_without_its_delta,
     },
 ];
 
@@ -319,8 +324,14 @@ fn joint_without_dimension(rng: &mut ChaCha20Rng) -> Verdict {
 // ---- Selection on a released row count: units with 5 rows per group, ε = 1, δ = 1e-6;
 // the planted version's threshold is calibrated to δ = 0.05.
 
-fn count_threshold_with(actual_delta: f64, rng: &mut ChaCha20Rng) -> Verdict {
-    let selection = count_threshold(5, 5, epsilon(1.0), delta(actual_delta)).unwrap();
+/// A threshold on a released row count built by `build` for δ = `actual_delta`, audited
+/// against the claim δ = 1e-6.
+fn released_count_threshold_with(
+    build: fn(u64, u64, Epsilon, Delta) -> Result<ThresholdMechanism, veil_audit::AuditError>,
+    actual_delta: f64,
+    rng: &mut ChaCha20Rng,
+) -> Verdict {
+    let selection = build(5, 5, epsilon(1.0), delta(actual_delta)).unwrap();
     let claim = Claim {
         epsilon: epsilon(1.0),
         delta: delta(1e-6),
@@ -331,10 +342,29 @@ fn count_threshold_with(actual_delta: f64, rng: &mut ChaCha20Rng) -> Verdict {
     })
 }
 
+fn count_threshold_with(actual_delta: f64, rng: &mut ChaCha20Rng) -> Verdict {
+    released_count_threshold_with(count_threshold, actual_delta, rng)
+}
+
 fn count_threshold_correct(rng: &mut ChaCha20Rng) -> Verdict {
     count_threshold_with(1e-6, rng)
 }
 
 fn count_threshold_without_its_delta(rng: &mut ChaCha20Rng) -> Verdict {
     count_threshold_with(0.05, rng)
+}
+
+// ---- The same, the row count drawn jointly with a centred sum (the engine's private
+// count + sum under pure ε).
+
+fn joint_count_threshold_with(actual_delta: f64, rng: &mut ChaCha20Rng) -> Verdict {
+    released_count_threshold_with(joint_count_threshold, actual_delta, rng)
+}
+
+fn joint_count_threshold_correct(rng: &mut ChaCha20Rng) -> Verdict {
+    joint_count_threshold_with(1e-6, rng)
+}
+
+fn joint_count_threshold_without_its_delta(rng: &mut ChaCha20Rng) -> Verdict {
+    joint_count_threshold_with(0.05, rng)
 }

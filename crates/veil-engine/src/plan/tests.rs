@@ -3,7 +3,8 @@ use crate::job::ContributionBounds;
 use crate::job::{Aggregate, Output, OutputFormat, Source, SourceFormat, ValueColumn};
 use crate::job::{AggregateKind, Partitions};
 use veil_core::Bounds;
-use veil_core::Rho;
+use veil_core::mechanism::{LaplaceMechanism, ThresholdMechanism, ThresholdNoise};
+use veil_core::{L1Sensitivity, Rho};
 
 fn aggregate(kind: AggregateKind) -> Aggregate {
     Aggregate {
@@ -549,8 +550,8 @@ fn each_quantile_level_states_its_own_rank_error() {
 
 /// Under pure ε, a count and a centred sum are drawn together (one joint draw per group
 /// at the sum of their ε's): each with less noise than the Laplace draw it replaces, the
-/// draw charged once, and the plan's charges within the budget. The thresholded count of
-/// private partitions keeps its own noise.
+/// draw charged once, and the plan's charges within the budget. With private partitions
+/// the thresholded count is one of them.
 #[test]
 fn pure_measures_of_a_query_are_drawn_together() {
     let public = |aggregates| {
@@ -610,19 +611,57 @@ fn pure_measures_of_a_query_are_drawn_together() {
     );
     assert_eq!(items.len(), 1, "{items:?}");
 
-    // Private partitions: the released count is thresholded on its own noise; one measure
-    // is left, drawn alone.
+    // Private partitions: the released count is drawn with the centred sum too, and the
+    // selection thresholds the joint law's count (a lower threshold than the same count
+    // drawn alone with truncated noise), charged as the joint draw plus δ.
     let mut private = public(count_sum_mean());
     private.partitions = Partitions::Private;
     private.drop_missing = vec!["value".into()];
     let private = plan(&job(approx(1.0, 1e-6), vec![private])).unwrap();
+    let query = &private.queries[0];
+    let selection = query.selection.as_ref().unwrap();
+    let ThresholdNoise::Joint { mechanism, index } = selection.noise() else {
+        panic!("{:?}", selection.noise())
+    };
+    let count = query.noise_of("rows").unwrap();
+    let MeasureNoise::Joint(joint) = &count.noise else {
+        panic!("{:?}", count.noise)
+    };
+    assert_eq!((joint.index, *index), (0, 0));
+    assert_eq!(&joint.mechanism, mechanism);
     assert!(
-        private.queries[0]
+        query
             .measures
             .iter()
-            .all(|noisy| !matches!(noisy.noise, MeasureNoise::Joint(_))),
-        "{:?}",
-        private.queries[0].measures
+            .all(|noisy| matches!(noisy.noise, MeasureNoise::Joint(_)))
+    );
+    // The same count drawn alone at its share of ε, truncated, as before.
+    let alone = LaplaceMechanism::new(
+        L1Sensitivity::integer(15),
+        Epsilon::new(mechanism.epsilon().get() * 3.0 / 2.0).unwrap(),
+    )
+    .unwrap();
+    let truncated =
+        ThresholdMechanism::on_released(ThresholdNoise::Laplace(alone), 5, 3, selection.delta())
+            .unwrap();
+    assert!(
+        selection.threshold() < truncated.threshold(),
+        "{} vs {}",
+        selection.threshold(),
+        truncated.threshold()
+    );
+    let items = private.charge_items();
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(
+        items
+            .iter()
+            .any(|item| item.label == "q.rows+centered_sum:value[0,100]"),
+        "{items:?}"
+    );
+    assert!(
+        items
+            .iter()
+            .any(|item| item.label == "q.partition_selection")
     );
 }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use polars::prelude::*;
 use rand_core::{CryptoRng, Rng};
 use veil_core::Released;
-use veil_core::mechanism::{QuantileLevel, QuantileMechanism};
+use veil_core::mechanism::{QuantileLevel, QuantileMechanism, ThresholdNoise};
 use veil_core::special::normal_sf_inverse;
 
 use crate::EngineError;
@@ -369,12 +369,31 @@ fn release_query<R: Rng + CryptoRng + ?Sized>(
         let mut values = BTreeMap::new();
         match (&query.selection, &query.selection_count) {
             (Some(selection), Some(key)) => {
-                // The selection draws the count with the count's own noise (truncated for
-                // Laplace: the threshold assumes it) and keeps it if it passes.
-                let Some(released) = selection.release(true_value(key, row), rng) else {
-                    continue;
-                };
-                values.insert(key.clone(), released);
+                // A count drawn jointly with another measure: one draw of both, kept whole
+                // if the count passes (the threshold rests on the joint law's answer).
+                if let Some(MeasureNoise::Joint(joint)) =
+                    query.noise_of(key).map(|noisy| &noisy.noise)
+                {
+                    if !matches!(selection.noise(), ThresholdNoise::Joint { index, .. } if *index == joint.index)
+                    {
+                        return Err(EngineError::Internal(format!(
+                            "the selection count {key} is drawn jointly but thresholded alone"
+                        )));
+                    }
+                    let truths: Vec<i64> =
+                        joint.keys.iter().map(|key| true_value(key, row)).collect();
+                    let Some(released) = selection.release_joint(&truths, rng) else {
+                        continue;
+                    };
+                    values.extend(joint.keys.iter().cloned().zip(released));
+                } else {
+                    // The selection draws the count with the count's own noise (truncated
+                    // for Laplace: the threshold assumes it) and keeps it if it passes.
+                    let Some(released) = selection.release(true_value(key, row), rng) else {
+                        continue;
+                    };
+                    values.insert(key.clone(), released);
+                }
             }
             (Some(selection), None) => {
                 let units = true_value(&crate::plan::Measure::Units.key(), row);

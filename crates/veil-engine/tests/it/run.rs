@@ -355,3 +355,57 @@ fn an_interrupted_run_charges_and_publishes_nothing() {
         assert!(!output.exists(), "interrupted before {before:?}");
     }
 }
+
+/// With private partitions under Laplace noise, a count and a sum are drawn in one joint
+/// draw and the selection thresholds its count: every released group's count reaches the
+/// threshold (a count drawn again after the selection read it could fall below), and the
+/// manifest names the joint thresholding.
+#[test]
+fn private_count_and_sum_are_drawn_together_and_selected_on_that_draw() {
+    let directory = tempfile::tempdir().unwrap();
+    let source = sample(directory.path());
+    let output = directory.path().join("out");
+    let count_sum = query(
+        3,
+        5,
+        vec![
+            aggregate(AggregateKind::Count),
+            aggregate(AggregateKind::Sum(value_column(0.0, 100.0))),
+        ],
+    );
+    let job = job(&source, &output, approx(1.0, 1e-6), vec![count_sum]);
+    let plan = veil_engine::plan::plan(&job).unwrap();
+    let selection = plan.queries[0].selection.as_ref().unwrap();
+    assert!(matches!(
+        selection.noise(),
+        veil_core::mechanism::ThresholdNoise::Joint { .. }
+    ));
+    #[allow(clippy::cast_precision_loss)]
+    let threshold = selection.threshold() as f64;
+    let mut ledger = CountingLedger::allowing(5);
+    let mut record = |_| {};
+    let mut rng = veil_testkit::seeded_rng(9);
+    let summary = run(&job, context(&mut ledger, &mut record), &mut rng).unwrap();
+    let table = &summary.outputs[0].table;
+    assert!(table.groups() > 5, "the large countries are released");
+    let counts = table.column_as_f64("count").unwrap();
+    assert!(
+        counts.iter().all(|count| *count >= threshold),
+        "{counts:?} against τ = {threshold}"
+    );
+    let sums = table.column_as_f64("sum_value").unwrap();
+    let sum_std = table.column_as_f64("sum_value_std").unwrap();
+    assert!(
+        sums.iter()
+            .zip(&sum_std)
+            .all(|(sum, std)| *sum >= 0.0 && *std > 0.0),
+        "{sums:?} {sum_std:?} {counts:?}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(output.join("release.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        manifest["queries"][0]["selection"]["mechanism"],
+        "joint laplace thresholding"
+    );
+}

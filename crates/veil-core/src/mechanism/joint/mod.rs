@@ -4,6 +4,7 @@ use dashu_int::UBig;
 use rand_core::{CryptoRng, Rng};
 
 use super::{MechanismKind, Released, ceil_ratio, exact_ratio, noisy_sum};
+use crate::calibrate::{pad_down, pad_up};
 use crate::sample::{DiscreteLaplace, bernoulli_exp_of};
 use crate::{Epsilon, ParamError, PrivacyLoss};
 
@@ -210,6 +211,147 @@ impl JointLaplaceMechanism {
             })
             .collect()
     }
+
+    /// An upper bound on `P[z_index >= m]` for one draw of a two-answer mechanism, in
+    /// floating point with every rounding covered by a margin, for calibrating a threshold
+    /// on that answer (see [`crate::mechanism::ThresholdMechanism::on_released`]).
+    ///
+    /// With `s_i = t_i/2` the law is `P(z) ∝ exp(−max(|z_0|/s_0, |z_1|/s_1))`, so the
+    /// weight of `z_own = k` is, with `r = k/s_own`, `n = ⌊r·s_other⌋` and
+    /// `q = e^(−1/s_other)`, `w(k) = (2n + 1)·e^(−r) + 2·q^(n+1)/(1 − q)`: the `2n + 1`
+    /// values of the other answer at or inside `r`, then its geometric tail beyond. The tail
+    /// is `Σ_{k>=m} w(k)` (summed until the rest is below `10^-12` of it, and that rest,
+    /// bounded by `Σ_{k>=K} e^(−k/s_own)·(A·k + B)` in closed form, added) over the
+    /// normaliser `w(0) + 2·Σ_{k>=1} w(k)` summed without its rest (smaller, so the ratio
+    /// is larger). `m <= 0` gives 1.
+    ///
+    /// # Errors
+    /// [`ParamError::Invalid`] unless the mechanism draws two answers, `index` is one of
+    /// them, and the answer's scale is at most `2^17` steps (beyond, the sums grow long).
+    pub fn marginal_tail_bound(&self, index: usize) -> Result<impl Fn(i64) -> f64, ParamError> {
+        if self.dimension() != 2 || index > 1 {
+            return Err(ParamError::Invalid {
+                param: "joint noise",
+                reason: alloc::format!(
+                    "a threshold reads one of exactly two joint answers (answer {index} of {})",
+                    self.dimension()
+                ),
+            });
+        }
+        let own = self.proposals[index].scale().to_f64_up() / 2.0;
+        let other = self.proposals[1 - index].scale().to_f64_up() / 2.0;
+        if own > f64::from(1_u32 << 17) {
+            return Err(ParamError::Invalid {
+                param: "joint noise",
+                reason: alloc::format!("a scale of {own} steps is too wide to threshold"),
+            });
+        }
+        let marginal = Marginal::new(own, other);
+        let normaliser = marginal.normaliser();
+        Ok(move |m: i64| -> f64 {
+            if m <= 0 {
+                return 1.0;
+            }
+            pad_up(marginal.tail_sum(m.unsigned_abs()) / normaliser).min(1.0)
+        })
+    }
+
+    /// `P[z_index >= m]` for real `m`, from the continuous law with half a step of
+    /// continuity correction: for estimates (a passed count's interval, the chance a group
+    /// is released), not for calibration.
+    #[must_use]
+    pub fn marginal_tail_estimate(&self, index: usize, m: f64) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let scale = self.proposals[index].scale().to_f64() / self.dimension() as f64;
+        let m = libm::ceil(m - 1e-9);
+        if m > 0.0 {
+            0.5 * unit_tail(self.dimension(), (m - 0.5) / scale)
+        } else {
+            1.0 - 0.5 * unit_tail(self.dimension(), (0.5 - m) / scale)
+        }
+    }
+}
+
+/// The weights of one answer of a two-answer joint law (see
+/// [`JointLaplaceMechanism::marginal_tail_bound`]).
+struct Marginal {
+    own: f64,
+    other: f64,
+    /// `1/(1 − q)` for the other answer's geometric tail, `q = e^(−1/s_other)`.
+    geometric: f64,
+}
+
+impl Marginal {
+    fn new(own: f64, other: f64) -> Self {
+        Self {
+            own,
+            other,
+            geometric: 1.0 / -libm::expm1(-1.0 / other),
+        }
+    }
+
+    /// `w(k)`, unnormalised.
+    fn weight(&self, k: u64) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let r = k as f64 / self.own;
+        let inside = libm::floor(r * self.other);
+        (2.0 * inside + 1.0) * libm::exp(-r)
+            + 2.0 * libm::exp(-(inside + 1.0) / self.other) * self.geometric
+    }
+
+    /// A bound on `Σ_{k>=from} w(k)`: `w(k) <= e^(−k/s_own)·(A·k + B)` with
+    /// `A = 2·s_other/s_own` and `B = 1 + 2/(1 − q)` (the other answer's values beyond `r`
+    /// weigh at most `e^(−r)` times its geometric series).
+    fn rest_from(&self, from: u64) -> f64 {
+        let (a, b) = (2.0 * self.other / self.own, 1.0 + 2.0 * self.geometric);
+        let p = libm::exp(-1.0 / self.own);
+        let one_minus_p = -libm::expm1(-1.0 / self.own);
+        #[allow(clippy::cast_precision_loss)]
+        let k = from as f64;
+        let head = libm::exp(-k / self.own);
+        pad_up(head * (b / one_minus_p + a * (k / one_minus_p + p / (one_minus_p * one_minus_p))))
+    }
+
+    /// `Σ_{from<=k<K} w(k)` as summed, `K − from`, and a bound on `Σ_{k>=K} w(k)`, for the
+    /// first `K` (in blocks of about one scale) where that bound is under `10^-12` of the
+    /// sum.
+    fn sum_from(&self, from: u64) -> (f64, u64, f64) {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let block = (libm::ceil(self.own) as u64).max(1);
+        let (mut sum, mut k) = (0.0, from);
+        loop {
+            for j in k..k + block {
+                sum += self.weight(j);
+            }
+            k += block;
+            let rest = self.rest_from(k);
+            if rest <= sum * 1e-12 {
+                return (sum, k - from, rest);
+            }
+        }
+    }
+
+    /// An upper bound on `Σ_{k>=from} w(k)`: the sum rounded up by its rounding error's
+    /// bound, plus the rest.
+    fn tail_sum(&self, from: u64) -> f64 {
+        let (sum, terms, rest) = self.sum_from(from);
+        pad_up(sum * (1.0 + rounding(terms)) + rest)
+    }
+
+    /// A lower bound on the normaliser `w(0) + 2·Σ_{k>=1} w(k)` (without the rest).
+    fn normaliser(&self) -> f64 {
+        let (positive, terms, _) = self.sum_from(1);
+        pad_down((self.weight(0) + 2.0 * positive) * (1.0 - 2.0 * rounding(terms + 1)))
+    }
+}
+
+/// A bound on the relative rounding error of a plain sum of `terms` positive terms, each
+/// computed to a few ulps (`exp`, a product, a quotient): `4·(terms + 4)` units of
+/// round-off.
+fn rounding(terms: u64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let terms = terms as f64;
+    4.0 * (terms + 4.0) * f64::EPSILON
 }
 
 /// `P(R·U > x)` for `R ~ Gamma(d + 1, 1)` and `U` uniform on `[0, 1]`: the tail of one

@@ -231,3 +231,76 @@ fn a_coordinate_rarely_passes_three_and_a_half_deviations() {
         assert!(upward < 0.0025, "d = {dimension}: {upward}");
     }
 }
+
+/// The law of answer `index` of a two-answer draw, by brute force over the lattice: `P[z_index
+/// = k]` for `k` in `0..reach` (summed over every other answer within `e^−60` of its mass).
+fn marginal_by_brute_force(mechanism: &JointLaplaceMechanism, index: usize) -> Vec<f64> {
+    let halves: Vec<f64> = mechanism
+        .proposals
+        .iter()
+        .map(|proposal| proposal.scale().to_f64() / 2.0)
+        .collect();
+    let (own, other) = (halves[index], halves[1 - index]);
+    #[allow(clippy::cast_possible_truncation)]
+    let (reach_own, reach_other) = ((60.0 * own).ceil() as i64, (60.0 * other).ceil() as i64);
+    #[allow(clippy::cast_precision_loss)]
+    let weight = |k: i64| -> f64 {
+        (-reach_other..=reach_other)
+            .map(|j| (-(k.abs() as f64 / own).max(j.abs() as f64 / other)).exp())
+            .sum()
+    };
+    let weights: Vec<f64> = (0..reach_own).map(weight).collect();
+    let total = weights[0] + 2.0 * weights[1..].iter().sum::<f64>();
+    weights.iter().map(|weight| weight / total).collect()
+}
+
+/// The threshold's tail bound holds the lattice law's tail from above and stays within a
+/// millionth of it (so thresholds are not needlessly high), for either answer, at whole and
+/// fractional scales; the continuous estimate stays within a few percent.
+#[test]
+fn the_marginal_tail_bound_holds_the_lattice_tail() {
+    for (sensitivities, epsilon) in [
+        (vec![1_u64, 3], 1.0),
+        (vec![2, 7], 0.7),
+        (vec![5, 13], 1.0 / 3.0),
+    ] {
+        let mechanism = joint(&sensitivities, epsilon);
+        for index in 0..2 {
+            let pmf = marginal_by_brute_force(&mechanism, index);
+            let bound = mechanism.marginal_tail_bound(index).unwrap();
+            let mut exact = 0.0;
+            let mut tails = vec![0.0; pmf.len()];
+            for k in (1..pmf.len()).rev() {
+                exact += pmf[k];
+                tails[k] = exact;
+            }
+            for (m, &exact) in tails.iter().enumerate().skip(1) {
+                if exact < 1e-15 {
+                    break;
+                }
+                let m = i64::try_from(m).unwrap();
+                let bounded = bound(m);
+                assert!(
+                    bounded >= exact && bounded <= exact * (1.0 + 1e-6),
+                    "{sensitivities:?} answer {index}, m = {m}: {bounded} vs {exact}"
+                );
+                #[allow(clippy::cast_precision_loss)]
+                let estimate = mechanism.marginal_tail_estimate(index, m as f64);
+                if exact > 1e-9 && m > 2 {
+                    assert!(
+                        (estimate / exact - 1.0).abs() < 0.1,
+                        "{sensitivities:?} answer {index}, m = {m}: estimate {estimate} vs {exact}"
+                    );
+                }
+            }
+            assert!((bound(0) - 1.0).abs() < f64::EPSILON && bound(-3) <= 1.0);
+        }
+    }
+}
+
+#[test]
+fn a_threshold_reads_one_of_two_answers() {
+    assert!(joint(&[5, 250, 7], 1.0).marginal_tail_bound(0).is_err());
+    assert!(joint(&[5, 250], 1.0).marginal_tail_bound(2).is_err());
+    assert!(joint(&[5], 1.0).marginal_tail_bound(0).is_err());
+}

@@ -1,6 +1,9 @@
 use rand_core::{CryptoRng, Rng};
 
-use super::{GaussianMechanism, LaplaceMechanism, Mechanism, Released};
+use super::{
+    GaussianMechanism, JointLaplaceMechanism, LaplaceMechanism, Mechanism, MechanismKind, Released,
+    noisy_sum,
+};
 use crate::calibrate::{discrete_gaussian_tail, pad_up};
 use crate::{Delta, Epsilon, L1Sensitivity, ParamError, PrivacyLoss, Rho};
 
@@ -14,6 +17,14 @@ pub enum ThresholdNoise {
     Laplace(LaplaceMechanism),
     /// Discrete Gaussian with `σ² = L0/(2ρ)`.
     Gaussian(GaussianMechanism),
+    /// Answer `index` of a joint draw of two answers ([`JointLaplaceMechanism`]), calibrated
+    /// per group: each of the `L0` groups a unit reaches costs the draw's ε.
+    Joint {
+        /// The joint draw.
+        mechanism: JointLaplaceMechanism,
+        /// The answer that is thresholded.
+        index: usize,
+    },
 }
 
 #[doc = include_str!("PRIVACY.md")]
@@ -142,6 +153,14 @@ impl ThresholdMechanism {
                 u128::from(mechanism.sensitivity()).pow(2),
                 u128::from(contribution).pow(2) * u128::from(max_partitions),
             ),
+            // Per group: the caller charges the draw once for each group a unit reaches.
+            ThresholdNoise::Joint { mechanism, index } => (
+                mechanism
+                    .sensitivities()
+                    .get(*index)
+                    .map_or(0, |&steps| u128::from(steps)),
+                u128::from(contribution),
+            ),
         };
         if calibrated < needed {
             #[allow(clippy::cast_precision_loss)]
@@ -161,6 +180,11 @@ impl ThresholdMechanism {
                 let sigma = libm::sqrt(mechanism.sigma_squared().to_f64_down());
                 #[allow(clippy::cast_precision_loss)]
                 let tail = move |m: i64| discrete_gaussian_tail(m as f64, sigma).1;
+                let threshold = smallest_threshold(max_partitions, contribution, delta, tail)?;
+                (threshold, None)
+            }
+            ThresholdNoise::Joint { mechanism, index } => {
+                let tail = mechanism.marginal_tail_bound(*index)?;
                 let threshold = smallest_threshold(max_partitions, contribution, delta, tail)?;
                 (threshold, None)
             }
@@ -256,6 +280,9 @@ impl ThresholdMechanism {
                 }
             }
             ThresholdNoise::Gaussian(noise) => crate::special::normal_sf((m - 0.5) / noise.sigma()),
+            ThresholdNoise::Joint { mechanism, index } => {
+                mechanism.marginal_tail_estimate(*index, m)
+            }
         }
     }
 
@@ -280,6 +307,7 @@ impl ThresholdMechanism {
             }
             (ThresholdNoise::Laplace(_), None) => "Laplace noise".into(),
             (ThresholdNoise::Gaussian(_), _) => "Gaussian noise".into(),
+            (ThresholdNoise::Joint { .. }, _) => "joint Laplace noise".into(),
         }
     }
 
@@ -295,13 +323,24 @@ impl ThresholdMechanism {
         &self.noise
     }
 
-    /// The loss of the noisy counts (`Pure(ε)` or `Zcdp(ρ)`); the mechanism also costs
-    /// [`ThresholdMechanism::delta`].
+    /// The loss of the noisy counts (`Pure(ε)` or `Zcdp(ρ)`; for a joint draw, its ε once
+    /// for each group a unit reaches, rounded up: the loss of all its answers); the
+    /// mechanism also costs [`ThresholdMechanism::delta`].
     #[must_use]
     pub fn noise_loss(&self) -> PrivacyLoss {
         match &self.noise {
             ThresholdNoise::Laplace(noise) => noise.loss(),
             ThresholdNoise::Gaussian(noise) => noise.loss(),
+            ThresholdNoise::Joint { mechanism, .. } => {
+                #[allow(clippy::cast_precision_loss)]
+                let groups = self.max_partitions as f64;
+                let total = (mechanism.epsilon().get() * groups).next_up();
+                // Not finite: the largest ε there is, so that a ledger refuses it.
+                PrivacyLoss::Pure(
+                    Epsilon::new(total)
+                        .unwrap_or_else(|_| Epsilon::new(f64::MAX).expect("f64::MAX is a valid ε")),
+                )
+            }
         }
     }
 
@@ -318,6 +357,7 @@ impl ThresholdMechanism {
         match &self.noise {
             ThresholdNoise::Laplace(noise) => noise.std_dev(),
             ThresholdNoise::Gaussian(noise) => noise.sigma(),
+            ThresholdNoise::Joint { mechanism, index } => mechanism.std_dev(*index),
         }
     }
 
@@ -363,16 +403,51 @@ impl ThresholdMechanism {
             }
             (ThresholdNoise::Laplace(noise), None) => noise.release(units, rng),
             (ThresholdNoise::Gaussian(noise), _) => noise.release(units, rng),
+            // One draw of the joint noise, of which this count reads its answer (the others
+            // are dropped: post-processing).
+            (ThresholdNoise::Joint { mechanism, index }, _) => Released::new(
+                noisy_sum(units, mechanism.sample(rng)[*index]),
+                MechanismKind::JointLaplace,
+                mechanism.loss(),
+                mechanism.std_dev(*index),
+                mechanism.ci_half_width(*index, super::DEFAULT_CONFIDENCE),
+            ),
         };
-        // Laplace noise passed through the threshold is (ε, δ)-DP, not ε-DP: the value
-        // says so. (Gaussian noise keeps its ρ; the selection's δ is charged beside it.)
-        let released = match released.loss() {
+        let released = self.with_delta(released);
+        self.passes(*released.value()).then_some(released)
+    }
+
+    /// For joint noise: one draw added to `values` (every answer of the joint draw, the
+    /// thresholded one at its index), all of them released if the thresholded answer
+    /// passes, none otherwise. `None` too for noise that is not joint.
+    ///
+    /// # Panics
+    /// If `values` does not hold one value per answer of the joint draw.
+    pub fn release_joint<R: Rng + CryptoRng + ?Sized>(
+        &self,
+        values: &[i64],
+        rng: &mut R,
+    ) -> Option<alloc::vec::Vec<Released<i64>>> {
+        let ThresholdNoise::Joint { mechanism, index } = &self.noise else {
+            return None;
+        };
+        let released: alloc::vec::Vec<Released<i64>> = mechanism
+            .release(values, rng)
+            .into_iter()
+            .map(|released| self.with_delta(released))
+            .collect();
+        self.passes(*released[*index].value()).then_some(released)
+    }
+
+    /// Laplace noise passed through the threshold is (ε, δ)-DP, not ε-DP: the value says
+    /// so. (Gaussian noise keeps its ρ; the selection's δ is charged beside it.)
+    fn with_delta(&self, released: Released<i64>) -> Released<i64> {
+        match released.loss() {
             PrivacyLoss::Pure(epsilon) => {
                 released.with_loss(PrivacyLoss::Approx(epsilon, self.delta))
             }
             _ => released,
-        };
-        self.passes(*released.value()).then_some(released)
+        }
     }
 }
 

@@ -313,6 +313,7 @@ fn the_interval_of_a_count_that_passed_covers_given_that_it_passed() {
             .unwrap(),
         ThresholdMechanism::gaussian(3, Rho::new(0.05).unwrap(), Delta::new(1e-6).unwrap())
             .unwrap(),
+        joint_rows(0.5, 1),
     ] {
         let mut rng = seeded_rng(21);
         let tau = mechanism.threshold();
@@ -437,4 +438,130 @@ fn a_thresholded_laplace_count_states_its_delta() {
         released.loss(),
         PrivacyLoss::Approx(Epsilon::new(1.0).unwrap(), delta)
     );
+}
+
+/// A row count drawn jointly with a centred sum (5 rows and 250 steps per unit and group),
+/// thresholded for `L0` groups per unit.
+fn joint_rows(epsilon_per_group: f64, max_partitions: u64) -> ThresholdMechanism {
+    let mechanism = JointLaplaceMechanism::new(&[5, 250], eps(epsilon_per_group)).unwrap();
+    ThresholdMechanism::on_released(
+        ThresholdNoise::Joint {
+            mechanism,
+            index: 0,
+        },
+        5,
+        max_partitions,
+        delta(1e-6),
+    )
+    .unwrap()
+}
+
+/// `P[z_0 >= m]` of a two-answer joint draw by brute force over the lattice.
+fn joint_tail_by_brute_force(selection: &ThresholdMechanism, m: i64) -> f64 {
+    let ThresholdNoise::Joint { mechanism, index } = selection.noise() else {
+        panic!("joint noise expected");
+    };
+    let spread = |at: usize| mechanism.std_dev(at) / 2.0;
+    let (own, other) = (spread(*index), spread(1 - index));
+    #[allow(clippy::cast_possible_truncation)]
+    let (reach_own, reach_other) = ((70.0 * own).ceil() as i64, (70.0 * other).ceil() as i64);
+    #[allow(clippy::cast_precision_loss)]
+    let weight = |k: i64| -> f64 {
+        (-reach_other..=reach_other)
+            .map(|j| (-(k.abs() as f64 / own).max(j.abs() as f64 / other)).exp())
+            .sum()
+    };
+    let total: f64 = (-reach_own..=reach_own).map(weight).sum();
+    (m..=reach_own).rev().map(weight).sum::<f64>() / total
+}
+
+/// The threshold on a joint answer is the smallest τ with `L0·P[z ≥ τ − L∞] <= δ` for the
+/// lattice law itself (by brute force): a tail taken from a lighter law (a Laplace of the
+/// answer's deviation, the joint law without its other answer's mass) would set τ lower and
+/// fail the first check.
+#[test]
+fn a_threshold_on_a_joint_answer_meets_its_delta_and_no_lower_one_does() {
+    for (epsilon, partitions) in [(1.0, 1_u64), (1.0 / 3.0, 3)] {
+        let selection = joint_rows(epsilon, partitions);
+        let tau = selection.threshold();
+        #[allow(clippy::cast_precision_loss)]
+        let partitions_f = partitions as f64;
+        let at = partitions_f * joint_tail_by_brute_force(&selection, tau - 5);
+        let below = partitions_f * joint_tail_by_brute_force(&selection, tau - 6);
+        assert!(at <= 1e-6 && below > 1e-6, "τ = {tau}: {at}, {below}");
+        assert_eq!(selection.truncation(), None);
+    }
+}
+
+/// The planner's case (ε = 1 for a count and a sum, L0 = 3, L∞ = 5, δ = 1e-6): drawn
+/// jointly at ε/3 per group, the count needs a lower threshold than the same count drawn
+/// alone at half of ε with truncated noise, and its noise is smaller.
+#[test]
+fn a_joint_count_needs_a_lower_threshold_than_a_truncated_one_at_the_same_budget() {
+    let joint = joint_rows(1.0 / 3.0, 3);
+    let alone = released_rows(0.5, 5, 3);
+    assert!(
+        joint.threshold() < alone.threshold(),
+        "{} vs {}",
+        joint.threshold(),
+        alone.threshold()
+    );
+    assert!(joint.std_dev() < alone.std_dev());
+    // The three groups' draws at ε/3 each, rounded up.
+    let PrivacyLoss::Pure(total) = joint.noise_loss() else {
+        panic!("a pure loss expected");
+    };
+    assert!(total.get() >= 1.0 && total.get() < 1.0 + 1e-12);
+}
+
+/// A joint draw releases every answer or none, on its thresholded answer alone; the
+/// answers carry δ in their loss.
+#[test]
+fn a_joint_draw_is_released_whole_when_its_count_passes() {
+    let selection = joint_rows(1.0, 1);
+    let mut rng = seeded_rng(31);
+    let tau = selection.threshold();
+    for _ in 0..200 {
+        assert!(selection.release_joint(&[1, 0], &mut rng).is_none());
+        let released = selection
+            .release_joint(&[tau + 2_000, -77], &mut rng)
+            .unwrap();
+        assert_eq!(released.len(), 2);
+        assert!(
+            released
+                .iter()
+                .all(|value| value.loss() == PrivacyLoss::Approx(eps(1.0), delta(1e-6)))
+        );
+        assert!(selection.passes(*released[0].value()));
+    }
+    // Near τ the decision is the released count's: passed draws hold a count at τ or above.
+    let mut seen = 0;
+    for _ in 0..2_000 {
+        if let Some(released) = selection.release_joint(&[tau, 10], &mut rng) {
+            assert!(*released[0].value() >= tau);
+            seen += 1;
+        }
+    }
+    assert!((700..1_300).contains(&seen), "{seen}");
+    let laplace = released_rows(0.5, 5, 3);
+    assert!(laplace.release_joint(&[1, 2], &mut rng).is_none());
+}
+
+/// A joint answer calibrated for fewer rows than a unit adds to a group is refused, as is a
+/// joint draw of more than two answers.
+#[test]
+fn a_joint_answer_calibrated_for_less_than_the_contribution_is_refused() {
+    let mechanism = JointLaplaceMechanism::new(&[4, 250], eps(1.0)).unwrap();
+    let noise = ThresholdNoise::Joint {
+        mechanism,
+        index: 0,
+    };
+    assert!(ThresholdMechanism::on_released(noise.clone(), 5, 1, delta(1e-6)).is_err());
+    assert!(ThresholdMechanism::on_released(noise, 4, 1, delta(1e-6)).is_ok());
+    let three = JointLaplaceMechanism::new(&[5, 250, 9], eps(1.0)).unwrap();
+    let noise = ThresholdNoise::Joint {
+        mechanism: three,
+        index: 0,
+    };
+    assert!(ThresholdMechanism::on_released(noise, 5, 1, delta(1e-6)).is_err());
 }
