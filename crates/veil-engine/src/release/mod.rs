@@ -361,6 +361,7 @@ fn release_query<R: Rng + CryptoRng + ?Sized>(
     let true_value =
         |key: &str, row: usize| measure_values.get(key).map_or(0, |values| values[row]);
 
+    let joint_selection = joint_selection(query)?;
     // Selection first: with a selection on a released count, that count is drawn first and
     // the rest only for groups that pass; a separate selection draws its own unit counts.
     let mut kept = Vec::new();
@@ -371,15 +372,7 @@ fn release_query<R: Rng + CryptoRng + ?Sized>(
             (Some(selection), Some(key)) => {
                 // A count drawn jointly with another measure: one draw of both, kept whole
                 // if the count passes (the threshold rests on the joint law's answer).
-                if let Some(MeasureNoise::Joint(joint)) =
-                    query.noise_of(key).map(|noisy| &noisy.noise)
-                {
-                    if !matches!(selection.noise(), ThresholdNoise::Joint { index, .. } if *index == joint.index)
-                    {
-                        return Err(EngineError::Internal(format!(
-                            "the selection count {key} is drawn jointly but thresholded alone"
-                        )));
-                    }
+                if let Some(joint) = joint_selection {
                     let truths: Vec<i64> =
                         joint.keys.iter().map(|key| true_value(key, row)).collect();
                     let Some(released) = selection.release_joint(&truths, rng) else {
@@ -480,6 +473,30 @@ fn release_query<R: Rng + CryptoRng + ?Sized>(
         query: query.query.name.clone(),
         frame,
     })
+}
+
+/// The joint draw that holds the count selection thresholds, when it is one; checked once,
+/// before any group: the selection must threshold that very draw's count (the same
+/// mechanism, the same answer), and a count drawn jointly is never thresholded alone.
+fn joint_selection(query: &QueryPlan) -> Result<Option<&crate::plan::JointNoise>, EngineError> {
+    let (Some(selection), Some(key)) = (&query.selection, &query.selection_count) else {
+        return Ok(None);
+    };
+    let joint = match query.noise_of(key).map(|noisy| &noisy.noise) {
+        Some(MeasureNoise::Joint(joint)) => Some(joint),
+        _ => None,
+    };
+    match (selection.noise(), joint) {
+        (ThresholdNoise::Joint { mechanism, index }, Some(joint))
+            if *mechanism == joint.mechanism && *index == joint.index =>
+        {
+            Ok(Some(joint))
+        }
+        (ThresholdNoise::Joint { .. }, _) | (_, Some(_)) => Err(EngineError::Internal(format!(
+            "the selection's noise and the noise of {key}, the count it thresholds, disagree"
+        ))),
+        _ => Ok(None),
+    }
 }
 
 /// The released rows ordered by their group keys (each column's natural order, nulls

@@ -252,7 +252,17 @@ impl JointLaplaceMechanism {
             if m <= 0 {
                 return 1.0;
             }
-            pad_up(marginal.tail_sum(m.unsigned_abs()) / normaliser).min(1.0)
+            let m = m.unsigned_abs();
+            // Far out (a δ below about 1e-250), the closed-form rest bounds the whole tail by
+            // itself; summing there would reach subnormal numbers, whose rounding the margins
+            // do not cover, and a relative stopping rule that underflows.
+            let rest = marginal.rest_from(m);
+            let tail = if rest < 1e-250 {
+                rest
+            } else {
+                marginal.tail_sum(m)
+            };
+            pad_up(tail / normaliser).min(1.0)
         })
     }
 
@@ -312,9 +322,10 @@ impl Marginal {
         pad_up(head * (b / one_minus_p + a * (k / one_minus_p + p / (one_minus_p * one_minus_p))))
     }
 
-    /// `Σ_{from<=k<K} w(k)` as summed, `K − from`, and a bound on `Σ_{k>=K} w(k)`, for the
-    /// first `K` (in blocks of about one scale) where that bound is under `10^-12` of the
-    /// sum.
+    /// `Σ_{from<=k<K} w(k)` as summed, the terms it adds (plus the ulps its largest
+    /// exponent `K/s_own` costs each `exp`: see [`reach_in_ulps`]), and a bound on
+    /// `Σ_{k>=K} w(k)`, for the first `K` (in blocks of about one scale) where that bound is
+    /// under `10^-12` of the sum.
     fn sum_from(&self, from: u64) -> (f64, u64, f64) {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let block = (libm::ceil(self.own) as u64).max(1);
@@ -326,7 +337,9 @@ impl Marginal {
             k += block;
             let rest = self.rest_from(k);
             if rest <= sum * 1e-12 {
-                return (sum, k - from, rest);
+                #[allow(clippy::cast_precision_loss)]
+                let reach = k as f64 / self.own;
+                return (sum, k - from + reach_in_ulps(reach), rest);
             }
         }
     }
@@ -345,9 +358,17 @@ impl Marginal {
     }
 }
 
-/// A bound on the relative rounding error of a plain sum of `terms` positive terms, each
-/// computed to a few ulps (`exp`, a product, a quotient): `4·(terms + 4)` units of
-/// round-off.
+/// The ulps that an exponent `r` computed to half an ulp costs its `exp`: `e^(−r(1 + u/2))`
+/// is `e^(−r)` within `r·u/2` relatively, so `r` ulps bound it (rounded up).
+fn reach_in_ulps(reach: f64) -> u64 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ulps = libm::ceil(reach) as u64;
+    ulps
+}
+
+/// A bound on the relative rounding error of a plain sum of positive terms, each computed
+/// to a few ulps (`exp`, a product, a quotient) beyond the exponent's own error, `terms`
+/// counting the terms and that error's ulps: `4·(terms + 4)` units of round-off.
 fn rounding(terms: u64) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let terms = terms as f64;

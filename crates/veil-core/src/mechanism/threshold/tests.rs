@@ -565,3 +565,20 @@ fn a_joint_answer_calibrated_for_less_than_the_contribution_is_refused() {
     };
     assert!(ThresholdMechanism::on_released(noise, 5, 1, delta(1e-6)).is_err());
 }
+
+/// A tiny δ ends: the tail's far end is bounded in closed form, not summed down to
+/// subnormal numbers (where a relative stopping rule underflows and never stops).
+#[test]
+fn a_joint_threshold_for_a_tiny_delta_ends() {
+    let mechanism = JointLaplaceMechanism::new(&[5, 250], eps(1.0 / 3.0)).unwrap();
+    let noise = ThresholdNoise::Joint {
+        mechanism,
+        index: 0,
+    };
+    let mut last = 0;
+    for tiny in [1e-200, 1e-300, 1e-320] {
+        let selection = ThresholdMechanism::on_released(noise.clone(), 5, 3, delta(tiny)).unwrap();
+        assert!(selection.threshold() > last, "δ = {tiny}");
+        last = selection.threshold();
+    }
+}
