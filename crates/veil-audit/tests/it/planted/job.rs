@@ -32,6 +32,11 @@ const CASES: &[Case] = &[
         planted: job_without_selection,
     },
     Case {
+        bug: "groups released without partition selection, 3 groups per person (the count drawn jointly with the sum)",
+        correct: job3_correct,
+        planted: job3_without_selection,
+    },
+    Case {
         bug: "rows published in the scan's order instead of by key",
         correct: order_correct,
         planted: order_of_the_scan,
@@ -131,8 +136,30 @@ fn job_neighbours(job: &Job, scan: &veil_engine::plan::ScanPlan) -> Vec<Neighbou
     neighbours
 }
 
+/// The sample job with `groups` groups per person.
+fn sample_job_with(groups: u32) -> (tempfile::TempDir, Job) {
+    let (directory, mut job) = sample_job();
+    job.queries[0].bounds.max_groups_per_unit = groups;
+    (directory, job)
+}
+
 fn job_correct(rng: &mut ChaCha20Rng) -> Verdict {
-    let (_directory, job) = sample_job();
+    correct_with(sample_job(), rng)
+}
+
+/// At 3 groups per person the plan draws the count and the sum jointly (ε/3 per group) and
+/// thresholds that count (δ = 3·tail): the whole job's claim must still hold.
+fn job3_correct(rng: &mut ChaCha20Rng) -> Verdict {
+    let (directory, job) = sample_job_with(3);
+    let plan = veil_engine::check(&job).unwrap();
+    assert!(matches!(
+        plan.queries[0].selection.as_ref().unwrap().noise(),
+        veil_core::mechanism::ThresholdNoise::Joint { .. }
+    ));
+    correct_with((directory, job), rng)
+}
+
+fn correct_with((_directory, job): (tempfile::TempDir, Job), rng: &mut ChaCha20Rng) -> Verdict {
     let plan = veil_engine::check(&job).unwrap();
     let neighbours = job_neighbours(&job, &plan.scan);
     let audit = audit_neighbours(&plan, &neighbours, options(), rng).unwrap();
@@ -157,7 +184,17 @@ fn job_without_linf(rng: &mut ChaCha20Rng) -> Verdict {
 }
 
 fn job_without_selection(rng: &mut ChaCha20Rng) -> Verdict {
-    let (_directory, job) = sample_job();
+    without_selection(sample_job(), rng)
+}
+
+fn job3_without_selection(rng: &mut ChaCha20Rng) -> Verdict {
+    without_selection(sample_job_with(3), rng)
+}
+
+fn without_selection(
+    (_directory, job): (tempfile::TempDir, Job),
+    rng: &mut ChaCha20Rng,
+) -> Verdict {
     let plan = veil_engine::check(&job).unwrap();
     let neighbours = job_neighbours(&job, &plan.scan);
     let release =
