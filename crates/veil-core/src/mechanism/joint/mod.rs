@@ -9,7 +9,7 @@ use crate::sample::{DiscreteLaplace, bernoulli_exp_of};
 use crate::{Epsilon, ParamError, PrivacyLoss};
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 #[doc = include_str!("PRIVACY.md")]
 ///

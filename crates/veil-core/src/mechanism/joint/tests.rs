@@ -234,7 +234,10 @@ fn a_coordinate_rarely_passes_three_and_a_half_deviations() {
 
 /// The law of answer `index` of a two-answer draw, by brute force over the lattice: `P[z_index
 /// = k]` for `k` in `0..reach` (summed over every other answer within `e^−60` of its mass).
-fn marginal_by_brute_force(mechanism: &JointLaplaceMechanism, index: usize) -> Vec<f64> {
+pub(in crate::mechanism) fn marginal_by_brute_force(
+    mechanism: &JointLaplaceMechanism,
+    index: usize,
+) -> Vec<f64> {
     let halves: Vec<f64> = mechanism
         .proposals
         .iter()

@@ -456,23 +456,14 @@ fn joint_rows(epsilon_per_group: f64, max_partitions: u64) -> ThresholdMechanism
     .unwrap()
 }
 
-/// `P[z_0 >= m]` of a two-answer joint draw by brute force over the lattice.
+/// `P[z >= m]` of the thresholded answer of a two-answer joint draw, by brute force over
+/// the lattice (`m >= 1`).
 fn joint_tail_by_brute_force(selection: &ThresholdMechanism, m: i64) -> f64 {
     let ThresholdNoise::Joint { mechanism, index } = selection.noise() else {
         panic!("joint noise expected");
     };
-    let spread = |at: usize| mechanism.std_dev(at) / 2.0;
-    let (own, other) = (spread(*index), spread(1 - index));
-    #[allow(clippy::cast_possible_truncation)]
-    let (reach_own, reach_other) = ((70.0 * own).ceil() as i64, (70.0 * other).ceil() as i64);
-    #[allow(clippy::cast_precision_loss)]
-    let weight = |k: i64| -> f64 {
-        (-reach_other..=reach_other)
-            .map(|j| (-(k.abs() as f64 / own).max(j.abs() as f64 / other)).exp())
-            .sum()
-    };
-    let total: f64 = (-reach_own..=reach_own).map(weight).sum();
-    (m..=reach_own).rev().map(weight).sum::<f64>() / total
+    let pmf = crate::mechanism::joint::tests::marginal_by_brute_force(mechanism, *index);
+    pmf[usize::try_from(m).unwrap()..].iter().sum()
 }
 
 /// The threshold on a joint answer is the smallest τ with `L0·P[z ≥ τ − L∞] <= δ` for the
