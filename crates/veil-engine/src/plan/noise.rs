@@ -51,9 +51,7 @@ impl JointNoise {
     /// What one unit can lose to the joint draws of every group it is in.
     #[must_use]
     pub fn loss(&self) -> PrivacyLoss {
-        #[allow(clippy::cast_precision_loss)]
-        let epsilon = (self.mechanism.epsilon().get() * self.groups as f64).next_up();
-        Epsilon::new(epsilon).map_or_else(|_| unbounded_pure(), PrivacyLoss::Pure)
+        self.mechanism.loss_over(self.groups)
     }
 }
 

@@ -129,6 +129,19 @@ impl JointLaplaceMechanism {
         PrivacyLoss::Pure(self.epsilon)
     }
 
+    /// What one unit can lose to this draw in each of the `groups` groups it is in:
+    /// `Pure(groups·ε)`, rounded up. A product too large for a finite `f64` is claimed as
+    /// the largest ε there is, so that a ledger refuses it rather than charge less.
+    #[must_use]
+    pub fn loss_over(&self, groups: u64) -> PrivacyLoss {
+        #[allow(clippy::cast_precision_loss)]
+        let total = (self.epsilon.get() * groups as f64).next_up();
+        PrivacyLoss::Pure(
+            Epsilon::new(total)
+                .unwrap_or_else(|_| Epsilon::new(f64::MAX).expect("f64::MAX is a valid ε")),
+        )
+    }
+
     /// The standard deviation of answer `index`'s noise, in steps (the continuous law's).
     ///
     /// # Panics

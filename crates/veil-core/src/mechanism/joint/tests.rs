@@ -307,3 +307,23 @@ fn a_threshold_reads_one_of_two_answers() {
     assert!(joint(&[5, 250], 1.0).marginal_tail_bound(2).is_err());
     assert!(joint(&[5], 1.0).marginal_tail_bound(0).is_err());
 }
+
+/// A unit in `L0` groups loses the draw's ε once per group, never rounded down.
+#[test]
+fn loss_over_groups_adds_each_groups_epsilon_and_never_rounds_down() {
+    let mechanism = joint(&[5, 250], 0.1);
+    let PrivacyLoss::Pure(three) = mechanism.loss_over(3) else {
+        panic!("a joint draw is pure");
+    };
+    assert!(three.get() >= 0.1 * 3.0 && three.get() <= (0.1_f64 * 3.0).next_up());
+    assert_eq!(
+        mechanism.loss_over(1),
+        PrivacyLoss::Pure(Epsilon::new(0.1_f64.next_up()).unwrap())
+    );
+    let PrivacyLoss::Pure(many) = joint(&[1], 2.5).loss_over(u64::MAX) else {
+        panic!("a joint draw is pure");
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let floor = 2.5 * u64::MAX as f64;
+    assert!(many.get() > floor);
+}

@@ -331,16 +331,7 @@ impl ThresholdMechanism {
         match &self.noise {
             ThresholdNoise::Laplace(noise) => noise.loss(),
             ThresholdNoise::Gaussian(noise) => noise.loss(),
-            ThresholdNoise::Joint { mechanism, .. } => {
-                #[allow(clippy::cast_precision_loss)]
-                let groups = self.max_partitions as f64;
-                let total = (mechanism.epsilon().get() * groups).next_up();
-                // Not finite: the largest ε there is, so that a ledger refuses it.
-                PrivacyLoss::Pure(
-                    Epsilon::new(total)
-                        .unwrap_or_else(|_| Epsilon::new(f64::MAX).expect("f64::MAX is a valid ε")),
-                )
-            }
+            ThresholdNoise::Joint { mechanism, .. } => mechanism.loss_over(self.max_partitions),
         }
     }
 
