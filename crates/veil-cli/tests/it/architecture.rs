@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::workspace;
+
 /// The Veil crates each crate may depend on (normal dependencies; dev-dependencies on
 /// `veil-testkit` are always allowed). A crate missing here is a new crate: add it with
 /// its reason in ARCHITECTURE.md.
@@ -51,13 +53,6 @@ const PURE: &[&str] = &[
     "veil-report",
 ];
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("the workspace root exists")
-}
-
 fn metadata() -> Value {
     let output = std::process::Command::new(env!("CARGO"))
         .args([
@@ -67,7 +62,7 @@ fn metadata() -> Value {
             "--no-deps",
             "--offline",
         ])
-        .current_dir(workspace_root())
+        .current_dir(workspace())
         .output()
         .expect("cargo metadata runs");
     assert!(
@@ -142,7 +137,7 @@ fn lint_table(manifest: &Path) -> toml::Table {
 /// instead of forbidding it; their tables are the workspace's otherwise.
 #[test]
 fn lints_are_the_workspaces_and_unsafe_is_denied_only_where_allowed() {
-    let root = workspace_root();
+    let root = workspace();
     let text = std::fs::read_to_string(root.join("Cargo.toml")).expect("readable manifest");
     let document: toml::Table = toml::from_str(&text).expect("a valid manifest");
     let mut expected = document["workspace"]["lints"]
@@ -177,7 +172,7 @@ fn lints_are_the_workspaces_and_unsafe_is_denied_only_where_allowed() {
 /// `unsafe` appears only in the files that cross a C ABI.
 #[test]
 fn unsafe_code_stays_in_the_c_interfaces() {
-    let root = workspace_root();
+    let root = workspace();
     for crate_name in UNSAFE_DENIED {
         let mut files = Vec::new();
         rust_files(
@@ -231,7 +226,7 @@ fn math_crates_do_no_io() {
         "rand::rng(",
     ];
     for crate_name in PURE {
-        let source = workspace_root().join("crates").join(crate_name).join("src");
+        let source = workspace().join("crates").join(crate_name).join("src");
         if !source.exists() {
             continue;
         }
@@ -358,7 +353,7 @@ fn module_graph(source: &Path) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
 #[test]
 fn no_module_imports_one_that_imports_it_back() {
     let mut cycles = Vec::new();
-    for entry in std::fs::read_dir(workspace_root().join("crates")).expect("crates/") {
+    for entry in std::fs::read_dir(workspace().join("crates")).expect("crates/") {
         let source = entry.expect("a crate").path().join("src");
         if !source.is_dir() {
             continue;

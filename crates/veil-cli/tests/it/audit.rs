@@ -1,17 +1,8 @@
 //! `veil audit` end to end: the JSON it prints, its verdicts and exit codes.
 
-use std::path::{Path, PathBuf};
-
 use serde_json::Value;
 
-use crate::veil;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use crate::{veil, workspace};
 
 fn audit(arguments: &[&str]) -> (Option<i32>, Value) {
     let output = veil()

@@ -2,7 +2,7 @@ use serde_json::Value;
 use veil_accountant::{BudgetKey, BudgetLedger, Charge, ChargeItem, Component, ReleaseRecord};
 use veil_ledger::SqliteLedger;
 
-use crate::veil;
+use crate::{veil, workspace};
 
 fn init(ledger: &std::path::Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     veil()
@@ -208,13 +208,6 @@ fn mistakes_are_named() {
         .code(1)
         .stderr(predicates::str::contains("not a Veil ledger"))
         .stderr(predicates::str::contains("notes.txt"));
-}
-
-fn workspace() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("the workspace")
 }
 
 fn key() -> BudgetKey {

@@ -1,17 +1,10 @@
 //! `veil purposes`, `veil purge`, and the purpose and consent checks of job files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use predicates::prelude::*;
 
-use crate::veil;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use crate::{veil, workspace};
 
 #[test]
 fn purposes_are_summarized_in_plain_language() {

@@ -3,84 +3,23 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::{JobFile, budget, nothing_released, veil, workspace};
 use predicates::prelude::*;
-use veil_accountant::{BudgetKey, BudgetLedger};
-use veil_ledger::SqliteLedger;
 
-use crate::veil;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// A job over `source` with `extra` TOML (a `[consent]` table, more `[source]` keys),
-/// its own ledger and budget.
+/// A job over `source` with more `[source]` keys and `extra` tables (a `[consent]`), its
+/// own ledger and budget.
 fn job(directory: &Path, source: &Path, source_keys: &str, extra: &str) -> PathBuf {
     let ledger = directory.join("ledger.sqlite");
     if !ledger.exists() {
-        veil()
-            .args(["budget", "init", "--ledger"])
-            .arg(&ledger)
-            .args(["--dataset", "events", "--purpose", "analytics"])
-            .args(["--epsilon", "5", "--delta", "1e-5"])
-            .assert()
-            .success();
+        budget(directory, "5", "1e-5");
     }
-    let job = directory.join("job.toml");
-    std::fs::write(
-        &job,
-        format!(
-            r#"
-as_of = "2026-11-01T00:00:00Z"
-
-[source]
-path = {source:?}
-privacy_unit = "user_id"
-{source_keys}
-
-[budget]
-ledger = {ledger:?}
-dataset = "events"
-purpose = "analytics"
-epsilon = 1.0
-delta = 1e-6
-
-{extra}
-
-[[query]]
-name = "by_country"
-group_by = ["country"]
-max_groups_per_unit = 1
-max_rows_per_group = 1
-aggregates = [{{ kind = "count" }}]
-
-[output]
-path = {output:?}
-"#,
-            output = directory.join("out"),
-        ),
-    )
-    .unwrap();
-    job
-}
-
-/// Nothing was charged and no output folder was written.
-fn nothing_charged(directory: &Path) {
-    let ledger = SqliteLedger::open(&directory.join("ledger.sqlite")).unwrap();
-    let status = ledger
-        .status(&BudgetKey {
-            dataset: "events".into(),
-            purpose: "analytics".into(),
-        })
-        .unwrap();
-    assert_eq!(status.remaining, status.total, "nothing is charged");
-    let written = std::fs::read_dir(directory.join("out"))
-        .map(|entries| entries.count())
-        .unwrap_or(0);
-    assert_eq!(written, 0, "nothing is written");
+    JobFile {
+        top: r#"as_of = "2026-11-01T00:00:00Z""#,
+        source_keys,
+        tables: extra,
+        ..JobFile::new(source, &ledger, &directory.join("out"))
+    }
+    .write(directory)
 }
 
 /// Regression: a consent log with text ids over a source with integer ids matched no one,
@@ -110,7 +49,7 @@ fn a_consent_log_of_another_id_type_is_a_configuration_error() {
         .stderr(predicate::str::contains(
             "holds string ids but the source's privacy unit holds integer ids",
         ));
-    nothing_charged(directory.path());
+    nothing_released(directory.path());
 }
 
 /// Regression: consent given only after the as-of time left no one, and the empty
@@ -143,7 +82,7 @@ fn a_run_that_leaves_no_one_is_refused_and_says_why() {
             "consent for the purpose was in force at the as-of time",
         ))
         .stderr(predicate::str::contains("nothing was released or charged"));
-    nothing_charged(directory.path());
+    nothing_released(directory.path());
 }
 
 /// A job can ask for a smallest population; below it nothing is released or charged.
@@ -160,7 +99,7 @@ fn min_units_refuses_a_small_population() {
         .stderr(predicate::str::contains(
             "the job requires at least 1000000000 (source.min_units)",
         ));
-    nothing_charged(directory.path());
+    nothing_released(directory.path());
     let job = self::job(directory.path(), &source, "min_units = 0", "");
     veil()
         .arg("run")
@@ -193,7 +132,7 @@ fn a_csv_source_with_another_delimiter_is_named_and_readable() {
         .stderr(predicate::str::contains(
             "set `delimiter = \";\"` in [source]",
         ));
-    nothing_charged(directory.path());
+    nothing_released(directory.path());
     let job = self::job(directory.path(), &source, "delimiter = \";\"", "");
     veil()
         .arg("run")
@@ -255,45 +194,18 @@ fn explain_gives_each_output_its_own_noise_as_numbers() {
 fn auto_bounds_are_chosen_privately_and_released() {
     let directory = tempfile::tempdir().unwrap();
     let source = workspace().join("data/events.parquet");
-    let job = directory.path().join("job.toml");
-    let ledger = directory.path().join("ledger.sqlite");
-    veil()
-        .args(["budget", "init", "--ledger"])
-        .arg(&ledger)
-        .args(["--dataset", "events", "--purpose", "analytics"])
-        .args(["--epsilon", "1", "--delta", "1e-6"])
-        .assert()
-        .success();
-    std::fs::write(
-        &job,
-        format!(
-            r#"
-[source]
-path = {source:?}
-privacy_unit = "user_id"
-
-[budget]
-ledger = {ledger:?}
-dataset = "events"
-purpose = "analytics"
-epsilon = 1.0
-delta = 1e-6
-
-[[query]]
+    let ledger = budget(directory.path(), "1", "1e-6");
+    let job = JobFile {
+        queries: r#"[[query]]
 name = "by_country"
 group_by = ["country"]
 max_groups_per_unit = "auto"
 max_rows_per_group = "auto"
-aggregates = [{{ kind = "count" }}, {{ kind = "mean", column = "value", bounds = "auto" }}]
-
-[output]
-path = {output:?}
-format = "json"
-"#,
-            output = directory.path().join("out"),
-        ),
-    )
-    .unwrap();
+aggregates = [{ kind = "count" }, { kind = "mean", column = "value", bounds = "auto" }]"#,
+        output_keys: r#"format = "json""#,
+        ..JobFile::new(&source, &ledger, &directory.path().join("out"))
+    }
+    .write(directory.path());
     veil()
         .arg("explain")
         .arg(&job)

@@ -4,14 +4,7 @@ use std::path::{Path, PathBuf};
 
 use predicates::prelude::*;
 
-use crate::veil;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use crate::{COUNT_BY_COUNTRY, JobFile, budget, veil, workspace};
 
 fn files_in(directory: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(directory)
@@ -241,45 +234,14 @@ fn a_ledger_without_the_budget_says_how_to_create_it() {
 /// A job over `source` writing a parquet table named `query` into `output`, with its own
 /// ledger and budget in `directory`.
 fn overwriting_job(directory: &Path, source: &Path, query: &str, output: &Path) -> PathBuf {
-    let ledger = directory.join("ledger.sqlite");
-    veil()
-        .args(["budget", "init", "--ledger"])
-        .arg(&ledger)
-        .args(["--dataset", "events", "--purpose", "analytics"])
-        .args(["--epsilon", "5", "--delta", "1e-5"])
-        .assert()
-        .success();
-    let job = directory.join("job.toml");
-    std::fs::write(
-        &job,
-        format!(
-            r#"
-[source]
-path = {source:?}
-privacy_unit = "user_id"
-
-[budget]
-ledger = {ledger:?}
-dataset = "events"
-purpose = "analytics"
-epsilon = 1.0
-delta = 1e-6
-
-[[query]]
-name = {query:?}
-group_by = ["country"]
-max_groups_per_unit = 1
-max_rows_per_group = 1
-aggregates = [{{ kind = "count" }}]
-
-[output]
-path = {output:?}
-format = "parquet"
-"#
-        ),
-    )
-    .unwrap();
-    job
+    let ledger = budget(directory, "5", "1e-5");
+    let queries = COUNT_BY_COUNTRY.replace(r#""by_country""#, &format!("{query:?}"));
+    JobFile {
+        queries: &queries,
+        output_keys: r#"format = "parquet""#,
+        ..JobFile::new(source, &ledger, output)
+    }
+    .write(directory)
 }
 
 /// Regression: `[output] path` at the source's folder with a query named like the source
@@ -333,14 +295,7 @@ fn a_release_never_lands_on_or_among_its_inputs() {
 #[test]
 fn a_small_memory_budget_runs_in_partitions_and_cleans_up() {
     let directory = tempfile::tempdir().unwrap();
-    let ledger = directory.path().join("ledger.sqlite");
-    veil()
-        .args(["budget", "init", "--ledger"])
-        .arg(&ledger)
-        .args(["--dataset", "events", "--purpose", "analytics"])
-        .args(["--epsilon", "100", "--delta", "1e-3"])
-        .assert()
-        .success();
+    let ledger = budget(directory.path(), "100", "1e-3");
     let counts = |assert: &assert_cmd::assert::Assert| -> String {
         String::from_utf8_lossy(&assert.get_output().stderr)
             .lines()

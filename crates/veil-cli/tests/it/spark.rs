@@ -3,18 +3,9 @@
 //! (`scripts/spark-test.sh` starts a local Spark Connect server and sets both); the others
 //! need no Spark.
 
-use std::path::{Path, PathBuf};
-
 use predicates::prelude::*;
 
-use crate::veil;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use crate::{veil, workspace};
 
 #[test]
 fn the_spark_engine_needs_a_valid_remote() {
@@ -92,12 +83,9 @@ mod live {
     use std::path::{Path, PathBuf};
 
     use predicates::prelude::*;
-    use veil_accountant::{BudgetKey, BudgetLedger};
     use veil_engine::table::{self, Column, Format, Table, TimeUnit, Values};
-    use veil_ledger::SqliteLedger;
 
-    use super::workspace;
-    use crate::veil;
+    use crate::{JobFile, budget, nothing_released, veil, workspace};
 
     /// The live server, or `None` (with a note) when `VEIL_SPARK_REMOTE` is not set.
     fn remote() -> Option<String> {
@@ -120,65 +108,22 @@ mod live {
     /// A job file in `directory` over `source`, on the Spark engine at `remote`, with its own
     /// ledger (and a budget in it).
     fn spark_job(directory: &Path, source: &Path, remote: &str, column: &str) -> PathBuf {
-        let ledger = directory.join("ledger.sqlite");
-        veil()
-            .args(["budget", "init", "--ledger"])
-            .arg(&ledger)
-            .args(["--dataset", "events", "--purpose", "analytics"])
-            .args(["--epsilon", "5", "--delta", "1e-5"])
-            .assert()
-            .success();
-        let job = directory.join("job.toml");
-        std::fs::write(
-            &job,
-            format!(
-                r#"
-[source]
-path = {source:?}
-privacy_unit = "user_id"
-
-[budget]
-ledger = {ledger:?}
-dataset = "events"
-purpose = "analytics"
-epsilon = 1.0
-delta = 1e-6
-
-[engine]
-kind = "spark"
-remote = {remote:?}
-
-[[query]]
+        let ledger = budget(directory, "5", "1e-5");
+        let engine = format!("[engine]\nkind = \"spark\"\nremote = {remote:?}");
+        let queries = format!(
+            r#"[[query]]
 name = "by_country"
 group_by = ["country"]
 max_groups_per_unit = 2
 max_rows_per_group = 3
-aggregates = [{{ kind = "count" }}, {{ kind = "sum", column = {column:?}, bounds = [0.0, 100.0] }}]
-
-[output]
-path = {output:?}
-"#,
-                output = directory.join("out"),
-            ),
-        )
-        .unwrap();
-        job
-    }
-
-    /// Nothing was charged to the job's budget and nothing was written.
-    fn nothing_released(directory: &Path) {
-        let ledger = SqliteLedger::open(&directory.join("ledger.sqlite")).unwrap();
-        let status = ledger
-            .status(&BudgetKey {
-                dataset: "events".into(),
-                purpose: "analytics".into(),
-            })
-            .unwrap();
-        assert_eq!(status.remaining, status.total, "nothing is charged");
-        let written = std::fs::read_dir(directory.join("out"))
-            .map(|entries| entries.count())
-            .unwrap_or(0);
-        assert_eq!(written, 0, "nothing is written");
+aggregates = [{{ kind = "count" }}, {{ kind = "sum", column = {column:?}, bounds = [0.0, 100.0] }}]"#
+        );
+        JobFile {
+            tables: &engine,
+            queries: &queries,
+            ..JobFile::new(source, &ledger, &directory.join("out"))
+        }
+        .write(directory)
     }
 
     fn sample(path: &Path, rows: &str) {
