@@ -180,20 +180,12 @@ impl Plan {
                     }
                 }
             }
-            for noisy in &query.measures {
-                // A joint draw is charged once, with its first measure, under all their keys.
-                let label = match &noisy.noise {
-                    MeasureNoise::Joint(joint) if joint.index > 0 => continue,
-                    MeasureNoise::Joint(joint) => joint.keys.join("+"),
-                    _ => noisy.measure.key(),
-                };
-                let (profile, times) = noisy.charge();
-                items.push(ChargeItem {
-                    label: format!("{}.{label}", query.query.name),
-                    profile,
-                    times,
-                });
-            }
+            items.extend(
+                query
+                    .measures
+                    .iter()
+                    .filter_map(|noisy| noisy.charge_item(&query.query.name)),
+            );
         }
         items
     }

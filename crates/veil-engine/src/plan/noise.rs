@@ -1,6 +1,6 @@
 //! The noise of each measure: its family, its mechanism, and how it is charged.
 
-use veil_accountant::MechanismProfile;
+use veil_accountant::{ChargeItem, MechanismProfile};
 
 use veil_core::mechanism::{
     GaussianMechanism, JointLaplaceMechanism, LaplaceMechanism, Mechanism, QuantileMechanism,
@@ -177,9 +177,26 @@ impl MeasureNoise {
 }
 
 impl NoisyMeasure {
-    /// What the ledger charges for it: the mechanism run on each of the `L0` groups a unit
-    /// can reach (so the PLD accountant composes the real shifts), or its guarantee.
-    pub(super) fn charge(&self) -> (MechanismProfile, u32) {
+    /// The ledger's item for this measure of query `query`: the mechanism run on each of
+    /// the `L0` groups a unit can reach (so the PLD accountant composes the real shifts),
+    /// or its guarantee. A joint draw is charged once, with its first measure, under all
+    /// their keys: `None` for the others.
+    pub(super) fn charge_item(&self, query: &str) -> Option<ChargeItem> {
+        let label = match &self.noise {
+            MeasureNoise::Joint(joint) if joint.index > 0 => return None,
+            MeasureNoise::Joint(joint) => joint.keys.join("+"),
+            _ => self.measure.key(),
+        };
+        let (profile, times) = self.charge();
+        Some(ChargeItem {
+            label: format!("{query}.{label}"),
+            profile,
+            times,
+        })
+    }
+
+    /// What one draw of this measure costs, and on how many groups a unit can reach it.
+    fn charge(&self) -> (MechanismProfile, u32) {
         let groups = u32::try_from(self.groups).unwrap_or(u32::MAX);
         let per_group = u64::try_from(self.per_group).ok();
         match (&self.noise, per_group) {
