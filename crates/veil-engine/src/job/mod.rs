@@ -112,7 +112,10 @@ pub enum Selection {
 pub enum QuantileInterval {
     /// An interval of values, from two more draws aimed beyond the quantile's rank on
     /// either side: a tenth of the quantile's budget. Informative where a group has many
-    /// more rows than those draws' rank error; elsewhere it spans the column's bounds.
+    /// more rows than those draws' rank error; elsewhere it spans the column's bounds. The
+    /// ends aim by a released count of the column's rows: a query that releases none
+    /// (other than the count selection thresholds) draws no ends and plans as
+    /// [`QuantileInterval::Rank`], and `veil explain` says so.
     #[default]
     Value,
     /// No value interval: the whole budget goes to the point, whose rank error (95%, in

@@ -176,9 +176,18 @@ fn problem(queries: &[(&Query, &Design)]) -> Problem {
             #[allow(clippy::cast_precision_loss)]
             let draws =
                 (quantiles.iter().map(|(levels, _)| *levels).sum::<usize>() as f64).max(1.0);
-            let value_intervals = quantiles
-                .iter()
-                .any(|(_, interval)| *interval == QuantileInterval::Value);
+            // Value intervals need a released count to aim their ends by; without one
+            // their ends would be the bounds, so nothing is spent on them.
+            let checkable = measure.column().is_some_and(|column| {
+                Measure::interval_count(query, column, design.selection_count.as_deref(), |key| {
+                    design.measures.iter().any(|measure| measure.key() == key)
+                })
+                .is_some()
+            });
+            let value_intervals = checkable
+                && quantiles
+                    .iter()
+                    .any(|(_, interval)| *interval == QuantileInterval::Value);
             slots.push(Slot {
                 query: index,
                 measure: measure.clone(),

@@ -2,7 +2,7 @@
 //! `veil explain` prints and `release.json` records.
 
 use super::{Derivation, Measure, MeasureNoise, QuantileNoise, QueryPlan, output_names_of};
-use crate::job::AggregateKind;
+use crate::job::{AggregateKind, QuantileInterval};
 
 /// How much noise one released output carries, in its own units.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,11 +77,47 @@ impl QueryPlan {
         let formula = derivation.formula();
         // Per quantile level: its rank error and how its interval is made.
         let levels: Vec<(Option<f64>, String)> = match (derivation, &aggregate.kind) {
-            (Derivation::Quantiles { histogram }, AggregateKind::Quantiles { levels, .. }) => {
+            (
+                Derivation::Quantiles { histogram },
+                AggregateKind::Quantiles {
+                    levels, interval, ..
+                },
+            ) => {
+                let level_formula = match interval {
+                    // Asked for, but no count to aim the ends by: the plan drew none.
+                    QuantileInterval::Value => self
+                        .noise_of(histogram)
+                        .and_then(|noisy| noisy.measure.column())
+                        .filter(|column| {
+                            Measure::interval_count(
+                                &self.query,
+                                column,
+                                self.selection_count.as_deref(),
+                                |key| self.noise_of(key).is_some(),
+                            )
+                            .is_none()
+                        })
+                        .map_or_else(|| formula.clone(), |column| {
+                            let count = Measure::count_of(&self.query, column).key();
+                            let why = if self.selection_count.as_deref() == Some(count.as_str()) {
+                                format!(
+                                    "the count of {column}'s rows is the one selection thresholds, which leans up once passed (selection = \"units\" frees it)"
+                                )
+                            } else {
+                                format!(
+                                    "the query releases no count of {column}'s rows (add a count or mean of {column})"
+                                )
+                            };
+                            format!(
+                                "{formula}; no value interval ends: {why}, and they aim by one, so the point took their share"
+                            )
+                        }),
+                    QuantileInterval::Rank => formula.clone(),
+                };
                 match self.noise_of(histogram).map(|noisy| &noisy.noise) {
                     Some(MeasureNoise::Quantile(noise)) => levels
                         .iter()
-                        .map(|&level| quantile_level_noise(noise, level, &formula))
+                        .map(|&level| quantile_level_noise(noise, level, &level_formula))
                         .collect(),
                     _ => Vec::new(),
                 }
@@ -171,7 +207,7 @@ fn quantile_level_noise(noise: &QuantileNoise, level: f64, formula: &str) -> (Op
                 }
             };
             format!(
-                "{formula}; value interval from two more draws, inside the bounds from about {} rows in the group (lower end), {} (upper end)",
+                "{formula}; value interval from two more draws, inside the bounds from about {} rows in the group (lower end), {} (upper end); an end left at its bound leaves its share to the point",
                 rows(at.get()),
                 rows(1.0 - at.get()),
             )

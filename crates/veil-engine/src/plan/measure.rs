@@ -73,6 +73,23 @@ impl Measure {
         }
     }
 
+    /// The released count that a value interval's ends on `column` are checked against
+    /// (an end aims a margin of rows beyond its quantile, which lands on its side only in a
+    /// group with that many rows there): [`Measure::count_of`], when `released(key)` says
+    /// the query releases it and selection does not threshold it (a count that passed a
+    /// threshold leans up). `None`: no end could ever leave the column's bounds, so no end
+    /// is drawn and the plan gives their share to the point.
+    #[must_use]
+    pub fn interval_count(
+        query: &Query,
+        column: &str,
+        selection_count: Option<&str>,
+        released: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let count = Self::count_of(query, column).key();
+        (selection_count != Some(count.as_str()) && released(&count)).then_some(count)
+    }
+
     /// The name of its column in the aggregated table. Measures of one column with other
     /// bounds are other measures (`sum:value[0,100]`, `sum:value[0,1]`).
     #[must_use]

@@ -4,6 +4,7 @@ use veil_accountant::{ChargeItem, MechanismProfile};
 
 use veil_core::mechanism::{
     GaussianMechanism, JointLaplaceMechanism, LaplaceMechanism, Mechanism, QuantileMechanism,
+    QuantileSelection,
 };
 use veil_core::{Epsilon, PrivacyLoss, Rho};
 
@@ -131,6 +132,39 @@ impl QuantileNoise {
             }
             (point, _) => point,
         }
+    }
+}
+
+impl QuantileNoise {
+    /// The point's mechanism in a group where `unused` of its interval's two ends are not
+    /// drawn (the released count shows too few rows on their side, so they would be the
+    /// column's bounds): the point takes their budget. Under pure ε the ε's add:
+    /// `ε_p + unused·ε_i`; for the exponential mechanism in zCDP the `ρ = ε²/8` add:
+    /// `√(ε_p² + unused·ε_i²)`; either less a relative 10⁻¹² for floating point.
+    ///
+    /// **Privacy.** Which ends are drawn is a function of a released count alone, so the
+    /// group's draws compose adaptively with a total fixed in advance: in every branch the
+    /// point and the ends drawn spend at most `ε_p + 2ε_i` (`ρ_p + 2ρ_i`), what
+    /// [`QuantileNoise::loss`] charges per group and level. Pure DP bounds the odds of the
+    /// count and then of the rest given the count; zCDP composes adaptively (Bun and
+    /// Steinke 2016, Lemma 2.3).
+    ///
+    /// `None` when nothing is unused (or there is no interval: the point already has all).
+    #[must_use]
+    pub fn point_taking(&self, unused: usize) -> Option<QuantileMechanism> {
+        let interval = self.interval.as_ref()?;
+        if unused == 0 {
+            return None;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let unused = unused.min(2) as f64;
+        let (point, end) = (self.point.epsilon().get(), interval.epsilon().get());
+        let epsilon = match self.point.selection() {
+            QuantileSelection::PermuteAndFlip => point + unused * end,
+            QuantileSelection::Exponential => (point * point + unused * end * end).sqrt(),
+        } * (1.0 - 1e-12);
+        let epsilon = Epsilon::new(epsilon).ok()?;
+        QuantileMechanism::new(epsilon, self.point.max_rows(), self.point.selection()).ok()
     }
 }
 

@@ -419,30 +419,45 @@ fn the_job_can_ask_to_select_groups_on_units() {
 #[test]
 fn a_rank_interval_gives_the_points_the_whole_budget() {
     use crate::job::QuantileInterval;
-    let plan_with = |budget: JobBudget, interval| {
+    // With `counted`, a count of the rows beside (the query drops rows without a value):
+    // what value intervals aim their ends by.
+    let plan_with = |budget: JobBudget, interval, counted: bool| {
         let quantiles = aggregate(AggregateKind::Quantiles {
             column: value("value"),
             levels: vec![0.5, 0.9],
             interval,
         });
-        let mut query = query("q", 3, 5, vec![quantiles]);
+        let mut aggregates = vec![quantiles];
+        if counted {
+            aggregates.push(aggregate(AggregateKind::Count));
+        }
+        let mut query = query("q", 3, 5, aggregates);
+        query.drop_missing = vec!["value".into()];
         query.partitions = public_de();
         let plan = plan(&job(budget, vec![query])).unwrap();
-        let MeasureNoise::Quantile(noise) = &plan.queries[0].measures[0].noise else {
-            panic!("a quantile's noise expected")
-        };
-        noise.clone()
+        let noise = plan.queries[0]
+            .measures
+            .iter()
+            .find_map(|noisy| match &noisy.noise {
+                MeasureNoise::Quantile(noise) => Some(noise.clone()),
+                _ => None,
+            });
+        noise.expect("a quantile's noise")
     };
     let pure = || JobBudget::Pure(Epsilon::new(1.0).unwrap());
-    let value = plan_with(pure(), QuantileInterval::Value);
-    let rank = plan_with(pure(), QuantileInterval::Rank);
-    assert!(value.interval.is_some());
+    let rank = plan_with(pure(), QuantileInterval::Rank, false);
     assert!(rank.interval.is_none());
+    // Value intervals with no count to aim by would be the bounds: none is drawn and the
+    // point takes the whole budget, as with rank intervals.
+    assert_eq!(plan_with(pure(), QuantileInterval::Value, false), rank);
+    let counted = plan_with(pure(), QuantileInterval::Value, true);
+    let interval = counted.interval.as_ref().expect("a count to aim by");
+    let ratio = interval.epsilon().get() / counted.point.epsilon().get();
+    let expected = (1.0 - QUANTILE_POINT_SHARE) / 2.0 / QUANTILE_POINT_SHARE;
+    assert!((ratio - expected).abs() < 1e-9, "{ratio}");
     let point = rank.point.epsilon().get();
     // 3 groups per unit · 2 levels share ε = 1 (a hair below, never above).
     assert!(point <= 1.0 / 6.0 && point > 1.0 / 6.0 - 1e-9, "{point}");
-    let ratio = point / value.point.epsilon().get();
-    assert!((ratio - 1.0 / QUANTILE_POINT_SHARE).abs() < 1e-9, "{ratio}");
     let PrivacyLoss::Pure(loss) = rank.loss() else {
         panic!("{:?}", rank.loss())
     };
@@ -454,6 +469,7 @@ fn a_rank_interval_gives_the_points_the_whole_budget() {
     let zcdp = plan_with(
         JobBudget::Zcdp(Rho::new(0.05).unwrap()),
         QuantileInterval::Rank,
+        false,
     );
     assert!(zcdp.interval.is_none());
     let point = zcdp.point.epsilon().get();
@@ -466,6 +482,71 @@ fn a_rank_interval_gives_the_points_the_whole_budget() {
         rho.get() > 0.05 - 1e-9,
         "the whole share goes to the points: {rho:?}"
     );
+}
+
+/// A group whose released count leaves an interval end at its bound gives that end's
+/// budget to the point, never more: with both ends unused the point's loss stays within
+/// what the plan charges per group and level, in each family, and within a hair of it.
+#[test]
+fn unused_interval_ends_leave_their_budget_to_the_point() {
+    use crate::job::QuantileInterval;
+    for budget in [
+        JobBudget::Pure(Epsilon::new(1.0).unwrap()),
+        JobBudget::Zcdp(Rho::new(0.05).unwrap()),
+    ] {
+        let quantiles = aggregate(AggregateKind::Quantiles {
+            column: value("value"),
+            levels: vec![0.5, 0.9],
+            interval: QuantileInterval::Value,
+        });
+        let mut query = query("q", 3, 5, vec![quantiles, aggregate(AggregateKind::Count)]);
+        query.drop_missing = vec!["value".into()];
+        query.partitions = public_de();
+        let plan = plan(&job(budget, vec![query])).unwrap();
+        let noise = plan.queries[0]
+            .measures
+            .iter()
+            .find_map(|noisy| match &noisy.noise {
+                MeasureNoise::Quantile(noise) => Some(noise.clone()),
+                _ => None,
+            })
+            .expect("a quantile's noise");
+        let interval = noise.interval.clone().expect("a count to aim by");
+        assert!(noise.point_taking(0).is_none());
+        let one = noise.point_taking(1).unwrap();
+        let two = noise.point_taking(2).unwrap();
+        assert_eq!(noise.point_taking(3), Some(two.clone()), "two ends at most");
+        assert!(noise.point.epsilon() < one.epsilon() && one.epsilon() < two.epsilon());
+        assert_eq!(two.selection(), noise.point.selection());
+        assert_eq!(two.max_rows(), noise.point.max_rows());
+        let times = noise.groups * noise.draws;
+        match (noise.loss(), two.loss()) {
+            (PrivacyLoss::Pure(total), PrivacyLoss::Pure(point)) => {
+                let planned = noise.point.epsilon().get() + 2.0 * interval.epsilon().get();
+                assert!(point.get() <= planned, "{point:?} > {planned}");
+                assert!(
+                    point.get() > planned * (1.0 - 1e-9),
+                    "{point:?} < {planned}"
+                );
+                assert!(times * point.get() <= total.get(), "{point:?} {total:?}");
+            }
+            (PrivacyLoss::Zcdp(total), PrivacyLoss::Zcdp(point)) => {
+                let (PrivacyLoss::Zcdp(rho_p), PrivacyLoss::Zcdp(rho_i)) =
+                    (noise.point.loss(), interval.loss())
+                else {
+                    panic!("zCDP draws expected")
+                };
+                let planned = rho_p.get() + 2.0 * rho_i.get();
+                assert!(point.get() <= planned, "{point:?} > {planned}");
+                assert!(
+                    point.get() > planned * (1.0 - 1e-9),
+                    "{point:?} < {planned}"
+                );
+                assert!(times * point.get() <= total.get(), "{point:?} {total:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 /// Quantiles of one column and bounds share their draws, so they must agree on what
@@ -508,17 +589,22 @@ fn quantiles_sharing_draws_agree_on_their_interval() {
 #[test]
 fn each_quantile_level_states_its_own_rank_error() {
     use crate::job::QuantileInterval;
-    for interval in [QuantileInterval::Value, QuantileInterval::Rank] {
-        let mut query = query(
-            "q",
-            3,
-            5,
-            vec![aggregate(AggregateKind::Quantiles {
-                column: value("value"),
-                levels: vec![0.5, 0.9],
-                interval,
-            })],
-        );
+    // Value intervals with and without a count of the rows to aim their ends by.
+    for (interval, counted) in [
+        (QuantileInterval::Value, true),
+        (QuantileInterval::Value, false),
+        (QuantileInterval::Rank, false),
+    ] {
+        let mut aggregates = vec![aggregate(AggregateKind::Quantiles {
+            column: value("value"),
+            levels: vec![0.5, 0.9],
+            interval,
+        })];
+        if counted {
+            aggregates.push(aggregate(AggregateKind::Count));
+        }
+        let mut query = query("q", 3, 5, aggregates);
+        query.drop_missing = vec!["value".into()];
         query.partitions = public_de();
         let plan = plan(&job(
             JobBudget::Pure(Epsilon::new(1.0).unwrap()),
@@ -533,16 +619,17 @@ fn each_quantile_level_states_its_own_rank_error() {
             (p90_rank / median_rank - 1.8).abs() < 1e-5,
             "{median_rank} {p90_rank}"
         );
-        match interval {
-            QuantileInterval::Value => {
-                assert!(
-                    p90.formula.contains("value interval from two more draws"),
-                    "{}",
-                    p90.formula
-                );
+        let says = |text: &str| assert!(p90.formula.contains(text), "{}", p90.formula);
+        match (interval, counted) {
+            (QuantileInterval::Value, true) => says("value interval from two more draws"),
+            (QuantileInterval::Value, false) => {
+                says("no value interval ends: the query releases no count of value's rows");
+                says("so the point took their share");
+                says("no value interval (rank only");
             }
-            QuantileInterval::Rank => {
-                assert!(p90.formula.contains("no value interval"), "{}", p90.formula);
+            (QuantileInterval::Rank, _) => {
+                says("no value interval (rank only");
+                assert!(!p90.formula.contains("took their share"), "{}", p90.formula);
             }
         }
     }

@@ -269,19 +269,31 @@ fn quantile_draws<R: Rng + CryptoRng + ?Sized>(
             if draws.contains_key(&key) {
                 continue;
             }
-            let point = *noise.point.release(group_bins, level, 0, rng).value();
             // A rank interval draws nothing more: its ends are the column's bounds.
-            let (low, high) = match &noise.interval {
-                Some(interval) => value_interval(interval, group_bins, level, rows_at_least, rng),
-                None => (0, group_bins.len()),
+            let (low, high) = noise.interval.as_ref().map_or((None, None), |interval| {
+                interval_aims(interval, group_bins.len(), level, rows_at_least)
+            });
+            // The ends not drawn leave their budget to the point.
+            let unused = usize::from(low.is_none()) + usize::from(high.is_none());
+            let boosted = noise.point_taking(unused);
+            let point = boosted.as_ref().unwrap_or(&noise.point);
+            let point = *point.release(group_bins, level, 0, rng).value();
+            let mut end = |aim: Option<i64>, bound: usize| match (&noise.interval, aim) {
+                (Some(interval), Some(shift)) => {
+                    *interval.release(group_bins, level, shift, rng).value()
+                }
+                _ => bound,
             };
+            let low = end(low, 0);
+            let high = end(high, group_bins.len());
             draws.insert(key, (point, low, high));
         }
     }
     Ok(draws)
 }
 
-/// The two ends (bin edges) of a quantile's value interval, each drawn by `interval`.
+/// Where the two ends of a quantile's value interval aim: the target shift in rows of
+/// each end drawn by `interval`, `None` for an end left at the column's bound.
 ///
 /// Each end targets the rank `K` rows beyond the level, `K` the interval draw's rank-error
 /// bound at β = 1.25%. The bound is on the gap to the best candidate, so it keeps the end
@@ -289,35 +301,21 @@ fn quantile_draws<R: Rng + CryptoRng + ?Sized>(
 /// inside the group's `n` rows: that is checked on a lower bound of `n` from a released
 /// count that misses with probability at most 1.25% (post-processing). Where it cannot be
 /// checked, the end is the column's bound. Each end misses with probability at most 2.5%.
-fn value_interval<R: Rng + CryptoRng + ?Sized>(
+fn interval_aims(
     interval: &QuantileMechanism,
-    group_bins: &[u64],
+    bins: usize,
     level: QuantileLevel,
     rows_at_least: Option<f64>,
-    rng: &mut R,
-) -> (usize, usize) {
-    let margin = interval
-        .rank_error_bound(level, group_bins.len() + 1, 0.0125)
-        .ceil();
+) -> (Option<i64>, Option<i64>) {
+    let margin = interval.rank_error_bound(level, bins + 1, 0.0125).ceil();
     #[allow(clippy::cast_possible_truncation)]
     let shift = margin.min(9.0e18) as i64;
-    let (below, above) = rows_at_least.map_or((false, false), |rows| {
+    rows_at_least.map_or((None, None), |rows| {
         (
-            level.get() * rows >= margin,
-            (1.0 - level.get()) * rows >= margin,
+            (level.get() * rows >= margin).then_some(-shift),
+            ((1.0 - level.get()) * rows >= margin).then_some(shift),
         )
-    });
-    let low = if below {
-        *interval.release(group_bins, level, -shift, rng).value()
-    } else {
-        0
-    };
-    let high = if above {
-        *interval.release(group_bins, level, shift, rng).value()
-    } else {
-        group_bins.len()
-    };
-    (low, high)
+    })
 }
 
 /// A lower bound on the rows of a group that have a value in the histogram's column,
@@ -333,10 +331,12 @@ fn rows_with_value_at_least(
     released: &BTreeMap<String, Released<i64>>,
 ) -> Option<f64> {
     let column = query.noise_of(histogram)?.measure.column()?;
-    let count = crate::plan::Measure::count_of(&query.query, column).key();
-    if query.selection_count.as_deref() == Some(count.as_str()) {
-        return None;
-    }
+    let count = crate::plan::Measure::interval_count(
+        &query.query,
+        column,
+        query.selection_count.as_deref(),
+        |key| query.noise_of(key).is_some(),
+    )?;
     let std = query.noise_of(&count)?.noise.std_dev();
     #[allow(clippy::cast_precision_loss)]
     let value = *released.get(&count)?.value() as f64;
@@ -515,4 +515,46 @@ fn in_key_order(frame: DataFrame, group_by: &[String]) -> Result<DataFrame, Engi
                 .with_maintain_order(true),
         )
         .map_err(|e| EngineError::polars("ordering the released table", &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use veil_core::Epsilon;
+    use veil_core::mechanism::{QuantileLevel, QuantileMechanism, QuantileSelection};
+
+    use super::interval_aims;
+
+    /// An end aims its margin beyond the quantile only where the released count's lower
+    /// bound shows that many rows on its side; elsewhere, or with no count, it is left at
+    /// the bound (and its share goes to the point).
+    #[test]
+    fn interval_ends_aim_only_where_the_count_shows_rows_on_their_side() {
+        let interval = QuantileMechanism::new(
+            Epsilon::new(0.05).unwrap(),
+            5,
+            QuantileSelection::Exponential,
+        )
+        .unwrap();
+        let bins = 4096;
+        let p90 = QuantileLevel::new(0.9).unwrap();
+        let margin = interval.rank_error_bound(p90, bins + 1, 0.0125).ceil();
+        #[allow(clippy::cast_possible_truncation)]
+        let shift = margin as i64;
+        assert_eq!(interval_aims(&interval, bins, p90, None), (None, None));
+        // Enough rows below the 90th percentile for the lower end, not above it for the upper.
+        let rows = margin / 0.9 + 1.0;
+        assert_eq!(
+            interval_aims(&interval, bins, p90, Some(rows)),
+            (Some(-shift), None)
+        );
+        let rows = margin / 0.1 + 1.0;
+        assert_eq!(
+            interval_aims(&interval, bins, p90, Some(rows)),
+            (Some(-shift), Some(shift))
+        );
+        assert_eq!(
+            interval_aims(&interval, bins, p90, Some(margin / 0.9 - 1.0)),
+            (None, None)
+        );
+    }
 }
