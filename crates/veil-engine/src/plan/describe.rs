@@ -69,11 +69,7 @@ impl QueryPlan {
         ) else {
             return Vec::new();
         };
-        let measures: Vec<String> = derivation
-            .measures()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
+        let measures = self.derivation_measures(derivation);
         let formula = derivation.formula();
         // Per quantile level: its rank error and how its interval is made.
         let levels: Vec<(Option<f64>, String)> = match (derivation, &aggregate.kind) {
@@ -83,41 +79,31 @@ impl QueryPlan {
                     levels, interval, ..
                 },
             ) => {
-                let level_formula = match interval {
-                    // Asked for, but no count to aim the ends by: the plan drew none.
-                    QuantileInterval::Value => self
-                        .noise_of(histogram)
-                        .and_then(|noisy| noisy.measure.column())
-                        .filter(|column| {
-                            Measure::interval_count(
-                                &self.query,
-                                column,
-                                self.selection_count.as_deref(),
-                                |key| self.noise_of(key).is_some(),
-                            )
-                            .is_none()
-                        })
-                        .map_or_else(|| formula.clone(), |column| {
-                            let count = Measure::count_of(&self.query, column).key();
-                            let why = if self.selection_count.as_deref() == Some(count.as_str()) {
-                                format!(
-                                    "the count of {column}'s rows is the one selection thresholds, which leans up once passed (selection = \"units\" frees it)"
-                                )
-                            } else {
-                                format!(
-                                    "the query releases no count of {column}'s rows (add a count or mean of {column})"
-                                )
-                            };
-                            format!(
-                                "{formula}; no value interval ends: {why}, and they aim by one, so the point took their share"
-                            )
-                        }),
-                    QuantileInterval::Rank => formula.clone(),
+                let column = self
+                    .noise_of(histogram)
+                    .and_then(|noisy| noisy.measure.column());
+                // Value intervals asked for, but no count to aim their ends by: none drawn.
+                let unaimed = match (interval, column) {
+                    (QuantileInterval::Value, Some(column)) => self
+                        .interval_count(column)
+                        .is_none()
+                        .then(|| self.why_no_interval_count(column)),
+                    _ => None,
                 };
+                let level_formula = unaimed.as_ref().map_or_else(
+                    || formula.clone(),
+                    |why| {
+                        format!(
+                            "{formula}; no value interval ends: {why}, and they aim by one, so the point took their share"
+                        )
+                    },
+                );
                 match self.noise_of(histogram).map(|noisy| &noisy.noise) {
                     Some(MeasureNoise::Quantile(noise)) => levels
                         .iter()
-                        .map(|&level| quantile_level_noise(noise, level, &level_formula))
+                        .map(|&level| {
+                            quantile_level_noise(noise, unaimed.is_none(), level, &level_formula)
+                        })
                         .collect(),
                     _ => Vec::new(),
                 }
@@ -186,17 +172,44 @@ impl QueryPlan {
     }
 }
 
+impl QueryPlan {
+    /// Why `column`'s quantiles have no count to aim value interval ends by, in words.
+    fn why_no_interval_count(&self, column: &str) -> String {
+        let count = Measure::count_of(&self.query, column).key();
+        let selection = self.selection_count.as_deref();
+        if selection == Some(count.as_str()) {
+            format!(
+                "the count of {column}'s rows is the one selection thresholds, which leans up once passed (selection = \"units\" frees it)"
+            )
+        } else if self.noise_of(&count).is_some() {
+            format!(
+                "the count of {column}'s rows is drawn together with the one selection thresholds, which leans up once passed"
+            )
+        } else {
+            format!(
+                "the query releases no count of {column}'s rows (add a count or mean of {column})"
+            )
+        }
+    }
+}
+
 /// One quantile level's rank error (95%, in rows, the same for every group) and its
-/// formula, which says how its interval is made: two more draws, whose ends leave the
-/// column's bounds only in groups with enough rows on their side (the margin
-/// `release::value_interval` aims beyond the quantile, over `q` or `1 − q`), or none.
-fn quantile_level_noise(noise: &QuantileNoise, level: f64, formula: &str) -> (Option<f64>, String) {
+/// formula, which says how its interval is made: two more draws (when `aimed`: a count
+/// to aim them by), whose ends leave the column's bounds only in groups with enough rows
+/// on their side (the margin `release::interval_aims` aims beyond the quantile, over `q`
+/// or `1 − q`), or none.
+fn quantile_level_noise(
+    noise: &QuantileNoise,
+    aimed: bool,
+    level: f64,
+    formula: &str,
+) -> (Option<f64>, String) {
     let candidates = super::HISTOGRAM_BRANCHING.pow(super::HISTOGRAM_DEPTH) as usize + 1;
     let Ok(at) = veil_core::mechanism::QuantileLevel::new(level) else {
         return (None, formula.to_string());
     };
     let rank_error = noise.point.rank_error_bound(at, candidates, 0.05);
-    let text = match &noise.interval {
+    let text = match noise.interval.as_ref().filter(|_| aimed) {
         Some(interval) => {
             let margin = interval.rank_error_bound(at, candidates, 0.0125).ceil();
             let rows = |side: f64| {

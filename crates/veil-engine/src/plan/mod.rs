@@ -72,19 +72,63 @@ impl QueryPlan {
     /// The measures an output column (of `output_names_of`) is computed from.
     #[must_use]
     pub fn measures_of_output(&self, output: &str) -> Vec<&NoisyMeasure> {
-        self.query
-            .aggregates
+        self.derivations
             .iter()
-            .zip(&self.derivations)
-            .find(|(aggregate, _)| output_names_of(aggregate).iter().any(|name| name == output))
-            .map(|(_, derivation)| {
-                derivation
-                    .measures()
+            .zip(&self.query.aggregates)
+            .find(|(_, aggregate)| output_names_of(aggregate).iter().any(|name| name == output))
+            .map(|(derivation, _)| {
+                self.derivation_measures(derivation)
                     .into_iter()
-                    .filter_map(|key| self.noise_of(key))
+                    .filter_map(|key| self.noise_of(&key))
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The keys of the measures a derivation's outputs depend on: its own, and for
+    /// quantiles with value intervals the count their ends aim by (which also decides how
+    /// much of the ends' budget the point takes).
+    #[must_use]
+    pub fn derivation_measures(&self, derivation: &Derivation) -> Vec<String> {
+        let mut keys: Vec<String> = derivation
+            .measures()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        if let Derivation::Quantiles { histogram } = derivation
+            && let Some(noisy) = self.noise_of(histogram)
+            && let MeasureNoise::Quantile(QuantileNoise {
+                interval: Some(_), ..
+            }) = &noisy.noise
+            && let Some(column) = noisy.measure.column()
+            && let Some(count) = self.interval_count(column)
+        {
+            keys.push(count.measure.key());
+        }
+        keys
+    }
+
+    /// The released count that the value interval ends of `column`'s quantiles aim by:
+    /// [`Measure::interval_count`] among the plan's measures, unless it is drawn jointly
+    /// with the count selection thresholds (given that the group passed, that draw leans
+    /// up on every coordinate, so it would not bound the group's rows from below as
+    /// stated). `None`: no end is drawn and the point takes the ends' budget.
+    #[must_use]
+    pub fn interval_count(&self, column: &str) -> Option<&NoisyMeasure> {
+        let selection = self.selection_count.as_deref();
+        let key = Measure::interval_count(&self.query, column, selection, |key| {
+            self.noise_of(key).is_some()
+        })?;
+        let with_selection = selection
+            .and_then(|selection| self.noise_of(selection))
+            .is_some_and(|noisy| match &noisy.noise {
+                MeasureNoise::Joint(joint) => joint.keys.contains(&key),
+                _ => false,
+            });
+        if with_selection {
+            return None;
+        }
+        self.noise_of(&key)
     }
 }
 

@@ -549,6 +549,90 @@ fn unused_interval_ends_leave_their_budget_to_the_point() {
     }
 }
 
+/// With private partitions, a count that selection thresholds (or one drawn together with
+/// it) leans up in the groups released, so value interval ends never aim by it: explain
+/// says which, the point takes the ends' budget, and the quantile's measures (what the
+/// audit claims for it) name the count its ends aim by only when there is one.
+#[test]
+fn value_interval_ends_never_aim_by_a_count_that_selection_thresholds() {
+    use crate::job::QuantileInterval;
+    let median = || {
+        aggregate(AggregateKind::Quantiles {
+            column: value("value"),
+            levels: vec![0.5],
+            interval: QuantileInterval::Value,
+        })
+    };
+    let planned = |query: Query| {
+        let mut job = job(approx(1.0, 1e-6), vec![query]);
+        job.noise = crate::job::NoisePreference::Laplace;
+        plan(&job).unwrap().queries.remove(0)
+    };
+    let unaimed = |query: &QueryPlan, why: &str| {
+        assert!(query.interval_count("value").is_none(), "{why}");
+        let formula = query.output_noise(0)[0].formula.clone();
+        for text in [
+            why,
+            "the point took their share",
+            "no value interval (rank only",
+        ] {
+            assert!(formula.contains(text), "{formula}");
+        }
+        assert_eq!(query.derivation_measures(&query.derivations[0]).len(), 1);
+    };
+    // The rows are the values' count (rows without one are dropped) and selection
+    // thresholds them.
+    let mut thresholded = query("q", 3, 5, vec![median(), aggregate(AggregateKind::Count)]);
+    thresholded.drop_missing = vec!["value".into()];
+    let thresholded = planned(thresholded);
+    assert_eq!(thresholded.selection_count.as_deref(), Some("rows"));
+    unaimed(&thresholded, "is the one selection thresholds");
+    // A mean beside it releases the values' count: the ends aim by it...
+    let mut with_mean = planned(query(
+        "q",
+        3,
+        5,
+        vec![
+            median(),
+            aggregate(AggregateKind::Count),
+            aggregate(AggregateKind::Mean(value("value"))),
+        ],
+    ));
+    let count = with_mean
+        .interval_count("value")
+        .expect("the values' count");
+    assert_eq!(count.measure.key(), "values:value");
+    let formula = with_mean.output_noise(0)[0].formula.clone();
+    assert!(
+        formula.contains("value interval from two more draws"),
+        "{formula}"
+    );
+    assert_eq!(
+        with_mean.derivation_measures(&with_mean.derivations[0]),
+        ["histogram:value[0,100]", "values:value"]
+    );
+    // ... unless it is drawn together with the count selection thresholds.
+    let selected = with_mean.selection_count.clone().expect("a selected count");
+    let mechanism =
+        veil_core::mechanism::JointLaplaceMechanism::new(&[5, 5], Epsilon::new(0.3).unwrap())
+            .unwrap();
+    let keys = vec![selected.clone(), "values:value".to_string()];
+    for noisy in &mut with_mean.measures {
+        if let Some(index) = keys.iter().position(|key| *key == noisy.measure.key()) {
+            noisy.noise = MeasureNoise::Joint(JointNoise {
+                mechanism: mechanism.clone(),
+                keys: keys.clone(),
+                index,
+                groups: 3,
+            });
+        }
+    }
+    unaimed(
+        &with_mean,
+        "is drawn together with the one selection thresholds",
+    );
+}
+
 /// Quantiles of one column and bounds share their draws, so they must agree on what
 /// their interval is about; the error names the second aggregate.
 #[test]

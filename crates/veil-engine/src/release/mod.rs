@@ -19,7 +19,8 @@ use crate::EngineError;
 use crate::frame::{int_column, row_keys};
 use crate::job::{AggregateKind, Partitions};
 use crate::plan::{
-    HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, MeasureNoise, Plan, QueryPlan, output_names_of,
+    HISTOGRAM_BRANCHING, HISTOGRAM_DEPTH, MeasureNoise, Plan, QuantileNoise, QueryPlan,
+    output_names_of,
 };
 use crate::scan::{Aggregated, QueryAggregates};
 
@@ -269,14 +270,8 @@ fn quantile_draws<R: Rng + CryptoRng + ?Sized>(
             if draws.contains_key(&key) {
                 continue;
             }
-            // A rank interval draws nothing more: its ends are the column's bounds.
-            let (low, high) = noise.interval.as_ref().map_or((None, None), |interval| {
-                interval_aims(interval, group_bins.len(), level, rows_at_least)
-            });
-            // The ends not drawn leave their budget to the point.
-            let unused = usize::from(low.is_none()) + usize::from(high.is_none());
-            let boosted = noise.point_taking(unused);
-            let point = boosted.as_ref().unwrap_or(&noise.point);
+            let LevelDraws { point, low, high } =
+                level_draws(noise, group_bins.len(), level, rows_at_least);
             let point = *point.release(group_bins, level, 0, rng).value();
             let mut end = |aim: Option<i64>, bound: usize| match (&noise.interval, aim) {
                 (Some(interval), Some(shift)) => {
@@ -290,6 +285,37 @@ fn quantile_draws<R: Rng + CryptoRng + ?Sized>(
         }
     }
     Ok(draws)
+}
+
+/// One quantile level's draws in one group, decided before any is made.
+struct LevelDraws<'a> {
+    /// The point's mechanism: the plan's, or one taking the share of the ends not drawn.
+    point: std::borrow::Cow<'a, QuantileMechanism>,
+    /// The lower end's target shift, `None` when it is left at the column's bound.
+    low: Option<i64>,
+    /// The upper end's.
+    high: Option<i64>,
+}
+
+/// Which ends of a level's value interval are drawn ([`interval_aims`], on a released
+/// count only) and the point's mechanism: each end not drawn leaves its budget to the
+/// point ([`QuantileNoise::point_taking`]). A rank interval draws no ends and its point
+/// already has the whole budget.
+fn level_draws(
+    noise: &QuantileNoise,
+    bins: usize,
+    level: QuantileLevel,
+    rows_at_least: Option<f64>,
+) -> LevelDraws<'_> {
+    let (low, high) = noise.interval.as_ref().map_or((None, None), |interval| {
+        interval_aims(interval, bins, level, rows_at_least)
+    });
+    let unused = usize::from(low.is_none()) + usize::from(high.is_none());
+    let point = noise.point_taking(unused).map_or(
+        std::borrow::Cow::Borrowed(&noise.point),
+        std::borrow::Cow::Owned,
+    );
+    LevelDraws { point, low, high }
 }
 
 /// Where the two ends of a quantile's value interval aim: the target shift in rows of
@@ -323,23 +349,18 @@ fn interval_aims(
 /// the count minus 3.5 of its noise's standard deviations and one row (a Gaussian passes
 /// that with probability under 0.03%, a Laplace under 0.4%, one coordinate of a joint draw
 /// of two to four measures under 0.25%; the row covers the discrete noises' steps at small
-/// scales). `None` when the query releases no such count, or
-/// when that count is the one selection thresholded (given that it passed, it leans up).
+/// scales). `None` when the query releases no such count ([`QueryPlan::interval_count`]:
+/// not the one selection thresholded, nor one drawn with it, which lean up once passed).
 fn rows_with_value_at_least(
     query: &QueryPlan,
     histogram: &str,
     released: &BTreeMap<String, Released<i64>>,
 ) -> Option<f64> {
     let column = query.noise_of(histogram)?.measure.column()?;
-    let count = crate::plan::Measure::interval_count(
-        &query.query,
-        column,
-        query.selection_count.as_deref(),
-        |key| query.noise_of(key).is_some(),
-    )?;
-    let std = query.noise_of(&count)?.noise.std_dev();
+    let count = query.interval_count(column)?;
+    let std = count.noise.std_dev();
     #[allow(clippy::cast_precision_loss)]
-    let value = *released.get(&count)?.value() as f64;
+    let value = *released.get(&count.measure.key())?.value() as f64;
     Some(value - 3.5 * std - 1.0)
 }
 
@@ -522,7 +543,8 @@ mod tests {
     use veil_core::Epsilon;
     use veil_core::mechanism::{QuantileLevel, QuantileMechanism, QuantileSelection};
 
-    use super::interval_aims;
+    use super::{LevelDraws, interval_aims, level_draws};
+    use crate::plan::QuantileNoise;
 
     /// An end aims its margin beyond the quantile only where the released count's lower
     /// bound shows that many rows on its side; elsewhere, or with no count, it is left at
@@ -556,5 +578,58 @@ mod tests {
             interval_aims(&interval, bins, p90, Some(margin / 0.9 - 1.0)),
             (None, None)
         );
+    }
+
+    /// Per group and level, the point and the ends actually drawn spend at most what the
+    /// plan charges (`ε_p + 2ε_i`, or `ρ_p + 2ρ_i`), whatever the released count says, and
+    /// the point takes exactly the share of the ends left at their bounds.
+    #[test]
+    fn a_groups_draws_spend_at_most_the_planned_share_whatever_the_count() {
+        let quantile = |epsilon: f64, selection| {
+            QuantileMechanism::new(Epsilon::new(epsilon).unwrap(), 5, selection).unwrap()
+        };
+        for selection in [
+            QuantileSelection::PermuteAndFlip,
+            QuantileSelection::Exponential,
+        ] {
+            let noise = QuantileNoise {
+                point: quantile(0.3, selection),
+                interval: Some(quantile(1.0 / 60.0, QuantileSelection::Exponential)),
+                draws: 1.0,
+                groups: 3.0,
+            };
+            let cost = |epsilon: f64| match selection {
+                QuantileSelection::PermuteAndFlip => epsilon,
+                QuantileSelection::Exponential => epsilon * epsilon / 8.0,
+            };
+            let (point, end) = (0.3, 1.0 / 60.0);
+            let planned = cost(point) + 2.0 * cost(end);
+            let median = QuantileLevel::new(0.5).unwrap();
+            let margin = noise
+                .interval
+                .as_ref()
+                .unwrap()
+                .rank_error_bound(median, 4097, 0.0125)
+                .ceil();
+            let mut seen = [false; 3];
+            for rows in [None, Some(0.0), Some(2.0 * margin - 1.0), Some(1e9)] {
+                let LevelDraws {
+                    point: mechanism,
+                    low,
+                    high,
+                } = level_draws(&noise, 4096, median, rows);
+                let drawn = usize::from(low.is_some()) + usize::from(high.is_some());
+                seen[drawn] = true;
+                #[allow(clippy::cast_precision_loss)]
+                let spent = cost(mechanism.epsilon().get()) + drawn as f64 * cost(end);
+                assert!(spent <= planned, "{rows:?}: {spent} > {planned}");
+                assert!(
+                    spent > planned * (1.0 - 1e-9),
+                    "{rows:?}: {spent} < {planned}"
+                );
+                assert_eq!(mechanism.selection(), selection);
+            }
+            assert_eq!(seen, [true, false, true], "none or both ends at the median");
+        }
     }
 }
