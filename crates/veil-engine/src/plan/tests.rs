@@ -413,37 +413,44 @@ fn the_job_can_ask_to_select_groups_on_units() {
     );
 }
 
+/// The quantile noise of a median and 90th percentile of `value` (public partitions,
+/// L0 = 3, L∞ = 5, rows without a value dropped), with a count of the rows beside them
+/// when `counted`: what value intervals aim their ends by.
+fn quantile_noise_of(
+    budget: JobBudget,
+    interval: crate::job::QuantileInterval,
+    counted: bool,
+) -> QuantileNoise {
+    let quantiles = aggregate(AggregateKind::Quantiles {
+        column: value("value"),
+        levels: vec![0.5, 0.9],
+        interval,
+    });
+    let mut aggregates = vec![quantiles];
+    if counted {
+        aggregates.push(aggregate(AggregateKind::Count));
+    }
+    let mut query = query("q", 3, 5, aggregates);
+    query.drop_missing = vec!["value".into()];
+    query.partitions = public_de();
+    let plan = plan(&job(budget, vec![query])).unwrap();
+    plan.queries[0]
+        .measures
+        .iter()
+        .find_map(|noisy| match &noisy.noise {
+            MeasureNoise::Quantile(noise) => Some(noise.clone()),
+            _ => None,
+        })
+        .expect("a quantile's noise")
+}
+
 /// A rank interval draws nothing beyond the points, which take the histogram's whole
 /// share: 1/0.9 of a value interval's point ε under pure DP, and the loss charged is the
 /// points' alone (pure: L0·levels·ε_p; zCDP: L0·levels·ε_p²/8), never less than what is drawn.
 #[test]
 fn a_rank_interval_gives_the_points_the_whole_budget() {
     use crate::job::QuantileInterval;
-    // With `counted`, a count of the rows beside (the query drops rows without a value):
-    // what value intervals aim their ends by.
-    let plan_with = |budget: JobBudget, interval, counted: bool| {
-        let quantiles = aggregate(AggregateKind::Quantiles {
-            column: value("value"),
-            levels: vec![0.5, 0.9],
-            interval,
-        });
-        let mut aggregates = vec![quantiles];
-        if counted {
-            aggregates.push(aggregate(AggregateKind::Count));
-        }
-        let mut query = query("q", 3, 5, aggregates);
-        query.drop_missing = vec!["value".into()];
-        query.partitions = public_de();
-        let plan = plan(&job(budget, vec![query])).unwrap();
-        let noise = plan.queries[0]
-            .measures
-            .iter()
-            .find_map(|noisy| match &noisy.noise {
-                MeasureNoise::Quantile(noise) => Some(noise.clone()),
-                _ => None,
-            });
-        noise.expect("a quantile's noise")
-    };
+    let plan_with = quantile_noise_of;
     let pure = || JobBudget::Pure(Epsilon::new(1.0).unwrap());
     let rank = plan_with(pure(), QuantileInterval::Rank, false);
     assert!(rank.interval.is_none());
@@ -494,23 +501,7 @@ fn unused_interval_ends_leave_their_budget_to_the_point() {
         JobBudget::Pure(Epsilon::new(1.0).unwrap()),
         JobBudget::Zcdp(Rho::new(0.05).unwrap()),
     ] {
-        let quantiles = aggregate(AggregateKind::Quantiles {
-            column: value("value"),
-            levels: vec![0.5, 0.9],
-            interval: QuantileInterval::Value,
-        });
-        let mut query = query("q", 3, 5, vec![quantiles, aggregate(AggregateKind::Count)]);
-        query.drop_missing = vec!["value".into()];
-        query.partitions = public_de();
-        let plan = plan(&job(budget, vec![query])).unwrap();
-        let noise = plan.queries[0]
-            .measures
-            .iter()
-            .find_map(|noisy| match &noisy.noise {
-                MeasureNoise::Quantile(noise) => Some(noise.clone()),
-                _ => None,
-            })
-            .expect("a quantile's noise");
+        let noise = quantile_noise_of(budget, QuantileInterval::Value, true);
         let interval = noise.interval.clone().expect("a count to aim by");
         assert!(noise.point_taking(0).is_none());
         let one = noise.point_taking(1).unwrap();
