@@ -182,7 +182,7 @@ fn problem(queries: &[(&Query, &Design)]) -> Problem {
                 Measure::interval_count(query, column, design.selection_count.as_deref(), |key| {
                     design.measures.iter().any(|measure| measure.key() == key)
                 })
-                .is_some()
+                .is_ok()
             });
             let value_intervals = checkable
                 && quantiles

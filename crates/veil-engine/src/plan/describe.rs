@@ -1,7 +1,9 @@
 //! The noise of each released output, predicted from the plan alone (no data): what
 //! `veil explain` prints and `release.json` records.
 
-use super::{Derivation, Measure, MeasureNoise, QuantileNoise, QueryPlan, output_names_of};
+use super::{
+    Derivation, Measure, MeasureNoise, QuantileNoise, QueryPlan, Unaimed, output_names_of,
+};
 use crate::job::{AggregateKind, QuantileInterval};
 
 /// How much noise one released output carries, in its own units.
@@ -85,9 +87,9 @@ impl QueryPlan {
                 // Value intervals asked for, but no count to aim their ends by: none drawn.
                 let unaimed = match (interval, column) {
                     (QuantileInterval::Value, Some(column)) => self
-                        .interval_count(column)
-                        .is_none()
-                        .then(|| self.why_no_interval_count(column)),
+                        .interval_count_or_why(column)
+                        .err()
+                        .map(|why| unaimed_in_words(why, column)),
                     _ => None,
                 };
                 let level_formula = unaimed.as_ref().map_or_else(
@@ -172,24 +174,18 @@ impl QueryPlan {
     }
 }
 
-impl QueryPlan {
-    /// Why `column`'s quantiles have no count to aim value interval ends by, in words.
-    fn why_no_interval_count(&self, column: &str) -> String {
-        let count = Measure::count_of(&self.query, column).key();
-        let selection = self.selection_count.as_deref();
-        if selection == Some(count.as_str()) {
-            format!(
-                "the count of {column}'s rows is the one selection thresholds, which leans up once passed (selection = \"units\" frees it)"
-            )
-        } else if self.noise_of(&count).is_some() {
-            format!(
-                "the count of {column}'s rows is drawn together with the one selection thresholds, which leans up once passed"
-            )
-        } else {
-            format!(
-                "the query releases no count of {column}'s rows (add a count or mean of {column})"
-            )
-        }
+/// Why `column`'s quantiles have no count to aim value interval ends by, in words.
+fn unaimed_in_words(why: Unaimed, column: &str) -> String {
+    match why {
+        Unaimed::Selected => format!(
+            "the count of {column}'s rows is the one selection thresholds, which leans up once passed (selection = \"units\" frees it)"
+        ),
+        Unaimed::DrawnWithSelected => format!(
+            "the count of {column}'s rows is drawn together with the one selection thresholds, which leans up once passed"
+        ),
+        Unaimed::NotReleased => format!(
+            "the query releases no count of {column}'s rows (add a count or mean of {column})"
+        ),
     }
 }
 

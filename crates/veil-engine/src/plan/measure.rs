@@ -3,6 +3,7 @@
 use veil_core::Bounds;
 use veil_core::mechanism::FixedPoint;
 
+use super::Unaimed;
 use crate::job::{ContributionBounds, Query};
 
 /// Leaves of the quantile histogram: 16³ bins between the bounds.
@@ -77,17 +78,25 @@ impl Measure {
     /// (an end aims a margin of rows beyond its quantile, which lands on its side only in a
     /// group with that many rows there): [`Measure::count_of`], when `released(key)` says
     /// the query releases it and selection does not threshold it (a count that passed a
-    /// threshold leans up). `None`: no end could ever leave the column's bounds, so no end
-    /// is drawn and the plan gives their share to the point.
-    #[must_use]
+    /// threshold leans up). Otherwise no end could ever leave the column's bounds, so no
+    /// end is drawn and the plan gives their share to the point.
+    ///
+    /// # Errors
+    /// [`Unaimed::Selected`] or [`Unaimed::NotReleased`].
     pub fn interval_count(
         query: &Query,
         column: &str,
         selection_count: Option<&str>,
         released: impl Fn(&str) -> bool,
-    ) -> Option<String> {
+    ) -> Result<String, Unaimed> {
         let count = Self::count_of(query, column).key();
-        (selection_count != Some(count.as_str()) && released(&count)).then_some(count)
+        if selection_count == Some(count.as_str()) {
+            Err(Unaimed::Selected)
+        } else if released(&count) {
+            Ok(count)
+        } else {
+            Err(Unaimed::NotReleased)
+        }
     }
 
     /// The name of its column in the aggregated table. Measures of one column with other

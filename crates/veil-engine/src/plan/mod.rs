@@ -108,17 +108,28 @@ impl QueryPlan {
         keys
     }
 
-    /// The released count that the value interval ends of `column`'s quantiles aim by:
-    /// [`Measure::interval_count`] among the plan's measures, unless it is drawn jointly
-    /// with the count selection thresholds (given that the group passed, that draw leans
-    /// up on every coordinate, so it would not bound the group's rows from below as
-    /// stated). `None`: no end is drawn and the point takes the ends' budget.
+    /// The released count that the value interval ends of `column`'s quantiles aim by
+    /// ([`QueryPlan::interval_count_or_why`] without the reason). `None`: no end is drawn
+    /// and the point takes the ends' budget.
     #[must_use]
     pub fn interval_count(&self, column: &str) -> Option<&NoisyMeasure> {
+        self.interval_count_or_why(column).ok()
+    }
+
+    /// The released count that the value interval ends of `column`'s quantiles aim by:
+    /// [`Measure::interval_count`] among the plan's measures, unless it is drawn jointly
+    /// with the count selection thresholds (given that the group passed, such a count
+    /// leans up, so it would not bound the group's rows from below as stated); otherwise
+    /// why there is none.
+    ///
+    /// # Errors
+    /// [`Unaimed`], the reason no count can aim the ends.
+    pub fn interval_count_or_why(&self, column: &str) -> Result<&NoisyMeasure, Unaimed> {
         let selection = self.selection_count.as_deref();
         let key = Measure::interval_count(&self.query, column, selection, |key| {
             self.noise_of(key).is_some()
         })?;
+        let count = self.noise_of(&key).ok_or(Unaimed::NotReleased)?;
         let with_selection = selection
             .and_then(|selection| self.noise_of(selection))
             .is_some_and(|noisy| match &noisy.noise {
@@ -126,10 +137,21 @@ impl QueryPlan {
                 _ => false,
             });
         if with_selection {
-            return None;
+            return Err(Unaimed::DrawnWithSelected);
         }
-        self.noise_of(&key)
+        Ok(count)
     }
+}
+
+/// Why a quantile's value interval ends have no released count to aim by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unaimed {
+    /// The count of the column's rows is the one selection thresholds.
+    Selected,
+    /// It is drawn jointly with the count selection thresholds.
+    DrawnWithSelected,
+    /// The query releases no count of the column's rows.
+    NotReleased,
 }
 
 /// What the plan claims the whole job costs, and how that was computed.

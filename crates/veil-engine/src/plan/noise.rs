@@ -133,9 +133,7 @@ impl QuantileNoise {
             (point, _) => point,
         }
     }
-}
 
-impl QuantileNoise {
     /// The point's mechanism in a group where `unused` of its interval's two ends are not
     /// drawn (the released count shows too few rows on their side, so they would be the
     /// column's bounds): the point takes their budget. Under pure ε the ε's add:

@@ -7,6 +7,7 @@
 //! selection on a released count, that count's noise is drawn first and the group's other
 //! noise only if it passes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use polars::prelude::*;
@@ -290,7 +291,7 @@ fn quantile_draws<R: Rng + CryptoRng + ?Sized>(
 /// One quantile level's draws in one group, decided before any is made.
 struct LevelDraws<'a> {
     /// The point's mechanism: the plan's, or one taking the share of the ends not drawn.
-    point: std::borrow::Cow<'a, QuantileMechanism>,
+    point: Cow<'a, QuantileMechanism>,
     /// The lower end's target shift, `None` when it is left at the column's bound.
     low: Option<i64>,
     /// The upper end's.
@@ -311,10 +312,9 @@ fn level_draws(
         interval_aims(interval, bins, level, rows_at_least)
     });
     let unused = usize::from(low.is_none()) + usize::from(high.is_none());
-    let point = noise.point_taking(unused).map_or(
-        std::borrow::Cow::Borrowed(&noise.point),
-        std::borrow::Cow::Owned,
-    );
+    let point = noise
+        .point_taking(unused)
+        .map_or(Cow::Borrowed(&noise.point), Cow::Owned);
     LevelDraws { point, low, high }
 }
 
