@@ -515,8 +515,8 @@ fn manifest(
                         "kind": kind_name(&aggregate.kind),
                         "column": column,
                         "outputs": plan::output_names_of(aggregate),
-                        "from": derivation.measures(),
-                        "formula": derivation.formula(),
+                        "from": query.derivation_measures(derivation),
+                        "formula": query.formula_of(derivation),
                     })
                 })
                 .collect();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 use veil_engine::Executor;
 use veil_engine::job::{Job, JobBudget, Partitions};
@@ -292,13 +292,12 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
             ));
         }
         let mut table = Table::new();
-        table.load_style(UTF8_FULL_CONDENSED).set_header([
-            "value",
-            "clamped to",
-            "noise std",
-            "95% error",
-            "from",
-        ]);
+        table
+            .load_style(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            // Two spaces of indent before each row.
+            .set_width(super::table_width().saturating_sub(2))
+            .set_header(["value", "clamped to", "noise std", "95% error", "from"]);
         for (index, aggregate) in query.query.aggregates.iter().enumerate() {
             let bounds = aggregate.kind.column().map_or_else(String::new, |column| {
                 format!(

@@ -60,3 +60,13 @@ pub(crate) fn check_sample_is_not_the_source(
     }
     Ok(())
 }
+
+/// The width a wide table wraps its cells to: the terminal's `COLUMNS` when the shell
+/// exports it, else 120 (a table printed to a file or a pipe stays readable).
+pub(crate) fn table_width() -> u16 {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|columns| columns.trim().parse::<u16>().ok())
+        .filter(|&columns| columns >= 60)
+        .unwrap_or(120)
+}

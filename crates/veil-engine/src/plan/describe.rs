@@ -72,7 +72,7 @@ impl QueryPlan {
             return Vec::new();
         };
         let measures = self.derivation_measures(derivation);
-        let formula = derivation.formula();
+        let formula = self.formula_of(derivation);
         // Per quantile level: its rank error and how its interval is made.
         let levels: Vec<(Option<f64>, String)> = match (derivation, &aggregate.kind) {
             (

@@ -22,7 +22,7 @@
 
 use veil_accountant::{ChargeItem, MechanismProfile};
 use veil_core::calibrate::epsilon_to_rho;
-use veil_core::mechanism::ThresholdMechanism;
+use veil_core::mechanism::{QuantileSelection, ThresholdMechanism};
 use veil_core::{Delta, Epsilon, PrivacyLoss, Rho};
 
 use crate::EngineError;
@@ -106,6 +106,24 @@ impl QueryPlan {
             keys.push(count.measure.key());
         }
         keys
+    }
+
+    /// How an aggregate is computed from its measures, in words ([`Derivation::formula`]),
+    /// naming the selection a quantile's plan draws with (permute-and-flip under pure ε,
+    /// the exponential mechanism under zCDP).
+    #[must_use]
+    pub fn formula_of(&self, derivation: &Derivation) -> String {
+        if let Derivation::Quantiles { histogram } = derivation
+            && let Some(MeasureNoise::Quantile(noise)) =
+                self.noise_of(histogram).map(|noisy| &noisy.noise)
+        {
+            let selection = match noise.point.selection() {
+                QuantileSelection::PermuteAndFlip => "permute-and-flip",
+                QuantileSelection::Exponential => "the exponential mechanism",
+            };
+            return format!("{selection} on {histogram}");
+        }
+        derivation.formula()
     }
 
     /// The released count that the value interval ends of `column`'s quantiles aim by

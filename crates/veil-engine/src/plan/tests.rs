@@ -710,6 +710,38 @@ fn each_quantile_level_states_its_own_rank_error() {
     }
 }
 
+/// A quantile's formula (in explain and release.json) names the selection its plan draws
+/// with: permute-and-flip under pure ε, the exponential mechanism under zCDP.
+#[test]
+fn a_quantiles_formula_names_the_selection_it_draws_with() {
+    for (budget, selection) in [
+        (
+            JobBudget::Pure(Epsilon::new(1.0).unwrap()),
+            "permute-and-flip on ",
+        ),
+        (
+            JobBudget::Zcdp(Rho::new(0.05).unwrap()),
+            "the exponential mechanism on ",
+        ),
+    ] {
+        let quantiles = aggregate(AggregateKind::Quantiles {
+            column: value("value"),
+            levels: vec![0.5],
+            interval: crate::job::QuantileInterval::Rank,
+        });
+        let mut query = query("q", 3, 5, vec![quantiles]);
+        query.partitions = public_de();
+        let plan = plan(&job(budget, vec![query])).unwrap();
+        let query = &plan.queries[0];
+        let formula = query.formula_of(&query.derivations[0]);
+        assert!(formula.starts_with(selection), "{formula}");
+        assert!(
+            query.output_noise(0)[0].formula.starts_with(selection),
+            "{formula}"
+        );
+    }
+}
+
 /// Under pure ε, a count and a centred sum are drawn together (one joint draw per group
 /// at the sum of their ε's): each with less noise than the Laplace draw it replaces, the
 /// draw charged once, and the plan's charges within the budget. With private partitions
