@@ -48,7 +48,7 @@ use std::fmt;
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use veil_accountant::{
     BudgetError, BudgetKey, BudgetLedger, BudgetPeriod, BudgetStatus, Charge, ChargeState,
@@ -63,7 +63,8 @@ pub mod schema;
 mod store;
 
 use crate::store::{
-    At, budget_id, charge_state, insert_budget, reserve_in, status_at, validate_total,
+    At, budget_id, charge_state, insert_budget, require_state, reserve_in, status_at,
+    validate_total, write_transaction,
 };
 pub use open::{Clock, LockWaitHook, OpenOptions};
 pub use records::{BudgetRecord, CancelCheck, CancellationRecord, ChargeRecord};
@@ -105,10 +106,7 @@ impl SqliteLedger {
         validate_total(key, &total)?;
         let now = (self.clock)();
         let at = self.at.clone();
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(at.write())?;
+        let transaction = write_transaction(&mut self.connection, &at)?;
         if budget_id(&transaction, &at, key)?.is_some() {
             return Err(BudgetError::AlreadyExists { key: key.clone() });
         }
@@ -134,10 +132,7 @@ impl SqliteLedger {
         validate_total(key, &total)?;
         let now = (self.clock)();
         let at = self.at.clone();
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(at.write())?;
+        let transaction = write_transaction(&mut self.connection, &at)?;
         let created = budget_id(&transaction, &at, key)?.is_none();
         if created {
             insert_budget(&transaction, &at, key, total, period, now)?;
@@ -178,10 +173,7 @@ impl SqliteLedger {
         let now = (self.clock)();
         let at = self.at.clone();
         let by = Owner::current();
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(at.write())?;
+        let transaction = write_transaction(&mut self.connection, &at)?;
         let row = transaction
             .query_row(
                 "SELECT state, owner_host, owner_pid, owner_started, owner_boot,
@@ -288,17 +280,10 @@ impl SqliteLedger {
     ) -> Result<(), BudgetError> {
         let now = (self.clock)();
         let at = self.at.clone();
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(at.write())?;
-        let state = charge_state(&transaction, &at, reservation)?;
-        if state.as_deref() != Some("reserved") {
-            return Err(BudgetError::NotReserved {
-                id: reservation.id,
-                state: state.unwrap_or_else(|| "missing".to_string()),
-            });
-        }
+        let transaction = write_transaction(&mut self.connection, &at)?;
+        require_state(&transaction, &at, reservation, "reserved", |id, state| {
+            BudgetError::NotReserved { id, state }
+        })?;
         transaction
             .execute(
                 "UPDATE charges SET state = ?1, updated_at = ?2 WHERE id = ?3 AND state = 'reserved'",
@@ -313,12 +298,7 @@ impl BudgetLedger for SqliteLedger {
     fn reserve(&mut self, key: &BudgetKey, charge: &Charge) -> Result<Reservation, BudgetError> {
         let now = (self.clock)();
         let at = self.at.clone();
-        // IMMEDIATE takes the write lock before anything is read: two jobs cannot both
-        // read the same spending and both fit under it.
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(at.write())?;
+        let transaction = write_transaction(&mut self.connection, &at)?;
         let id = reserve_in(&transaction, &at, key, charge, now, &self.owner)?;
         transaction.commit().map_err(at.write())?;
         Ok(Reservation {
@@ -342,17 +322,10 @@ impl BudgetLedger for SqliteLedger {
     ) -> Result<(), BudgetError> {
         let now = (self.clock)();
         let at = self.at.clone();
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(at.write())?;
-        let state = charge_state(&transaction, &at, reservation)?;
-        if state.as_deref() != Some("committed") {
-            return Err(BudgetError::NotCommitted {
-                id: reservation.id,
-                state: state.unwrap_or_else(|| "missing".to_string()),
-            });
-        }
+        let transaction = write_transaction(&mut self.connection, &at)?;
+        require_state(&transaction, &at, reservation, "committed", |id, state| {
+            BudgetError::NotCommitted { id, state }
+        })?;
         transaction
             .execute(
                 "INSERT INTO releases (charge_id, name, location, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -381,10 +354,7 @@ impl BudgetLedger for SqliteLedger {
     ) -> Result<(), BudgetError> {
         let now = (self.clock)();
         let at = self.at.clone();
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(at.write())?;
+        let transaction = write_transaction(&mut self.connection, &at)?;
         if charge_state(&transaction, &at, reservation)?.is_none() {
             return Err(BudgetError::NoCharge { id: reservation.id });
         }

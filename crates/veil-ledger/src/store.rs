@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use veil_accountant::budget::{check_charge, cost};
 use veil_accountant::{
     BudgetError, BudgetKey, BudgetPeriod, BudgetStatus, Charge, Component, MechanismProfile,
@@ -234,6 +236,35 @@ pub(crate) fn reserve_in(
 }
 
 /// The state of the charge behind `reservation`, if it belongs to that budget.
+/// Opens a write transaction that takes SQLite's write lock before anything is read
+/// (`IMMEDIATE`): two runs cannot both read the same spending and both fit under it.
+pub(crate) fn write_transaction<'c>(
+    connection: &'c mut Connection,
+    at: &At,
+) -> Result<Transaction<'c>, BudgetError> {
+    connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(at.write())
+}
+
+/// Checks, inside `transaction`, that the charge of `reservation` is in state `expected`;
+/// otherwise the error `wrong` builds from the charge's id and its state (`missing` for none).
+pub(crate) fn require_state(
+    transaction: &Transaction<'_>,
+    at: &At,
+    reservation: &Reservation,
+    expected: &str,
+    wrong: fn(i64, String) -> BudgetError,
+) -> Result<(), BudgetError> {
+    match charge_state(transaction, at, reservation)? {
+        Some(state) if state == expected => Ok(()),
+        state => Err(wrong(
+            reservation.id,
+            state.unwrap_or_else(|| "missing".to_string()),
+        )),
+    }
+}
+
 pub(crate) fn charge_state(
     connection: &Connection,
     at: &At,
