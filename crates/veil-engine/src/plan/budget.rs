@@ -263,7 +263,12 @@ fn problem(queries: &[(&Query, &Design)]) -> Problem {
                     let (middle, value, spread) = typical(bounds);
                     let offset = value - middle;
                     let spread_squared = spread * spread;
-                    let count_term = offset * offset - spread_squared;
+                    // The variance `Q/n − (S/n)²` moves with the count as `(o² − s²)/n`
+                    // (o the values' offset from the middle, s their spread): the two
+                    // terms cancel on the typical group (o = s) but not on real data, where
+                    // either may lead. Their sum bounds it, so the count the variance
+                    // divides by is never left without budget.
+                    let count_term = offset * offset + spread_squared;
                     outputs.push(output(
                         vec![
                             (find(squares), 1.0),

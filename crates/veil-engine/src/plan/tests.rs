@@ -902,3 +902,44 @@ fn many_measures_make_several_small_joint_draws() {
         .count();
     assert_eq!(charged, draws.len());
 }
+
+/// A variance divides by its count of values. On the planner's typical group the count's
+/// two effects on `Q/n − (S/n)²` cancel, and the split once gave that count a billionth of
+/// the budget (a noise of millions of rows beside a rows count of 75): the variance came
+/// out near zero with a tight interval. Every count a variance divides by gets a real
+/// share, under either noise family.
+#[test]
+fn a_variance_never_starves_the_count_it_divides_by() {
+    for (budget, public) in [
+        (JobBudget::Pure(Epsilon::new(1.0).unwrap()), true),
+        (approx(1.0, 1e-6), false),
+    ] {
+        let mut query = query(
+            "q",
+            5,
+            5,
+            vec![
+                aggregate(AggregateKind::Count),
+                aggregate(AggregateKind::Variance(value("value"))),
+            ],
+        );
+        if public {
+            query.partitions = public_de();
+        }
+        let plan = plan(&job(budget, vec![query])).unwrap();
+        let std_of = |key: &str| {
+            plan.queries[0]
+                .measures
+                .iter()
+                .find(|noisy| noisy.measure.key() == key)
+                .unwrap_or_else(|| panic!("{key} not planned: {:?}", plan.queries[0].measures))
+                .noise
+                .std_dev()
+        };
+        let (rows, values) = (std_of("rows"), std_of("values:value"));
+        assert!(
+            values < 4.0 * rows,
+            "{budget:?}: values {values}, rows {rows}"
+        );
+    }
+}
