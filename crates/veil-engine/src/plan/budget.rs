@@ -561,10 +561,18 @@ pub(super) fn plan_family(
     }
     let mut value = value;
     if let Spend::Epsilon(_) = spend {
-        for plan in &mut plans {
-            join_measures(plan)?;
+        let drawn = |plans: &[QueryPlan]| drawn_objective(&problem, &shares, &placed, plans);
+        for at in 0..plans.len() {
+            join_measures(&mut plans, at, &drawn)?;
         }
-        value = joint_objective(&problem, &shares, &placed, &plans).unwrap_or(value);
+        let joint = plans.iter().any(|plan| {
+            plan.measures
+                .iter()
+                .any(|noisy| matches!(noisy.noise, MeasureNoise::Joint(_)))
+        });
+        if joint {
+            value = drawn(&plans);
+        }
     }
     // The objective was computed for a budget of one: a Laplace noise's std scales as 1/ε,
     // a Gaussian's as 1/sqrt(ρ).
@@ -580,16 +588,16 @@ pub(super) fn plan_family(
     })
 }
 
-/// The Laplace objective once some measures are drawn jointly (`None` if none is): a joint
-/// member's variance is `(d+1)(d+2)/6` times a Laplace draw's at the joint draw's whole
-/// share (the sum of its members'), where a Laplace draw's is `K/x²` at its own share `x`.
-/// So the family is chosen on the noise the plan really draws.
-fn joint_objective(
+/// The Laplace objective of the noise `plans` draw: a joint member's variance is
+/// `(d+1)(d+2)/6` times a Laplace draw's at the joint draw's whole share (the sum of its
+/// members'), where a Laplace draw's is `K/x²` at its own share `x`. So the family is
+/// chosen, and a joint draw judged, on the noise the plan really draws.
+fn drawn_objective(
     problem: &Problem,
     shares: &[f64],
     placed: &[Option<usize>],
     plans: &[QueryPlan],
-) -> Option<f64> {
+) -> f64 {
     let joint_of = |slot: usize| -> Option<&JointNoise> {
         let index = placed[slot]?;
         match &plans[problem.slots[slot].query].measures[index].noise {
@@ -597,13 +605,11 @@ fn joint_objective(
             _ => None,
         }
     };
-    let mut any = false;
     let effective: Vec<f64> = (0..problem.slots.len())
         .map(|slot| {
             let Some(joint) = joint_of(slot) else {
                 return shares[slot];
             };
-            any = true;
             let whole: f64 = (0..problem.slots.len())
                 .filter(|&other| {
                     problem.slots[other].query == problem.slots[slot].query
@@ -616,15 +622,12 @@ fn joint_objective(
             whole * (6.0 / ((d + 1.0) * (d + 2.0))).sqrt()
         })
         .collect();
-    if !any {
-        return None;
-    }
     let factors: Vec<f64> = problem
         .slots
         .iter()
         .map(|slot| variance_factor(slot, NoiseFamily::Laplace))
         .collect();
-    Some(objective(problem, &factors, 2, &effective))
+    objective(problem, &factors, 2, &effective)
 }
 
 /// The most measures one joint draw holds. A draw is kept with probability `d!/d^d`
@@ -644,6 +647,13 @@ const JOINT_MAX: usize = 4;
 /// 0.6 of a derived sum's or mean's. One unit moves each measure of a group by at most its
 /// per-group bound, together: the joint draw's box.
 ///
+/// Where some measure's noise would rise, the draw is still taken when it lowers the
+/// planner's objective (`drawn`, over every query): a weighted measure's share of a
+/// separate split can beat its joint coordinate on its own while the rest lose much more.
+/// With `weight = 8` on the count of count + sum + mean, the split gave the count a median
+/// a hair below the joint draw's, a larger deviation, and the sum and mean twice the
+/// joint draw's error.
+///
 /// The count that partition selection thresholds joins one other measure (a draw of two,
 /// the first that qualifies), with the threshold set on the joint law's tail, when that
 /// lowers both measures' deviations and keeps the threshold from rising; otherwise it keeps
@@ -653,7 +663,12 @@ const JOINT_MAX: usize = 4;
 /// 250 rows against 290, and a sum or mean derived from the pair about 0.6 of its error),
 /// which lowers the relative errors of the released values together, the planner's
 /// objective.
-fn join_measures(plan: &mut QueryPlan) -> Result<(), EngineError> {
+fn join_measures(
+    plans: &mut [QueryPlan],
+    at: usize,
+    drawn: &dyn Fn(&[QueryPlan]) -> f64,
+) -> Result<(), EngineError> {
+    let plan = &mut plans[at];
     let mut members: Vec<usize> = plan
         .measures
         .iter()
@@ -682,8 +697,11 @@ fn join_measures(plan: &mut QueryPlan) -> Result<(), EngineError> {
         // As even as can be: 5 measures make draws of 3 and 2, never of 4 and 1.
         let size = rest.len().div_ceil(draws - draw);
         let (block, after) = rest.split_at(size);
-        if let Some(mechanism) = joint_block(plan, block, true)? {
-            apply_joint(plan, block, &mechanism);
+        if let Some(mechanism) = joint_mechanism(&plans[at], block)?
+            && (lowers_every_noise(&plans[at], block, &mechanism, true)
+                || lowers_the_objective(plans, at, block, &mechanism, drawn))
+        {
+            apply_joint(&mut plans[at], block, &mechanism);
         }
         rest = after;
     }
@@ -691,12 +709,14 @@ fn join_measures(plan: &mut QueryPlan) -> Result<(), EngineError> {
 }
 
 /// Draws the count that selection thresholds together with the measure at `partner` when
-/// [`joint_block`] accepts the pair and the threshold set on the joint law's answer is no
+/// the joint draw lowers both measures' deviations and the threshold set on the joint law's answer is no
 /// higher than the truncated count's; then the selection thresholds that answer. Whether
 /// it did.
 fn join_selected(plan: &mut QueryPlan, count: usize, partner: usize) -> Result<bool, EngineError> {
     let block = [count, partner];
-    let Some(mechanism) = joint_block(plan, &block, false)? else {
+    let Some(mechanism) = joint_mechanism(plan, &block)?
+        .filter(|mechanism| lowers_every_noise(plan, &block, mechanism, false))
+    else {
         return Ok(false);
     };
     let Some(selection) = &plan.selection else {
@@ -722,13 +742,11 @@ fn join_selected(plan: &mut QueryPlan, count: usize, partner: usize) -> Result<b
     Ok(true)
 }
 
-/// One joint draw of the measures at `members` (see [`join_measures`]), or `None` when it
-/// would not lower every measure's deviation and, with `guard_medians`, the median and 95%
-/// half-width of every measure released as it is.
-fn joint_block(
+/// One joint draw of the measures at `members` (see [`join_measures`]), at the sum of their
+/// ε's, or `None` when its scales do not fit the sampler.
+fn joint_mechanism(
     plan: &QueryPlan,
     members: &[usize],
-    guard_medians: bool,
 ) -> Result<Option<JointLaplaceMechanism>, EngineError> {
     if members.len() < 2 {
         return Ok(None);
@@ -752,11 +770,18 @@ fn joint_block(
     let per_group = (epsilon / groups as f64).next_down();
     // Scales too large for the sampler (a tiny ε on a fine grid) keep the separate draws,
     // which fit: they are never worse than the plan the budget was split for.
-    let Ok(mechanism) =
-        JointLaplaceMechanism::new(&sensitivities, Epsilon::new(per_group).map_err(named)?)
-    else {
-        return Ok(None);
-    };
+    Ok(JointLaplaceMechanism::new(&sensitivities, Epsilon::new(per_group).map_err(named)?).ok())
+}
+
+/// Whether `mechanism`, drawing the measures at `members`, lowers every one's deviation
+/// and, with `guard_medians`, the median and 95% half-width of every measure released as
+/// it is.
+fn lowers_every_noise(
+    plan: &QueryPlan,
+    members: &[usize],
+    mechanism: &JointLaplaceMechanism,
+    guard_medians: bool,
+) -> bool {
     // The measures some output releases as they are.
     let released_alone: Vec<&str> = plan
         .derivations
@@ -769,7 +794,7 @@ fn joint_block(
         })
         .collect();
     let confidence = veil_core::mechanism::DEFAULT_CONFIDENCE;
-    let lowers_every_noise = members.iter().enumerate().all(|(at, &index)| {
+    members.iter().enumerate().all(|(at, &index)| {
         let noisy = &plan.measures[index];
         let MeasureNoise::Laplace(laplace) = &noisy.noise else {
             return false;
@@ -780,8 +805,21 @@ fn joint_block(
                 || (mechanism.ci_half_width(at, 0.5) <= laplace.ci_half_width(0.5)
                     && mechanism.ci_half_width(at, confidence)
                         <= laplace.ci_half_width(confidence)))
-    });
-    Ok(lowers_every_noise.then_some(mechanism))
+    })
+}
+
+/// Whether drawing the measures at `members` of `plans[at]` together with `mechanism`
+/// lowers the planner's objective over every query (`drawn`).
+fn lowers_the_objective(
+    plans: &[QueryPlan],
+    at: usize,
+    members: &[usize],
+    mechanism: &JointLaplaceMechanism,
+    drawn: &dyn Fn(&[QueryPlan]) -> f64,
+) -> bool {
+    let mut trial = plans.to_vec();
+    apply_joint(&mut trial[at], members, mechanism);
+    drawn(&trial) < drawn(plans)
 }
 
 /// Gives the measures at `members` the joint draw `mechanism`, in that order.

@@ -943,3 +943,53 @@ fn a_variance_never_starves_the_count_it_divides_by() {
         );
     }
 }
+
+/// A weighted count of count + sum + mean keeps the joint draw: at `weight = 8` the split
+/// alone gave the count a larger share of a separate draw (its deviation higher than the
+/// joint coordinate's, its median a hair lower) and the sum and mean twice the joint
+/// draw's error. The plan now takes whichever noise the weighted objective prefers.
+#[test]
+fn a_weighted_count_keeps_the_joint_draw_that_serves_the_objective() {
+    let plan_with = |weight: f64| {
+        let mut count = aggregate(AggregateKind::Count);
+        count.weight = weight;
+        let mut query = query(
+            "q",
+            3,
+            5,
+            vec![
+                count,
+                aggregate(AggregateKind::Sum(value("value"))),
+                aggregate(AggregateKind::Mean(value("value"))),
+            ],
+        );
+        query.partitions = public_de();
+        query.drop_missing = vec!["value".into()];
+        plan(&job(
+            JobBudget::Pure(Epsilon::new(1.0).unwrap()),
+            vec![query],
+        ))
+        .unwrap()
+    };
+    let even = plan_with(1.0);
+    for weight in [2.0, 8.0] {
+        let weighted = plan_with(weight);
+        for (noisy, reference) in weighted.queries[0]
+            .measures
+            .iter()
+            .zip(&even.queries[0].measures)
+        {
+            assert!(
+                matches!(noisy.noise, MeasureNoise::Joint(_)),
+                "weight {weight}: {} drawn alone",
+                noisy.measure.key()
+            );
+            assert!(
+                (noisy.noise.std_dev() - reference.noise.std_dev()).abs()
+                    <= 1e-9 * reference.noise.std_dev(),
+                "weight {weight}: {}",
+                noisy.measure.key()
+            );
+        }
+    }
+}
