@@ -41,6 +41,16 @@ impl Job {
                     ),
                 ));
             }
+            if query.name.eq_ignore_ascii_case("release") {
+                return Err(EngineError::invalid(
+                    format!("{key}.name"),
+                    format!(
+                        "{:?} is the release manifest's name (release.json beside the tables): \
+                         choose another",
+                        query.name
+                    ),
+                ));
+            }
             if !names.insert(query.name.as_str()) {
                 return Err(EngineError::invalid(
                     format!("{key}.name"),

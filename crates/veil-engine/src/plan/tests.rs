@@ -291,6 +291,17 @@ fn invalid_jobs_name_their_key() {
         )),
         "query[0].name"
     );
+    // A query's table would overwrite the release manifest (release.json), on a
+    // case-insensitive file system too.
+    for reserved in ["release", "Release"] {
+        assert_eq!(
+            invalid_key(&job(
+                approx(1.0, 1e-6),
+                vec![query(reserved, 1, 1, count())]
+            )),
+            "query[0].name"
+        );
+    }
     assert_eq!(invalid_key(&job(approx(1.0, 1e-6), vec![])), "query");
     let same_bounds = ValueColumn {
         name: "value".into(),
