@@ -13,6 +13,35 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// `print!` to stdout that stops quietly when the reader has gone (`veil run | head`):
+/// what was charged and released stays so and the exit code says it, where `print!`
+/// would panic (exit 101) after the charge. Any other write error panics as `print!`
+/// does.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        crate::stdout_written(write!(std::io::stdout(), $($arg)*));
+    }};
+}
+
+/// `println!` that stops quietly when the reader has gone (see `out!`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        crate::stdout_written(writeln!(std::io::stdout(), $($arg)*));
+    }};
+}
+
+/// The end of a write to stdout: a closed pipe is the reader's choice, not an error.
+fn stdout_written(result: std::io::Result<()>) {
+    match result {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            panic!("failed printing to stdout: {error}")
+        }
+        _ => {}
+    }
+}
+
 pub mod api;
 mod cli;
 mod clock;

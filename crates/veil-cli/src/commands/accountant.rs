@@ -157,7 +157,7 @@ fn compose_command(args: &ComposeArgs) -> anyhow::Result<ExitCode> {
     if method == Method::Best {
         output["tightest"] = json!(composition.method.name());
     }
-    println!("{output}");
+    outln!("{output}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -233,6 +233,6 @@ fn calibrate_command(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
     if let Some(rate) = args.rate {
         output["rate"] = json!(rate);
     }
-    println!("{output}");
+    outln!("{output}");
     Ok(ExitCode::SUCCESS)
 }

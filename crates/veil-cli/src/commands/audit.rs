@@ -197,7 +197,7 @@ fn audit_error(error: AuditError) -> anyhow::Error {
 /// Prints the JSON and turns the verdict into the exit code.
 fn finish(output: &Value, verdict: Verdict) -> anyhow::Result<ExitCode> {
     let text = serde_json::to_string_pretty(output).context("formatting the audit")?;
-    println!("{text}");
+    outln!("{text}");
     match verdict {
         Verdict::Pass => Ok(ExitCode::SUCCESS),
         Verdict::Fail => {

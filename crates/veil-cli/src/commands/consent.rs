@@ -175,12 +175,12 @@ fn stats(args: &StatsArgs) -> anyhow::Result<ExitCode> {
             period.in_force.std_dev()
         ));
     }
-    println!(
+    outln!(
         "Consent for purpose {:?}, released under charge {charge} in {}:",
         args.purpose,
         args.ledger.display()
     );
-    println!("{table}");
+    outln!("{table}");
     if let Some(output) = &args.output {
         std::fs::write(output, csv).with_context(|| format!("writing {}", output.display()))?;
         eprintln!("wrote {}", output.display());

@@ -84,12 +84,12 @@ pub(crate) fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         let mut json = plan_json(&loaded, &plan);
         json["engine"] = json!(engine_text);
         json["spark_sql"] = json!(sql.as_ref().map(ToString::to_string));
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print!("{}", describe(&args.job, &loaded, &plan));
-        println!("\nEngine: {engine_text}");
+        out!("{}", describe(&args.job, &loaded, &plan));
+        outln!("\nEngine: {engine_text}");
         if let Some(sql) = &sql {
-            println!(
+            outln!(
                 "\nSpark SQL (the run's secret bounding key is bound to :{} and :{}):\n\n{sql}",
                 veil_spark::ROW_KEY,
                 veil_spark::PAIR_KEY

@@ -278,7 +278,7 @@ fn calibrate(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    println!("{output}");
+    outln!("{output}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -202,13 +202,13 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     })?;
 
     if args.no_compare {
-        println!(
+        outln!(
             "PREVIEW, NOT A RELEASE: job {} on sample data {}; nothing was charged.",
             loaded.job.name,
             args.sample.display()
         );
         for published in &summary.outputs {
-            println!(
+            outln!(
                 "{}: {} groups released, {}",
                 published.query,
                 published.table.groups(),
@@ -232,7 +232,7 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     )
     .map_err(exit::engine)?;
 
-    println!(
+    outln!(
         "PREVIEW, NOT A RELEASE: job {} at {} on sample data {}; nothing was charged.",
         loaded.job.name,
         crate::commands::explain::budget_text(job.budget),
@@ -325,15 +325,15 @@ fn print_comparison(
     for (_, cells) in rows.iter().take(shown) {
         display.add_row(cells.clone());
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{} (preview): {} of {} groups released; {} shown, largest first",
         query.name,
         table.groups(),
         totals.groups.len(),
         rows.len().min(shown)
     );
-    println!("{display}");
+    outln!("{display}");
 }
 
 #[cfg(test)]

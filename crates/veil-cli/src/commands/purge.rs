@@ -102,7 +102,7 @@ pub(crate) fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
     for file in &files {
         retention += file.removed_by_retention;
         withdrawal += file.removed_by_withdrawal;
-        println!(
+        outln!(
             "{}: {verb} {} of {} rows ({} past every purpose's retention, {} of units that withdrew all consent){}",
             file.path.display(),
             file.removed_by_retention + file.removed_by_withdrawal,

@@ -50,7 +50,7 @@ pub(crate) fn run(args: &PurposesArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("writing {}", path.display()))?;
             eprintln!("wrote {}", path.display());
         }
-        None => print!("{}", text(&registry, &args.lang)),
+        None => out!("{}", text(&registry, &args.lang)),
     }
     Ok(ExitCode::SUCCESS)
 }

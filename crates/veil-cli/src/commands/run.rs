@@ -283,7 +283,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn report(loaded: &LoadedJob, summary: &RunSummary, show: usize) {
-    println!(
+    outln!(
         "Released {} {} under charge {} in {} (as of {}).",
         summary.outputs.len(),
         if summary.outputs.len() == 1 {
@@ -296,7 +296,7 @@ fn report(loaded: &LoadedJob, summary: &RunSummary, show: usize) {
         veil_engine::as_of_text(loaded.job.governance.as_of_ms)
     );
     for published in &summary.outputs {
-        println!(
+        outln!(
             "  {}: {} groups → {}",
             published.query,
             published.table.groups(),
@@ -304,11 +304,11 @@ fn report(loaded: &LoadedJob, summary: &RunSummary, show: usize) {
         );
         if show > 0 {
             for line in preview(&published.table, show).lines() {
-                println!("    {line}");
+                outln!("    {line}");
             }
         }
     }
-    println!("  manifest → {}", summary.manifest.display());
+    outln!("  manifest → {}", summary.manifest.display());
     let counts = &summary.counts;
     eprintln!(
         "not private, for you only: read {} rows; {} outside retention, {} without consent, {} without a privacy unit",

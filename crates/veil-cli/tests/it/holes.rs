@@ -328,3 +328,30 @@ format = "json"
         );
     }
 }
+
+/// Regression: `veil run … | head` panicked (exit 101) when the reader closed the pipe
+/// before the summary was printed, after the budget was charged and the release written;
+/// a script retrying on failure would have spent the budget twice. The run now ends as
+/// it did: released, exit 0.
+#[test]
+fn a_closed_stdout_does_not_fail_a_run_that_released() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("veil"))
+        .current_dir(workspace())
+        .args(["run", "configs/quickstart.toml", "--ledger"])
+        .arg(directory.path().join("ledger.sqlite"))
+        .arg("--output")
+        .arg(directory.path().join("out"))
+        .env_remove("VEIL_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader leaves before the run prints anything (it reads and charges first).
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(directory.path().join("out/release.json").exists());
+}

@@ -40,14 +40,14 @@ pub(crate) fn history_json(args: &ListArgs) -> anyhow::Result<Value> {
 
 pub(super) fn history(args: &ListArgs) -> anyhow::Result<ExitCode> {
     if args.json {
-        println!("{}", history_json(args)?);
+        outln!("{}", history_json(args)?);
         return Ok(ExitCode::SUCCESS);
     }
     let ledger = open(&args.ledger, args.timeout)?;
     let charges = ledger.history()?;
     let now = now();
     if charges.is_empty() {
-        println!("no charges in {}", args.ledger.display());
+        outln!("no charges in {}", args.ledger.display());
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<[String; 8]> = charges
@@ -93,12 +93,12 @@ pub(super) fn history(args: &ListArgs) -> anyhow::Result<ExitCode> {
         .filter(|charge| charge.state == ChargeState::Reserved)
         .collect();
     if !reserved.is_empty() {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "Reserved, not committed (counted as spent until their run commits or gives them back):"
         );
         for line in reservation_lines(&reserved, &args.ledger, now) {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     let cancelled: Vec<String> = charges
@@ -120,10 +120,10 @@ pub(super) fn history(args: &ListArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     if !cancelled.is_empty() {
-        println!();
-        println!("Cancelled (reservations given back; nothing was published under them):");
+        outln!();
+        outln!("Cancelled (reservations given back; nothing was published under them):");
         for line in cancelled {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     let diagnostics: Vec<String> = charges
@@ -139,12 +139,12 @@ pub(super) fn history(args: &ListArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     if !diagnostics.is_empty() {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "Diagnostics (not private, for the operator: exact counts of the data, never publish them):"
         );
         for line in diagnostics {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     Ok(ExitCode::SUCCESS)

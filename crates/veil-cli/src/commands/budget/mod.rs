@@ -207,7 +207,7 @@ pub(super) fn open(path: &Path, timeout: LockTimeout) -> anyhow::Result<SqliteLe
 }
 
 pub(super) fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
-    println!("{}", init_budget(args)?);
+    outln!("{}", init_budget(args)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -282,7 +282,7 @@ pub(super) fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N
             .zip(&widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        outln!("{}", padded.join("  ").trim_end());
     };
     line(header.to_vec());
     for row in rows {

@@ -30,14 +30,14 @@ pub(crate) fn reservations_json(args: &ListArgs) -> anyhow::Result<Value> {
 
 pub(super) fn reservations(args: &ListArgs) -> anyhow::Result<ExitCode> {
     if args.json {
-        println!("{}", reservations_json(args)?);
+        outln!("{}", reservations_json(args)?);
         return Ok(ExitCode::SUCCESS);
     }
     let ledger = open(&args.ledger, args.timeout)?;
     let reserved = ledger.reservations()?;
     let now = now();
     if reserved.is_empty() {
-        println!(
+        outln!(
             "no reserved charges in {}: every charge is committed or given back",
             args.ledger.display()
         );
@@ -69,8 +69,8 @@ pub(super) fn reservations(args: &ListArgs) -> anyhow::Result<ExitCode> {
         ],
         &rows,
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "Each counts as spent until its run commits or gives it back. Cancel one whose run is gone with `veil budget cancel --ledger {} --charge <id>` (--force when this host cannot tell).",
         args.ledger.display()
     );
@@ -107,7 +107,7 @@ pub(super) fn cancel(args: &CancelArgs) -> anyhow::Result<ExitCode> {
             )
         },
     );
-    println!(
+    outln!(
         "cancelled charge {}{what}: {} given back to the budget; nothing was published under it",
         record.charge_id,
         if cost.is_empty() {
@@ -116,13 +116,13 @@ pub(super) fn cancel(args: &CancelArgs) -> anyhow::Result<ExitCode> {
             &cost
         },
     );
-    println!(
+    outln!(
         "  why the ledger allowed it: {}; recorded in {} (see `veil budget history`)",
         record.evidence,
         args.ledger.display()
     );
     if let Some(owner) = charge.as_ref().and_then(|charge| charge.owner.as_ref()) {
-        println!(
+        outln!(
             "  a run killed after staging its release leaves hidden files named .<file>.tmp-{} in its output folder: never published, delete them",
             owner.pid
         );

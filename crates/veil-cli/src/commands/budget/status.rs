@@ -51,13 +51,13 @@ pub(crate) fn status_json(args: &StatusArgs) -> anyhow::Result<Value> {
 
 pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     if args.json {
-        println!("{}", status_json(args)?);
+        outln!("{}", status_json(args)?);
         return Ok(ExitCode::SUCCESS);
     }
     let (records, reserved) = budgets_and_reservations(args)?;
     let now = now();
     if records.is_empty() {
-        println!("no budgets in {}", args.ledger.display());
+        outln!("no budgets in {}", args.ledger.display());
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<[String; 7]> = records
@@ -99,13 +99,13 @@ pub(super) fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         &rows,
     );
     if !reserved.is_empty() {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "Reserved, not committed (counted as spent until their run commits or gives them back):"
         );
         let charges: Vec<&ChargeRecord> = reserved.iter().collect();
         for line in reservation_lines(&charges, &args.ledger, now) {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -397,7 +397,7 @@ pub(super) fn protocol(args: &ProtocolArgs) -> anyhow::Result<ExitCode> {
     match &args.output {
         Some(path) => write_atomically(path, text.as_bytes())
             .with_context(|| format!("writing the descriptor to {}", path.display()))?,
-        None => print!("{text}"),
+        None => out!("{text}"),
     }
     eprintln!(
         "protocol {}: oracle {}, epsilon {} per report (actual {:.9})",

@@ -220,7 +220,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     };
     let report = build(&loaded, &settings, None)?;
     let written = write_report(&report, &args.output)?;
-    print!("{}", report.to_text());
+    out!("{}", report.to_text());
     eprintln!(
         "wrote {} files to {} (open report.html)",
         written.len(),
