@@ -54,6 +54,32 @@ pub(crate) fn refuse_overwrite(outputs: &[(&str, &Path)], inputs: &[Input]) -> a
     Ok(())
 }
 
+/// Refuses to write `what` (`"the preview"`, `"the report"`) into `directory` when it
+/// holds a release that `veil run` published (its `release.json` says `"private": true`):
+/// a preview's manifest would replace the release's, and a report's true values would sit
+/// beside its tables as if they were released.
+///
+/// # Errors
+/// A usage error (exit 2) naming the directory.
+pub(crate) fn refuse_release_directory(what: &str, directory: &Path) -> anyhow::Result<()> {
+    let manifest = directory.join("release.json");
+    let Ok(text) = std::fs::read_to_string(&manifest) else {
+        return Ok(());
+    };
+    let published = serde_json::from_str::<serde_json::Value>(&text)
+        .is_ok_and(|manifest| manifest["private"] == serde_json::Value::Bool(true));
+    if published {
+        return Err(usage_error(format!(
+            "{} holds a published release ({}): write {what} elsewhere, e.g. --output {}-{}",
+            directory.display(),
+            manifest.display(),
+            directory.display(),
+            what.trim_start_matches("the ")
+        )));
+    }
+    Ok(())
+}
+
 /// Every file a job reads: the job file, its purposes registry, public partition keys, the
 /// ledger, and the files of its source and consent log.
 pub(crate) fn job_inputs(loaded: &LoadedJob) -> Vec<Input> {

@@ -146,6 +146,7 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
         directory.push(PREVIEW_SUFFIX);
         PathBuf::from(directory)
     });
+    crate::guard::refuse_release_directory("the preview", &job.output.directory)?;
     let budget = args.memory.resolve(loaded.engine.memory)?;
     let spill_dir = args.spill.resolve(&job.output.directory)?;
     crate::memory::check_auto_bounds_fit(&job, budget)?;

@@ -15,6 +15,7 @@ use veil_engine::synthetic::{LikeSpec, Synthetic, SyntheticColumn, write_like};
 
 use crate::config;
 use crate::exit::{self, Classify, usage_error};
+use crate::guard::{Input, refuse_overwrite};
 
 /// Write a synthetic events table (user_id, event_time, country, feature, value) as Parquet.
 ///
@@ -82,6 +83,7 @@ pub(crate) struct SampleDataArgs {
 }
 
 pub(crate) fn run(args: &SampleDataArgs) -> anyhow::Result<ExitCode> {
+    refuse_overwriting_inputs(args)?;
     if let Some(parent) = args
         .out
         .parent()
@@ -135,6 +137,35 @@ pub(crate) fn run(args: &SampleDataArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses to write the table or the consent log over what `--like` reads (a job's file,
+/// source, consent log, registry, ledger or keys; or the data file itself), or the two
+/// over each other.
+fn refuse_overwriting_inputs(args: &SampleDataArgs) -> anyhow::Result<()> {
+    let mut inputs = Vec::new();
+    if let Some(like) = &args.like {
+        let is_job = like
+            .extension()
+            .is_some_and(|extension| extension.eq_ignore_ascii_case("toml"));
+        if is_job {
+            let loaded = config::load(like, config::AsOf::from_flag(None)).usage()?;
+            inputs = crate::guard::job_inputs(&loaded);
+        } else {
+            inputs.push(Input::new("--like", like));
+        }
+    }
+    let mut outputs = vec![("--out", args.out.as_path())];
+    if let Some(consent) = &args.consent {
+        if consent == &args.out || crate::guard::same_file(consent, &args.out) {
+            return Err(usage_error(format!(
+                "--consent {} is --out: write the consent log to a file of its own",
+                consent.display()
+            )));
+        }
+        outputs.push(("--consent", consent.as_path()));
+    }
+    refuse_overwrite(&outputs, &inputs)
 }
 
 /// `COLUMN=LOW,HIGH` ranges.

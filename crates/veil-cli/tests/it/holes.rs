@@ -355,3 +355,88 @@ fn a_closed_stdout_does_not_fail_a_run_that_released() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(directory.path().join("out/release.json").exists());
 }
+
+/// Regression: `veil sample-data --like job.toml --out <the job's source>` replaced the
+/// job's real source with synthetic rows, and `--consent` could name its consent log. Both
+/// are inputs of the job `--like` reads: refused, naming them, the file untouched.
+#[test]
+fn sample_data_never_writes_over_what_its_like_job_reads() {
+    let directory = tempfile::tempdir().unwrap();
+    let source = directory.path().join("events.parquet");
+    std::fs::copy(workspace().join("data/events.parquet"), &source).unwrap();
+    let before = std::fs::read(&source).unwrap();
+    let job = job(directory.path(), &source, "", "");
+    veil()
+        .args(["sample-data", "--rows", "100", "--like"])
+        .arg(&job)
+        .arg("--out")
+        .arg(&source)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("a file of the source"))
+        .stderr(predicate::str::contains("never writes over its inputs"));
+    assert_eq!(std::fs::read(&source).unwrap(), before);
+    veil()
+        .args(["sample-data", "--rows", "100", "--like"])
+        .arg(&job)
+        .arg("--out")
+        .arg(directory.path().join("sample.parquet"))
+        .arg("--consent")
+        .arg(&job)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("the job file"));
+}
+
+/// Regression: `veil preview --output` and `veil report --output` pointed at a published
+/// release's folder replaced its release.json with a preview's, or put a report of true
+/// values beside its tables. Both are refused; a preview's own folder may be reused.
+#[test]
+fn previews_and_reports_stay_out_of_a_published_release() {
+    let directory = tempfile::tempdir().unwrap();
+    let released = directory.path().join("release");
+    veil()
+        .current_dir(workspace())
+        .args(["run", "configs/quickstart.toml", "--ledger"])
+        .arg(directory.path().join("ledger.sqlite"))
+        .arg("--output")
+        .arg(&released)
+        .assert()
+        .success();
+    let manifest = std::fs::read(released.join("release.json")).unwrap();
+    let sample = directory.path().join("sample.parquet");
+    std::fs::copy(workspace().join("data/events.parquet"), &sample).unwrap();
+    veil()
+        .current_dir(workspace())
+        .args([
+            "preview",
+            "configs/quickstart.toml",
+            "--no-compare",
+            "--sample",
+        ])
+        .arg(&sample)
+        .arg("--output")
+        .arg(&released)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("holds a published release"));
+    veil()
+        .current_dir(workspace())
+        .args([
+            "report",
+            "configs/quickstart.toml",
+            "--analytic-only",
+            "--epsilons",
+            "1",
+            "--output",
+        ])
+        .arg(&released)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("holds a published release"));
+    assert_eq!(
+        std::fs::read(released.join("release.json")).unwrap(),
+        manifest
+    );
+    assert!(!released.join("report.html").exists());
+}

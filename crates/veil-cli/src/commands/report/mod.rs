@@ -208,6 +208,7 @@ pub(crate) struct ReportSettings {
 
 pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let loaded = config::load(&args.job, args.as_of.get()).usage()?;
+    crate::guard::refuse_release_directory("the report", &args.output)?;
     let settings = ReportSettings {
         epsilons: args.epsilons.clone(),
         trials: args.trials,
