@@ -25,25 +25,15 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run a job: release private aggregates with error bars and charge the budget.
+    // A command whose arguments are a struct of their own takes its help from that
+    // struct's doc comment (its first paragraph is the line listed here): a doc comment on
+    // the variant would replace the whole of it, examples and exit codes included.
     Run(run::RunArgs),
-
-    /// Show what a job will read, how it bounds and noises, and what it costs, reading no row.
     Explain(explain::ExplainArgs),
-
-    /// Show what each privacy level would cost a job in accuracy (not private on real data).
     Report(report::ReportArgs),
-
-    /// Run a job on sample data and show its release next to the true values; charges nothing.
     Preview(preview::PreviewArgs),
-
-    /// Write a synthetic events table, or one shaped like a job's source (--like).
     SampleData(sample_data::SampleDataArgs),
-
-    /// Summarize the purposes registry in plain language (text or HTML).
     Purposes(purposes::PurposesArgs),
-
-    /// Rewrite exports without data past retention or of people who withdrew consent.
     Purge(purge::PurgeArgs),
 
     /// Private consent metrics: grants, revocations and consent in force per period.

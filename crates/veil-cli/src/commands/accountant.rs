@@ -27,7 +27,8 @@ pub(crate) enum AccountantCommand {
     ///
     /// Examples:
     ///   veil accountant compose --delta 1e-6 gaussian:sigma=2,sensitivity=1,times=100
-    ///   veil accountant compose --delta 1e-6 --method rdp subsampled-gaussian:sigma=1.1,rate=0.01,times=10000
+    ///   veil accountant compose --delta 1e-6 --method rdp \
+    ///       subsampled-gaussian:sigma=1.1,rate=0.01,times=10000
     #[command(verbatim_doc_comment)]
     Compose(ComposeArgs),
 
@@ -41,7 +42,8 @@ pub(crate) enum AccountantCommand {
     ///
     /// Examples:
     ///   veil accountant calibrate --epsilon 1 --delta 1e-6 --times 100 --mechanism gaussian
-    ///   veil accountant calibrate --epsilon 1 --delta 1e-6 --times 12 --mechanism discrete-laplace --sensitivity 3
+    ///   veil accountant calibrate --epsilon 1 --delta 1e-6 --times 12 \
+    ///       --mechanism discrete-laplace --sensitivity 3
     #[command(verbatim_doc_comment)]
     Calibrate(CalibrateArgs),
 }

@@ -26,7 +26,8 @@ pub(crate) enum ConsentCommand {
     /// withdrawal rates without seeing anyone's choice.
     ///
     /// Example:
-    ///   veil budget init --ledger veil-ledger.sqlite --dataset consent --purpose consent-metrics --epsilon 2 --delta 1e-6
+    ///   veil budget init --ledger veil-ledger.sqlite --dataset consent \
+    ///       --purpose consent-metrics --epsilon 2 --delta 1e-6
     ///   veil consent stats --consent data/consent.parquet --purpose analytics --period 30d --periods 6 \
     ///       --as-of 2026-11-01 --ledger veil-ledger.sqlite --epsilon 0.5 --delta 1e-7
     #[command(verbatim_doc_comment)]

@@ -17,7 +17,7 @@ use crate::config::{self, LoadedJob};
 use crate::engine::{Engine, EngineArgs};
 use crate::exit::{self, Classify};
 
-/// Show what a job will do, without reading any row.
+/// Show what a job will do, without reading any row
 ///
 /// Prints the columns read (nothing else is), the contribution bounds, the noise and 95%
 /// error of every released value, how groups are selected, and what the job costs.

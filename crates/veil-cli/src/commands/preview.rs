@@ -23,7 +23,7 @@ use crate::exit::{self, Classify};
 use crate::rng;
 
 /// Preview a job's release on sample or synthetic data: see what a release at this ε
-/// looks like before any real data is touched.
+/// looks like before any real data is touched
 ///
 /// Runs the job exactly as a release would (bounding, exact noise, partition selection,
 /// post-processing) on --sample instead of the job's source, writes the tables to

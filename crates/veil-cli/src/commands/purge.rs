@@ -11,14 +11,15 @@ use crate::config::purposes;
 use crate::exit::{self, Classify};
 
 /// Rewrite Parquet exports without rows past every purpose's retention and without the
-/// units that withdrew all consent.
+/// units that withdrew all consent
 ///
 /// Each file is rewritten atomically (a synced temporary file renamed over the original):
 /// interrupted at any point, it is either the old file or the new one. A row is kept while
 /// at least one purpose may still read it; rows without a time are kept.
 ///
 /// Examples:
-///   veil purge --purposes configs/purposes.toml --source data/events.parquet --consent data/consent.parquet --dry-run
+///   veil purge --purposes configs/purposes.toml --source data/events.parquet \
+///       --consent data/consent.parquet --dry-run
 ///   veil purge --purposes configs/purposes.toml --source exports/ --as-of 2026-11-01
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]

@@ -12,7 +12,7 @@ use crate::config::purposes::{self, PurposeEntry, Registry};
 use crate::exit::Classify;
 
 /// Summarize every purpose in plain language: what data, why, how long, how private, how
-/// to withdraw.
+/// to withdraw
 ///
 /// Prints text, or writes a self-contained HTML page (no external resources) with --html.
 ///

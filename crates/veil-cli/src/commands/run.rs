@@ -18,7 +18,7 @@ use veil_accountant::{BudgetError, BudgetKey, BudgetLedger, BudgetPeriod, Privac
 use veil_engine::release::ReleasedTable;
 use veil_engine::{Executor, LocalExecutor, RunContext, RunSummary, Stage};
 
-/// Run a job: release differentially private aggregates and charge the privacy budget.
+/// Run a job: release differentially private aggregates and charge the privacy budget
 ///
 /// Reads only the job's columns, keeps only rows inside the purpose's retention window and
 /// units with consent in force, bounds each unit's contribution, aggregates, reserves the

@@ -17,7 +17,7 @@ use crate::config;
 use crate::exit::{self, Classify, usage_error};
 use crate::guard::{Input, refuse_overwrite};
 
-/// Write a synthetic events table (user_id, event_time, country, feature, value) as Parquet.
+/// Write a synthetic events table (user_id, event_time, country, feature, value) as Parquet
 ///
 /// Events per user are heavy-tailed (most users have a few, some thousands), countries
 /// and features are skewed, 1% of values are missing, and times span the 180 days before

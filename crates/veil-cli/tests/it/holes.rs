@@ -440,3 +440,35 @@ fn previews_and_reports_stay_out_of_a_published_release() {
     );
     assert!(!released.join("report.html").exists());
 }
+
+/// Regression: `veil run --help` (and explain, report, preview, sample-data, purposes,
+/// purge) showed one line: the variant's doc comment replaced the command's whole help,
+/// its exit codes and examples with it. Example lines fit the 100 columns help wraps at,
+/// so they copy and paste whole.
+#[test]
+fn every_command_help_teaches_with_examples() {
+    for command in [
+        vec!["run"],
+        vec!["explain"],
+        vec!["report"],
+        vec!["preview"],
+        vec!["sample-data"],
+        vec!["purposes"],
+        vec!["purge"],
+        vec!["budget", "init"],
+        vec!["accountant", "compose"],
+    ] {
+        let output = veil().args(&command).arg("--help").output().unwrap();
+        assert!(output.status.success(), "{command:?}");
+        let help = String::from_utf8(output.stdout).unwrap();
+        assert!(help.contains("Example"), "{command:?}: {help}");
+        for line in help
+            .lines()
+            .filter(|line| line.trim_start().starts_with("veil "))
+        {
+            assert!(line.len() <= 100, "{command:?}: {line:?}");
+        }
+    }
+    let help = String::from_utf8(veil().args(["run", "--help"]).output().unwrap().stdout).unwrap();
+    assert!(help.contains("Exit codes"), "{help}");
+}

@@ -33,7 +33,8 @@ pub(crate) enum BudgetCommand {
     /// the current window count, windows starting at the budget's creation.
     ///
     /// Examples:
-    ///   veil budget init --ledger ledger.sqlite --dataset events --purpose analytics --epsilon 4 --delta 1e-6 --period 30d
+    ///   veil budget init --ledger ledger.sqlite --dataset events --purpose analytics \
+    ///       --epsilon 4 --delta 1e-6 --period 30d
     ///   veil budget init --ledger ledger.sqlite --dataset events --purpose research --rho 0.5
     #[command(verbatim_doc_comment)]
     Init(InitArgs),

@@ -26,7 +26,7 @@ mod input;
 use input::report_input;
 pub(crate) use input::{EnginePlanner, aggregate_specs, group_truth};
 
-/// Show what each privacy level would cost a job in accuracy, before committing to one.
+/// Show what each privacy level would cost a job in accuracy, before committing to one
 ///
 /// Scans and bounds the data once, keeps the true per-group aggregates, then for each ε
 /// predicts every aggregate's error from the noise scales (analytic) and measures it by
