@@ -152,11 +152,37 @@ pub struct Exhausted {
 }
 
 impl fmt::Display for Exhausted {
+    /// The amounts in the budget's one measure: ε at the budget's own δ (the ledger
+    /// composes every charge there, so a job's ε at its own δ reads differently), or ρ.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let amount = |budget: &PrivacyBudget| match *budget {
+            PrivacyBudget::Approx { epsilon, .. } if epsilon.is_infinite() => {
+                "no finite ε".to_string()
+            }
+            PrivacyBudget::Approx { epsilon, .. } => format!("ε = {}", Compact(epsilon)),
+            PrivacyBudget::Zcdp { rho } => format!("ρ = {}", Compact(rho)),
+        };
         write!(
             f,
-            "privacy budget exceeded for {}: requested {}, spent {}, remaining {} of {}",
-            self.key, self.requested, self.spent, self.remaining, self.total
+            "privacy budget exceeded for {}: this run needs {}, {} is spent and {} remains of {}",
+            self.key,
+            amount(&self.requested),
+            amount(&self.spent),
+            amount(&self.remaining),
+            amount(&self.total)
+        )?;
+        match self.total {
+            PrivacyBudget::Approx { delta, .. } if delta > 0.0 => write!(
+                f,
+                " (every ε at the budget's δ = {}, at which the ledger composes its charges)",
+                Compact(delta)
+            )?,
+            PrivacyBudget::Zcdp { .. } => write!(f, " (zCDP)")?,
+            PrivacyBudget::Approx { .. } => {}
+        }
+        write!(
+            f,
+            ": lower the job's privacy parameters to fit what remains; nothing was charged"
         )
     }
 }

@@ -83,8 +83,11 @@ fn a_refused_charge_says_requested_spent_and_remaining() {
     assert!((details.spent.amount() - 0.75).abs() < 1e-9);
     assert!((details.remaining.amount() - 0.25).abs() < 1e-9);
     let message = error.to_string();
-    assert!(message.contains("requested ε = 0.5"), "{message}");
-    assert!(message.contains("remaining ε = 0.25"), "{message}");
+    assert!(message.contains("this run needs ε = 0.5"), "{message}");
+    assert!(message.contains("ε = 0.75 is spent"), "{message}");
+    assert!(message.contains("ε = 0.25 remains of ε = 1"), "{message}");
+    // A pure budget names no δ.
+    assert!(!message.contains('δ'), "{message}");
     assert!(check_charge(&key(), &total, &spent, &charge("laplace:epsilon=0.25")).is_ok());
     assert!(matches!(
         check_charge(&key(), &total, &[], &charge("gaussian:sigma=1")),
@@ -136,8 +139,8 @@ fn budget_messages_print_extreme_numbers_compactly() {
     };
     let error = check_charge(&key(), &tiny, &[], &charge("laplace:epsilon=1e-10")).unwrap_err();
     let message = error.to_string();
-    assert!(message.len() < 200, "{message}");
-    assert!(message.contains("requested ε = 1e-10"), "{message}");
+    assert!(message.len() < 250, "{message}");
+    assert!(message.contains("needs ε = 1e-10"), "{message}");
     assert!(message.contains("of ε = 2.2e-308"), "{message}");
     assert_eq!(
         PrivacyBudget::Zcdp { rho: 0.123_456 }.to_string(),
