@@ -182,7 +182,7 @@ impl fmt::Display for Exhausted {
         }
         write!(
             f,
-            ": lower the job's privacy parameters to fit what remains; nothing was charged"
+            ": lower the job's privacy parameters to fit what remains"
         )
     }
 }

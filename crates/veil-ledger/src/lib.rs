@@ -63,8 +63,8 @@ pub mod schema;
 mod store;
 
 use crate::store::{
-    At, budget_id, charge_state, insert_budget, require_state, reserve_in, status_at,
-    validate_total, write_transaction,
+    At, budget_id, budget_row, charge_state, counted_components, insert_budget, require_state,
+    reserve_in, status_at, validate_total, write_transaction,
 };
 pub use open::{Clock, LockWaitHook, OpenOptions};
 pub use records::{BudgetRecord, CancelCheck, CancellationRecord, ChargeRecord};
@@ -112,6 +112,28 @@ impl SqliteLedger {
         }
         insert_budget(&transaction, &at, key, total, period, now)?;
         transaction.commit().map_err(at.write())
+    }
+
+    /// What the budget of `key` would have spent with `charge` added (in the budget's
+    /// measure), read in one snapshot and written nowhere: the check [`BudgetLedger::reserve`]
+    /// makes, for a plan shown before any run (`veil explain`). Another run may charge in
+    /// between, so the answer is a forecast, and `reserve` decides.
+    ///
+    /// # Errors
+    /// As [`BudgetLedger::reserve`]'s refusals: [`BudgetError::NoBudget`],
+    /// [`BudgetError::Exhausted`], [`BudgetError::Incompatible`]; and
+    /// [`BudgetError::Storage`].
+    pub fn check(&self, key: &BudgetKey, charge: &Charge) -> Result<PrivacyBudget, BudgetError> {
+        let now = (self.clock)();
+        let transaction = self
+            .connection
+            .unchecked_transaction()
+            .map_err(self.at.read())?;
+        let budget = budget_row(&transaction, &self.at, key)?;
+        let spent = counted_components(&transaction, &self.at, &budget, now)?;
+        let after = veil_accountant::budget::check_charge(key, &budget.total, &spent, charge)?;
+        transaction.commit().map_err(self.at.read())?;
+        Ok(after)
     }
 
     /// Reserves `charge` against the budget of `key`, first creating that budget with

@@ -85,8 +85,8 @@ fn refusals_name_the_amounts_and_leave_no_charge() {
         .reserve(&key(), &charge("laplace:epsilon=0.5"))
         .unwrap_err();
     let message = error.to_string();
-    assert!(message.contains("requested ε = 0.5"), "{message}");
-    assert!(message.contains("spent ε = 0.75"), "{message}");
+    assert!(message.contains("this run needs ε = 0.5"), "{message}");
+    assert!(message.contains("ε = 0.75 is spent"), "{message}");
     assert!(matches!(
         ledger.reserve(&key(), &charge("gaussian:sigma=3")),
         Err(BudgetError::Incompatible { .. })
@@ -420,4 +420,34 @@ fn a_budget_created_with_a_refused_charge_is_not_left_behind() {
     assert!(!created, "an existing budget stands");
     assert_eq!(ledger.budgets(None).unwrap()[0].status.total, total);
     assert_eq!(reservation.id, 1);
+}
+
+/// `check` answers what `reserve` would (the spend with the charge, or the refusal with
+/// its amounts) and writes nothing: `veil explain` forecasts a run with it.
+#[test]
+fn a_check_forecasts_a_reservation_and_writes_nothing() {
+    let (_directory, mut ledger, _) = ledger_with_clock();
+    assert!(matches!(
+        ledger.check(&key(), &charge("laplace:epsilon=0.5")),
+        Err(BudgetError::NoBudget { .. })
+    ));
+    pure_budget(&mut ledger, 1.0);
+    let after = ledger
+        .check(&key(), &charge("laplace:epsilon=0.5"))
+        .unwrap();
+    assert!((after.amount() - 0.5).abs() < 1e-9, "{after:?}");
+    let reservation = ledger
+        .reserve(&key(), &charge("laplace:epsilon=0.75"))
+        .unwrap();
+    ledger.commit(&reservation).unwrap();
+    let Err(BudgetError::Exhausted(refusal)) = ledger.check(&key(), &charge("laplace:epsilon=0.5"))
+    else {
+        panic!("a charge past the budget is forecast as refused")
+    };
+    assert!((refusal.remaining.amount() - 0.25).abs() < 1e-9);
+    assert!(matches!(
+        ledger.check(&key(), &charge("gaussian:sigma=1")),
+        Err(BudgetError::Incompatible { .. })
+    ));
+    assert_eq!(ledger.history().unwrap().len(), 1, "checks are not charges");
 }

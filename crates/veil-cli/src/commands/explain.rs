@@ -232,7 +232,7 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
     for governance_line in governance_lines(loaded, plan) {
         line(governance_line);
     }
-    line(format!("  budget left   {}", budget_left(loaded)));
+    line(format!("  budget left   {}", budget_left(loaded, plan)));
     line(format!(
         "  noise         {} (exact, discrete); planned cost {}",
         plan.family,
@@ -319,9 +319,11 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
     text
 }
 
-/// What is left of the job's budget in the ledger, read without changing anything.
-pub(crate) fn budget_left(loaded: &LoadedJob) -> String {
-    use veil_accountant::{BudgetError, BudgetKey, BudgetLedger, PrivacyBudget};
+/// The budget left for the job in its ledger, and whether this job's charge fits in it
+/// (the ledger's own check, written nowhere): a plan that `veil run` would refuse says so
+/// here, before anything is read.
+pub(crate) fn budget_left(loaded: &LoadedJob, plan: &Plan) -> String {
+    use veil_accountant::{BudgetError, BudgetKey, Charge, PrivacyBudget};
     let key = BudgetKey {
         dataset: loaded.budget.dataset.clone(),
         purpose: loaded.budget.purpose.clone(),
@@ -331,35 +333,67 @@ pub(crate) fn budget_left(loaded: &LoadedJob) -> String {
         PrivacyBudget::Approx { epsilon, delta } => format!("ε = {epsilon:.4} (δ = {delta:e})"),
         PrivacyBudget::Zcdp { rho } => format!("ρ = {rho:.4}"),
     };
-    let declared = loaded
-        .registry
-        .as_ref()
-        .and_then(|registry| registry.purposes.get(&loaded.budget.purpose))
-        .and_then(|entry| entry.budget);
-    let first_run = || match declared {
-        Some(_) => "the first run creates it from the purposes registry".to_string(),
+    let charge = Charge {
+        job: loaded.job.name.clone(),
+        job_hash: loaded.job.job_hash.clone(),
+        items: plan.charge_items(),
+    };
+    // What a refused charge would say, as a warning after the amounts.
+    let refusal = |error: BudgetError| match error {
+        BudgetError::Exhausted(refusal) => {
+            format!("; THIS JOB DOES NOT FIT: `veil run` would refuse it (exit 3): {refusal}")
+        }
+        BudgetError::Incompatible { reason, .. } => {
+            format!("; THIS JOB CANNOT BE CHARGED TO IT: {reason}")
+        }
+        other => format!("; cannot check this job against it: {other}"),
+    };
+    let registry = super::run::registry_budget(loaded).ok().flatten();
+    let first_run = |registry: Option<PrivacyBudget>| match registry {
+        Some(total) => {
+            let fit = veil_accountant::budget::check_charge(&key, &total, &[], &charge)
+                .err()
+                .map(refusal)
+                .unwrap_or_default();
+            format!(
+                "the first run creates it from the purposes registry ({}){fit}",
+                amount(&total)
+            )
+        }
         None => "create it with `veil budget init` before running".to_string(),
     };
+    let registry_total = registry.map(|(total, _)| total);
     if !loaded.budget.ledger.exists() {
         return format!(
             "no ledger at {} yet; {}",
             loaded.budget.ledger.display(),
-            first_run()
+            first_run(registry_total)
         );
     }
-    match veil_ledger::SqliteLedger::open(&loaded.budget.ledger)
-        .and_then(|ledger| ledger.status(&key))
-    {
-        Ok(status) => format!(
-            "{} of {} in {} (this period)",
-            amount(&status.remaining),
-            amount(&status.total),
-            loaded.budget.ledger.display()
-        ),
+    let ledger = match veil_ledger::SqliteLedger::open(&loaded.budget.ledger) {
+        Ok(ledger) => ledger,
+        Err(error) => return format!("cannot read the ledger: {error}"),
+    };
+    match veil_accountant::BudgetLedger::status(&ledger, &key) {
+        Ok(status) => {
+            let fit = match ledger.check(&key, &charge) {
+                Ok(after) => format!(
+                    "; this job leaves {}",
+                    amount(&status.total.remaining_after(&after))
+                ),
+                Err(error) => refusal(error),
+            };
+            format!(
+                "{} of {} in {} (this period){fit}",
+                amount(&status.remaining),
+                amount(&status.total),
+                loaded.budget.ledger.display()
+            )
+        }
         Err(BudgetError::NoBudget { .. }) => format!(
             "no budget for {key} in {}; {}",
             loaded.budget.ledger.display(),
-            first_run()
+            first_run(registry_total)
         ),
         Err(error) => format!("cannot read the ledger: {error}"),
     }
@@ -477,7 +511,7 @@ fn plan_json(loaded: &LoadedJob, plan: &Plan) -> serde_json::Value {
         "dataset": loaded.budget.dataset,
         "purpose": loaded.budget.purpose,
         "purpose_description": job.governance.purpose.description,
-        "budget_left": budget_left(loaded),
+        "budget_left": budget_left(loaded, plan),
         "as_of": veil_engine::as_of_text(job.governance.as_of_ms),
         "retention_window": plan.scan.time_window.as_ref().map(|window| json!({
             "column": window.column,

@@ -76,7 +76,7 @@ pub(crate) struct RunArgs {
 }
 
 /// The budget the purposes registry declares for the job's purpose, if any.
-fn registry_budget(
+pub(crate) fn registry_budget(
     loaded: &LoadedJob,
 ) -> anyhow::Result<Option<(PrivacyBudget, Option<BudgetPeriod>)>> {
     let Some(registry) = &loaded.registry else {

@@ -472,3 +472,32 @@ fn every_command_help_teaches_with_examples() {
     let help = String::from_utf8(veil().args(["run", "--help"]).output().unwrap().stdout).unwrap();
     assert!(help.contains("Exit codes"), "{help}");
 }
+
+/// Regression: `veil explain` showed a job costing ε = 5 beside a budget with ε = 3 left
+/// and no word of it; the run then exited 3. Explain now asks the ledger whether the
+/// charge fits (writing nothing) and says what it leaves, or that `veil run` would refuse.
+#[test]
+fn explain_says_whether_the_job_fits_its_budget() {
+    let directory = tempfile::tempdir().unwrap();
+    let source = workspace().join("data/events.parquet");
+    let ledger = budget(directory.path(), "0.5", "1e-5");
+    let job = JobFile::new(&source, &ledger, &directory.path().join("out")).write(directory.path());
+    veil()
+        .arg("explain")
+        .arg(&job)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("THIS JOB DOES NOT FIT"))
+        .stdout(predicate::str::contains("would refuse it (exit 3)"));
+    let roomy = tempfile::tempdir().unwrap();
+    let ledger = budget(roomy.path(), "5", "1e-5");
+    let job = JobFile::new(&source, &ledger, &roomy.path().join("out")).write(roomy.path());
+    veil()
+        .arg("explain")
+        .arg(&job)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("this job leaves ε = "))
+        .stdout(predicate::str::contains("DOES NOT FIT").not());
+    nothing_released(roomy.path());
+}
