@@ -108,6 +108,15 @@ fn count_cell(query: &QueryPlan, group: &NoisyGroup, key: &str) -> Result<Cell, 
             value + released.ci_half_width(),
         ),
     };
+    // The true count is an integer, so the interval's ends move in to the integers they
+    // enclose without losing coverage (a millionth of slack absorbs the rounding of
+    // `value ± 1.96σ`, which printed 258.999999999 for 259).
+    let (inner_low, inner_high) = ((low - 1e-6).ceil(), (high + 1e-6).floor());
+    let (low, high) = if inner_low <= inner_high {
+        (inner_low, inner_high)
+    } else {
+        (low, high)
+    };
     Ok(Cell {
         value: value.max(0.0),
         std: released.std_dev(),
