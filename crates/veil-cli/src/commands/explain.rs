@@ -212,10 +212,19 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
         path.display(),
         &job.job_hash[..12]
     ));
+    let format = match job.source.format {
+        veil_engine::job::SourceFormat::Parquet => "Parquet".to_string(),
+        veil_engine::job::SourceFormat::Csv { delimiter: b',' } => "CSV".to_string(),
+        veil_engine::job::SourceFormat::Csv { delimiter: b'\t' } => {
+            "CSV, tab-separated".to_string()
+        }
+        veil_engine::job::SourceFormat::Csv { delimiter } => {
+            format!("CSV, separated by {:?}", char::from(delimiter))
+        }
+    };
     line(format!(
-        "  source        {} ({:?}), privacy unit {:?}",
+        "  source        {} ({format}), privacy unit {:?}",
         job.source.path.display(),
-        job.source.format,
         job.source.privacy_unit
     ));
     line(format!(
@@ -390,11 +399,21 @@ pub(crate) fn budget_left(loaded: &LoadedJob, plan: &Plan) -> String {
                 loaded.budget.ledger.display()
             )
         }
-        Err(BudgetError::NoBudget { .. }) => format!(
-            "no budget for {key} in {}; {}",
-            loaded.budget.ledger.display(),
-            first_run(registry_total)
-        ),
+        Err(BudgetError::NoBudget { .. }) => {
+            let others = super::run::other_datasets(&loaded.budget.ledger, &key);
+            let next = if others.is_empty() {
+                first_run(registry_total)
+            } else {
+                format!(
+                    "it holds this purpose's budget for dataset {} only: `veil run` would refuse a new dataset name until `veil budget init` creates its budget (check [budget] dataset)",
+                    others.join(", ")
+                )
+            };
+            format!(
+                "no budget for {key} in {}; {next}",
+                loaded.budget.ledger.display()
+            )
+        }
         Err(error) => format!("cannot read the ledger: {error}"),
     }
 }

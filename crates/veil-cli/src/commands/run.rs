@@ -140,6 +140,7 @@ pub(crate) fn open_ledger(loaded: &LoadedJob, timeout: LockTimeout) -> anyhow::R
         dataset: loaded.budget.dataset.clone(),
         purpose: loaded.budget.purpose.clone(),
     };
+    refuse_a_new_dataset_for_the_purpose(loaded, &ledger, &key, registry.is_some())?;
     if let (Some((total, _)), Some(opened)) = (registry, ledger.opened())
         && let Ok(status) = opened.status(&key)
         && status.total != total
@@ -151,6 +152,61 @@ pub(crate) fn open_ledger(loaded: &LoadedJob, timeout: LockTimeout) -> anyhow::R
         );
     }
     Ok(ledger)
+}
+
+/// Refuses to create, from the registry, a budget for a dataset the ledger has never seen
+/// when it already holds a budget for the same purpose under another dataset name: a typo
+/// in `[budget] dataset` ("event" for "events") would otherwise open a fresh budget over
+/// the same people, whose privacy the old one protects. A new dataset for a purpose is
+/// created on purpose, with `veil budget init`; a new purpose (which the registry must
+/// declare) and a new ledger are still created by the first run.
+fn refuse_a_new_dataset_for_the_purpose(
+    loaded: &LoadedJob,
+    ledger: &JobLedger,
+    key: &BudgetKey,
+    from_registry: bool,
+) -> anyhow::Result<()> {
+    let Some(opened) = ledger.opened().filter(|_| from_registry) else {
+        return Ok(());
+    };
+    if !matches!(opened.status(key), Err(BudgetError::NoBudget { .. })) {
+        return Ok(());
+    }
+    let path = &loaded.budget.ledger;
+    let others = other_datasets(path, key);
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(usage_error(format!(
+        "budget.dataset: {} holds no budget for dataset {:?} under purpose {:?}, only for dataset {}: check the job's [budget] dataset (another name would open a fresh budget over the same people); to give a new dataset its own budget, create it with `veil budget init --ledger {} --dataset {} --purpose {} --epsilon <total> --delta <total>`",
+        path.display(),
+        key.dataset,
+        key.purpose,
+        others.join(", "),
+        path.display(),
+        key.dataset,
+        key.purpose
+    )))
+}
+
+/// The datasets (quoted, sorted) that the ledger at `path` holds a budget for under
+/// `key`'s purpose, other than `key`'s own.
+pub(crate) fn other_datasets(path: &std::path::Path, key: &BudgetKey) -> Vec<String> {
+    let mut others: Vec<String> = veil_ledger::SqliteLedger::open(path)
+        .and_then(|mut ledger| ledger.budgets(None))
+        .map(|budgets| {
+            budgets
+                .into_iter()
+                .filter(|budget| {
+                    budget.status.key.purpose == key.purpose
+                        && budget.status.key.dataset != key.dataset
+                })
+                .map(|budget| format!("{:?}", budget.status.key.dataset))
+                .collect()
+        })
+        .unwrap_or_default();
+    others.sort();
+    others
 }
 
 /// What a run needs before it reads anything: its outputs checked, its ledger open, its

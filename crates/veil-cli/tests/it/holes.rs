@@ -501,3 +501,40 @@ fn explain_says_whether_the_job_fits_its_budget() {
         .stdout(predicate::str::contains("DOES NOT FIT").not());
     nothing_released(roomy.path());
 }
+
+/// Regression: a typo in `[budget] dataset` ("event" for "events") made the run create a
+/// fresh budget from the registry, over the same people, and release. Where the ledger
+/// already holds the purpose's budget under another dataset name, the run is refused and
+/// says which; `veil budget init` creates a new dataset's budget on purpose.
+#[test]
+fn a_misspelt_dataset_does_not_open_a_fresh_budget() {
+    let directory = tempfile::tempdir().unwrap();
+    let ledger = budget(directory.path(), "5", "1e-5");
+    let text = std::fs::read_to_string(workspace().join("configs/quickstart.toml")).unwrap();
+    let job = directory.path().join("typo.toml");
+    std::fs::write(
+        &job,
+        text.replace("dataset = \"events\"", "dataset = \"event\""),
+    )
+    .unwrap();
+    veil()
+        .current_dir(workspace())
+        .arg("run")
+        .arg(&job)
+        .arg("--ledger")
+        .arg(&ledger)
+        .arg("--output")
+        .arg(directory.path().join("out"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "holds no budget for dataset \"event\" under purpose \"analytics\", only for dataset \"events\"",
+        ));
+    nothing_released(directory.path());
+    let budgets = veil()
+        .args(["budget", "status", "--json", "--ledger"])
+        .arg(&ledger)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&budgets.stdout).contains("\"event\""));
+}
