@@ -478,7 +478,7 @@ fn manifest(
                     "on": query.selection_count.clone().unwrap_or_else(|| "units (drawn for the selection alone)".to_string()),
                     "noise_std": selection.std_dev(),
                     "delta": selection.delta().get(),
-                    "units_for_even_odds": selection.units_for_half(),
+                    "count_for_even_odds": selection.units_for_half(),
                 })
             });
             let measures: Vec<serde_json::Value> = query

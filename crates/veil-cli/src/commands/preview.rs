@@ -290,7 +290,7 @@ fn print_comparison(
     let specs: Vec<AggregateSpec> = super::report::aggregate_specs(query);
     for spec in &specs {
         header.push(format!("{} released (95% CI)", spec.name));
-        header.push(format!("{} true", spec.name));
+        header.push(format!("{} true (all rows)", spec.name));
     }
     // Each released column converted once, not once per row.
     let column = |name: &str| table.column_as_f64(name);
@@ -335,6 +335,13 @@ fn print_comparison(
         rows.len().min(shown)
     );
     outln!("{display}");
+    outln!(
+        "true (all rows) = every row of the sample with a unit, before bounding ({} groups and {} \
+         rows per unit) and clamping; the 95% CI is the noise's around the bounded value, so a \
+         true value outside it is bounding's bias (`veil report` splits the error)",
+        query.bounds.max_groups_per_unit,
+        query.bounds.max_rows_per_group
+    );
 }
 
 #[cfg(test)]

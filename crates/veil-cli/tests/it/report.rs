@@ -354,7 +354,7 @@ fn preview_runs_on_synthetic_data_like_the_job_and_charges_nothing() {
         .success();
     let stdout = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
     assert!(stdout.starts_with("PREVIEW, NOT A RELEASE"), "{stdout}");
-    assert!(stdout.contains("count true"), "{stdout}");
+    assert!(stdout.contains("count true (all rows)"), "{stdout}");
     assert!(output.join("by_country-preview.csv").is_file());
     let manifest = read_json(&output.join("release.json"));
     assert_eq!(manifest["private"], false);
