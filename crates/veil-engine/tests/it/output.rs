@@ -91,7 +91,7 @@ fn runs_that_publish_nothing_leave_no_output_folder() {
     let refused = directory.path().join("refused").join("out");
     let mut ledger = CountingLedger::allowing(0);
     let error = run_into(&refused, &mut ledger).unwrap_err();
-    assert!(error.to_string().contains("requested"), "{error}");
+    assert!(error.to_string().contains("this run needs"), "{error}");
     assert!(!refused.exists() && !refused.parent().unwrap().exists());
 
     // Failed after the release was staged: the staged files and the folder go again.

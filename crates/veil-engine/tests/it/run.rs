@@ -178,7 +178,7 @@ fn exhausted_budget_releases_nothing() {
         ),
         "{error}"
     );
-    assert!(error.to_string().contains("requested"), "{error}");
+    assert!(error.to_string().contains("this run needs"), "{error}");
     assert!(ledger.charges.is_empty());
     assert!(files_in(&output).is_empty(), "{:?}", files_in(&output));
 }
