@@ -269,7 +269,9 @@ pub fn cost(
                 return Err(AccountantError::Unsupported {
                     method: Method::Best,
                     mechanism: bad.profile.to_string(),
-                    reason: "a pure-DP budget (delta = 0) accepts only pure-DP mechanisms"
+                    reason: "a pure-DP budget (delta = 0) accepts only pure-DP mechanisms; \
+                             a job that spends δ (private partitions, Gaussian noise) needs a \
+                             budget with δ > 0, or δ = 0 with public partitions"
                         .to_string(),
                 });
             }

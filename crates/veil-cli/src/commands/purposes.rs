@@ -37,6 +37,19 @@ pub(crate) struct PurposesArgs {
 
 pub(crate) fn run(args: &PurposesArgs) -> anyhow::Result<ExitCode> {
     let registry = purposes::load(&args.purposes).usage()?;
+    let missing: Vec<&str> = registry
+        .purposes
+        .iter()
+        .filter(|(_, entry)| args.lang != "en" && !entry.descriptions.contains_key(&args.lang))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "note: no {:?} description for purpose {}: shown in English (or the one language given)",
+            args.lang,
+            missing.join(", ")
+        );
+    }
     match &args.html {
         Some(path) => {
             if let Some(parent) = path

@@ -181,11 +181,20 @@ impl Job {
                             "give at least one quantile level, e.g. q = [0.5]",
                         ));
                     }
-                    for level in levels {
+                    for (at, level) in levels.iter().enumerate() {
                         if !(0.0..=1.0).contains(level) {
                             return Err(EngineError::invalid(
                                 format!("{aggregate_key}.q"),
                                 format!("{level} is not in [0, 1]"),
+                            ));
+                        }
+                        if levels[..at]
+                            .iter()
+                            .any(|earlier| earlier.total_cmp(level).is_eq())
+                        {
+                            return Err(EngineError::invalid(
+                                format!("{aggregate_key}.q"),
+                                format!("level {level} is given twice: list each level once"),
                             ));
                         }
                     }

@@ -324,6 +324,19 @@ fn invalid_jobs_name_their_key() {
         )),
         "query[0].aggregates[0].q"
     );
+    // A level given twice names the levels, not the aggregate's `name`.
+    let repeated = AggregateKind::Quantiles {
+        column: value("value"),
+        levels: vec![0.5, 0.9, 0.5],
+        interval: Default::default(),
+    };
+    assert_eq!(
+        invalid_key(&job(
+            approx(1.0, 1e-6),
+            vec![query("q", 1, 1, vec![aggregate(repeated)])]
+        )),
+        "query[0].aggregates[0].q"
+    );
     let twice = vec![
         aggregate(AggregateKind::Count),
         aggregate(AggregateKind::Count),

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use veil_accountant::{BudgetError, BudgetKey, BudgetPeriod, PrivacyBudget};
@@ -228,8 +227,8 @@ pub(crate) fn init_budget(args: &InitArgs) -> anyhow::Result<String> {
         .as_deref()
         .map(str::parse::<BudgetPeriod>)
         .transpose()
-        .usage()
-        .context("--period")?;
+        // The parser's error already says "period: …".
+        .map_err(|error| usage_error(format!("--{error}")))?;
     let key = BudgetKey {
         dataset: args.dataset.clone(),
         purpose: args.purpose.clone(),
