@@ -573,7 +573,7 @@ fn manifest(
             "intervals are 95%: exact for counts and sums, delta-method approximations for means and variances",
             "a count that selected its group is the noisy count itself, biased upwards near the threshold (only groups whose noise pushed them over are released); its interval holds the true count with 95% probability given that the group was released",
             "a quantile is a bin edge chosen by permute-and-flip (or the exponential mechanism) among the histogram's bin edges; its interval's ends are two more such choices, aimed that many rows below and above the level that each misses with probability at most 2.5%, widened by one bin, and used only where a released count of the group's values (not one that selected the group, nor one drawn with it) shows that many rows on that side (otherwise the end is the column's bound and its share of the budget goes to the point): 95% where values have no point masses or wide gaps at the bin's scale, approximate otherwise",
-            "a group's quantiles rise with their levels: where independent draws crossed, the points, the interval lows and the interval highs are each sorted and handed out in level order",
+            "a group's quantiles rise with their levels: where independent draws crossed, the points are sorted and handed out in level order, and each interval is widened to the lowest low of the levels at or above it and the highest high of those at or below it (it holds the interval it replaces, so its 95% stands)",
         ],
     })
 }

@@ -188,9 +188,16 @@ impl Job {
                                 format!("{level} is not in [0, 1]"),
                             ));
                         }
+                        // Levels are drawn at a fixed resolution (0.5 and 0.5000001 share
+                        // a draw), so they are compared there.
+                        let drawn = |level: f64| {
+                            veil_core::mechanism::QuantileLevel::new(level)
+                                .map(|level| level.numer())
+                                .ok()
+                        };
                         if levels[..at]
                             .iter()
-                            .any(|earlier| earlier.total_cmp(level).is_eq())
+                            .any(|earlier| drawn(*earlier) == drawn(*level))
                         {
                             return Err(EngineError::invalid(
                                 format!("{aggregate_key}.q"),

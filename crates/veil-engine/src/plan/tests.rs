@@ -998,6 +998,16 @@ fn a_weighted_count_keeps_the_joint_draw_that_serves_the_objective() {
     let even = plan_with(1.0);
     for weight in [2.0, 8.0] {
         let weighted = plan_with(weight);
+        // Charged once, at the budget.
+        let charged: f64 = weighted
+            .charge_items()
+            .iter()
+            .map(|item| match item.profile {
+                MechanismProfile::Guarantee(PrivacyLoss::Pure(epsilon)) => epsilon.get(),
+                ref other => panic!("{other:?}"),
+            })
+            .sum();
+        assert!(charged <= 1.0 && charged > 1.0 - 1e-9, "{charged}");
         for (noisy, reference) in weighted.queries[0]
             .measures
             .iter()

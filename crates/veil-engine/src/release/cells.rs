@@ -250,32 +250,36 @@ pub(super) fn cells_for(
     })
 }
 
-/// The quantile cells of one group rearranged to rise with their levels: each of the
-/// points, the interval lows and the interval highs, sorted on its own and handed out in
-/// level order. Each quantile's draw is independent, so a group's median could come out
-/// above its 90th percentile (24 of 50 groups crossed somewhere among three quartiles at
-/// L0 = 5 with rank intervals). Sorting is post-processing of released values, so it costs
-/// no privacy; it moves every point at most as far as the crossing was, and intervals that
-/// covered every true quantile together still do after it (the true quantiles rise with
-/// the level, and sorting the ends one by one keeps them inside: Chernozhukov,
-/// Fernández-Val and Galichon, 2009). Since each low ≤ point ≤ high before, the sorted ones
-/// stay so.
+/// The quantile cells of one group made to rise with their levels. Each level is drawn on
+/// its own, so a group's median could come out above its 90th percentile (24 of 50 groups
+/// crossed somewhere among three quartiles, at L0 = 5 with rank intervals). The points are
+/// sorted and handed out in level order; each interval is widened to the lowest low of
+/// the levels at or above it and the highest high of those at or below it. Both are
+/// post-processing of released values (no privacy cost). A widened interval contains the
+/// one it replaces, so each keeps its own coverage, and the ends rise with the level too;
+/// each sorted point stays inside its interval (of the levels at or above a level, one has
+/// a point at or below that level's sorted point, so a low at or below it; likewise above).
 fn in_level_order(levels: &[f64], mut cells: Vec<Cell>) -> Vec<Cell> {
     let mut order: Vec<usize> = (0..levels.len()).collect();
     order.sort_by(|&a, &b| levels[a].total_cmp(&levels[b]));
-    let sorted = |field: fn(&Cell) -> f64| {
-        let mut values: Vec<f64> = cells.iter().map(field).collect();
-        values.sort_by(f64::total_cmp);
-        values
-    };
-    let (values, lows, highs) = (
-        sorted(|cell| cell.value),
-        sorted(|cell| cell.low),
-        sorted(|cell| cell.high),
-    );
+    let mut points: Vec<f64> = cells.iter().map(|cell| cell.value).collect();
+    points.sort_by(f64::total_cmp);
+    // Running extremes in level order: highs from below, lows from above.
+    let mut highs = Vec::with_capacity(order.len());
+    let mut highest = f64::NEG_INFINITY;
+    for &at in &order {
+        highest = highest.max(cells[at].high);
+        highs.push(highest);
+    }
+    let mut lows = vec![0.0; order.len()];
+    let mut lowest = f64::INFINITY;
+    for (rank, &at) in order.iter().enumerate().rev() {
+        lowest = lowest.min(cells[at].low);
+        lows[rank] = lowest;
+    }
     for (rank, &at) in order.iter().enumerate() {
         let cell = &mut cells[at];
-        cell.value = values[rank];
+        cell.value = points[rank];
         cell.low = lows[rank];
         cell.high = highs[rank];
         cell.std = (cell.high - cell.low) / (2.0 * z95());
@@ -297,28 +301,33 @@ mod tests {
     }
 
     /// Crossed quantiles (the 25th percentile above the median, levels given out of order)
-    /// come out rising with their levels, each point inside its interval.
+    /// come out rising with their levels, each interval holding the one it replaces (so
+    /// its own coverage) and its point.
     #[test]
     fn crossed_quantiles_are_rearranged_by_level() {
         let levels = [0.9, 0.25, 0.5];
-        let cells = vec![
+        let before = vec![
             cell(70.0, 60.0, 80.0),
             cell(66.0, 50.0, 75.0),
-            cell(6.0, 0.0, 40.0),
+            cell(6.0, 5.0, 8.0),
         ];
-        let cells = in_level_order(&levels, cells);
+        let cells = in_level_order(&levels, before.clone());
         let at = |level: f64| {
-            &cells[levels
+            levels
                 .iter()
                 .position(|&l| l.total_cmp(&level).is_eq())
-                .unwrap()]
+                .unwrap()
         };
-        let (q25, q50, q90) = (at(0.25), at(0.5), at(0.9));
+        let (q25, q50, q90) = (&cells[at(0.25)], &cells[at(0.5)], &cells[at(0.9)]);
         assert_eq!((q25.value, q50.value, q90.value), (6.0, 66.0, 70.0));
-        assert_eq!((q25.low, q50.low, q90.low), (0.0, 50.0, 60.0));
-        assert_eq!((q25.high, q50.high, q90.high), (40.0, 75.0, 80.0));
-        for cell in &cells {
+        assert_eq!((q25.low, q50.low, q90.low), (5.0, 5.0, 60.0));
+        assert_eq!((q25.high, q50.high, q90.high), (75.0, 75.0, 80.0));
+        for (cell, old) in cells.iter().zip(&before) {
             assert!(cell.low <= cell.value && cell.value <= cell.high);
+            assert!(
+                cell.low <= old.low && old.high <= cell.high,
+                "covers what it replaced"
+            );
             assert!((cell.std - (cell.high - cell.low) / (2.0 * z95())).abs() < 1e-12);
         }
     }

@@ -485,3 +485,64 @@ fn auto_bounds_find_what_units_contribute() {
         .bounds;
     assert_eq!((value.lower(), value.upper()), (0.0, 64.0), "{choices:?}");
 }
+
+/// Regression: each quantile level is drawn on its own, so a group's median could come
+/// out above its 75th percentile. On a small group at a small ε (where the draws cross
+/// often), every release's quartiles rise with their levels, each inside its interval.
+#[test]
+fn a_groups_quantiles_rise_with_their_levels() {
+    let directory = tempfile::tempdir().unwrap();
+    let source = directory.path().join("events.parquet");
+    let rows: Vec<(i64, &str, f64)> = (0..200)
+        .map(|user| (user, "FR", (user as f64 * 61.803_398_875) % 100.0))
+        .collect();
+    write_values(&source, &rows);
+    let mut query = query(
+        1,
+        1,
+        vec![named(
+            AggregateKind::Quantiles {
+                column: crate::fixtures::value_column(0.0, 100.0),
+                levels: vec![0.75, 0.25, 0.5],
+                interval: QuantileInterval::Rank,
+            },
+            "q",
+        )],
+    );
+    public_fr(&mut query);
+    let job = job(
+        &source,
+        &directory.path().join("out"),
+        veil_engine::job::JobBudget::Pure(veil_core::Epsilon::new(0.05).unwrap()),
+        vec![query],
+    );
+    let plan = veil_engine::plan::plan(&job).unwrap();
+    let aggregated = veil_engine::scan::aggregate(
+        &plan.scan,
+        veil_engine::scan::BoundingKey::from_words([3, 4]),
+    )
+    .unwrap();
+    let mut rng = veil_testkit::seeded_rng(5);
+    for _ in 0..50 {
+        let table = veil_engine::release::release(&plan, &aggregated, &mut rng)
+            .unwrap()
+            .remove(0);
+        let at = |column: &str| table.column_as_f64(column).unwrap()[0];
+        let points = [at("q_q25"), at("q_q50"), at("q_q75")];
+        assert!(
+            points[0] <= points[1] && points[1] <= points[2],
+            "{points:?}"
+        );
+        for name in ["q_q25", "q_q50", "q_q75"] {
+            let (low, point, high) = (
+                at(&format!("{name}_ci_low")),
+                at(name),
+                at(&format!("{name}_ci_high")),
+            );
+            assert!(
+                low <= point && point <= high,
+                "{name}: {low} {point} {high}"
+            );
+        }
+    }
+}
