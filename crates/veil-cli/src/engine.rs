@@ -109,7 +109,7 @@ fn say(spinner: &ProgressBar, terminal: bool, line: &str) {
     if terminal {
         spinner.println(line);
     } else {
-        eprintln!("{line}");
+        errln!("{line}");
     }
 }
 
@@ -123,7 +123,7 @@ fn progress_reporter(spinner: ProgressBar, terminal: bool) -> OnEvent {
         SparkEvent::Step(step) => {
             spinner.set_message(format!("spark: {step}"));
             if !terminal {
-                eprintln!("spark: {step}");
+                errln!("spark: {step}");
             }
             if let Ok(mut started) = started.lock() {
                 match *step {
@@ -151,7 +151,7 @@ fn progress_reporter(spinner: ProgressBar, terminal: bool) -> OnEvent {
                 let now = Some((progress.stages, progress.stages_done));
                 if *last != now {
                     *last = now;
-                    eprintln!("spark: {text}");
+                    errln!("spark: {text}");
                 }
             }
         }

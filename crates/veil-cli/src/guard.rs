@@ -63,12 +63,15 @@ pub(crate) fn refuse_overwrite(outputs: &[(&str, &Path)], inputs: &[Input]) -> a
 /// A usage error (exit 2) naming the directory.
 pub(crate) fn refuse_release_directory(what: &str, directory: &Path) -> anyhow::Result<()> {
     let manifest = directory.join("release.json");
-    let Ok(text) = std::fs::read_to_string(&manifest) else {
+    if !manifest.exists() {
         return Ok(());
-    };
-    let published = serde_json::from_str::<serde_json::Value>(&text)
-        .is_ok_and(|manifest| manifest["private"] == serde_json::Value::Bool(true));
-    if published {
+    }
+    // A manifest that cannot be read or parsed counts as a release's: refusing is safe.
+    let preview = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .is_some_and(|manifest| manifest["private"] == serde_json::Value::Bool(false));
+    if !preview {
         return Err(usage_error(format!(
             "{} holds a published release ({}): write {what} elsewhere, e.g. --output {}-{}",
             directory.display(),
@@ -76,6 +79,26 @@ pub(crate) fn refuse_release_directory(what: &str, directory: &Path) -> anyhow::
             directory.display(),
             what.trim_start_matches("the ")
         )));
+    }
+    Ok(())
+}
+
+/// Refuses to publish a release into `directory` when a utility report is there: its
+/// true values (not private) would sit beside the released tables as if they were part
+/// of the release.
+///
+/// # Errors
+/// A usage error (exit 2) naming the report file.
+pub(crate) fn refuse_report_directory(directory: &Path) -> anyhow::Result<()> {
+    for name in ["report.json", "report.html", "report.md"] {
+        let report = directory.join(name);
+        if report.exists() {
+            return Err(usage_error(format!(
+                "{} holds a utility report ({}), whose true values are not private: publish the release elsewhere ([output] path or --output), or move the report",
+                directory.display(),
+                report.display()
+            )));
+        }
     }
     Ok(())
 }
@@ -138,6 +161,7 @@ pub(crate) fn check_job_outputs(loaded: &LoadedJob) -> anyhow::Result<()> {
         .map(|(what, path)| (what.as_str(), path.as_path()))
         .collect();
     refuse_overwrite(&named, &job_inputs(loaded))?;
+    refuse_report_directory(directory)?;
     let mut sources: Vec<(&str, Source)> = vec![("the source", job.source.clone())];
     if let Some(consent) = &job.governance.consent {
         sources.push(("the consent log", consent.source()));

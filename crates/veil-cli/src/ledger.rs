@@ -42,7 +42,7 @@ impl LockTimeout {
         options
             .lock_timeout(self.timeout)
             .on_lock_wait(|path, timeout| {
-                eprintln!(
+                errln!(
                     "waiting for the ledger {}: another process holds it (another run, or an SQLite client with a write transaction open); giving up after {} (--ledger-timeout)",
                     path.display(),
                     duration_text(timeout)
@@ -170,7 +170,7 @@ impl BudgetLedger for JobLedger {
         };
         let (reservation, created) = ledger.reserve_creating_budget(key, charge, total, period)?;
         if created {
-            eprintln!(
+            errln!(
                 "created the budget for {key} from the registry: {}{} in {}",
                 budget_text(&total),
                 period.map_or_else(String::new, |period| format!(", renewing every {period}")),

@@ -32,6 +32,16 @@ macro_rules! outln {
     }};
 }
 
+/// `eprintln!` that never panics: a message to an operator whose stderr is gone
+/// (`veil run 2>&1 | head`) is dropped, as there is nowhere left to say anything, and the
+/// run goes on to its commit and its exit code.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// The end of a write to stdout: a closed pipe is the reader's choice, not an error.
 fn stdout_written(result: std::io::Result<()>) {
     match result {
@@ -62,7 +72,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             let code = exit::code_for(&error);
-            eprintln!("error: {}", exit::render(&error));
+            errln!("error: {}", exit::render(&error));
             code
         }
     }

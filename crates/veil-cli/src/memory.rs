@@ -229,16 +229,16 @@ pub(crate) fn watch_interrupts(folder: &Path) -> Arc<Interrupts> {
                 continue;
             }
             if first && shared.reserving.load(Ordering::SeqCst) {
-                eprintln!(
+                errln!(
                     "interrupting: the run stops before its commit and gives its reservation back (interrupt again to exit at once)"
                 );
                 continue;
             }
             remove_spill_folders(&folder);
             if first {
-                eprintln!("interrupted: nothing was charged or released");
+                errln!("interrupted: nothing was charged or released");
             } else {
-                eprintln!(
+                errln!(
                     "interrupted again: exiting now; a reservation this run made stays until `veil budget cancel` gives it back"
                 );
             }

@@ -27,7 +27,7 @@ pub(crate) fn for_audit(seed: Option<u64>) -> anyhow::Result<ChaCha20Rng> {
 pub(crate) fn from_optional_seed(seed: Option<u64>) -> anyhow::Result<ChaCha20Rng> {
     match seed {
         Some(seed) => {
-            eprintln!(
+            errln!(
                 "warning: --seed {seed} makes the noise reproducible: this output is NOT private; use it only for tests"
             );
             Ok(ChaCha20Rng::seed_from_u64(seed))

@@ -41,6 +41,22 @@ impl SqliteLedger {
         records
     }
 
+    /// The datasets that hold a budget for `purpose`, in name order (no spending is
+    /// composed: a cheap read for a run's checks before it reserves).
+    ///
+    /// # Errors
+    /// [`BudgetError::Storage`].
+    pub fn datasets_of(&self, purpose: &str) -> Result<Vec<String>, BudgetError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT dataset FROM budgets WHERE purpose = ?1 ORDER BY dataset")
+            .map_err(self.at.read())?;
+        let rows = statement
+            .query_map(params![purpose], |row| row.get::<_, String>(0))
+            .map_err(self.at.read())?;
+        rows.collect::<Result<_, _>>().map_err(self.at.read())
+    }
+
     /// Every charge, oldest first, with its owner, cancellation, mechanisms, releases and
     /// diagnostics.
     ///

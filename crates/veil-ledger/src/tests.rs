@@ -451,3 +451,31 @@ fn a_check_forecasts_a_reservation_and_writes_nothing() {
     ));
     assert_eq!(ledger.history().unwrap().len(), 1, "checks are not charges");
 }
+
+/// `datasets_of` lists the datasets with a budget for a purpose, without composing any
+/// spending (a run's typo check reads it before it reserves).
+#[test]
+fn datasets_of_a_purpose_are_listed_by_name() {
+    let (_directory, mut ledger, _) = ledger_with_clock();
+    assert!(ledger.datasets_of("analytics").unwrap().is_empty());
+    let total = PrivacyBudget::Approx {
+        epsilon: 1.0,
+        delta: 0.0,
+    };
+    for (dataset, purpose) in [
+        ("orders", "analytics"),
+        ("events", "analytics"),
+        ("events", "ads"),
+    ] {
+        let key = BudgetKey {
+            dataset: dataset.to_string(),
+            purpose: purpose.to_string(),
+        };
+        ledger.init_budget(&key, total, None).unwrap();
+    }
+    assert_eq!(
+        ledger.datasets_of("analytics").unwrap(),
+        ["events", "orders"]
+    );
+    assert_eq!(ledger.datasets_of("ads").unwrap(), ["events"]);
+}

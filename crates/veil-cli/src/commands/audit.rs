@@ -201,7 +201,7 @@ fn finish(output: &Value, verdict: Verdict) -> anyhow::Result<ExitCode> {
     match verdict {
         Verdict::Pass => Ok(ExitCode::SUCCESS),
         Verdict::Fail => {
-            eprintln!(
+            errln!(
                 "audit failed: the empirical lower bound on ε exceeds the claimed ε (see \"verdict\" above)"
             );
             Ok(ExitCode::from(1))

@@ -184,7 +184,7 @@ fn stats(args: &StatsArgs) -> anyhow::Result<ExitCode> {
     outln!("{table}");
     if let Some(output) = &args.output {
         std::fs::write(output, csv).with_context(|| format!("writing {}", output.display()))?;
-        eprintln!("wrote {}", output.display());
+        errln!("wrote {}", output.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -133,7 +133,7 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     if job.governance.consent.take().is_some() {
         // Sample rows stand for nobody, so no consent log can name them; the purpose's
         // columns and retention window still apply.
-        eprintln!("note: the consent filter is not applied to sample data");
+        errln!("note: the consent filter is not applied to sample data");
     }
     job.name = format!("{}{PREVIEW_SUFFIX}", job.name);
     job.source.path.clone_from(&args.sample);
@@ -171,7 +171,7 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     let mut ledger = PreviewLedger;
     let mut progress = |stage: Stage| {
         if stage == Stage::Scanning {
-            eprintln!("previewing on {}", args.sample.display());
+            errln!("previewing on {}", args.sample.display());
         }
     };
     let summary = veil_engine::run_with(
@@ -247,7 +247,7 @@ pub(crate) fn run(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     {
         print_comparison(&published.table, query, totals, args.rows);
     }
-    eprintln!(
+    errln!(
         "wrote the preview to {} (release.json says \"preview, not a release\")",
         job.output.directory.display()
     );

@@ -114,13 +114,13 @@ pub(crate) fn run(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     match keep_from_ms {
-        Some(from) => eprintln!(
+        Some(from) => errln!(
             "retention: rows before {} are past every purpose's retention",
             veil_engine::as_of_text(from)
         ),
-        None => eprintln!("retention: a purpose keeps data without limit, so no row is too old"),
+        None => errln!("retention: a purpose keeps data without limit, so no row is too old"),
     }
-    eprintln!(
+    errln!(
         "{verb} {} rows in {} files",
         retention + withdrawal,
         files.len()

@@ -44,7 +44,7 @@ pub(crate) fn run(args: &PurposesArgs) -> anyhow::Result<ExitCode> {
         .map(|(name, _)| name.as_str())
         .collect();
     if !missing.is_empty() {
-        eprintln!(
+        errln!(
             "note: no {:?} description for purpose {}: shown in English (or the one language given)",
             args.lang,
             missing.join(", ")
@@ -61,7 +61,7 @@ pub(crate) fn run(args: &PurposesArgs) -> anyhow::Result<ExitCode> {
             }
             std::fs::write(path, html(&registry, &args.lang))
                 .with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("wrote {}", path.display());
+            errln!("wrote {}", path.display());
         }
         None => out!("{}", text(&registry, &args.lang)),
     }

@@ -140,12 +140,12 @@ pub(crate) fn open_ledger(loaded: &LoadedJob, timeout: LockTimeout) -> anyhow::R
         dataset: loaded.budget.dataset.clone(),
         purpose: loaded.budget.purpose.clone(),
     };
-    refuse_a_new_dataset_for_the_purpose(loaded, &ledger, &key, registry.is_some())?;
+    refuse_a_new_dataset_for_the_purpose(loaded, &ledger, &key, registry)?;
     if let (Some((total, _)), Some(opened)) = (registry, ledger.opened())
         && let Ok(status) = opened.status(&key)
         && status.total != total
     {
-        eprintln!(
+        errln!(
             "warning: the ledger's budget for {key} is {}, the registry now says {}; the ledger's stands",
             budget_text(&status.total),
             budget_text(&total)
@@ -164,25 +164,35 @@ fn refuse_a_new_dataset_for_the_purpose(
     loaded: &LoadedJob,
     ledger: &JobLedger,
     key: &BudgetKey,
-    from_registry: bool,
+    registry: Option<(PrivacyBudget, Option<BudgetPeriod>)>,
 ) -> anyhow::Result<()> {
-    let Some(opened) = ledger.opened().filter(|_| from_registry) else {
+    let (Some(opened), Some((total, period))) = (ledger.opened(), registry) else {
         return Ok(());
     };
-    if !matches!(opened.status(key), Err(BudgetError::NoBudget { .. })) {
+    // A ledger that cannot answer refuses the run: the guard never fails open.
+    let classify = |error: BudgetError| {
+        let failure = exit::budget_failure(&error);
+        exit::classified(error, failure)
+    };
+    let datasets = opened.datasets_of(&key.purpose).map_err(classify)?;
+    if datasets.is_empty() || datasets.contains(&key.dataset) {
         return Ok(());
     }
     let path = &loaded.budget.ledger;
-    let others = other_datasets(path, key);
-    if others.is_empty() {
-        return Ok(());
-    }
+    let quoted: Vec<String> = datasets.iter().map(|name| format!("{name:?}")).collect();
+    let amounts = match total {
+        PrivacyBudget::Approx { epsilon, delta } => {
+            format!("--epsilon {epsilon} --delta {delta:e}")
+        }
+        PrivacyBudget::Zcdp { rho } => format!("--rho {rho}"),
+    };
+    let period = period.map_or(String::new(), |period| format!(" --period {period}"));
     Err(usage_error(format!(
-        "budget.dataset: {} holds no budget for dataset {:?} under purpose {:?}, only for dataset {}: check the job's [budget] dataset (another name would open a fresh budget over the same people); to give a new dataset its own budget, create it with `veil budget init --ledger {} --dataset {} --purpose {} --epsilon <total> --delta <total>`",
+        "budget.dataset: {} holds no budget for dataset {:?} under purpose {:?}, only for dataset {}: check the job's [budget] dataset (another name would open a fresh budget over the same people); to give a new dataset its own budget, create it with `veil budget init --ledger {} --dataset {} --purpose {} {amounts}{period}`",
         path.display(),
         key.dataset,
         key.purpose,
-        others.join(", "),
+        quoted.join(", "),
         path.display(),
         key.dataset,
         key.purpose
@@ -190,23 +200,15 @@ fn refuse_a_new_dataset_for_the_purpose(
 }
 
 /// The datasets (quoted, sorted) that the ledger at `path` holds a budget for under
-/// `key`'s purpose, other than `key`'s own.
+/// `key`'s purpose, other than `key`'s own (empty when it cannot be read).
 pub(crate) fn other_datasets(path: &std::path::Path, key: &BudgetKey) -> Vec<String> {
-    let mut others: Vec<String> = veil_ledger::SqliteLedger::open(path)
-        .and_then(|mut ledger| ledger.budgets(None))
-        .map(|budgets| {
-            budgets
-                .into_iter()
-                .filter(|budget| {
-                    budget.status.key.purpose == key.purpose
-                        && budget.status.key.dataset != key.dataset
-                })
-                .map(|budget| format!("{:?}", budget.status.key.dataset))
-                .collect()
-        })
-        .unwrap_or_default();
-    others.sort();
-    others
+    veil_ledger::SqliteLedger::open(path)
+        .and_then(|ledger| ledger.datasets_of(&key.purpose))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|dataset| *dataset != key.dataset)
+        .map(|dataset| format!("{dataset:?}"))
+        .collect()
 }
 
 /// What a run needs before it reads anything: its outputs checked, its ledger open, its
@@ -308,23 +310,24 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     spinner.finish_and_clear();
     let summary = summary?;
     if interrupts.pending() {
-        eprintln!(
-            "warning: interrupted after the commit: the release stands and its cost is charged"
-        );
+        errln!("warning: interrupted after the commit: the release stands and its cost is charged");
     }
     report(&loaded, &summary, args.show);
     for choice in &summary.auto_bounds {
-        eprintln!(
+        errln!(
             "chosen from the data, privately (ε = {:.4}): query {:?}, {} = {}",
-            choice.epsilon, choice.query, choice.what, choice.value
+            choice.epsilon,
+            choice.query,
+            choice.what,
+            choice.value
         );
     }
     for warning in &summary.warnings {
-        eprintln!("warning: {warning}");
+        errln!("warning: {warning}");
     }
     let key = &prepared.key;
     match prepared.ledger.status(key) {
-        Ok(status) => eprintln!(
+        Ok(status) => errln!(
             "budget left for dataset {:?}, purpose {:?}: {} of {}",
             key.dataset,
             key.purpose,
@@ -332,7 +335,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             budget_text(&status.total)
         ),
         Err(error) => {
-            eprintln!("warning: released, but the budget's status cannot be read: {error}")
+            errln!("warning: released, but the budget's status cannot be read: {error}")
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -366,7 +369,7 @@ fn report(loaded: &LoadedJob, summary: &RunSummary, show: usize) {
     }
     outln!("  manifest → {}", summary.manifest.display());
     let counts = &summary.counts;
-    eprintln!(
+    errln!(
         "not private, for you only: read {} rows; {} outside retention, {} without consent, {} without a privacy unit",
         counts.rows_read,
         counts.rows_outside_retention,
@@ -375,7 +378,7 @@ fn report(loaded: &LoadedJob, summary: &RunSummary, show: usize) {
     );
     for (column, missing) in &counts.missing_values {
         if *missing > 0 {
-            eprintln!(
+            errln!(
                 "  {missing} rows had no value in {column:?} and were left out of its aggregates"
             );
         }

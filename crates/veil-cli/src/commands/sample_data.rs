@@ -118,7 +118,7 @@ pub(crate) fn run(args: &SampleDataArgs) -> anyhow::Result<ExitCode> {
     .map_err(exit::engine)
     .with_context(|| format!("writing {}", args.out.display()))?;
     bar.finish_and_clear();
-    eprintln!(
+    errln!(
         "wrote {} rows for {} users to {}",
         summary.rows,
         summary.users_with_rows,
@@ -130,7 +130,7 @@ pub(crate) fn run(args: &SampleDataArgs) -> anyhow::Result<ExitCode> {
             veil_engine::sample::write_sample_consent(args.users, &purposes, consent, &mut rng)
                 .map_err(exit::engine)
                 .with_context(|| format!("writing {}", consent.display()))?;
-        eprintln!(
+        errln!(
             "wrote {rows} consent events for purposes {} to {}",
             args.purposes.join(", "),
             consent.display()
@@ -143,18 +143,6 @@ pub(crate) fn run(args: &SampleDataArgs) -> anyhow::Result<ExitCode> {
 /// source, consent log, registry, ledger or keys; or the data file itself), or the two
 /// over each other.
 fn refuse_overwriting_inputs(args: &SampleDataArgs) -> anyhow::Result<()> {
-    let mut inputs = Vec::new();
-    if let Some(like) = &args.like {
-        let is_job = like
-            .extension()
-            .is_some_and(|extension| extension.eq_ignore_ascii_case("toml"));
-        if is_job {
-            let loaded = config::load(like, config::AsOf::from_flag(None)).usage()?;
-            inputs = crate::guard::job_inputs(&loaded);
-        } else {
-            inputs.push(Input::new("--like", like));
-        }
-    }
     let mut outputs = vec![("--out", args.out.as_path())];
     if let Some(consent) = &args.consent {
         if consent == &args.out || crate::guard::same_file(consent, &args.out) {
@@ -165,7 +153,34 @@ fn refuse_overwriting_inputs(args: &SampleDataArgs) -> anyhow::Result<()> {
         }
         outputs.push(("--consent", consent.as_path()));
     }
-    refuse_overwrite(&outputs, &inputs)
+    let Some(like) = &args.like else {
+        return Ok(());
+    };
+    let is_job = like
+        .extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("toml"));
+    if !is_job {
+        return refuse_overwrite(&outputs, &[Input::new("--like", like)]);
+    }
+    let loaded = config::load(like, config::AsOf::from_flag(None)).usage()?;
+    refuse_overwrite(&outputs, &crate::guard::job_inputs(&loaded))?;
+    // A new file inside the source's folder or glob would be read as data too.
+    let mut sources = vec![("the job's source", loaded.job.source.clone())];
+    if let Some(consent) = &loaded.job.governance.consent {
+        sources.push(("the job's consent log", consent.source()));
+    }
+    for (what, source) in &sources {
+        for (flag, output) in &outputs {
+            if veil_engine::scan::source_would_read(source, output) {
+                return Err(usage_error(format!(
+                    "{flag} {} would be written among the files of {what} {}, and the job would read it as data: write it elsewhere",
+                    output.display(),
+                    source.path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `COLUMN=LOW,HIGH` ranges.
@@ -246,7 +261,7 @@ fn like_spec(args: &SampleDataArgs, like: &std::path::Path) -> anyhow::Result<Li
         Ok(schema) => schema.columns,
         Err(error) => match declared {
             Some(declared) => {
-                eprintln!(
+                errln!(
                     "note: {} is not readable ({error}); using the columns the job declares",
                     source.path.display()
                 );
@@ -279,7 +294,7 @@ fn like_spec(args: &SampleDataArgs, like: &std::path::Path) -> anyhow::Result<Li
             match kind {
                 ColumnKind::Integer | ColumnKind::Float => {
                     let (lower, upper) = range.unwrap_or_else(|| {
-                        eprintln!("note: no range for {name:?}; drawing it in [0, 100] (set --range {name}=LOW,HIGH)");
+                        errln!("note: no range for {name:?}; drawing it in [0, 100] (set --range {name}=LOW,HIGH)");
                         (0.0, 100.0)
                     });
                     Synthetic::Number {

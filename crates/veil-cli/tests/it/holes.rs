@@ -354,6 +354,24 @@ fn a_closed_stdout_does_not_fail_a_run_that_released() {
     assert!(output.status.success(), "{:?}: {stderr}", output.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(directory.path().join("out/release.json").exists());
+    // `veil run … 2>&1 | head`: stderr gone too, the run still commits and exits 0.
+    let both = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("veil"))
+        .current_dir(workspace())
+        .args(["run", "configs/quickstart.toml", "--ledger"])
+        .arg(both.path().join("ledger.sqlite"))
+        .arg("--output")
+        .arg(both.path().join("out"))
+        .env_remove("VEIL_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(both.path().join("out/release.json").exists());
 }
 
 /// Regression: `veil sample-data --like job.toml --out <the job's source>` replaced the
@@ -386,6 +404,23 @@ fn sample_data_never_writes_over_what_its_like_job_reads() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("the job file"));
+    // A new file inside a source folder would be read as data by the next run.
+    let folder = directory.path().join("exports");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(&source, folder.join("part-0.parquet")).unwrap();
+    let by_folder = tempfile::tempdir().unwrap();
+    let job = self::job(by_folder.path(), &folder, "", "");
+    veil()
+        .args(["sample-data", "--rows", "100", "--like"])
+        .arg(&job)
+        .arg("--out")
+        .arg(folder.join("part-1.parquet"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "among the files of the job's source",
+        ));
+    assert!(!folder.join("part-1.parquet").exists());
 }
 
 /// Regression: `veil preview --output` and `veil report --output` pointed at a published
@@ -439,6 +474,31 @@ fn previews_and_reports_stay_out_of_a_published_release() {
         manifest
     );
     assert!(!released.join("report.html").exists());
+    // The other order: a release is not published beside a report's true values.
+    let reported = directory.path().join("reported");
+    veil()
+        .current_dir(workspace())
+        .args([
+            "report",
+            "configs/quickstart.toml",
+            "--analytic-only",
+            "--epsilons",
+            "1",
+            "--output",
+        ])
+        .arg(&reported)
+        .assert()
+        .success();
+    veil()
+        .current_dir(workspace())
+        .args(["run", "configs/quickstart.toml", "--ledger"])
+        .arg(directory.path().join("ledger.sqlite"))
+        .arg("--output")
+        .arg(&reported)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("holds a utility report"));
+    assert!(!reported.join("release.json").exists());
 }
 
 /// Regression: `veil run --help` (and explain, report, preview, sample-data, purposes,
@@ -537,4 +597,22 @@ fn a_misspelt_dataset_does_not_open_a_fresh_budget() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&budgets.stdout).contains("\"event\""));
+    // A new dataset's budget created on purpose runs.
+    veil()
+        .args(["budget", "init", "--ledger"])
+        .arg(&ledger)
+        .args(["--dataset", "event", "--purpose", "analytics"])
+        .args(["--epsilon", "5", "--delta", "1e-5"])
+        .assert()
+        .success();
+    veil()
+        .current_dir(workspace())
+        .arg("run")
+        .arg(&job)
+        .arg("--ledger")
+        .arg(&ledger)
+        .arg("--output")
+        .arg(directory.path().join("out"))
+        .assert()
+        .success();
 }

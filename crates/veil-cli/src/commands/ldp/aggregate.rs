@@ -73,7 +73,7 @@ pub(super) fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
         let pending = veil_collect::store::pending_reports(&args.reports)
             .with_context(|| format!("reading {}", args.reports.display()))?;
         if pending > 0 {
-            eprintln!(
+            errln!(
                 "warning: {pending} reports in {} are in a collector's write-ahead log, not yet in a segment, and are not counted: a running collector seals its log when it is full or old, and when it stops",
                 args.reports.display()
             );
@@ -112,7 +112,7 @@ pub(super) fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
         estimate_columns(&estimates, args.consistency.into(), args.top),
     )?;
     if rejected.total() > 0 {
-        eprintln!(
+        errln!(
             "warning: {} of {row} reports in {} were NOT counted: {}. The estimates describe only the {reports} reports made under {} (id {:016x}).",
             rejected.total(),
             args.reports.display(),
@@ -121,7 +121,7 @@ pub(super) fn aggregate(args: &AggregateArgs) -> anyhow::Result<ExitCode> {
             built.id().short(),
         );
     }
-    eprintln!(
+    errln!(
         "aggregated {reports} of {row} reports into {} (oracle {}); skipped {} made under another protocol and {} corrupt",
         args.output.display(),
         built.oracle().name(),

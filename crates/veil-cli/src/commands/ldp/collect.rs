@@ -158,7 +158,7 @@ pub(crate) fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
         Arc::new(ParquetSegments),
         policy,
         shuffle,
-        Arc::new(|event| eprintln!("{}", describe(&event))),
+        Arc::new(|event| errln!("{}", describe(&event))),
     )
     .map_err(|error| {
         let failure = matches!(
@@ -198,11 +198,11 @@ pub(crate) fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
             .local_addr()
             .with_context(|| format!("listening on {}", args.listen))?;
         if config.tls.is_none() {
-            eprintln!(
+            errln!(
                 "warning: serving plain HTTP on {address}: reports travel unencrypted; use it only for tests on this machine, and --cert/--key otherwise"
             );
         }
-        eprintln!(
+        errln!(
             "listening on {} for protocol {} (oracle {}, epsilon {} per report); storing reports in {}",
             server::base_url(address, config.tls.is_some()),
             protocol.id(),
@@ -214,10 +214,10 @@ pub(crate) fn run(args: &CollectArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("serving")
     });
-    eprintln!("stopping: sealing the open log");
+    errln!("stopping: sealing the open log");
     let closed = store.close();
     let refused = stats.refused();
-    eprintln!(
+    errln!(
         "stopped: stored {} reports in {} batches; refused {refused} batches ({} malformed, {} of another protocol, {} too large, {} over the rate limit, {} while busy or failing); closed {} connections over the limit",
         stats.accepted_reports.load(Ordering::Relaxed),
         stats.accepted_batches.load(Ordering::Relaxed),

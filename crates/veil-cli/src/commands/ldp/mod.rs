@@ -399,7 +399,7 @@ pub(super) fn protocol(args: &ProtocolArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing the descriptor to {}", path.display()))?,
         None => out!("{text}"),
     }
-    eprintln!(
+    errln!(
         "protocol {}: oracle {}, epsilon {} per report (actual {:.9})",
         built.id(),
         built.oracle().name(),

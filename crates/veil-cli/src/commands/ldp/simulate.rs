@@ -93,7 +93,7 @@ pub(super) fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     writer.finish()?;
-    eprintln!(
+    errln!(
         "randomized {written} of {row} rows into {} (oracle {}, epsilon {} per report); skipped {} null and {} outside the domain; clamped {clamped} into the range",
         args.output.display(),
         built.oracle().name(),

@@ -222,7 +222,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let report = build(&loaded, &settings, None)?;
     let written = write_report(&report, &args.output)?;
     out!("{}", report.to_text());
-    eprintln!(
+    errln!(
         "wrote {} files to {} (open report.html)",
         written.len(),
         args.output.display()
@@ -330,7 +330,7 @@ pub(crate) fn build(
         let inputs = inputs?;
         let scanned = started.elapsed();
         if settings.chatty {
-            eprintln!(
+            errln!(
                 "read {} rows ({} without a privacy unit, dropped) in {:.2} s",
                 inputs.rows_read,
                 inputs.rows_without_unit,
@@ -359,7 +359,7 @@ pub(crate) fn build(
         );
         bar.finish_and_clear();
         if settings.chatty {
-            eprintln!(
+            errln!(
                 "swept, simulated and tuned in {:.2} s",
                 (started.elapsed() - scanned).as_secs_f64()
             );
