@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use crate::ReportError;
 use crate::chart::Chart;
 use crate::format::{percent, short};
+use crate::input::DataOrigin;
 use crate::output::{AggregateAtEpsilon, QueryReport, Report};
 use crate::sweep::nearest;
 
@@ -216,10 +217,18 @@ fn query_markdown(
         query.group_by.join(", ")
     };
     let _ = writeln!(md, "## Query `{}` (group by {group_by})\n", query.name);
+    let groups = if report.origin == DataOrigin::AnalyticOnly {
+        format!(
+            "{} illustrative group sizes (no data was read)",
+            query.groups
+        )
+    } else {
+        format!("{} groups in the data", query.groups)
+    };
     let _ = writeln!(
         md,
-        "Bounds: max_groups_per_unit = {}, max_rows_per_group = {}; {} groups in the data.\n",
-        query.bounds.max_groups_per_unit, query.bounds.max_rows_per_group, query.groups
+        "Bounds: max_groups_per_unit = {}, max_rows_per_group = {}; {groups}.\n",
+        query.bounds.max_groups_per_unit, query.bounds.max_rows_per_group
     );
     if !query.findings.is_empty() {
         let _ = writeln!(md, "### Findings\n");

@@ -489,6 +489,13 @@ fn previews_and_reports_stay_out_of_a_published_release() {
         .arg(&reported)
         .assert()
         .success();
+    // Its groups are sizes it imagined, not groups of the data it never read.
+    let markdown = std::fs::read_to_string(reported.join("report.md")).unwrap();
+    assert!(
+        markdown.contains("illustrative group sizes (no data was read)")
+            && !markdown.contains("groups in the data"),
+        "{markdown}"
+    );
     veil()
         .current_dir(workspace())
         .args(["run", "configs/quickstart.toml", "--ledger"])
