@@ -158,6 +158,21 @@ pub fn audit_job<R: Rng + CryptoRng + ?Sized>(
     options: JobAuditOptions,
     rng: &mut R,
 ) -> Result<JobAudit, AuditError> {
+    audit_job_with_progress(job, options, rng, &mut |_, _| {})
+}
+
+/// [`audit_job`], calling `progress(done, total)` as its releases are made (`total` =
+/// trials × the neighbouring pairs that touch a group; four releases each), for a command
+/// that shows how far a long audit is.
+///
+/// # Errors
+/// As [`audit_job`].
+pub fn audit_job_with_progress<R: Rng + CryptoRng + ?Sized>(
+    job: &Job,
+    options: JobAuditOptions,
+    rng: &mut R,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<JobAudit, AuditError> {
     let plan = veil_engine::check(job)?;
     let schema = LocalExecutor::default().schema(&job.source)?;
     if options.keys == 0 {
@@ -167,7 +182,14 @@ pub fn audit_job<R: Rng + CryptoRng + ?Sized>(
         .map(|_| BoundingKey::random(rng))
         .collect();
     let (neighbours, skipped) = neighbours(&plan.scan, &schema, &keys, options.overflow)?;
-    let mut audit = audit_neighbours(&plan, &neighbours, options, rng)?;
+    let mut audit = audit_releases(
+        &plan,
+        &neighbours,
+        options,
+        rng,
+        |plan, aggregated, rng| veil_engine::release::release(plan, aggregated, rng),
+        progress,
+    )?;
     audit.skipped = skipped;
     Ok(audit)
 }
@@ -200,7 +222,23 @@ pub fn audit_neighbours_with<R, F>(
     neighbours: &[Neighbours],
     options: JobAuditOptions,
     rng: &mut R,
+    release: F,
+) -> Result<JobAudit, AuditError>
+where
+    R: Rng + CryptoRng + ?Sized,
+    F: FnMut(&Plan, &Aggregated, &mut R) -> Result<Vec<ReleasedTable>, EngineError>,
+{
+    audit_releases(plan, neighbours, options, rng, release, &mut |_, _| {})
+}
+
+/// [`audit_neighbours_with`], calling `progress(done, total)` after each trial.
+fn audit_releases<R, F>(
+    plan: &Plan,
+    neighbours: &[Neighbours],
+    options: JobAuditOptions,
+    rng: &mut R,
     mut release: F,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<JobAudit, AuditError>
 where
     R: Rng + CryptoRng + ?Sized,
@@ -271,6 +309,8 @@ where
     }
     let total_cells: usize = setups.iter().map(|setup| setup.4.len()).sum();
     let each = options.confidence.split(total_cells);
+    let total_trials = options.trials * setups.iter().filter(|setup| !setup.4.is_empty()).count();
+    let mut done = 0;
     let mut cells = Vec::new();
     for (pair, restricted_plan, datasets, full, setup) in setups {
         if setup.is_empty() {
@@ -299,6 +339,8 @@ where
                 first[index].push(observe(plan, base, cell));
                 second[index].push(observe(plan, changed, cell));
             }
+            done += 1;
+            progress(done, total_trials);
         }
         for ((cell, first), second) in setup.into_iter().zip(first).zip(second) {
             let audit = audit_samples(&first, &second, cell.claim, each)?;

@@ -4,13 +4,14 @@
 //! lower bound on the true ε with its confidence and a verdict. The verdict is `fail`
 //! only when the lower bound exceeds the claimed ε; then the exit code is 1.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use veil_audit::job::{JobAudit, JobAuditOptions, audit_job};
+use veil_audit::job::{JobAudit, JobAuditOptions, audit_job_with_progress};
 use veil_audit::ldp::audit_protocol;
 use veil_audit::mechanism::{MechanismAudit, MechanismName, MechanismSpec, audit_mechanism};
 use veil_audit::{Audit, AuditError, Confidence, Order, Verdict};
@@ -427,8 +428,33 @@ fn job(args: &JobArgs) -> anyhow::Result<ExitCode> {
         overflow: args.overflow,
         keys: args.keys,
     };
-    let audit = audit_job(&loaded.job, options, &mut rng)
+    // On a terminal, how far the releases are (the scans before them show a spinner);
+    // nothing when stderr is a file or a pipe.
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_message("reading the source and building neighbouring datasets");
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let mut progress = |done: usize, total: usize| {
+        if done == 1 {
+            bar.disable_steady_tick();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} auditing: {pos}/{len} trials [{bar:30}] {eta}",
+                )
+                .expect("the template is valid")
+                .progress_chars("=> "),
+            );
+            bar.set_length(u64::try_from(total).unwrap_or(u64::MAX));
+        }
+        bar.set_position(u64::try_from(done).unwrap_or(u64::MAX));
+    };
+    let audit = audit_job_with_progress(&loaded.job, options, &mut rng, &mut progress)
         .map_err(audit_error)
-        .with_context(|| format!("auditing {}", args.job.display()))?;
+        .with_context(|| format!("auditing {}", args.job.display()));
+    bar.finish_and_clear();
+    let audit = audit?;
     finish(&job_json(&audit, args, confidence), audit.verdict)
 }

@@ -48,6 +48,31 @@ fn planted_bugs_in_a_job_fail_and_correct_versions_pass() {
     check(CASES, 2000);
 }
 
+/// A job audit reports its progress once per trial of each neighbouring pair, up to the
+/// total it announces (what `veil audit job` shows on a terminal).
+#[test]
+fn a_job_audit_reports_every_trial() {
+    let (_directory, job) = sample_job();
+    let options = JobAuditOptions {
+        trials: 20,
+        ..options()
+    };
+    let mut calls: Vec<(usize, usize)> = Vec::new();
+    veil_audit::job::audit_job_with_progress(
+        &job,
+        options,
+        &mut seeded_rng(1999),
+        &mut |done, total| calls.push((done, total)),
+    )
+    .unwrap();
+    let total = calls.first().map(|call| call.1).unwrap();
+    assert!(total >= 20 && total.is_multiple_of(20), "{total}");
+    assert_eq!(calls.len(), total);
+    for (at, (done, announced)) in calls.iter().enumerate() {
+        assert_eq!((*done, *announced), (at + 1, total));
+    }
+}
+
 // ---- A job through the engine: counts per country, at most 1 country per person with
 // at most 5 events, private partitions, ε = 1, δ = 1e-6 (a Laplace plan).
 
