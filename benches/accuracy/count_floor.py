@@ -1,8 +1,9 @@
 """How far below an even split of ε can a count's error go, released next to a sum and a mean?
 
     python3 -m venv /tmp/floor && /tmp/floor/bin/pip install numpy scipy highspy
-    /tmp/floor/bin/python count_floor.py                  # the lattice LP, ε = 0.5 (about 5 min)
-    /tmp/floor/bin/python count_floor.py --eps 0.25       # finer, closer to the continuum (15 min)
+    /tmp/floor/bin/python count_floor.py                  # the lattice LP, ε = 0.5 (25 s)
+    /tmp/floor/bin/python count_floor.py --eps 0.25       # finer, closer to the continuum (6 min)
+    /tmp/floor/bin/python count_floor.py --eps 1.25 --rows 5 --h 50   # 5 rows per unit (36 min)
     /tmp/floor/bin/python count_floor.py --continuum      # the flat-segment family, continuous (20 s)
 
 One group, one privacy unit moving a count by k rows (1 ≤ |k| ≤ L) and the centred sum of
