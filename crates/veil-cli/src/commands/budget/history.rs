@@ -53,16 +53,6 @@ pub(super) fn history(args: &ListArgs) -> anyhow::Result<ExitCode> {
     let rows: Vec<[String; 8]> = charges
         .iter()
         .map(|charge| {
-            let mechanisms: Vec<String> = charge
-                .items
-                .iter()
-                .map(|item| format!("{} {}×{}", item.label, item.profile, item.times))
-                .collect();
-            let releases: Vec<String> = charge
-                .releases
-                .iter()
-                .map(|release| format!("{} → {}", release.name, release.location))
-                .collect();
             [
                 charge.id.to_string(),
                 format_time(charge.created_at),
@@ -70,8 +60,8 @@ pub(super) fn history(args: &ListArgs) -> anyhow::Result<ExitCode> {
                 charge.job.clone(),
                 state_text(charge, now),
                 Compact(charge.cost).to_string(),
-                mechanisms.join("; "),
-                releases.join("; "),
+                charge.items.len().to_string(),
+                charge.releases.len().to_string(),
             ]
         })
         .collect();
@@ -88,6 +78,35 @@ pub(super) fn history(args: &ListArgs) -> anyhow::Result<ExitCode> {
         ],
         &rows,
     );
+    // Listed below the table, wrapped: a job's mechanisms and files ran one line to 500
+    // columns.
+    let width = usize::from(crate::commands::table_width());
+    outln!();
+    outln!("Mechanisms of each charge (label, loss, times):");
+    for charge in &charges {
+        let items: Vec<String> = charge
+            .items
+            .iter()
+            .map(|item| format!("{} {}×{}", item.label, item.profile, item.times))
+            .collect();
+        for line in wrapped(&format!("  charge {}: ", charge.id), &items, width) {
+            outln!("{line}");
+        }
+    }
+    if charges.iter().any(|charge| !charge.releases.is_empty()) {
+        outln!();
+        outln!("Files each charge released:");
+        for charge in charges.iter().filter(|charge| !charge.releases.is_empty()) {
+            let files: Vec<String> = charge
+                .releases
+                .iter()
+                .map(|release| format!("{} → {}", release.name, release.location))
+                .collect();
+            for line in wrapped(&format!("  charge {}: ", charge.id), &files, width) {
+                outln!("{line}");
+            }
+        }
+    }
     let reserved: Vec<&ChargeRecord> = charges
         .iter()
         .filter(|charge| charge.state == ChargeState::Reserved)
@@ -188,4 +207,53 @@ pub(super) fn charge_json(charge: &ChargeRecord, now: i64) -> Value {
         value["run_detail"] = json!(how);
     }
     value
+}
+
+/// `items` after `head`, separated by "; ", in lines of at most `width` characters where
+/// an item allows (an item longer than a line gets one of its own); continuation lines
+/// are indented under the first item.
+fn wrapped(head: &str, items: &[String], width: usize) -> Vec<String> {
+    let indent = " ".repeat(head.chars().count());
+    let mut lines = Vec::new();
+    let mut line = head.to_string();
+    let mut empty = true;
+    for (at, item) in items.iter().enumerate() {
+        let piece = if at + 1 < items.len() {
+            format!("{item};")
+        } else {
+            item.clone()
+        };
+        let extra = piece.chars().count() + usize::from(!empty);
+        if !empty && line.chars().count() + extra > width {
+            lines.push(std::mem::replace(&mut line, indent.clone()));
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(&piece);
+        empty = false;
+    }
+    lines.push(line);
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrapped;
+
+    #[test]
+    fn mechanisms_wrap_under_their_charge() {
+        let items: Vec<String> = (0..6)
+            .map(|at| format!("query.measure{at} laplace:epsilon=0.1×1"))
+            .collect();
+        let lines = wrapped("  charge 7: ", &items, 80);
+        assert!(lines.len() > 1, "{lines:?}");
+        assert!(lines[0].starts_with("  charge 7: query.measure0"));
+        for line in &lines {
+            assert!(line.chars().count() <= 80, "{line:?}");
+        }
+        assert!(lines[1].starts_with("            query."), "{lines:?}");
+        assert_eq!(lines.join(" ").matches("laplace").count(), 6);
+    }
 }
