@@ -103,6 +103,12 @@ pub(crate) fn engine(error: veil_engine::EngineError) -> anyhow::Error {
     classified(error, failure)
 }
 
+/// A ledger error, classified as [`budget_failure`] says.
+pub(crate) fn budget(error: veil_accountant::BudgetError) -> anyhow::Error {
+    let failure = budget_failure(&error);
+    classified(error, failure)
+}
+
 /// The class of an engine error (see [`engine`]).
 pub(crate) fn engine_failure(error: &veil_engine::EngineError) -> Option<Failure> {
     use veil_engine::EngineError as E;

@@ -162,15 +162,35 @@ pub(crate) fn check_job_outputs(loaded: &LoadedJob) -> anyhow::Result<()> {
         .collect();
     refuse_overwrite(&named, &job_inputs(loaded))?;
     refuse_report_directory(directory)?;
-    let mut sources: Vec<(&str, Source)> = vec![("the source", job.source.clone())];
+    refuse_among_sources(
+        &named,
+        job,
+        "the",
+        "a later run would read it as data; write the output elsewhere ([output] path or --output)",
+    )
+}
+
+/// Refuses any of `outputs` that `job`'s source or consent log (named `whose source`)
+/// would read as data: the same file, or a new one inside their folder or glob. The
+/// refusal says `consequence` after naming both.
+///
+/// # Errors
+/// A usage error (exit 2) naming the output and the source.
+pub(crate) fn refuse_among_sources(
+    outputs: &[(&str, &Path)],
+    job: &veil_engine::job::Job,
+    whose: &str,
+    consequence: &str,
+) -> anyhow::Result<()> {
+    let mut sources: Vec<(&str, Source)> = vec![("source", job.source.clone())];
     if let Some(consent) = &job.governance.consent {
-        sources.push(("the consent log", consent.source()));
+        sources.push(("consent log", consent.source()));
     }
     for (what, source) in &sources {
-        for (output_what, output) in &named {
+        for (output_what, output) in outputs {
             if veil_engine::scan::source_would_read(source, output) {
                 return Err(usage_error(format!(
-                    "{output_what} {} would be written among the files of {what} {}, and a later run would read it as data; write the output elsewhere ([output] path or --output)",
+                    "{output_what} {} would be written among the files of {whose} {what} {}, and {consequence}",
                     output.display(),
                     source.path.display()
                 )));

@@ -14,7 +14,7 @@ use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::ProgressStyle;
 use rand::rngs::ChaCha20Rng;
-use veil_accountant::{BudgetError, BudgetKey, BudgetLedger, BudgetPeriod, PrivacyBudget};
+use veil_accountant::{BudgetKey, BudgetLedger, BudgetPeriod, PrivacyBudget};
 use veil_engine::release::ReleasedTable;
 use veil_engine::{Executor, LocalExecutor, RunContext, RunSummary, Stage};
 
@@ -111,10 +111,6 @@ pub(crate) fn registry_budget(
 /// nothing. Otherwise a missing ledger is a usage error that says how to create it.
 pub(crate) fn open_ledger(loaded: &LoadedJob, timeout: LockTimeout) -> anyhow::Result<JobLedger> {
     let path = &loaded.budget.ledger;
-    let classify = |error: BudgetError| {
-        let failure = exit::budget_failure(&error);
-        exit::classified(error, failure)
-    };
     let registry = registry_budget(loaded)?;
     if registry.is_none() && !path.exists() {
         return Err(usage_error(format!(
@@ -135,7 +131,7 @@ pub(crate) fn open_ledger(loaded: &LoadedJob, timeout: LockTimeout) -> anyhow::R
             folder.display()
         )));
     }
-    let ledger = JobLedger::new(path, timeout.options(), registry).map_err(classify)?;
+    let ledger = JobLedger::new(path, timeout.options(), registry).map_err(exit::budget)?;
     let key = BudgetKey {
         dataset: loaded.budget.dataset.clone(),
         purpose: loaded.budget.purpose.clone(),
@@ -170,11 +166,7 @@ fn refuse_a_new_dataset_for_the_purpose(
         return Ok(());
     };
     // A ledger that cannot answer refuses the run: the guard never fails open.
-    let classify = |error: BudgetError| {
-        let failure = exit::budget_failure(&error);
-        exit::classified(error, failure)
-    };
-    let datasets = opened.datasets_of(&key.purpose).map_err(classify)?;
+    let datasets = opened.datasets_of(&key.purpose).map_err(exit::budget)?;
     if datasets.is_empty() || datasets.contains(&key.dataset) {
         return Ok(());
     }

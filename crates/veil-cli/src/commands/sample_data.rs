@@ -165,22 +165,12 @@ fn refuse_overwriting_inputs(args: &SampleDataArgs) -> anyhow::Result<()> {
     let loaded = config::load(like, config::AsOf::from_flag(None)).usage()?;
     refuse_overwrite(&outputs, &crate::guard::job_inputs(&loaded))?;
     // A new file inside the source's folder or glob would be read as data too.
-    let mut sources = vec![("the job's source", loaded.job.source.clone())];
-    if let Some(consent) = &loaded.job.governance.consent {
-        sources.push(("the job's consent log", consent.source()));
-    }
-    for (what, source) in &sources {
-        for (flag, output) in &outputs {
-            if veil_engine::scan::source_would_read(source, output) {
-                return Err(usage_error(format!(
-                    "{flag} {} would be written among the files of {what} {}, and the job would read it as data: write it elsewhere",
-                    output.display(),
-                    source.path.display()
-                )));
-            }
-        }
-    }
-    Ok(())
+    crate::guard::refuse_among_sources(
+        &outputs,
+        &loaded.job,
+        "the job's",
+        "the job would read it as data: write it elsewhere",
+    )
 }
 
 /// `COLUMN=LOW,HIGH` ranges.

@@ -335,18 +335,22 @@ format = "json"
 /// it did: released, exit 0.
 #[test]
 fn a_closed_stdout_does_not_fail_a_run_that_released() {
+    /// The quickstart run into `directory`, its stdout and stderr piped.
+    fn spawn_run(directory: &Path) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("veil"))
+            .current_dir(workspace())
+            .args(["run", "configs/quickstart.toml", "--ledger"])
+            .arg(directory.join("ledger.sqlite"))
+            .arg("--output")
+            .arg(directory.join("out"))
+            .env_remove("VEIL_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
     let directory = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("veil"))
-        .current_dir(workspace())
-        .args(["run", "configs/quickstart.toml", "--ledger"])
-        .arg(directory.path().join("ledger.sqlite"))
-        .arg("--output")
-        .arg(directory.path().join("out"))
-        .env_remove("VEIL_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(directory.path());
     // The reader leaves before the run prints anything (it reads and charges first).
     drop(child.stdout.take());
     let output = child.wait_with_output().unwrap();
@@ -356,17 +360,7 @@ fn a_closed_stdout_does_not_fail_a_run_that_released() {
     assert!(directory.path().join("out/release.json").exists());
     // `veil run … 2>&1 | head`: stderr gone too, the run still commits and exits 0.
     let both = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("veil"))
-        .current_dir(workspace())
-        .args(["run", "configs/quickstart.toml", "--ledger"])
-        .arg(both.path().join("ledger.sqlite"))
-        .arg("--output")
-        .arg(both.path().join("out"))
-        .env_remove("VEIL_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(both.path());
     drop(child.stdout.take());
     drop(child.stderr.take());
     let status = child.wait().unwrap();
