@@ -59,6 +59,12 @@ run mechanisms-integer-sensitivity mechanism --mechanism discrete-laplace --epsi
   --sensitivity 3 --trials $((200000 * scale)) --seed 2
 run gaussian-large-epsilon mechanism --mechanism discrete-gaussian --epsilon 4 --delta 1e-5 \
   --trials $((300000 * scale)) --seed 3
+# At ε = 4 and 5 rows per person the planner's joint draws and the threshold on their count
+# are staircase-shaped (at ε = 1 above, the staircase is audited at step 1/2).
+run staircase-large-epsilon mechanism --mechanism joint-staircase --epsilon 4 --sensitivity 5 \
+  --trials $((200000 * scale)) --seed 9
+run staircase-threshold mechanism --mechanism joint-count-threshold --epsilon 4 --delta 1e-6 \
+  --sensitivity 5 --trials $((100000 * scale)) --seed 10
 run ldp-oracles ldp --protocol all --epsilon 1 --trials $((200000 * scale)) --seed 4
 run ldp-oracles-large-epsilon ldp --protocol all --epsilon 4 --domain-size 64 \
   --trials $((200000 * scale)) --seed 5

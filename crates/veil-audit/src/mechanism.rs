@@ -19,7 +19,8 @@ use rand_core::{CryptoRng, Rng};
 use veil_core::calibrate::epsilon_to_rho;
 use veil_core::mechanism::{
     FixedPoint, GaussianMechanism, Granularity, JointLaplaceMechanism, LaplaceMechanism,
-    QuantileLevel, QuantileMechanism, QuantileSelection, ThresholdMechanism, ThresholdNoise,
+    QuantileLevel, QuantileMechanism, QuantileSelection, StaircaseStep, ThresholdMechanism,
+    ThresholdNoise, best_staircase_step,
 };
 use veil_core::{Bounds, Delta, Epsilon, L1Sensitivity, L2Sensitivity};
 
@@ -53,11 +54,14 @@ pub enum MechanismName {
     /// engine's count + sum with private partitions under pure ε): costs δ on top of the
     /// joint draw's ε.
     JointCountThreshold,
+    /// Two answers drawn together from the staircase-shaped ℓ∞ law (the engine's joint
+    /// draws at a large ε per group), each moved by the sensitivity.
+    JointStaircase,
 }
 
 impl MechanismName {
     /// Every mechanism, in the order `--mechanism all` audits them.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Laplace,
         Self::DiscreteLaplace,
         Self::Gaussian,
@@ -68,6 +72,7 @@ impl MechanismName {
         Self::Quantile,
         Self::JointLaplace,
         Self::JointCountThreshold,
+        Self::JointStaircase,
     ];
 
     /// The name on the command line.
@@ -84,6 +89,7 @@ impl MechanismName {
             Self::Quantile => "quantile",
             Self::JointLaplace => "joint-laplace",
             Self::JointCountThreshold => "joint-count-threshold",
+            Self::JointStaircase => "joint-staircase",
         }
     }
 
@@ -92,7 +98,11 @@ impl MechanismName {
     pub fn needs_delta(self) -> bool {
         !matches!(
             self,
-            Self::Laplace | Self::DiscreteLaplace | Self::Quantile | Self::JointLaplace
+            Self::Laplace
+                | Self::DiscreteLaplace
+                | Self::Quantile
+                | Self::JointLaplace
+                | Self::JointStaircase
         )
     }
 }
@@ -247,6 +257,15 @@ pub fn audit_mechanism<R: Rng + CryptoRng + ?Sized>(
             let joint = JointLaplaceMechanism::new(&[steps, steps], spec.epsilon)?;
             vec![audit_joint(&joint, claim, trials, confidence, rng)?]
         }
+        MechanismName::JointStaircase => {
+            let steps = integer_sensitivity(spec.sensitivity)?;
+            let joint = JointLaplaceMechanism::staircase(
+                &[steps, steps],
+                spec.epsilon,
+                staircase_step(spec.epsilon),
+            )?;
+            vec![audit_joint(&joint, claim, trials, confidence, rng)?]
+        }
     };
     Ok(summarize(spec, pairs))
 }
@@ -360,11 +379,19 @@ pub fn count_threshold(
     )?)
 }
 
+/// The staircase's step the planner takes at `epsilon` per draw of two answers, or 1/2
+/// where it would keep the plain law (so that the staircase can be audited at any ε).
+#[must_use]
+pub fn staircase_step(epsilon: Epsilon) -> StaircaseStep {
+    best_staircase_step(2, epsilon.get())
+        .unwrap_or_else(|| StaircaseStep::new(1, 2).expect("1/2 is a step"))
+}
+
 /// Thresholding a row count drawn jointly with a centred sum that one unit moves by
 /// `50·rows` steps, as the planner builds it for private partitions under pure ε (one group
-/// per unit: the draw at the whole ε): the threshold on the joint law's count for a
-/// contribution of `contribution` rows at δ. A threshold built for fewer rows than a unit
-/// adds, or for a larger δ, is a planted bug.
+/// per unit: the draw at the whole ε; the staircase-shaped law where the planner takes it):
+/// the threshold on the joint law's count for a contribution of `contribution` rows at δ.
+/// A threshold built for fewer rows than a unit adds, or for a larger δ, is a planted bug.
 ///
 /// # Errors
 /// [`AuditError::Param`] if the mechanism refuses its parameters.
@@ -374,7 +401,11 @@ pub fn joint_count_threshold(
     epsilon: Epsilon,
     delta: Delta,
 ) -> Result<ThresholdMechanism, AuditError> {
-    let mechanism = JointLaplaceMechanism::new(&[rows, rows.saturating_mul(50)], epsilon)?;
+    let sensitivities = [rows, rows.saturating_mul(50)];
+    let mechanism = match best_staircase_step(2, epsilon.get()) {
+        Some(step) => JointLaplaceMechanism::staircase(&sensitivities, epsilon, step)?,
+        None => JointLaplaceMechanism::new(&sensitivities, epsilon)?,
+    };
     Ok(ThresholdMechanism::on_released(
         ThresholdNoise::Joint {
             mechanism,
@@ -448,8 +479,9 @@ pub fn audit_quantile<R: Rng + CryptoRng + ?Sized>(
 
 /// Audits a joint draw: every answer at 0 against every answer moved by its sensitivity
 /// (the box's corner, the largest move one unit makes), seen through the claimed
-/// log-likelihood ratio `‖y − v‖ − ‖y‖` with `‖z‖ = max_i |z_i|·ε/Δ_i` (a function of the
-/// output alone, so a valid test; the most powerful one when the mechanism is correct).
+/// log-likelihood ratio `‖y − v‖ − ‖y‖` with `‖z‖ = max_i |z_i|·ε/Δ_i`, or for the
+/// staircase `ε` times its shell (a function of the output alone, so a valid test; the
+/// most powerful one when the mechanism is correct).
 ///
 /// # Errors
 /// As [`crate::estimate::epsilon_lower_bound`].
@@ -466,12 +498,24 @@ pub fn audit_joint<R: Rng + CryptoRng + ?Sized>(
         .iter()
         .map(|&steps| i64::try_from(steps).unwrap_or(i64::MAX))
         .collect();
+    // The claimed law's exponent: `ε·max_i |z_i|/Δ_i`, or for the staircase `ε·g` with `g`
+    // the largest of the answers' shells.
     #[allow(clippy::cast_precision_loss)]
-    let norm = |z: &[i64]| {
-        z.iter()
+    let norm = |z: &[i64]| match joint.step() {
+        Some(step) => {
+            let shell = z
+                .iter()
+                .zip(joint.sensitivities())
+                .map(|(&z, &steps)| step.shell(z, steps))
+                .max()
+                .unwrap_or(0);
+            shell as f64 * claim.epsilon.get()
+        }
+        None => z
+            .iter()
             .zip(joint.sensitivities())
             .map(|(&z, &steps)| z.unsigned_abs() as f64 * claim.epsilon.get() / steps as f64)
-            .fold(0.0, f64::max)
+            .fold(0.0, f64::max),
     };
     #[allow(clippy::cast_precision_loss)]
     let statistic = |values: &[i64], rng: &mut R| {

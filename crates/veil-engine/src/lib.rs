@@ -471,7 +471,9 @@ fn manifest(
                     "mechanism": format!("{} thresholding", match selection.noise() {
                         veil_core::mechanism::ThresholdNoise::Laplace(_) => "laplace",
                         veil_core::mechanism::ThresholdNoise::Gaussian(_) => "gaussian",
-                        veil_core::mechanism::ThresholdNoise::Joint { .. } => "joint laplace",
+                        veil_core::mechanism::ThresholdNoise::Joint { mechanism, .. } => {
+                            if mechanism.step().is_some() { "joint staircase" } else { "joint laplace" }
+                        }
                     }),
                     "threshold": selection.threshold(),
                     "noise_truncated_to": selection.truncation(),
@@ -493,6 +495,7 @@ fn manifest(
                     };
                     json!({
                         "measure": noisy.measure.key(),
+                        "mechanism": noisy.noise.mechanism_name(),
                         "budget_share": noisy.share,
                         "loss": noisy.noise.loss().to_string(),
                         "drawn_with": drawn_with,

@@ -88,6 +88,11 @@ const CASES: &[Case] = &[
         planted: joint_without_dimension,
     },
     Case {
+        bug: "staircase joint draw falling by e^(2ε) per shell (built for ε = 2, claiming 1)",
+        correct: staircase_correct,
+        planted: staircase_at_twice_its_epsilon,
+    },
+    Case {
         bug: "threshold on a released row count calibrated to δ = 0.05 while claiming 1e-6 (its δ not paid)",
         correct: count_threshold_correct,
         planted: count_threshold_without_its_delta,
@@ -302,14 +307,16 @@ fn median_sensitivity_halved(rng: &mut ChaCha20Rng) -> Verdict {
 fn joint_with(built_for: f64, rng: &mut ChaCha20Rng) -> Verdict {
     let joint =
         veil_core::mechanism::JointLaplaceMechanism::new(&[2, 2], epsilon(built_for)).unwrap();
-    let (_, audit) = audit_joint(
-        &joint,
-        Claim::pure(epsilon(1.0)),
-        200_000,
-        confidence(),
-        rng,
-    )
-    .unwrap();
+    joint_verdict(&joint, rng)
+}
+
+/// The audit of a joint draw against the claim ε = 1, 200,000 trials.
+fn joint_verdict(
+    joint: &veil_core::mechanism::JointLaplaceMechanism,
+    rng: &mut ChaCha20Rng,
+) -> Verdict {
+    let (_, audit) =
+        audit_joint(joint, Claim::pure(epsilon(1.0)), 200_000, confidence(), rng).unwrap();
     audit.verdict
 }
 
@@ -319,6 +326,27 @@ fn joint_correct(rng: &mut ChaCha20Rng) -> Verdict {
 
 fn joint_without_dimension(rng: &mut ChaCha20Rng) -> Verdict {
     joint_with(2.0, rng)
+}
+
+// ---- The staircase-shaped joint draw at ε = 1, each answer moved by 2 steps, step 1/2;
+// the planted version falls by e^(2ε) from shell to shell (built for ε = 2).
+
+fn staircase_with(built_for: f64, rng: &mut ChaCha20Rng) -> Verdict {
+    let joint = veil_core::mechanism::JointLaplaceMechanism::staircase(
+        &[2, 2],
+        epsilon(built_for),
+        veil_core::mechanism::StaircaseStep::new(1, 2).unwrap(),
+    )
+    .unwrap();
+    joint_verdict(&joint, rng)
+}
+
+fn staircase_correct(rng: &mut ChaCha20Rng) -> Verdict {
+    staircase_with(1.0, rng)
+}
+
+fn staircase_at_twice_its_epsilon(rng: &mut ChaCha20Rng) -> Verdict {
+    staircase_with(2.0, rng)
 }
 
 // ---- Selection on a released row count: units with 5 rows per group, ε = 1, δ = 1e-6;

@@ -294,8 +294,11 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
                 _ => None,
             })
         {
+            let shape = joint.mechanism.step().map_or_else(String::new, |step| {
+                format!(", staircase-shaped with step {}", step.get())
+            });
             line(format!(
-                "  joint draw    {} drawn together in each group (ℓ∞ K-norm noise, ε = {} per group, charged once): less noise on each than separate draws",
+                "  joint draw    {} drawn together in each group (ℓ∞ K-norm noise{shape}, ε = {} per group, charged once): less noise on each than separate draws",
                 joint.keys.join(" + "),
                 short(joint.mechanism.epsilon().get()),
             ));

@@ -27,7 +27,8 @@ mod threshold;
 
 pub use gaussian::GaussianMechanism;
 pub use joint::{
-    JointLaplaceMechanism, unit_quantile as joint_unit_quantile, unit_tail as joint_unit_tail,
+    JointLaplaceMechanism, Step as StaircaseStep, best_step as best_staircase_step,
+    unit_quantile as joint_unit_quantile, unit_tail as joint_unit_tail,
 };
 pub use laplace::LaplaceMechanism;
 pub use quantile::{LEVEL_DENOMINATOR, QuantileLevel, QuantileMechanism, QuantileSelection};
@@ -47,6 +48,9 @@ pub enum MechanismKind {
     DiscreteGaussian,
     /// One draw of noise for several answers together: the ℓ∞ K-norm law on the lattice.
     JointLaplace,
+    /// One draw for several answers together from the staircase-shaped ℓ∞ law: flat on
+    /// shells of the box norm, falling by `e^ε` from one to the next.
+    JointStaircase,
     /// A choice among candidates by exponentially falling weights (permute-and-flip or
     /// the exponential mechanism).
     Exponential,
@@ -58,6 +62,7 @@ impl fmt::Display for MechanismKind {
             Self::DiscreteLaplace => "discrete-laplace",
             Self::DiscreteGaussian => "discrete-gaussian",
             Self::JointLaplace => "joint-laplace",
+            Self::JointStaircase => "joint-staircase",
             Self::Exponential => "exponential",
         })
     }

@@ -3,8 +3,8 @@
 use veil_accountant::{ChargeItem, MechanismProfile};
 
 use veil_core::mechanism::{
-    GaussianMechanism, JointLaplaceMechanism, LaplaceMechanism, Mechanism, QuantileMechanism,
-    QuantileSelection,
+    GaussianMechanism, JointLaplaceMechanism, LaplaceMechanism, Mechanism, MechanismKind,
+    QuantileMechanism, QuantileSelection,
 };
 use veil_core::{Epsilon, PrivacyLoss, Rho};
 
@@ -192,6 +192,21 @@ impl MeasureNoise {
             Self::Joint(joint) => joint
                 .mechanism
                 .ci_half_width(joint.index, veil_core::mechanism::DEFAULT_CONFIDENCE),
+        }
+    }
+
+    /// The noise's name in a release manifest: `discrete-laplace`, `discrete-gaussian`,
+    /// `exponential` (quantiles), `joint-laplace`, or `joint-staircase (step 0.8)`.
+    #[must_use]
+    pub fn mechanism_name(&self) -> String {
+        match self {
+            Self::Laplace(_) => MechanismKind::DiscreteLaplace.to_string(),
+            Self::Gaussian(_) => MechanismKind::DiscreteGaussian.to_string(),
+            Self::Quantile(_) => MechanismKind::Exponential.to_string(),
+            Self::Joint(joint) => match joint.mechanism.step() {
+                Some(step) => format!("{} (step {})", joint.mechanism.kind(), step.get()),
+                None => joint.mechanism.kind().to_string(),
+            },
         }
     }
 

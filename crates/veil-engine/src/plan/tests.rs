@@ -883,6 +883,61 @@ fn pure_measures_of_a_query_are_drawn_together() {
     );
 }
 
+/// At a large ε per group (ε = 4, L0 = 3: 1.33) the joint draws are staircase-shaped, public
+/// and private, with the selection on the staircase's count; the charge is the plain law's.
+/// At ε = 1 (0.33 per group) they stay plain.
+#[test]
+fn a_large_epsilon_per_group_draws_the_staircase() {
+    for (partitions, budget) in [
+        (public_de(), approx(4.0, 1e-6)),
+        (Partitions::Private, approx(4.0, 1e-6)),
+    ] {
+        let mut query = query(
+            "q",
+            3,
+            5,
+            vec![
+                aggregate(AggregateKind::Count),
+                aggregate(AggregateKind::Sum(value("value"))),
+                aggregate(AggregateKind::Mean(value("value"))),
+            ],
+        );
+        query.partitions = partitions;
+        query.drop_missing = vec!["value".into()];
+        let planned = plan(&job(budget, vec![query.clone()])).unwrap();
+        let count = planned.queries[0].noise_of("rows").unwrap();
+        let MeasureNoise::Joint(joint) = &count.noise else {
+            panic!("{:?}", count.noise)
+        };
+        let step = joint
+            .mechanism
+            .step()
+            .expect("a staircase at 1.33 per group");
+        assert_eq!(
+            count.noise.mechanism_name(),
+            format!("joint-staircase (step {})", step.get())
+        );
+        let plain = veil_core::mechanism::JointLaplaceMechanism::new(
+            joint.mechanism.sensitivities(),
+            joint.mechanism.epsilon(),
+        )
+        .unwrap();
+        assert!(joint.mechanism.ci_half_width(0, 0.5) < plain.ci_half_width(0, 0.5));
+        assert_eq!(joint.loss(), plain.loss_over(3));
+        if let Some(selection) = &planned.queries[0].selection {
+            let ThresholdNoise::Joint { mechanism, .. } = selection.noise() else {
+                panic!("{:?}", selection.noise())
+            };
+            assert_eq!(mechanism, &joint.mechanism);
+        }
+        let planned = plan(&job(approx(1.0, 1e-6), vec![query])).unwrap();
+        let MeasureNoise::Joint(joint) = &planned.queries[0].noise_of("rows").unwrap().noise else {
+            panic!("a joint draw at ε = 1")
+        };
+        assert_eq!(joint.mechanism.step(), None);
+    }
+}
+
 /// A query with many measures gets several joint draws of at most four measures each (a
 /// draw of d is kept with probability d!/d^d: sixteen measures in one draw would take
 /// about a million attempts per group), as even as can be, each charged once.

@@ -78,19 +78,23 @@ impl Lattice {
     }
 
     fn fit(&self, draws: &[Vec<i64>]) -> veil_testkit::GoodnessOfFit {
-        let cdf = self.cdf();
-        let last = cdf.len() - 1;
         let samples: Vec<i64> = draws.iter().map(|z| self.index(z)).collect();
-        chi_square_cdf(
-            &samples,
-            |x| {
-                usize::try_from(x)
-                    .ok()
-                    .map_or(0.0, |index| cdf[index.min(last)])
-            },
-            60,
-        )
+        fit_to_cdf(&samples, &self.cdf())
     }
+}
+
+/// The chi-square fit of lattice indices to a cumulative law over them, in 60 cells.
+fn fit_to_cdf(samples: &[i64], cdf: &[f64]) -> veil_testkit::GoodnessOfFit {
+    let last = cdf.len() - 1;
+    chi_square_cdf(
+        samples,
+        |x| {
+            usize::try_from(x)
+                .ok()
+                .map_or(0.0, |index| cdf[index.min(last)])
+        },
+        60,
+    )
 }
 
 /// The fit of 60,000 draws of `mechanism` to the lattice law of `weights`.
@@ -147,28 +151,35 @@ fn the_stated_spread_and_interval_hold() {
     for (seed, sensitivities) in [(43, vec![50_u64, 2_500]), (44, vec![40, 40, 4_000])] {
         let mechanism = joint(&sensitivities, 1.0);
         let mut rng = seeded_rng(seed);
-        let n = 40_000_u64;
-        let draws: Vec<Vec<i64>> = (0..n).map(|_| mechanism.sample(&mut rng)).collect();
+        let draws: Vec<Vec<i64>> = (0..40_000).map(|_| mechanism.sample(&mut rng)).collect();
         for index in 0..sensitivities.len() {
-            #[allow(clippy::cast_precision_loss)]
-            let variance = draws.iter().map(|z| (z[index] as f64).powi(2)).sum::<f64>() / n as f64;
-            let ratio = variance.sqrt() / mechanism.std_dev(index);
-            assert!(
-                (ratio - 1.0).abs() < 0.03,
-                "{sensitivities:?}[{index}]: {ratio}"
-            );
-            let half_width = mechanism.ci_half_width(index, DEFAULT_CONFIDENCE);
-            #[allow(clippy::cast_precision_loss)]
-            let inside = draws
-                .iter()
-                .filter(|z| (z[index].unsigned_abs() as f64) <= half_width)
-                .count() as u64;
-            assert!(
-                binomial_consistent(inside, n, 0.95),
-                "{sensitivities:?}[{index}]: {inside} of {n} within ±{half_width}"
-            );
+            assert_stated_spread(&mechanism, &draws, index);
         }
     }
+}
+
+/// The draws' deviation of answer `index` is the stated one within 3%, and its stated 95%
+/// half-width holds about 95% of them.
+fn assert_stated_spread(mechanism: &JointLaplaceMechanism, draws: &[Vec<i64>], index: usize) {
+    let n = draws.len() as u64;
+    #[allow(clippy::cast_precision_loss)]
+    let variance = draws.iter().map(|z| (z[index] as f64).powi(2)).sum::<f64>() / n as f64;
+    let ratio = variance.sqrt() / mechanism.std_dev(index);
+    let sensitivities = mechanism.sensitivities();
+    assert!(
+        (ratio - 1.0).abs() < 0.03,
+        "{sensitivities:?}[{index}]: {ratio}"
+    );
+    let half_width = mechanism.ci_half_width(index, DEFAULT_CONFIDENCE);
+    #[allow(clippy::cast_precision_loss)]
+    let inside = draws
+        .iter()
+        .filter(|z| (z[index].unsigned_abs() as f64) <= half_width)
+        .count() as u64;
+    assert!(
+        binomial_consistent(inside, n, 0.95),
+        "{sensitivities:?}[{index}]: {inside} of {n} within ±{half_width}"
+    );
 }
 
 /// Two answers at ε together have half the variance of two Laplace draws at ε/2 each.
@@ -326,4 +337,225 @@ fn loss_over_groups_adds_each_groups_epsilon_and_never_rounds_down() {
     #[allow(clippy::cast_precision_loss)]
     let floor = 2.5 * u64::MAX as f64;
     assert!(many.get() > floor);
+}
+
+fn staircase(sensitivities: &[u64], epsilon: f64, step: (u32, u32)) -> JointLaplaceMechanism {
+    JointLaplaceMechanism::staircase(
+        sensitivities,
+        Epsilon::new(epsilon).unwrap(),
+        Step::new(step.0, step.1).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The staircase's exponent at `z`, computed here in floating point from its definition
+/// (`ε·(⌊max_i |z_i|/Δ_i − γ⌋ + 1)`), with a hair of slack so that ties on a shell's edge
+/// fall the way exact arithmetic has them.
+fn staircase_exponent(z: &[i64], sensitivities: &[u64], epsilon: f64, step: f64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let norm = z
+        .iter()
+        .zip(sensitivities)
+        .map(|(&z, &steps)| z.abs() as f64 / steps as f64)
+        .fold(0.0, f64::max);
+    epsilon * ((norm - step + 1e-12).floor() + 1.0)
+}
+
+/// The fit of `draws` to the two-answer staircase law, on a window holding all but about
+/// `e^-40` of it.
+fn staircase_fit(
+    draws: &[Vec<i64>],
+    sensitivities: &[u64],
+    epsilon: f64,
+    step: f64,
+) -> veil_testkit::GoodnessOfFit {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+    let reach: Vec<i64> = sensitivities
+        .iter()
+        .map(|&steps| ((42.0 / epsilon + 2.0) * steps as f64).ceil() as i64)
+        .collect();
+    let width = 2 * reach[1] + 1;
+    let mut weights = Vec::new();
+    for z0 in -reach[0]..=reach[0] {
+        for z1 in -reach[1]..=reach[1] {
+            weights.push((-staircase_exponent(&[z0, z1], sensitivities, epsilon, step)).exp());
+        }
+    }
+    let total: f64 = weights.iter().sum();
+    let mut cumulative = 0.0;
+    let cdf: Vec<f64> = weights
+        .iter()
+        .map(|weight| {
+            cumulative += weight / total;
+            cumulative
+        })
+        .collect();
+    let samples: Vec<i64> = draws
+        .iter()
+        .map(|z| (z[0] + reach[0]) * width + (z[1] + reach[1]))
+        .collect();
+    fit_to_cdf(&samples, &cdf)
+}
+
+/// Draws of the staircase fit its lattice law, at a whole and at a fractional scale, with
+/// steps that put shell edges on lattice points (γΔ whole) and between them.
+#[test]
+fn staircase_draws_fit_the_lattice_law() {
+    for (seed, sensitivities, epsilon, step) in [
+        (51, [1_u64, 2], 1.0, (1, 2)),
+        (52, [2, 3], 0.75, (7, 10)),
+        (53, [3, 5], 2.0, (1, 4)),
+    ] {
+        let mechanism = staircase(&sensitivities, epsilon, step);
+        let mut rng = seeded_rng(seed);
+        let draws: Vec<Vec<i64>> = (0..60_000).map(|_| mechanism.sample(&mut rng)).collect();
+        let gamma = f64::from(step.0) / f64::from(step.1);
+        let fit = staircase_fit(&draws, &sensitivities, epsilon, gamma);
+        assert!(
+            fit.passes(),
+            "{sensitivities:?} ε = {epsilon} γ = {gamma}: {fit:?}"
+        );
+    }
+}
+
+/// The fit has the power to tell the staircase from the plain law, and from a staircase
+/// whose shells are off by the step (a planted bug: `g = ⌊N⌋ + 1` instead of `⌊N − γ⌋ + 1`).
+#[test]
+fn plain_or_misaligned_draws_fail_the_staircase_fit() {
+    let (sensitivities, epsilon) = ([3_u64, 5], 2.0);
+    let mut rng = seeded_rng(54);
+    let plain = joint(&sensitivities, epsilon);
+    let draws: Vec<Vec<i64>> = (0..60_000).map(|_| plain.sample(&mut rng)).collect();
+    assert!(!staircase_fit(&draws, &sensitivities, epsilon, 0.25).passes());
+    let shifted = staircase(&sensitivities, epsilon, (1, 1));
+    let draws: Vec<Vec<i64>> = (0..60_000).map(|_| shifted.sample(&mut rng)).collect();
+    assert!(!staircase_fit(&draws, &sensitivities, epsilon, 0.25).passes());
+}
+
+/// The privacy argument's one step, checked exactly: a move inside the box changes the
+/// shell by at most one, over a window of noise and every move of a small box.
+#[test]
+fn a_move_inside_the_box_changes_the_shell_by_at_most_one() {
+    for (sensitivities, step) in [([3_u64, 5], (1, 4)), ([1, 2], (1, 1)), ([4, 7], (13, 20))] {
+        let step = Step::new(step.0, step.1).unwrap();
+        let shell = |z: [i64; 2]| {
+            z.iter()
+                .zip(&sensitivities)
+                .map(|(&z, &steps)| step.shell(z, steps))
+                .max()
+                .unwrap()
+        };
+        let (d0, d1) = (
+            i64::try_from(sensitivities[0]).unwrap(),
+            i64::try_from(sensitivities[1]).unwrap(),
+        );
+        let mut widest = 0;
+        for z0 in -4 * d0..=4 * d0 {
+            for z1 in -4 * d1..=4 * d1 {
+                for v0 in -d0..=d0 {
+                    for v1 in -d1..=d1 {
+                        let (a, b) = (shell([z0, z1]), shell([z0 + v0, z1 + v1]));
+                        widest = widest.max(a.abs_diff(b));
+                    }
+                }
+            }
+        }
+        // At most one, and one is reached: the law uses its whole ε.
+        assert_eq!(widest, 1, "{sensitivities:?}");
+    }
+}
+
+/// The staircase's threshold tail bound holds its lattice tail from above, within a
+/// millionth, for either answer (brute-force sums over the lattice).
+#[test]
+fn the_staircase_tail_bound_holds_the_lattice_tail() {
+    for (sensitivities, epsilon, step) in [
+        ([1_u64, 3], 1.0, (1, 2)),
+        ([5, 13], 1.3, (7, 10)),
+        ([4, 9], 2.5, (1, 5)),
+        ([3, 2], 0.8, (1, 1)),
+    ] {
+        let mechanism = staircase(&sensitivities, epsilon, step);
+        let gamma = f64::from(step.0) / f64::from(step.1);
+        for index in 0..2 {
+            let (own, other) = (sensitivities[index], sensitivities[1 - index]);
+            let reach = |steps: u64| {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+                let reach = ((62.0 / epsilon + 2.0) * steps as f64).ceil() as i64;
+                reach
+            };
+            let weight = |k: i64| -> f64 {
+                (-reach(other)..=reach(other))
+                    .map(|j| (-staircase_exponent(&[k, j], &[own, other], epsilon, gamma)).exp())
+                    .sum()
+            };
+            let weights: Vec<f64> = (0..reach(own)).map(weight).collect();
+            let total = weights[0] + 2.0 * weights[1..].iter().sum::<f64>();
+            let bound = mechanism.marginal_tail_bound(index).unwrap();
+            let mut exact = 0.0;
+            for m in (1..weights.len()).rev() {
+                exact += weights[m] / total;
+                if exact < 1e-15 {
+                    continue;
+                }
+                let bounded = bound(i64::try_from(m).unwrap());
+                assert!(
+                    bounded >= exact && bounded <= exact * (1.0 + 1e-6),
+                    "{sensitivities:?} answer {index}, m = {m}: {bounded} vs {exact}"
+                );
+            }
+            assert!((bound(0) - 1.0).abs() < f64::EPSILON);
+            assert!(bound(1_000_000_000) > 0.0);
+        }
+    }
+}
+
+/// The staircase's stated deviation and 95% half-width describe its draws, and its median
+/// error is below the plain law's where the plan would pick it (ε = 1.33 per draw).
+#[test]
+fn the_staircase_states_its_spread_and_beats_the_plain_median() {
+    let (sensitivities, epsilon) = ([50_u64, 2_500], 4.0 / 3.0);
+    let step = best_step(2, epsilon).expect("a step at ε = 1.33");
+    let mechanism =
+        JointLaplaceMechanism::staircase(&sensitivities, Epsilon::new(epsilon).unwrap(), step)
+            .unwrap();
+    let plain = joint(&sensitivities, epsilon);
+    let mut rng = seeded_rng(55);
+    let n = 40_000_u64;
+    let draws: Vec<Vec<i64>> = (0..n).map(|_| mechanism.sample(&mut rng)).collect();
+    let plain_draws: Vec<Vec<i64>> = (0..n).map(|_| plain.sample(&mut rng)).collect();
+    let median = |draws: &[Vec<i64>], index: usize| {
+        let mut magnitudes: Vec<u64> = draws.iter().map(|z| z[index].unsigned_abs()).collect();
+        magnitudes.sort_unstable();
+        magnitudes[magnitudes.len() / 2]
+    };
+    for index in 0..2 {
+        assert_stated_spread(&mechanism, &draws, index);
+        #[allow(clippy::cast_precision_loss)]
+        let (stair, flat) = (
+            median(&draws, index) as f64,
+            median(&plain_draws, index) as f64,
+        );
+        assert!(
+            stair < 0.97 * flat,
+            "[{index}]: median {stair} vs plain {flat}"
+        );
+        assert!(mechanism.ci_half_width(index, 0.5) < plain.ci_half_width(index, 0.5));
+        assert!(mechanism.std_dev(index) <= plain.std_dev(index));
+    }
+    assert_eq!(mechanism.kind(), MechanismKind::JointStaircase);
+    assert_eq!(mechanism.loss(), plain.loss());
+}
+
+/// No step where the plain law is as good (a small ε per draw); the step falls as ε grows.
+#[test]
+fn the_best_step_falls_as_epsilon_grows() {
+    assert_eq!(best_step(2, 0.33), None);
+    assert_eq!(best_step(2, 0.1), None);
+    let steps: Vec<f64> = [1.33, 2.0, 3.0]
+        .iter()
+        .map(|&epsilon| best_step(2, epsilon).expect("a step").get())
+        .collect();
+    assert!(steps.windows(2).all(|pair| pair[1] <= pair[0]), "{steps:?}");
+    assert!(best_step(3, 3.0).is_some());
 }

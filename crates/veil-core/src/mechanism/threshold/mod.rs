@@ -1,8 +1,7 @@
 use rand_core::{CryptoRng, Rng};
 
 use super::{
-    GaussianMechanism, JointLaplaceMechanism, LaplaceMechanism, Mechanism, MechanismKind, Released,
-    noisy_sum,
+    GaussianMechanism, JointLaplaceMechanism, LaplaceMechanism, Mechanism, Released, noisy_sum,
 };
 use crate::calibrate::{discrete_gaussian_tail, pad_up};
 use crate::{Delta, Epsilon, L1Sensitivity, ParamError, PrivacyLoss, Rho};
@@ -307,6 +306,9 @@ impl ThresholdMechanism {
             }
             (ThresholdNoise::Laplace(_), None) => "Laplace noise".into(),
             (ThresholdNoise::Gaussian(_), _) => "Gaussian noise".into(),
+            (ThresholdNoise::Joint { mechanism, .. }, _) if mechanism.step().is_some() => {
+                "joint staircase noise".into()
+            }
             (ThresholdNoise::Joint { .. }, _) => "joint Laplace noise".into(),
         }
     }
@@ -398,7 +400,7 @@ impl ThresholdMechanism {
             // are dropped: post-processing).
             (ThresholdNoise::Joint { mechanism, index }, _) => Released::new(
                 noisy_sum(units, mechanism.sample(rng)[*index]),
-                MechanismKind::JointLaplace,
+                mechanism.kind(),
                 mechanism.loss(),
                 mechanism.std_dev(*index),
                 mechanism.ci_half_width(*index, super::DEFAULT_CONFIDENCE),

@@ -573,3 +573,48 @@ fn a_joint_threshold_for_a_tiny_delta_ends() {
         last = selection.threshold();
     }
 }
+
+/// The staircase-shaped joint count (at ε = 4/3 per group, where a plan picks it) is
+/// thresholded on its own lattice tail: `L0·P[z ≥ τ − L∞] ≤ δ` there and not at τ − 1
+/// (the tail summed over the lattice here), and at the benchmark's bounds (5 rows and
+/// 25,000 steps per unit and group, `L0 = 3`, δ = 1e-6) τ is the plain joint count's.
+#[test]
+fn a_staircase_count_meets_its_delta_at_the_plain_laws_threshold() {
+    let epsilon = 4.0 / 3.0;
+    let step = crate::mechanism::best_staircase_step(2, epsilon).expect("a step at 4/3");
+    let on = |mechanism: JointLaplaceMechanism| {
+        ThresholdMechanism::on_released(
+            ThresholdNoise::Joint {
+                mechanism,
+                index: 0,
+            },
+            5,
+            3,
+            delta(1e-6),
+        )
+        .unwrap()
+    };
+    let wide = on(JointLaplaceMechanism::staircase(&[5, 25_000], eps(epsilon), step).unwrap());
+    let plain = on(JointLaplaceMechanism::new(&[5, 25_000], eps(epsilon)).unwrap());
+    assert_eq!(wide.threshold(), plain.threshold());
+    assert_eq!(wide.noise_description(), "joint staircase noise");
+    // The exact check on a sum-sized lattice small enough to brute-force.
+    let selection = on(JointLaplaceMechanism::staircase(&[5, 250], eps(epsilon), step).unwrap());
+    let (a, b) = step.parts();
+    let gamma = f64::from(a) / f64::from(b);
+    #[allow(clippy::cast_precision_loss)]
+    let weight = |k: i64| -> f64 {
+        (-20_000_i64..=20_000)
+            .map(|j| {
+                let norm = (k.abs() as f64 / 5.0).max(j.abs() as f64 / 250.0);
+                (-epsilon * ((norm - gamma + 1e-12).floor() + 1.0)).exp()
+            })
+            .sum()
+    };
+    let weights: Vec<f64> = (0..400).map(weight).collect();
+    let total = weights[0] + 2.0 * weights[1..].iter().sum::<f64>();
+    let tail = |m: i64| weights[usize::try_from(m).unwrap()..].iter().sum::<f64>() / total;
+    let tau = selection.threshold();
+    assert!(3.0 * tail(tau - 5) <= 1e-6, "τ = {tau}");
+    assert!(3.0 * tail(tau - 6) > 1e-6, "τ − 1 = {} would do", tau - 1);
+}
