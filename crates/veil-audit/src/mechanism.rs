@@ -262,7 +262,7 @@ pub fn audit_mechanism<R: Rng + CryptoRng + ?Sized>(
             let joint = JointLaplaceMechanism::staircase(
                 &[steps, steps],
                 spec.epsilon,
-                staircase_step(spec.epsilon),
+                staircase_step(&[steps, steps], spec.epsilon),
             )?;
             vec![audit_joint(&joint, claim, trials, confidence, rng)?]
         }
@@ -379,11 +379,12 @@ pub fn count_threshold(
     )?)
 }
 
-/// The staircase's step the planner takes at `epsilon` per draw of two answers, or 1/2
-/// where it would keep the plain law (so that the staircase can be audited at any ε).
+/// The staircase's step the planner takes at `epsilon` per draw of answers of these
+/// sensitivities, or 1/2 where it would keep the plain law (so that the staircase can be
+/// audited at any ε).
 #[must_use]
-pub fn staircase_step(epsilon: Epsilon) -> StaircaseStep {
-    best_staircase_step(2, epsilon.get())
+pub fn staircase_step(sensitivities: &[u64], epsilon: Epsilon) -> StaircaseStep {
+    best_staircase_step(sensitivities, epsilon.get())
         .unwrap_or_else(|| StaircaseStep::new(1, 2).expect("1/2 is a step"))
 }
 
@@ -402,7 +403,7 @@ pub fn joint_count_threshold(
     delta: Delta,
 ) -> Result<ThresholdMechanism, AuditError> {
     let sensitivities = [rows, rows.saturating_mul(50)];
-    let mechanism = match best_staircase_step(2, epsilon.get()) {
+    let mechanism = match best_staircase_step(&sensitivities, epsilon.get()) {
         Some(step) => JointLaplaceMechanism::staircase(&sensitivities, epsilon, step)?,
         None => JointLaplaceMechanism::new(&sensitivities, epsilon)?,
     };

@@ -102,6 +102,11 @@ const CASES: &[Case] = &[
         correct: joint_count_threshold_correct,
         planted: joint_count_threshold_without_its_delta,
     },
+    Case {
+        bug: "the same at ε = 4, on the staircase-shaped joint draw",
+        correct: staircase_count_threshold_correct,
+        planted: staircase_count_threshold_without_its_delta,
+    },
 ];
 
 #[test]
@@ -359,9 +364,19 @@ fn released_count_threshold_with(
     actual_delta: f64,
     rng: &mut ChaCha20Rng,
 ) -> Verdict {
-    let selection = build(5, 5, epsilon(1.0), delta(actual_delta)).unwrap();
+    released_count_threshold_at(build, 1.0, actual_delta, rng)
+}
+
+/// The same at ε = `at`.
+fn released_count_threshold_at(
+    build: fn(u64, u64, Epsilon, Delta) -> Result<ThresholdMechanism, veil_audit::AuditError>,
+    at: f64,
+    actual_delta: f64,
+    rng: &mut ChaCha20Rng,
+) -> Verdict {
+    let selection = build(5, 5, epsilon(at), delta(actual_delta)).unwrap();
     let claim = Claim {
-        epsilon: epsilon(1.0),
+        epsilon: epsilon(at),
         delta: delta(1e-6),
     };
     let pairs = audit_count_threshold(&selection, 5, claim, 100_000, confidence(), rng).unwrap();
@@ -395,4 +410,15 @@ fn joint_count_threshold_correct(rng: &mut ChaCha20Rng) -> Verdict {
 
 fn joint_count_threshold_without_its_delta(rng: &mut ChaCha20Rng) -> Verdict {
     joint_count_threshold_with(0.05, rng)
+}
+
+// ---- The same at ε = 4, where the joint draw is staircase-shaped and the threshold is set
+// on the staircase's tail.
+
+fn staircase_count_threshold_correct(rng: &mut ChaCha20Rng) -> Verdict {
+    released_count_threshold_at(joint_count_threshold, 4.0, 1e-6, rng)
+}
+
+fn staircase_count_threshold_without_its_delta(rng: &mut ChaCha20Rng) -> Verdict {
+    released_count_threshold_at(joint_count_threshold, 4.0, 0.05, rng)
 }

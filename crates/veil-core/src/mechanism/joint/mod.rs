@@ -48,7 +48,7 @@ pub struct JointLaplaceMechanism {
     staircase: Option<Staircase>,
 }
 
-/// A staircase law's step, the exact ε its exponent uses, and one coordinate's profile.
+/// A staircase law's step, the exact ε its exponent uses, and its lattice profile.
 #[derive(Debug, Clone, PartialEq)]
 struct Staircase {
     step: Step,
@@ -126,23 +126,26 @@ impl JointLaplaceMechanism {
     /// plain law, with lower median errors at a large ε per draw (`PRIVACY.md`).
     ///
     /// # Errors
-    /// As [`JointLaplaceMechanism::new`].
+    /// As [`JointLaplaceMechanism::new`], and [`ParamError::OutOfRange`] for ε below 0.001.
     pub fn staircase(
         sensitivities: &[u64],
         epsilon: Epsilon,
         step: Step,
     ) -> Result<Self, ParamError> {
+        if epsilon.get() < staircase::SMALLEST_EPSILON {
+            return Err(ParamError::OutOfRange {
+                param: "epsilon",
+                value: epsilon.get(),
+                expected: "at least 0.001 for a staircase (the plain law serves below)",
+            });
+        }
         let mut mechanism = Self::new(sensitivities, epsilon)?;
         let (epsilon_numer, epsilon_denom) = exact_ratio(epsilon.get())?;
-        let profile = Profile::new(sensitivities.len(), epsilon.get(), step);
-        let (unit_std, unit_half_width) = (
-            profile.std_dev(),
-            profile.quantile(1.0 - super::DEFAULT_CONFIDENCE),
-        );
-        #[allow(clippy::cast_precision_loss)]
-        for (index, &steps) in sensitivities.iter().enumerate() {
-            mechanism.std_devs[index] = crate::rational::next_up(unit_std * steps as f64);
-            mechanism.half_widths[index] = libm::ceil(unit_half_width * steps as f64);
+        let profile = Profile::new(sensitivities, epsilon.get(), step);
+        for index in 0..sensitivities.len() {
+            mechanism.std_devs[index] = crate::rational::next_up(profile.std_dev(index));
+            mechanism.half_widths[index] =
+                profile.half_width(index, 1.0 - super::DEFAULT_CONFIDENCE);
         }
         mechanism.staircase = Some(Staircase {
             step,
@@ -228,9 +231,7 @@ impl JointLaplaceMechanism {
         }
         let alpha = (1.0 - confidence).clamp(1e-12, 1.0 - 1e-12);
         if let Some(staircase) = &self.staircase {
-            #[allow(clippy::cast_precision_loss)]
-            let steps = self.sensitivities[index] as f64;
-            return libm::ceil(staircase.profile.quantile(alpha) * steps);
+            return staircase.profile.half_width(index, alpha);
         }
         #[allow(clippy::cast_precision_loss)]
         let d = self.dimension() as f64;
@@ -411,13 +412,12 @@ impl JointLaplaceMechanism {
     #[must_use]
     pub fn marginal_tail_estimate(&self, index: usize, m: f64) -> f64 {
         if let Some(staircase) = &self.staircase {
-            #[allow(clippy::cast_precision_loss)]
-            let steps = self.sensitivities[index] as f64;
+            // The lattice law's own tail: P[z ≥ m] = ½·P[|z| > m − 1] above zero.
             let m = libm::ceil(m - 1e-9);
             return if m > 0.0 {
-                0.5 * staircase.profile.tail((m - 0.5) / steps)
+                0.5 * staircase.profile.tail(index, m - 1.0)
             } else {
-                1.0 - 0.5 * staircase.profile.tail((0.5 - m) / steps)
+                1.0 - 0.5 * staircase.profile.tail(index, -m)
             };
         }
         #[allow(clippy::cast_precision_loss)]

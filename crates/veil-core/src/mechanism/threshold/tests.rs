@@ -581,7 +581,7 @@ fn a_joint_threshold_for_a_tiny_delta_ends() {
 #[test]
 fn a_staircase_count_meets_its_delta_at_the_plain_laws_threshold() {
     let epsilon = 4.0 / 3.0;
-    let step = crate::mechanism::best_staircase_step(2, epsilon).expect("a step at 4/3");
+    let step = crate::mechanism::best_staircase_step(&[5, 25_000], epsilon).expect("a step at 4/3");
     let on = |mechanism: JointLaplaceMechanism| {
         ThresholdMechanism::on_released(
             ThresholdNoise::Joint {
