@@ -99,7 +99,7 @@ fn trapezoid_tail(a: f64, b: f64, x: f64) -> f64 {
     if x <= wide - narrow {
         1.0 - x / wide
     } else if x < wide + narrow {
-        (wide + narrow - x).powi(2) / (4.0 * wide * narrow)
+        (wide + narrow - x) * (wide + narrow - x) / (4.0 * wide * narrow)
     } else {
         0.0
     }
