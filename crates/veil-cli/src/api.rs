@@ -542,9 +542,11 @@ pub fn budget_init(ledger: &Path, budget: &BudgetInit, timeout: Duration) -> Res
         return Err(usage_error("give epsilon (with delta) or rho").into());
     }
     Ok(budget::init_budget(&InitArgs {
-        ledger: ledger.to_path_buf(),
-        dataset: budget.dataset.clone(),
-        purpose: budget.purpose.clone(),
+        of: budget::BudgetOf {
+            ledger: ledger.to_path_buf(),
+            dataset: budget.dataset.clone(),
+            purpose: budget.purpose.clone(),
+        },
         epsilon: budget.epsilon,
         delta: budget.delta,
         rho: budget.rho,

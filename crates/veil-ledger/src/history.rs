@@ -5,8 +5,8 @@ use veil_accountant::{
     BudgetError, BudgetKey, ChargeItem, ChargeState, NotPrivateCount, ReleaseRecord,
 };
 
-use crate::records::{BudgetRecord, CancellationRecord, ChargeRecord};
-use crate::store::{parse_item, status_at};
+use crate::records::{AmendmentRecord, BudgetRecord, CancellationRecord, ChargeRecord};
+use crate::store::{parse_item, status_at, total_of};
 use crate::{Owner, SqliteLedger};
 
 impl SqliteLedger {
@@ -39,6 +39,70 @@ impl SqliteLedger {
             .collect();
         transaction.commit().map_err(at.read())?;
         records
+    }
+
+    /// Every change to a budget's total (`amend_budget`), oldest first.
+    ///
+    /// # Errors
+    /// [`BudgetError::Storage`], also for a stored total that does not read back.
+    pub fn amendments(&self) -> Result<Vec<AmendmentRecord>, BudgetError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT b.dataset, b.purpose, a.amended_at, a.old_epsilon, a.old_delta, a.old_rho,
+                        a.new_epsilon, a.new_delta, a.new_rho, a.note, a.by_host, a.by_pid, a.id
+                 FROM budget_amendments a JOIN budgets b ON b.id = a.budget_id ORDER BY a.id",
+            )
+            .map_err(self.at.read())?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    BudgetKey {
+                        dataset: row.get(0)?,
+                        purpose: row.get(1)?,
+                    },
+                    row.get::<_, i64>(2)?,
+                    [
+                        row.get::<_, Option<f64>>(3)?,
+                        row.get::<_, Option<f64>>(4)?,
+                        row.get::<_, Option<f64>>(5)?,
+                        row.get::<_, Option<f64>>(6)?,
+                        row.get::<_, Option<f64>>(7)?,
+                        row.get::<_, Option<f64>>(8)?,
+                    ],
+                    row.get::<_, String>(9)?,
+                    row.get::<_, String>(10)?,
+                    row.get::<_, i64>(11)?,
+                    row.get::<_, i64>(12)?,
+                ))
+            })
+            .map_err(self.at.read())?;
+        let mut amendments = Vec::new();
+        for row in rows {
+            let (key, amended_at, totals, note, host, pid, id) = row.map_err(self.at.read())?;
+            let (Some(from), Some(to)) = (
+                total_of(totals[0], totals[1], totals[2]),
+                total_of(totals[3], totals[4], totals[5]),
+            ) else {
+                return Err(self
+                    .at
+                    .corrupt(&format!("amendment {id} has an unreadable total")));
+            };
+            amendments.push(AmendmentRecord {
+                key,
+                amended_at,
+                from,
+                to,
+                note,
+                by: Owner {
+                    host,
+                    pid: u32::try_from(pid).unwrap_or(0),
+                    started: None,
+                    boot: None,
+                },
+            });
+        }
+        Ok(amendments)
     }
 
     /// The datasets that hold a budget for `purpose`, in name order (no spending is

@@ -64,10 +64,10 @@ mod store;
 
 use crate::store::{
     At, budget_id, budget_row, charge_state, counted_components, insert_budget, require_state,
-    reserve_in, status_at, validate_total, write_transaction,
+    reserve_in, status_at, total_columns, validate_total, write_transaction,
 };
 pub use open::{Clock, LockWaitHook, OpenOptions};
-pub use records::{BudgetRecord, CancelCheck, CancellationRecord, ChargeRecord};
+pub use records::{AmendmentRecord, BudgetRecord, CancelCheck, CancellationRecord, ChargeRecord};
 
 pub use owner::{Liveness, Owner};
 
@@ -112,6 +112,76 @@ impl SqliteLedger {
         }
         insert_budget(&transaction, &at, key, total, period, now)?;
         transaction.commit().map_err(at.write())
+    }
+
+    /// Changes the total of the budget of `key` to `total`, and records the change with the
+    /// operator's `note`: the history of a budget's totals is kept beside its charges. The
+    /// charges already made stay spent (they count against the new total as they did
+    /// against the old); a total below what is spent leaves nothing to spend until the
+    /// period renews. The measure stays: an (ε, δ) budget cannot become a ρ budget, as its
+    /// charges were checked in their own measure.
+    ///
+    /// # Errors
+    /// [`BudgetError::NoBudget`]; [`BudgetError::InvalidBudget`] for a total out of range;
+    /// [`BudgetError::Incompatible`] for a total in the other measure;
+    /// [`BudgetError::Storage`], [`BudgetError::Locked`].
+    pub fn amend_budget(
+        &mut self,
+        key: &BudgetKey,
+        total: PrivacyBudget,
+        note: &str,
+    ) -> Result<AmendmentRecord, BudgetError> {
+        validate_total(key, &total)?;
+        let now = (self.clock)();
+        let at = self.at.clone();
+        let by = Owner::current();
+        let transaction = write_transaction(&mut self.connection, &at)?;
+        let budget = budget_row(&transaction, &at, key)?;
+        let (old_measure, old_epsilon, old_delta, old_rho) = total_columns(budget.total);
+        let (measure, epsilon, delta, rho) = total_columns(total);
+        if measure != old_measure {
+            return Err(BudgetError::Incompatible {
+                key: key.clone(),
+                total: budget.total,
+                what: format!("a new total of {total}"),
+                reason: "a budget keeps its measure (its charges were composed in it); create a budget for another purpose instead".to_string(),
+            });
+        }
+        transaction
+            .execute(
+                "INSERT INTO budget_amendments (budget_id, amended_at, old_epsilon, old_delta, old_rho,
+                     new_epsilon, new_delta, new_rho, note, by_host, by_pid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    budget.id,
+                    now,
+                    old_epsilon,
+                    old_delta,
+                    old_rho,
+                    epsilon,
+                    delta,
+                    rho,
+                    note,
+                    by.host,
+                    i64::from(by.pid)
+                ],
+            )
+            .map_err(at.write())?;
+        transaction
+            .execute(
+                "UPDATE budgets SET epsilon = ?1, delta = ?2, rho = ?3 WHERE id = ?4",
+                params![epsilon, delta, rho, budget.id],
+            )
+            .map_err(at.write())?;
+        transaction.commit().map_err(at.write())?;
+        Ok(AmendmentRecord {
+            key: key.clone(),
+            amended_at: now,
+            from: budget.total,
+            to: total,
+            note: note.to_string(),
+            by,
+        })
     }
 
     /// What the budget of `key` would have spent with `charge` added (in the budget's

@@ -1,7 +1,8 @@
 //! What the ledger reads back: budgets with what they spent, charges, cancellations.
 
 use veil_accountant::{
-    BudgetKey, BudgetPeriod, BudgetStatus, ChargeItem, ChargeState, NotPrivateCount, ReleaseRecord,
+    BudgetKey, BudgetPeriod, BudgetStatus, ChargeItem, ChargeState, NotPrivateCount, PrivacyBudget,
+    ReleaseRecord,
 };
 
 use crate::Owner;
@@ -64,6 +65,23 @@ pub struct CancellationRecord {
     /// The operator's note.
     pub note: String,
     /// The process that cancelled it.
+    pub by: Owner,
+}
+
+/// The record of a change to a budget's total.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AmendmentRecord {
+    /// Whose budget.
+    pub key: BudgetKey,
+    /// When it was changed (Unix seconds).
+    pub amended_at: i64,
+    /// The total before.
+    pub from: PrivacyBudget,
+    /// The total after.
+    pub to: PrivacyBudget,
+    /// Why, in the operator's words.
+    pub note: String,
+    /// The process that changed it.
     pub by: Owner,
 }
 

@@ -8,7 +8,7 @@
 pub const APPLICATION_ID: i32 = 0x5645_494C;
 
 /// Each migration takes the schema from version `index` to `index + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[VERSION_1, VERSION_2];
+pub(crate) const MIGRATIONS: &[&str] = &[VERSION_1, VERSION_2, VERSION_3];
 
 /// The first schema: budgets, charges with their mechanisms, releases. Public so that
 /// tests can build a ledger of that version and open it with this one.
@@ -96,6 +96,26 @@ const VERSION_2: &str = "
         recorded_at INTEGER NOT NULL,
         PRIMARY KEY (charge_id, name)
     );
+";
+
+// Version 3: a record of each change to a budget's total (`veil budget amend`): the
+// budgets row holds the total in force, this table how it came to be.
+const VERSION_3: &str = "
+    CREATE TABLE budget_amendments (
+        id         INTEGER PRIMARY KEY,
+        budget_id  INTEGER NOT NULL REFERENCES budgets (id),
+        amended_at INTEGER NOT NULL,
+        old_epsilon REAL,
+        old_delta   REAL,
+        old_rho     REAL,
+        new_epsilon REAL,
+        new_delta   REAL,
+        new_rho     REAL,
+        note       TEXT    NOT NULL,
+        by_host    TEXT    NOT NULL,
+        by_pid     INTEGER NOT NULL
+    );
+    CREATE INDEX budget_amendments_by_budget ON budget_amendments (budget_id, id);
 ";
 
 /// The schema version this build writes.

@@ -67,10 +67,7 @@ pub(crate) fn insert_budget(
     period: Option<BudgetPeriod>,
     now: i64,
 ) -> Result<(), BudgetError> {
-    let (measure, epsilon, delta, rho) = match total {
-        PrivacyBudget::Approx { epsilon, delta } => ("approx", Some(epsilon), Some(delta), None),
-        PrivacyBudget::Zcdp { rho } => ("zcdp", None, None, Some(rho)),
-    };
+    let (measure, epsilon, delta, rho) = total_columns(total);
     let period = period.map(|p| i64::try_from(p.seconds()).unwrap_or(i64::MAX));
     transaction
         .execute(
@@ -80,6 +77,29 @@ pub(crate) fn insert_budget(
         )
         .map_err(at.write())?;
     Ok(())
+}
+
+/// A total's columns: `(measure, epsilon, delta, rho)`.
+pub(crate) fn total_columns(
+    total: PrivacyBudget,
+) -> (&'static str, Option<f64>, Option<f64>, Option<f64>) {
+    match total {
+        PrivacyBudget::Approx { epsilon, delta } => ("approx", Some(epsilon), Some(delta), None),
+        PrivacyBudget::Zcdp { rho } => ("zcdp", None, None, Some(rho)),
+    }
+}
+
+/// The total stored as `(epsilon, delta, rho)` columns, or `None` if they do not make one.
+pub(crate) fn total_of(
+    epsilon: Option<f64>,
+    delta: Option<f64>,
+    rho: Option<f64>,
+) -> Option<PrivacyBudget> {
+    match (epsilon, delta, rho) {
+        (Some(epsilon), Some(delta), None) => Some(PrivacyBudget::Approx { epsilon, delta }),
+        (None, None, Some(rho)) => Some(PrivacyBudget::Zcdp { rho }),
+        _ => None,
+    }
 }
 
 pub(crate) fn budget_row(

@@ -479,3 +479,82 @@ fn datasets_of_a_purpose_are_listed_by_name() {
     );
     assert_eq!(ledger.datasets_of("ads").unwrap(), ["events"]);
 }
+
+/// A budget's total changes, the change is recorded with its note and who made it, the
+/// charges already made stay spent against the new total, and a total in the other measure
+/// is refused and leaves nothing changed.
+#[test]
+fn an_amended_total_keeps_its_charges_and_its_history() {
+    let (_directory, mut ledger, now) = ledger_with_clock();
+    pure_budget(&mut ledger, 1.0);
+    let reservation = ledger
+        .reserve(&key(), &charge("pure:epsilon=0.75"))
+        .unwrap();
+    ledger.commit(&reservation).unwrap();
+    // ε = 0.5 more does not fit under 1, and does under 2.
+    assert!(matches!(
+        ledger.check(&key(), &charge("pure:epsilon=0.5")),
+        Err(BudgetError::Exhausted(_))
+    ));
+    now.store(1_000_500, Ordering::SeqCst);
+    let raised = PrivacyBudget::Approx {
+        epsilon: 2.0,
+        delta: 0.0,
+    };
+    let record = ledger
+        .amend_budget(&key(), raised, "new policy for Q1")
+        .unwrap();
+    assert_eq!(record.amended_at, 1_000_500);
+    assert_eq!(record.to, raised);
+    let status = ledger.status(&key()).unwrap();
+    assert_eq!(status.total, raised);
+    assert!((status.spent.amount() - 0.75).abs() < 1e-9, "{status:?}");
+    assert!(ledger.check(&key(), &charge("pure:epsilon=0.5")).is_ok());
+
+    // Another measure is refused, and nothing is recorded or changed.
+    let refused = ledger
+        .amend_budget(&key(), PrivacyBudget::Zcdp { rho: 1.0 }, "typo")
+        .unwrap_err();
+    assert!(
+        matches!(refused, BudgetError::Incompatible { .. }),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("keeps its measure"),
+        "{refused}"
+    );
+    // A total out of range is refused too.
+    assert!(matches!(
+        ledger.amend_budget(
+            &key(),
+            PrivacyBudget::Approx {
+                epsilon: -1.0,
+                delta: 0.0
+            },
+            "negative"
+        ),
+        Err(BudgetError::InvalidBudget { .. })
+    ));
+    assert_eq!(ledger.status(&key()).unwrap().total, raised);
+    let amendments = ledger.amendments().unwrap();
+    assert_eq!(amendments.len(), 1);
+    assert_eq!(
+        amendments[0].from,
+        PrivacyBudget::Approx {
+            epsilon: 1.0,
+            delta: 0.0
+        }
+    );
+    assert_eq!(amendments[0].to, raised);
+    assert_eq!(amendments[0].note, "new policy for Q1");
+    assert_eq!(amendments[0].by.pid, std::process::id());
+    // No budget, no amendment.
+    let other = BudgetKey {
+        dataset: "other".to_string(),
+        purpose: "analytics".to_string(),
+    };
+    assert!(matches!(
+        ledger.amend_budget(&other, raised, "none"),
+        Err(BudgetError::NoBudget { .. })
+    ));
+}

@@ -142,7 +142,7 @@ pub(crate) fn open_ledger(loaded: &LoadedJob, timeout: LockTimeout) -> anyhow::R
         && status.total != total
     {
         errln!(
-            "warning: the ledger's budget for {key} is {}, the registry now says {}; the ledger's stands",
+            "warning: the ledger's budget for {key} is {}, the registry now says {}; the ledger's stands (`veil budget amend` changes it)",
             budget_text(&status.total),
             budget_text(&total)
         );

@@ -688,3 +688,92 @@ fn runs_that_end_without_a_release_create_no_ledger_and_no_output_folder() {
         .stderr(predicates::str::contains("does not exist"));
     assert!(!directory.path().join("out2").exists());
 }
+
+/// `veil budget amend` changes a total and keeps its δ unless told, the charges stay spent,
+/// `history` lists the change with its note; a change of measure, a missing budget and a
+/// missing note are usage errors (exit 2) that change nothing.
+#[test]
+fn amend_changes_the_total_and_records_why() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = crate::budget(directory.path(), "1", "1e-6");
+    let mut ledger = SqliteLedger::open(&path).expect("opens");
+    let key = BudgetKey {
+        dataset: "events".to_string(),
+        purpose: "analytics".to_string(),
+    };
+    let reservation = ledger
+        .reserve(&key, &charge("pure:epsilon=0.75"))
+        .expect("fits");
+    ledger.commit(&reservation).expect("commits");
+    drop(ledger);
+    let amend = |extra: &[&str]| {
+        veil()
+            .args(["budget", "amend", "--ledger"])
+            .arg(&path)
+            .args(extra)
+            .assert()
+    };
+    let events = ["--dataset", "events", "--purpose", "analytics"];
+    amend(
+        &[
+            &events[..],
+            &["--epsilon", "3", "--note", "board decision 2026-12"],
+        ]
+        .concat(),
+    )
+    .success()
+    .stdout(predicates::str::contains(
+        "ε = 1, δ = 1e-6 → ε = 3, δ = 1e-6",
+    ));
+    let status = SqliteLedger::open(&path)
+        .expect("opens")
+        .status(&key)
+        .expect("status");
+    assert_eq!(
+        status.total,
+        veil_accountant::PrivacyBudget::Approx {
+            epsilon: 3.0,
+            delta: 1e-6
+        }
+    );
+    assert!((status.spent.amount() - 0.75).abs() < 1e-4, "{status:?}");
+    for (extra, says) in [
+        (vec!["--rho", "1", "--note", "x"], "keeps its measure"),
+        (
+            vec!["--epsilon", "2", "--note", "  "],
+            "--note must say why",
+        ),
+        (vec!["--epsilon=-2", "--note", "x"], "invalid budget"),
+    ] {
+        amend(&[&events[..], &extra].concat())
+            .code(2)
+            .stderr(predicates::str::contains(says));
+    }
+    amend(&[
+        "--dataset",
+        "other",
+        "--purpose",
+        "analytics",
+        "--epsilon",
+        "2",
+        "--note",
+        "x",
+    ])
+    .code(2)
+    .stderr(predicates::str::contains("no privacy budget for"));
+    veil()
+        .args(["budget", "history", "--ledger"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("Budget totals changed"))
+        .stdout(predicates::str::contains("\"board decision 2026-12\""));
+    let status = SqliteLedger::open(&path)
+        .expect("opens")
+        .status(&key)
+        .expect("status");
+    assert!(
+        (status.total.amount() - 3.0).abs() < f64::EPSILON,
+        "{status:?}"
+    );
+}

@@ -88,6 +88,7 @@ fn an_empty_file_becomes_a_ledger_readable_by_any_sqlite_client() {
     assert_eq!(
         tables,
         [
+            "budget_amendments",
             "budgets",
             "cancellations",
             "charge_items",

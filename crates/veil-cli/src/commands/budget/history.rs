@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 use veil_accountant::ChargeState;
 use veil_core::Compact;
-use veil_ledger::ChargeRecord;
+use veil_ledger::{AmendmentRecord, ChargeRecord};
 
 use super::{
     ListArgs, age, format_time, now, open, owner_json, print_table, reservation_lines, run_state,
@@ -45,9 +45,11 @@ pub(super) fn history(args: &ListArgs) -> anyhow::Result<ExitCode> {
     }
     let ledger = open(&args.ledger, args.timeout)?;
     let charges = ledger.history()?;
+    let amendments = ledger.amendments()?;
     let now = now();
     if charges.is_empty() {
         outln!("no charges in {}", args.ledger.display());
+        print_amendments(&amendments);
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<[String; 8]> = charges
@@ -166,7 +168,28 @@ pub(super) fn history(args: &ListArgs) -> anyhow::Result<ExitCode> {
             outln!("{line}");
         }
     }
+    print_amendments(&amendments);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The changes to budgets' totals (`veil budget amend`), oldest first.
+fn print_amendments(amendments: &[AmendmentRecord]) {
+    if amendments.is_empty() {
+        return;
+    }
+    outln!();
+    outln!("Budget totals changed (veil budget amend):");
+    for amendment in amendments {
+        outln!(
+            "  {} {}: {} → {} by {}; note: {:?}",
+            format_time(amendment.amended_at),
+            amendment.key,
+            amendment.from,
+            amendment.to,
+            amendment.by,
+            amendment.note
+        );
+    }
 }
 
 pub(super) fn charge_json(charge: &ChargeRecord, now: i64) -> Value {

@@ -1,4 +1,4 @@
-//! `veil budget init`, `status`, `history`, `reservations` and `cancel`.
+//! `veil budget init`, `amend`, `status`, `history`, `reservations` and `cancel`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -74,6 +74,24 @@ pub(crate) enum BudgetCommand {
     #[command(verbatim_doc_comment)]
     Reservations(ListArgs),
 
+    /// Change the total of an existing budget; the change is kept in the ledger with your
+    /// note, and `veil budget history` lists it.
+    ///
+    /// The charges already made stay spent, against the new total. A budget keeps its
+    /// measure: an (ε, δ) budget takes a new --epsilon (and --delta, which keeps the
+    /// budget's δ when left out), a zCDP budget a new --rho. A total below what is spent
+    /// leaves nothing to spend until the period renews. The purposes registry's total is
+    /// copied into the ledger only when a budget is created: after changing it there,
+    /// apply it here.
+    ///
+    /// Examples:
+    ///   veil budget amend --ledger ledger.sqlite --dataset events --purpose analytics \
+    ///       --epsilon 10 --note "privacy board, 2026-12-01: 10 per quarter"
+    ///   veil budget amend --ledger ledger.sqlite --dataset events --purpose research \
+    ///       --rho 0.25 --note "halved after the audit"
+    #[command(verbatim_doc_comment)]
+    Amend(AmendArgs),
+
     /// Give back the budget of a reserved charge whose run is gone; the cancellation is
     /// recorded in the ledger.
     ///
@@ -93,9 +111,10 @@ pub(crate) enum BudgetCommand {
     Cancel(CancelArgs),
 }
 
+/// Which budget: its ledger file, dataset and purpose.
 #[derive(Debug, Args)]
-pub(crate) struct InitArgs {
-    /// The ledger file (created if missing).
+pub(crate) struct BudgetOf {
+    /// The ledger file (`init` creates it if missing).
     #[arg(long)]
     pub(crate) ledger: PathBuf,
 
@@ -106,6 +125,21 @@ pub(crate) struct InitArgs {
     /// The purpose the data is used for.
     #[arg(long)]
     pub(crate) purpose: String,
+}
+
+impl BudgetOf {
+    fn key(&self) -> BudgetKey {
+        BudgetKey {
+            dataset: self.dataset.clone(),
+            purpose: self.purpose.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    #[command(flatten)]
+    pub(crate) of: BudgetOf,
 
     /// Total ε (finite, >= 0).
     #[arg(long, required_unless_present = "rho", conflicts_with = "rho")]
@@ -122,6 +156,31 @@ pub(crate) struct InitArgs {
     /// Renew the budget every period: 30d, 12h, 2w, 90m or 3600s.
     #[arg(long)]
     pub(crate) period: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) timeout: LockTimeout,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AmendArgs {
+    #[command(flatten)]
+    pub(crate) of: BudgetOf,
+
+    /// The new total ε (finite, >= 0), for an (ε, δ) budget.
+    #[arg(long, required_unless_present = "rho", conflicts_with = "rho")]
+    pub(crate) epsilon: Option<f64>,
+
+    /// The new total δ in [0, 1); left out, the budget's δ stays.
+    #[arg(long, requires = "epsilon")]
+    pub(crate) delta: Option<f64>,
+
+    /// The new total ρ, for a zCDP budget.
+    #[arg(long)]
+    pub(crate) rho: Option<f64>,
+
+    /// Why the total changes (required): kept in the ledger beside the change.
+    #[arg(long)]
+    pub(crate) note: String,
 
     #[command(flatten)]
     pub(crate) timeout: LockTimeout,
@@ -187,6 +246,7 @@ pub(crate) struct CancelArgs {
 pub(crate) fn run(command: BudgetCommand) -> anyhow::Result<ExitCode> {
     match command {
         BudgetCommand::Init(args) => init(&args),
+        BudgetCommand::Amend(args) => amend(&args),
         BudgetCommand::Status(args) => status(&args),
         BudgetCommand::History(args) => history(&args),
         BudgetCommand::Reservations(args) => reservations(&args),
@@ -229,11 +289,8 @@ pub(crate) fn init_budget(args: &InitArgs) -> anyhow::Result<String> {
         .transpose()
         // The parser's error already says "period: …".
         .map_err(|error| usage_error(format!("--{error}")))?;
-    let key = BudgetKey {
-        dataset: args.dataset.clone(),
-        purpose: args.purpose.clone(),
-    };
-    let mut ledger = SqliteLedger::create_with(&args.ledger, &args.timeout.options())?;
+    let key = args.of.key();
+    let mut ledger = SqliteLedger::create_with(&args.of.ledger, &args.timeout.options())?;
     match ledger.init_budget(&key, total, period) {
         Ok(()) => {}
         Err(error @ (BudgetError::AlreadyExists { .. } | BudgetError::InvalidBudget { .. })) => {
@@ -244,8 +301,55 @@ pub(crate) fn init_budget(args: &InitArgs) -> anyhow::Result<String> {
     let renewal = period.map_or(String::new(), |p| format!(", renewing every {p}"));
     Ok(format!(
         "created a budget of {total} for {key}{renewal} in {}",
-        args.ledger.display()
+        args.of.ledger.display()
     ))
+}
+
+/// `veil budget amend`: changes a budget's total and records why.
+fn amend(args: &AmendArgs) -> anyhow::Result<ExitCode> {
+    if args.note.trim().is_empty() {
+        return Err(usage_error(
+            "--note must say why the total changes: it is kept in the ledger beside the change",
+        ));
+    }
+    let key = args.of.key();
+    let mut ledger = open(&args.of.ledger, args.timeout)?;
+    let current = match veil_accountant::BudgetLedger::status(&ledger, &key) {
+        Ok(status) => status.total,
+        Err(error @ BudgetError::NoBudget { .. }) => return Err(error).usage(),
+        Err(error) => return Err(error.into()),
+    };
+    let total = match (args.epsilon, args.rho, current) {
+        (Some(epsilon), None, PrivacyBudget::Approx { delta, .. }) => PrivacyBudget::Approx {
+            epsilon,
+            delta: args.delta.unwrap_or(delta),
+        },
+        (Some(epsilon), None, PrivacyBudget::Zcdp { .. }) => PrivacyBudget::Approx {
+            epsilon,
+            delta: args.delta.unwrap_or(0.0),
+        },
+        (None, Some(rho), _) => PrivacyBudget::Zcdp { rho },
+        _ => return Err(usage_error("give --epsilon (with --delta) or --rho")),
+    };
+    let record = match ledger.amend_budget(&key, total, args.note.trim()) {
+        Ok(record) => record,
+        Err(
+            error @ (BudgetError::Incompatible { .. }
+            | BudgetError::InvalidBudget { .. }
+            | BudgetError::NoBudget { .. }),
+        ) => return Err(error).usage(),
+        Err(error) => return Err(error.into()),
+    };
+    let status = veil_accountant::BudgetLedger::status(&ledger, &key)?;
+    outln!(
+        "changed the budget of {key} in {}: {} → {}; spent {}, left {}",
+        args.of.ledger.display(),
+        record.from,
+        record.to,
+        status.spent,
+        status.remaining
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn budget_json(total: &PrivacyBudget) -> Value {
