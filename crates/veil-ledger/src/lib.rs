@@ -20,6 +20,9 @@
 //!   `reservations` show, including a charge's diagnostics: exact counts of its run's
 //!   input that are **not private** (table `diagnostics_not_private`). The schema is
 //!   versioned ([`schema`]); the file can be read with any SQLite client.
+//! - [`SqliteLedger::amend_budget`] changes a budget's total and records the change
+//!   (table `budget_amendments`, [`AmendmentRecord`]); charges stay spent, the measure
+//!   stays, and δ may only fall while charges count.
 //!
 //! ```
 //! use veil_accountant::{BudgetKey, BudgetLedger, Charge, ChargeItem, MechanismProfile, PrivacyBudget};
@@ -67,7 +70,9 @@ use crate::store::{
     reserve_in, status_at, total_columns, validate_total, write_transaction,
 };
 pub use open::{Clock, LockWaitHook, OpenOptions};
-pub use records::{AmendmentRecord, BudgetRecord, CancelCheck, CancellationRecord, ChargeRecord};
+pub use records::{
+    AmendmentRecord, BudgetRecord, CancelCheck, CancellationRecord, ChargeRecord, TotalChange,
+};
 
 pub use owner::{Liveness, Owner};
 
@@ -114,39 +119,92 @@ impl SqliteLedger {
         transaction.commit().map_err(at.write())
     }
 
-    /// Changes the total of the budget of `key` to `total`, and records the change with the
-    /// operator's `note`: the history of a budget's totals is kept beside its charges. The
-    /// charges already made stay spent (they count against the new total as they did
-    /// against the old); a total below what is spent leaves nothing to spend until the
-    /// period renews. The measure stays: an (ε, δ) budget cannot become a ρ budget, as its
-    /// charges were checked in their own measure.
+    /// Changes the total of the budget of `key` (see [`TotalChange`]), and records the
+    /// change with the operator's `note`: the history of a budget's totals is kept beside
+    /// its charges. Returns the record and the budget's status after it, read in the same
+    /// transaction.
+    ///
+    /// The charges already made stay spent (they count against the new total as they did
+    /// against the old); a total below what is spent leaves nothing to spend (until the
+    /// period renews, for a renewing budget). The measure stays: an (ε, δ) budget cannot
+    /// become a ρ budget, as its charges were checked in their own measure. δ may only fall
+    /// while charges count in the current window: spent is composed at the budget's δ, so
+    /// a larger δ would spend the same charges for less ε and hand part of them back. A
+    /// smaller δ must still compose every counted charge.
     ///
     /// # Errors
-    /// [`BudgetError::NoBudget`]; [`BudgetError::InvalidBudget`] for a total out of range;
-    /// [`BudgetError::Incompatible`] for a total in the other measure;
-    /// [`BudgetError::Storage`], [`BudgetError::Locked`].
+    /// [`BudgetError::NoBudget`]; [`BudgetError::InvalidBudget`] for a total out of range,
+    /// an empty note, a total in the other measure, a larger δ while charges count, or a δ
+    /// the counted charges cannot be composed at; [`BudgetError::Storage`],
+    /// [`BudgetError::Locked`].
     pub fn amend_budget(
         &mut self,
         key: &BudgetKey,
-        total: PrivacyBudget,
+        change: TotalChange,
         note: &str,
-    ) -> Result<AmendmentRecord, BudgetError> {
-        validate_total(key, &total)?;
+    ) -> Result<(AmendmentRecord, BudgetStatus), BudgetError> {
+        if note.trim().is_empty() {
+            return Err(BudgetError::InvalidBudget {
+                key: key.clone(),
+                source: veil_core::ParamError::Invalid {
+                    param: "note",
+                    reason: "say why the total changes: the note is kept beside the change"
+                        .to_string(),
+                },
+            });
+        }
         let now = (self.clock)();
         let at = self.at.clone();
         let by = Owner::current();
         let transaction = write_transaction(&mut self.connection, &at)?;
         let budget = budget_row(&transaction, &at, key)?;
+        let refuse = |what: String, reason: &str| BudgetError::InvalidBudget {
+            key: key.clone(),
+            source: veil_core::ParamError::Invalid {
+                param: "new total",
+                reason: format!("{what} for a budget of {}: {reason}", budget.total),
+            },
+        };
+        let total = match (change, budget.total) {
+            (TotalChange::Approx { epsilon, delta }, PrivacyBudget::Approx { delta: old, .. }) => {
+                PrivacyBudget::Approx {
+                    epsilon,
+                    delta: delta.unwrap_or(old),
+                }
+            }
+            (TotalChange::Zcdp { rho }, PrivacyBudget::Zcdp { .. }) => PrivacyBudget::Zcdp { rho },
+            (change, _) => {
+                return Err(refuse(
+                    format!("{change}"),
+                    "a budget keeps its measure (its charges were composed in it); create a budget for another purpose instead",
+                ));
+            }
+        };
+        validate_total(key, &total)?;
+        let counted = counted_components(&transaction, &at, &budget, now)?;
+        if let (PrivacyBudget::Approx { delta: old, .. }, PrivacyBudget::Approx { delta, .. }) =
+            (budget.total, total)
+            && delta > old
+            && !counted.is_empty()
+        {
+            return Err(refuse(
+                format!(
+                    "δ = {} (from {})",
+                    veil_core::Compact(delta),
+                    veil_core::Compact(old)
+                ),
+                "charges count in the current window, and spent is composed at the budget's δ: a larger δ would hand part of them back; change ε only, or δ once the period renews",
+            ));
+        }
+        veil_accountant::budget::cost(&total, &counted).map_err(|source| {
+            refuse(
+                format!("a new total of {total}"),
+                &format!("the charges that count now cannot be composed at it: {source}"),
+            )
+        })?;
         let (old_measure, old_epsilon, old_delta, old_rho) = total_columns(budget.total);
         let (measure, epsilon, delta, rho) = total_columns(total);
-        if measure != old_measure {
-            return Err(BudgetError::Incompatible {
-                key: key.clone(),
-                total: budget.total,
-                what: format!("a new total of {total}"),
-                reason: "a budget keeps its measure (its charges were composed in it); create a budget for another purpose instead".to_string(),
-            });
-        }
+        debug_assert_eq!(measure, old_measure);
         transaction
             .execute(
                 "INSERT INTO budget_amendments (budget_id, amended_at, old_epsilon, old_delta, old_rho,
@@ -173,15 +231,19 @@ impl SqliteLedger {
                 params![epsilon, delta, rho, budget.id],
             )
             .map_err(at.write())?;
+        let status = status_at(&transaction, &at, key, now)?.status;
         transaction.commit().map_err(at.write())?;
-        Ok(AmendmentRecord {
-            key: key.clone(),
-            amended_at: now,
-            from: budget.total,
-            to: total,
-            note: note.to_string(),
-            by,
-        })
+        Ok((
+            AmendmentRecord {
+                key: key.clone(),
+                amended_at: now,
+                from: budget.total,
+                to: total,
+                note: note.to_string(),
+                by,
+            },
+            status,
+        ))
     }
 
     /// What the budget of `key` would have spent with `charge` added (in the budget's

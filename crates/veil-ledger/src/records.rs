@@ -85,6 +85,44 @@ pub struct AmendmentRecord {
     pub by: Owner,
 }
 
+/// A budget's new total, for [`SqliteLedger::amend_budget`](crate::SqliteLedger::amend_budget).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TotalChange {
+    /// A new ε for an (ε, δ) budget, and a new δ (`None` keeps the budget's).
+    Approx {
+        /// The new total ε.
+        epsilon: f64,
+        /// The new total δ, or `None` to keep it.
+        delta: Option<f64>,
+    },
+    /// A new ρ for a zCDP budget.
+    Zcdp {
+        /// The new total ρ.
+        rho: f64,
+    },
+}
+
+impl std::fmt::Display for TotalChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Approx {
+                epsilon,
+                delta: None,
+            } => write!(f, "ε = {}", veil_core::Compact(epsilon)),
+            Self::Approx {
+                epsilon,
+                delta: Some(delta),
+            } => write!(
+                f,
+                "ε = {}, δ = {}",
+                veil_core::Compact(epsilon),
+                veil_core::Compact(delta)
+            ),
+            Self::Zcdp { rho } => write!(f, "ρ = {} (zCDP)", veil_core::Compact(rho)),
+        }
+    }
+}
+
 /// How sure [`SqliteLedger::cancel`](crate::SqliteLedger::cancel) must be that the run that reserved a charge is gone.
 /// A run that is known to be running is refused either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -111,7 +111,7 @@ const VERSION_3: &str = "
         new_epsilon REAL,
         new_delta   REAL,
         new_rho     REAL,
-        note       TEXT    NOT NULL,
+        note       TEXT    NOT NULL CHECK (trim(note) <> ''),
         by_host    TEXT    NOT NULL,
         by_pid     INTEGER NOT NULL
     );

@@ -481,8 +481,9 @@ fn datasets_of_a_purpose_are_listed_by_name() {
 }
 
 /// A budget's total changes, the change is recorded with its note and who made it, the
-/// charges already made stay spent against the new total, and a total in the other measure
-/// is refused and leaves nothing changed.
+/// charges already made stay spent against the new total; a total in the other measure, a
+/// larger δ while charges count, an empty note and a total out of range are refused and
+/// leave nothing changed.
 #[test]
 fn an_amended_total_keeps_its_charges_and_its_history() {
     let (_directory, mut ledger, now) = ledger_with_clock();
@@ -501,40 +502,55 @@ fn an_amended_total_keeps_its_charges_and_its_history() {
         epsilon: 2.0,
         delta: 0.0,
     };
-    let record = ledger
-        .amend_budget(&key(), raised, "new policy for Q1")
+    let (record, status) = ledger
+        .amend_budget(
+            &key(),
+            TotalChange::Approx {
+                epsilon: 2.0,
+                delta: None,
+            },
+            "new policy for Q1",
+        )
         .unwrap();
     assert_eq!(record.amended_at, 1_000_500);
     assert_eq!(record.to, raised);
-    let status = ledger.status(&key()).unwrap();
     assert_eq!(status.total, raised);
     assert!((status.spent.amount() - 0.75).abs() < 1e-9, "{status:?}");
+    assert_eq!(ledger.status(&key()).unwrap(), status);
     assert!(ledger.check(&key(), &charge("pure:epsilon=0.5")).is_ok());
 
-    // Another measure is refused, and nothing is recorded or changed.
-    let refused = ledger
-        .amend_budget(&key(), PrivacyBudget::Zcdp { rho: 1.0 }, "typo")
-        .unwrap_err();
-    assert!(
-        matches!(refused, BudgetError::Incompatible { .. }),
-        "{refused}"
-    );
-    assert!(
-        refused.to_string().contains("keeps its measure"),
-        "{refused}"
-    );
-    // A total out of range is refused too.
-    assert!(matches!(
-        ledger.amend_budget(
-            &key(),
-            PrivacyBudget::Approx {
-                epsilon: -1.0,
-                delta: 0.0
+    let refusals = [
+        (TotalChange::Zcdp { rho: 1.0 }, "typo", "keeps its measure"),
+        // δ from 0 to 1e-6 would recompose the pure charge for less ε.
+        (
+            TotalChange::Approx {
+                epsilon: 2.0,
+                delta: Some(1e-6),
             },
-            "negative"
+            "more δ",
+            "hand part of them back",
         ),
-        Err(BudgetError::InvalidBudget { .. })
-    ));
+        (
+            TotalChange::Approx {
+                epsilon: -1.0,
+                delta: None,
+            },
+            "negative",
+            "invalid budget",
+        ),
+        (
+            TotalChange::Approx {
+                epsilon: 3.0,
+                delta: None,
+            },
+            " ",
+            "say why",
+        ),
+    ];
+    for (change, note, says) in refusals {
+        let refused = ledger.amend_budget(&key(), change, note).unwrap_err();
+        assert!(refused.to_string().contains(says), "{change}: {refused}");
+    }
     assert_eq!(ledger.status(&key()).unwrap().total, raised);
     let amendments = ledger.amendments().unwrap();
     assert_eq!(amendments.len(), 1);
@@ -554,7 +570,45 @@ fn an_amended_total_keeps_its_charges_and_its_history() {
         purpose: "analytics".to_string(),
     };
     assert!(matches!(
-        ledger.amend_budget(&other, raised, "none"),
+        ledger.amend_budget(&other, TotalChange::Zcdp { rho: 1.0 }, "none"),
         Err(BudgetError::NoBudget { .. })
     ));
+}
+
+/// δ may fall while charges count, as long as they still compose at it: a Gaussian
+/// charge cannot be composed at δ = 0, so that change is refused and the budget stays
+/// readable; without charges in the window, δ may rise.
+#[test]
+fn a_smaller_delta_must_still_compose_the_charges() {
+    let (_directory, mut ledger, _) = ledger_with_clock();
+    let total = PrivacyBudget::Approx {
+        epsilon: 4.0,
+        delta: 1e-5,
+    };
+    ledger.init_budget(&key(), total, None).unwrap();
+    let approx = |epsilon, delta| TotalChange::Approx {
+        epsilon,
+        delta: Some(delta),
+    };
+    // No charge yet: δ may rise.
+    ledger
+        .amend_budget(&key(), approx(4.0, 1e-4), "room")
+        .unwrap();
+    let reservation = ledger
+        .reserve(&key(), &charge("gaussian:sigma=20,times=1"))
+        .unwrap();
+    ledger.commit(&reservation).unwrap();
+    let refused = ledger
+        .amend_budget(&key(), approx(4.0, 0.0), "pure now")
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("cannot be composed"),
+        "{refused}"
+    );
+    assert!(ledger.status(&key()).is_ok());
+    let (_, status) = ledger
+        .amend_budget(&key(), approx(4.0, 1e-6), "tighter")
+        .unwrap();
+    assert!(status.spent.amount() > 0.0, "{status:?}");
+    assert_eq!(ledger.amendments().unwrap().len(), 2);
 }

@@ -723,7 +723,7 @@ fn amend_changes_the_total_and_records_why() {
     )
     .success()
     .stdout(predicates::str::contains(
-        "ε = 1, δ = 1e-6 → ε = 3, δ = 1e-6",
+        "ε = 1 (δ = 1e-6) → ε = 3 (δ = 1e-6)",
     ));
     let status = SqliteLedger::open(&path)
         .expect("opens")
@@ -739,6 +739,10 @@ fn amend_changes_the_total_and_records_why() {
     assert!((status.spent.amount() - 0.75).abs() < 1e-4, "{status:?}");
     for (extra, says) in [
         (vec!["--rho", "1", "--note", "x"], "keeps its measure"),
+        (
+            vec!["--epsilon", "3", "--delta", "1e-3", "--note", "x"],
+            "hand part of them back",
+        ),
         (
             vec!["--epsilon", "2", "--note", "  "],
             "--note must say why",
@@ -768,6 +772,15 @@ fn amend_changes_the_total_and_records_why() {
         .success()
         .stdout(predicates::str::contains("Budget totals changed"))
         .stdout(predicates::str::contains("\"board decision 2026-12\""));
+    let output = veil()
+        .args(["budget", "status", "--json", "--ledger"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    let json: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(json[0]["amendments"][0]["note"], "board decision 2026-12");
+    assert_eq!(json[0]["amendments"][0]["to"]["epsilon"], 3.0);
+    assert_eq!(json[0]["amendments"].as_array().map(Vec::len), Some(1));
     let status = SqliteLedger::open(&path)
         .expect("opens")
         .status(&key)

@@ -7,6 +7,8 @@ use veil_accountant::ChargeState;
 use veil_core::Compact;
 use veil_ledger::{AmendmentRecord, ChargeRecord};
 
+use crate::ledger::budget_text;
+
 use super::{
     ListArgs, age, format_time, now, open, owner_json, print_table, reservation_lines, run_state,
 };
@@ -184,8 +186,8 @@ fn print_amendments(amendments: &[AmendmentRecord]) {
             "  {} {}: {} → {} by {}; note: {:?}",
             format_time(amendment.amended_at),
             amendment.key,
-            amendment.from,
-            amendment.to,
+            budget_text(&amendment.from),
+            budget_text(&amendment.to),
             amendment.by,
             amendment.note
         );

@@ -7,10 +7,10 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use veil_accountant::{BudgetError, BudgetKey, BudgetPeriod, PrivacyBudget};
 use veil_core::Compact;
-use veil_ledger::{ChargeRecord, Liveness, Owner, SqliteLedger};
+use veil_ledger::{ChargeRecord, Liveness, Owner, SqliteLedger, TotalChange};
 
 use crate::exit::{Classify, usage_error};
-use crate::ledger::{LockTimeout, duration_text};
+use crate::ledger::{LockTimeout, budget_text, duration_text};
 
 mod history;
 mod reservations;
@@ -79,10 +79,12 @@ pub(crate) enum BudgetCommand {
     ///
     /// The charges already made stay spent, against the new total. A budget keeps its
     /// measure: an (ε, δ) budget takes a new --epsilon (and --delta, which keeps the
-    /// budget's δ when left out), a zCDP budget a new --rho. A total below what is spent
-    /// leaves nothing to spend until the period renews. The purposes registry's total is
-    /// copied into the ledger only when a budget is created: after changing it there,
-    /// apply it here.
+    /// budget's δ when left out), a zCDP budget a new --rho. While charges count in the
+    /// current window δ may only fall (spent is composed at the budget's δ: a larger one
+    /// would hand part of them back), and only to a δ they still compose at. A total below
+    /// what is spent leaves nothing to spend (until the period renews, if it does). The
+    /// purposes registry's total is copied into the ledger only when a budget is created:
+    /// after changing it there, apply it here.
     ///
     /// Examples:
     ///   veil budget amend --ledger ledger.sqlite --dataset events --purpose analytics \
@@ -312,43 +314,46 @@ fn amend(args: &AmendArgs) -> anyhow::Result<ExitCode> {
             "--note must say why the total changes: it is kept in the ledger beside the change",
         ));
     }
-    let key = args.of.key();
-    let mut ledger = open(&args.of.ledger, args.timeout)?;
-    let current = match veil_accountant::BudgetLedger::status(&ledger, &key) {
-        Ok(status) => status.total,
-        Err(error @ BudgetError::NoBudget { .. }) => return Err(error).usage(),
-        Err(error) => return Err(error.into()),
-    };
-    let total = match (args.epsilon, args.rho, current) {
-        (Some(epsilon), None, PrivacyBudget::Approx { delta, .. }) => PrivacyBudget::Approx {
+    let change = match (args.epsilon, args.rho) {
+        (Some(epsilon), None) => TotalChange::Approx {
             epsilon,
-            delta: args.delta.unwrap_or(delta),
+            delta: args.delta,
         },
-        (Some(epsilon), None, PrivacyBudget::Zcdp { .. }) => PrivacyBudget::Approx {
-            epsilon,
-            delta: args.delta.unwrap_or(0.0),
-        },
-        (None, Some(rho), _) => PrivacyBudget::Zcdp { rho },
+        (None, Some(rho)) => TotalChange::Zcdp { rho },
         _ => return Err(usage_error("give --epsilon (with --delta) or --rho")),
     };
-    let record = match ledger.amend_budget(&key, total, args.note.trim()) {
-        Ok(record) => record,
-        Err(
-            error @ (BudgetError::Incompatible { .. }
-            | BudgetError::InvalidBudget { .. }
-            | BudgetError::NoBudget { .. }),
-        ) => return Err(error).usage(),
+    let key = args.of.key();
+    let mut ledger = open(&args.of.ledger, args.timeout)?;
+    let (record, status) = match ledger.amend_budget(&key, change, args.note.trim()) {
+        Ok(done) => done,
+        Err(error @ (BudgetError::InvalidBudget { .. } | BudgetError::NoBudget { .. })) => {
+            return Err(error).usage();
+        }
         Err(error) => return Err(error.into()),
     };
-    let status = veil_accountant::BudgetLedger::status(&ledger, &key)?;
     outln!(
         "changed the budget of {key} in {}: {} → {}; spent {}, left {}",
         args.of.ledger.display(),
-        record.from,
-        record.to,
-        status.spent,
-        status.remaining
+        budget_text(&record.from),
+        budget_text(&record.to),
+        budget_text(&status.spent),
+        budget_text(&status.remaining)
     );
+    if status.spent.amount() > status.total.amount() {
+        let renews = ledger
+            .budgets(Some(&key.dataset))
+            .ok()
+            .and_then(|records| records.into_iter().find(|record| record.status.key == key))
+            .is_some_and(|record| record.period.is_some());
+        errln!(
+            "warning: {key} has spent more than its new total; no run fits until {}",
+            if renews {
+                "the period renews"
+            } else {
+                "the total is raised"
+            }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

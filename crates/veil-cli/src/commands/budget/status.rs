@@ -8,7 +8,7 @@ use veil_core::Compact;
 use veil_ledger::{BudgetRecord, ChargeRecord};
 
 use super::{
-    StatusArgs, budget_json, format_time, now, open, print_table, reservation_json,
+    StatusArgs, budget_json, format_time, now, open, owner_json, print_table, reservation_json,
     reservation_lines,
 };
 
@@ -30,9 +30,11 @@ pub(super) fn budgets_and_reservations(
     Ok((records, reserved))
 }
 
-/// `veil budget status --json`'s list.
+/// `veil budget status --json`'s list: each budget with its reserved charges and the
+/// changes to its total (`veil budget amend`).
 pub(crate) fn status_json(args: &StatusArgs) -> anyhow::Result<Value> {
     let (records, reserved) = budgets_and_reservations(args)?;
+    let amendments = open(&args.ledger, args.timeout)?.amendments()?;
     let now = now();
     let list: Vec<Value> = records
         .iter()
@@ -42,6 +44,19 @@ pub(crate) fn status_json(args: &StatusArgs) -> anyhow::Result<Value> {
                 .iter()
                 .filter(|charge| charge.key == record.status.key)
                 .map(|charge| reservation_json(charge, now))
+                .collect();
+            value["amendments"] = amendments
+                .iter()
+                .filter(|amendment| amendment.key == record.status.key)
+                .map(|amendment| {
+                    json!({
+                        "amended_at": format_time(amendment.amended_at),
+                        "from": budget_json(&amendment.from),
+                        "to": budget_json(&amendment.to),
+                        "note": amendment.note,
+                        "by": owner_json(Some(&amendment.by)),
+                    })
+                })
                 .collect();
             value
         })
