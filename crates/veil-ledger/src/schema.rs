@@ -60,7 +60,9 @@ pub const VERSION_1: &str = "
 // running one), the `cancelled` state and a record of each cancellation, and the
 // exact diagnostics of a charge's run, which are not private. SQLite cannot change a
 // CHECK constraint in place, so `charges` is rebuilt (its ids are kept).
-const VERSION_2: &str = "
+/// The second schema's migration (public, as [`VERSION_1`], so that tests can build a
+/// ledger of that version).
+pub const VERSION_2: &str = "
     CREATE TABLE charges_v2 (
         id            INTEGER PRIMARY KEY,
         budget_id     INTEGER NOT NULL REFERENCES budgets (id),

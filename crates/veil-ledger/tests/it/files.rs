@@ -157,3 +157,60 @@ fn a_version_1_ledger_is_migrated_and_keeps_its_charges() {
         .expect("vouched");
     assert!((spent(&ledger) - 0.25).abs() < 1e-9);
 }
+
+/// A version 2 ledger with a budget, a committed charge and a cancellation opens at the
+/// current version with all of them, and its budget can be amended and listed.
+#[test]
+fn a_version_2_ledger_is_migrated_and_can_be_amended() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("ledger.sqlite");
+    let connection = rusqlite::Connection::open(&path).expect("opens");
+    connection
+        .execute_batch(veil_ledger::schema::VERSION_1)
+        .expect("version 1 schema");
+    connection
+        .execute_batch(veil_ledger::schema::VERSION_2)
+        .expect("version 2 schema");
+    connection
+        .execute_batch(&format!(
+            "PRAGMA application_id = {}; PRAGMA user_version = 2;
+             INSERT INTO budgets (dataset, purpose, measure, epsilon, delta, period_seconds, created_at)
+                 VALUES ('events', 'analytics', 'approx', 1.0, 0.0, NULL, 100);
+             INSERT INTO charges (budget_id, job, job_hash, state, cost, created_at, updated_at,
+                                  owner_host, owner_pid)
+                 VALUES (1, 'daily', 'h', 'committed', 0.25, 100, 100, 'vm', 7),
+                        (1, 'killed', 'h', 'cancelled', 0.5, 200, 300, 'vm', 8);
+             INSERT INTO charge_items (charge_id, label, mechanism, times)
+                 VALUES (1, 'q', 'pure:epsilon=0.25', 1), (2, 'q', 'pure:epsilon=0.5', 1);
+             INSERT INTO cancellations (charge_id, cancelled_at, evidence, note, by_host, by_pid)
+                 VALUES (2, 300, 'its process ended', 'OOM', 'vm', 9);",
+            veil_ledger::schema::APPLICATION_ID
+        ))
+        .expect("version 2 rows");
+    drop(connection);
+
+    let mut ledger = SqliteLedger::open(&path).expect("migrated");
+    assert_eq!(
+        ledger.schema_version().expect("version"),
+        veil_ledger::schema::current_version()
+    );
+    let history = ledger.history().expect("history");
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        history[1].cancellation.as_ref().map(|c| c.note.as_str()),
+        Some("OOM")
+    );
+    assert!(ledger.amendments().expect("none yet").is_empty());
+    let (_, status) = ledger
+        .amend_budget(
+            &crate::key(),
+            veil_ledger::TotalChange::Approx {
+                epsilon: 2.0,
+                delta: None,
+            },
+            "migrated and raised",
+        )
+        .expect("amends");
+    assert!((status.spent.amount() - 0.25).abs() < 1e-9, "{status:?}");
+    assert_eq!(ledger.amendments().expect("one").len(), 1);
+}
