@@ -555,6 +555,58 @@ pub fn budget_init(ledger: &Path, budget: &BudgetInit, timeout: Duration) -> Res
     })?)
 }
 
+/// A change to a budget's total: `veil budget amend`'s options.
+#[derive(Debug, Clone)]
+pub struct BudgetAmend {
+    /// The dataset's name.
+    pub dataset: String,
+    /// The purpose.
+    pub purpose: String,
+    /// The new total ε of an (ε, δ) budget, or none for a zCDP budget.
+    pub epsilon: Option<f64>,
+    /// The new total δ; none keeps the budget's.
+    pub delta: Option<f64>,
+    /// The new total ρ of a zCDP budget.
+    pub rho: Option<f64>,
+    /// Why (required): kept in the ledger beside the change.
+    pub note: String,
+}
+
+/// Changes a budget's total and records why, as `veil budget amend` does; returns what it
+/// did, in words (with a warning appended when the budget has spent more than its new
+/// total).
+///
+/// # Errors
+/// [`ErrorKind::Config`] if there is no such budget, the note is empty, or the new total
+/// is refused (out of range, another measure, a larger δ while charges count).
+pub fn budget_amend(
+    ledger: &Path,
+    change: &BudgetAmend,
+    timeout: Duration,
+) -> Result<String, Error> {
+    if change.epsilon.is_some() == change.rho.is_some()
+        || (change.rho.is_some() && change.delta.is_some())
+    {
+        return Err(usage_error("give epsilon (with delta) or rho").into());
+    }
+    let (said, warning) = budget::amend_budget(&budget::AmendArgs {
+        of: budget::BudgetOf {
+            ledger: ledger.to_path_buf(),
+            dataset: change.dataset.clone(),
+            purpose: change.purpose.clone(),
+        },
+        epsilon: change.epsilon,
+        delta: change.delta,
+        rho: change.rho,
+        note: change.note.clone(),
+        timeout: LockTimeout::new(timeout),
+    })?;
+    Ok(match warning {
+        Some(warning) => format!("{said}\nwarning: {warning}"),
+        None => said,
+    })
+}
+
 /// Each budget of the ledger (of `dataset`, or all): total, spent, remaining, period and
 /// reserved charges, as `veil budget status --json` prints them.
 ///

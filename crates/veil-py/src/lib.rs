@@ -490,6 +490,36 @@ fn budget_init(
     })
 }
 
+/// Changes a budget's total and records why (`veil budget amend`); returns what it did,
+/// in words.
+#[pyfunction]
+#[pyo3(signature = (ledger, dataset, purpose, note, epsilon = None, delta = None, rho = None, ledger_timeout = 120.0))]
+#[allow(clippy::too_many_arguments)]
+fn budget_amend(
+    py: Python<'_>,
+    ledger: PathBuf,
+    dataset: String,
+    purpose: String,
+    note: String,
+    epsilon: Option<f64>,
+    delta: Option<f64>,
+    rho: Option<f64>,
+    ledger_timeout: f64,
+) -> PyResult<String> {
+    let ledger_timeout = timeout(ledger_timeout)?;
+    guarded(|| {
+        let change = api::BudgetAmend {
+            dataset,
+            purpose,
+            epsilon,
+            delta,
+            rho,
+            note,
+        };
+        Ok(py.detach(|| api::budget_amend(&ledger, &change, ledger_timeout))?)
+    })
+}
+
 /// Panics on purpose, for the test that no panic reaches Python as `PanicException`.
 #[pyfunction]
 fn _panic_for_tests() -> PyResult<()> {
@@ -514,6 +544,7 @@ fn _veil(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(budget_history, module)?)?;
     module.add_function(wrap_pyfunction!(budget_reservations, module)?)?;
     module.add_function(wrap_pyfunction!(budget_init, module)?)?;
+    module.add_function(wrap_pyfunction!(budget_amend, module)?)?;
     module.add_function(wrap_pyfunction!(_panic_for_tests, module)?)?;
     Ok(())
 }

@@ -41,6 +41,20 @@ def test_init_budget(workdir):
         ledger.init_budget("events", "other", epsilon=1.0, rho=0.5)
 
 
+def test_amend_budget(workdir):
+    ledger = veil.Ledger("amend.sqlite")
+    ledger.init_budget("events", "analytics", epsilon=1.0, delta=1e-6)
+    said = ledger.amend_budget("events", "analytics", epsilon=2.0, note="board decision")
+    assert said.startswith("changed the budget of")
+    [budget] = ledger.status()
+    assert budget["total"] == {"epsilon": 2.0, "delta": 1e-6}
+    assert [a["note"] for a in budget["amendments"]] == ["board decision"]
+    with pytest.raises(veil.ConfigError, match="keeps its measure"):
+        ledger.amend_budget("events", "analytics", rho=1.0, note="typo")
+    with pytest.raises(veil.ConfigError, match="say why"):
+        ledger.amend_budget("events", "analytics", epsilon=3.0, note=" ")
+
+
 def test_python_and_the_command_charge_the_same_ledger(workdir, veil_cli):
     completed = veil_cli("run", "configs/quickstart.toml", "--output", "out/cli")
     assert completed.returncode == 0, completed.stderr

@@ -414,5 +414,31 @@ class Ledger:
             ledger_timeout=self.timeout,
         )
 
+    def amend_budget(
+        self,
+        dataset: str,
+        purpose: str,
+        *,
+        note: str,
+        epsilon: Optional[float] = None,
+        delta: Optional[float] = None,
+        rho: Optional[float] = None,
+    ) -> str:
+        """Changes the total of an existing budget and records why (`note`, required), as
+        `veil budget amend` does: a new `epsilon` (and `delta`; none keeps the budget's) for
+        an (ε, δ) budget, or `rho` for a zCDP one. Charges already made stay spent; while
+        they count, δ may only fall. Returns what it did; `status()` lists the changes under
+        `amendments`."""
+        return _veil.budget_amend(
+            _os.fspath(self.path),
+            dataset,
+            purpose,
+            note,
+            epsilon=epsilon,
+            delta=delta,
+            rho=rho,
+            ledger_timeout=self.timeout,
+        )
+
     def __repr__(self) -> str:
         return f"veil.Ledger({str(self.path)!r})"

@@ -309,6 +309,17 @@ pub(crate) fn init_budget(args: &InitArgs) -> anyhow::Result<String> {
 
 /// `veil budget amend`: changes a budget's total and records why.
 fn amend(args: &AmendArgs) -> anyhow::Result<ExitCode> {
+    let (said, warning) = amend_budget(args)?;
+    outln!("{said}");
+    if let Some(warning) = warning {
+        errln!("warning: {warning}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Changes a budget's total, as `veil budget amend` does; returns what it did, in words,
+/// and a warning when the budget has spent more than its new total.
+pub(crate) fn amend_budget(args: &AmendArgs) -> anyhow::Result<(String, Option<String>)> {
     if args.note.trim().is_empty() {
         return Err(usage_error(
             "--note must say why the total changes: it is kept in the ledger beside the change",
@@ -331,7 +342,7 @@ fn amend(args: &AmendArgs) -> anyhow::Result<ExitCode> {
         }
         Err(error) => return Err(error.into()),
     };
-    outln!(
+    let said = format!(
         "changed the budget of {key} in {}: {} → {}; spent {}, left {}",
         args.of.ledger.display(),
         budget_text(&record.from),
@@ -339,22 +350,22 @@ fn amend(args: &AmendArgs) -> anyhow::Result<ExitCode> {
         budget_text(&status.spent),
         budget_text(&status.remaining)
     );
-    if status.spent.amount() > status.total.amount() {
+    let warning = (status.spent.amount() > status.total.amount()).then(|| {
         let renews = ledger
             .budgets(Some(&key.dataset))
             .ok()
             .and_then(|records| records.into_iter().find(|record| record.status.key == key))
             .is_some_and(|record| record.period.is_some());
-        errln!(
-            "warning: {key} has spent more than its new total; no run fits until {}",
+        format!(
+            "{key} has spent more than its new total; no run fits until {}",
             if renews {
                 "the period renews"
             } else {
                 "the total is raised"
             }
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+        )
+    });
+    Ok((said, warning))
 }
 
 pub(super) fn budget_json(total: &PrivacyBudget) -> Value {
