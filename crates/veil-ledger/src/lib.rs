@@ -121,8 +121,8 @@ impl SqliteLedger {
 
     /// Changes the total of the budget of `key` (see [`TotalChange`]), and records the
     /// change with the operator's `note`: the history of a budget's totals is kept beside
-    /// its charges. Returns the record and the budget's status after it, read in the same
-    /// transaction.
+    /// its charges. Returns the record and the budget after it (status, period, window),
+    /// read in the same transaction.
     ///
     /// The charges already made stay spent (they count against the new total as they did
     /// against the old); a total below what is spent leaves nothing to spend (until the
@@ -142,7 +142,7 @@ impl SqliteLedger {
         key: &BudgetKey,
         change: TotalChange,
         note: &str,
-    ) -> Result<(AmendmentRecord, BudgetStatus), BudgetError> {
+    ) -> Result<(AmendmentRecord, BudgetRecord), BudgetError> {
         if note.trim().is_empty() {
             return Err(BudgetError::InvalidBudget {
                 key: key.clone(),
@@ -231,7 +231,7 @@ impl SqliteLedger {
                 params![epsilon, delta, rho, budget.id],
             )
             .map_err(at.write())?;
-        let status = status_at(&transaction, &at, key, now)?.status;
+        let after = status_at(&transaction, &at, key, now)?;
         transaction.commit().map_err(at.write())?;
         Ok((
             AmendmentRecord {
@@ -242,7 +242,7 @@ impl SqliteLedger {
                 note: note.to_string(),
                 by,
             },
-            status,
+            after,
         ))
     }
 

@@ -130,11 +130,9 @@ pub(crate) fn budget_row(
         return Err(BudgetError::NoBudget { key: key.clone() });
     };
     let corrupt = |what: &str| at.corrupt(&format!("budget {id} has {what}"));
-    let total = match (measure.as_str(), epsilon, delta, rho) {
-        ("approx", Some(epsilon), Some(delta), None) => PrivacyBudget::Approx { epsilon, delta },
-        ("zcdp", None, None, Some(rho)) => PrivacyBudget::Zcdp { rho },
-        _ => return Err(corrupt("an unreadable total")),
-    };
+    let total = total_of(epsilon, delta, rho)
+        .filter(|total| total_columns(*total).0 == measure)
+        .ok_or_else(|| corrupt("an unreadable total"))?;
     let period = match period {
         None => None,
         Some(seconds) => Some(

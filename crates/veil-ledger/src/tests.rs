@@ -502,7 +502,7 @@ fn an_amended_total_keeps_its_charges_and_its_history() {
         epsilon: 2.0,
         delta: 0.0,
     };
-    let (record, status) = ledger
+    let (record, after) = ledger
         .amend_budget(
             &key(),
             TotalChange::Approx {
@@ -512,6 +512,7 @@ fn an_amended_total_keeps_its_charges_and_its_history() {
             "new policy for Q1",
         )
         .unwrap();
+    let status = after.status;
     assert_eq!(record.amended_at, 1_000_500);
     assert_eq!(record.to, raised);
     assert_eq!(status.total, raised);
@@ -606,9 +607,9 @@ fn a_smaller_delta_must_still_compose_the_charges() {
         "{refused}"
     );
     assert!(ledger.status(&key()).is_ok());
-    let (_, status) = ledger
+    let (_, after) = ledger
         .amend_budget(&key(), approx(4.0, 1e-6), "tighter")
         .unwrap();
-    assert!(status.spent.amount() > 0.0, "{status:?}");
+    assert!(after.status.spent.amount() > 0.0, "{after:?}");
     assert_eq!(ledger.amendments().unwrap().len(), 2);
 }

@@ -201,7 +201,7 @@ fn a_version_2_ledger_is_migrated_and_can_be_amended() {
         Some("OOM")
     );
     assert!(ledger.amendments().expect("none yet").is_empty());
-    let (_, status) = ledger
+    let (_, after) = ledger
         .amend_budget(
             &crate::key(),
             veil_ledger::TotalChange::Approx {
@@ -211,6 +211,9 @@ fn a_version_2_ledger_is_migrated_and_can_be_amended() {
             "migrated and raised",
         )
         .expect("amends");
-    assert!((status.spent.amount() - 0.25).abs() < 1e-9, "{status:?}");
+    assert!(
+        (after.status.spent.amount() - 0.25).abs() < 1e-9,
+        "{after:?}"
+    );
     assert_eq!(ledger.amendments().expect("one").len(), 1);
 }

@@ -335,13 +335,14 @@ pub(crate) fn amend_budget(args: &AmendArgs) -> anyhow::Result<(String, Option<S
     };
     let key = args.of.key();
     let mut ledger = open(&args.of.ledger, args.timeout)?;
-    let (record, status) = match ledger.amend_budget(&key, change, args.note.trim()) {
+    let (record, after) = match ledger.amend_budget(&key, change, args.note.trim()) {
         Ok(done) => done,
         Err(error @ (BudgetError::InvalidBudget { .. } | BudgetError::NoBudget { .. })) => {
             return Err(error).usage();
         }
         Err(error) => return Err(error.into()),
     };
+    let status = &after.status;
     let said = format!(
         "changed the budget of {key} in {}: {} → {}; spent {}, left {}",
         args.of.ledger.display(),
@@ -351,14 +352,9 @@ pub(crate) fn amend_budget(args: &AmendArgs) -> anyhow::Result<(String, Option<S
         budget_text(&status.remaining)
     );
     let warning = (status.spent.amount() > status.total.amount()).then(|| {
-        let renews = ledger
-            .budgets(Some(&key.dataset))
-            .ok()
-            .and_then(|records| records.into_iter().find(|record| record.status.key == key))
-            .is_some_and(|record| record.period.is_some());
         format!(
             "{key} has spent more than its new total; no run fits until {}",
-            if renews {
+            if after.period.is_some() {
                 "the period renews"
             } else {
                 "the total is raised"
