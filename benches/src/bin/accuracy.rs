@@ -55,7 +55,8 @@ Veil's side of the accuracy benchmark: one JSONL line per question, aggregate an
   --bounds auto            L0, L∞ and value bounds chosen privately from a tenth of ε, afresh
                            for every release (variant bounds=auto)
   --interval rank          the median without a value interval: its whole budget on the
-                           point (the job's interval = \"rank\"; variant interval=rank)";
+                           point (the job's interval = \"rank\"; variant interval=rank)
+  --count-weight W         the count's weight in the job (default 1; variant count-weight=W)";
 
 struct Args {
     data: PathBuf,
@@ -76,6 +77,9 @@ struct Args {
     partitions: Vec<String>,
     /// `--accounting pure|approx`: only those settings (both by default).
     accounting: Vec<String>,
+    /// `--count-weight W`: the count aggregate's `weight` (1 by default), written as the
+    /// variant `count-weight=W`.
+    count_weight: f64,
 }
 
 fn args() -> Args {
@@ -90,6 +94,7 @@ fn args() -> Args {
         rank: false,
         partitions: vec!["public".into(), "private".into()],
         accounting: vec!["pure".into(), "approx".into()],
+        count_weight: 1.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -113,6 +118,7 @@ fn args() -> Args {
             "--interval" => args.rank = value == "rank",
             "--partitions" => args.partitions = value.split(',').map(String::from).collect(),
             "--accounting" => args.accounting = value.split(',').map(String::from).collect(),
+            "--count-weight" => args.count_weight = value.parse().unwrap_or(1.0),
             other => {
                 eprintln!("unknown flag {other}");
                 std::process::exit(2);
@@ -265,8 +271,12 @@ fn job(data: &Path, question: &str, setting: &Setting, keys: &[String], args: &A
                 .into_iter()
                 .map(|(_, kind)| Aggregate {
                     name: kind.default_name(),
+                    weight: if matches!(kind, AggregateKind::Count) {
+                        args.count_weight
+                    } else {
+                        1.0
+                    },
                     kind,
-                    weight: 1.0,
                 })
                 .collect(),
             weight: 1.0,
@@ -590,13 +600,15 @@ fn main() {
                     let line = serde_json::json!({
                         "system": "veil",
                         "variant": if args.units {
-                            "selection=units"
+                            "selection=units".to_string()
                         } else if args.auto {
-                            "bounds=auto"
+                            "bounds=auto".to_string()
                         } else if args.rank {
-                            "interval=rank"
+                            "interval=rank".to_string()
+                        } else if args.count_weight.to_bits() != 1.0_f64.to_bits() {
+                            format!("count-weight={}", args.count_weight)
                         } else {
-                            "default"
+                            "default".to_string()
                         },
                         "question": question,
                         "aggregate": name,

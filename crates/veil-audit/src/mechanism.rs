@@ -57,11 +57,15 @@ pub enum MechanismName {
     /// Two answers drawn together from the staircase-shaped ℓ∞ law (the engine's joint
     /// draws at a large ε per group), each moved by the sensitivity.
     JointStaircase,
+    /// Two answers drawn together from the ℓ∞ law with a plateau on the second, out to its
+    /// sensitivity over ε (the engine's joint draws where a job weights one answer), each
+    /// moved by the sensitivity.
+    JointPlateau,
 }
 
 impl MechanismName {
     /// Every mechanism, in the order `--mechanism all` audits them.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Laplace,
         Self::DiscreteLaplace,
         Self::Gaussian,
@@ -73,6 +77,7 @@ impl MechanismName {
         Self::JointLaplace,
         Self::JointCountThreshold,
         Self::JointStaircase,
+        Self::JointPlateau,
     ];
 
     /// The name on the command line.
@@ -90,6 +95,7 @@ impl MechanismName {
             Self::JointLaplace => "joint-laplace",
             Self::JointCountThreshold => "joint-count-threshold",
             Self::JointStaircase => "joint-staircase",
+            Self::JointPlateau => "joint-plateau",
         }
     }
 
@@ -103,6 +109,7 @@ impl MechanismName {
                 | Self::Quantile
                 | Self::JointLaplace
                 | Self::JointStaircase
+                | Self::JointPlateau
         )
     }
 }
@@ -266,6 +273,15 @@ pub fn audit_mechanism<R: Rng + CryptoRng + ?Sized>(
             )?;
             vec![audit_joint(&joint, claim, trials, confidence, rng)?]
         }
+        MechanismName::JointPlateau => {
+            let steps = integer_sensitivity(spec.sensitivity)?;
+            let joint = JointLaplaceMechanism::plateau(
+                &[steps, steps],
+                spec.epsilon,
+                &[0, plateau_width(steps, spec.epsilon)],
+            )?;
+            vec![audit_joint(&joint, claim, trials, confidence, rng)?]
+        }
     };
     Ok(summarize(spec, pairs))
 }
@@ -388,6 +404,19 @@ pub fn staircase_step(sensitivities: &[u64], epsilon: Epsilon) -> StaircaseStep 
         .unwrap_or_else(|| StaircaseStep::new(1, 2).expect("1/2 is a step"))
 }
 
+/// The plateau the audit draws on an answer of sensitivity `steps` at `epsilon`: out to
+/// `steps/ε` (one of the widths the planner tries), whole.
+#[must_use]
+pub fn plateau_width(steps: u64, epsilon: Epsilon) -> u64 {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_precision_loss,
+        clippy::cast_sign_loss
+    )]
+    let width = (steps as f64 / epsilon.get()).floor() as u64;
+    width
+}
+
 /// Thresholding a row count drawn jointly with a centred sum that one unit moves by
 /// `50·rows` steps, as the planner builds it for private partitions under pure ε (one group
 /// per unit: the draw at the whole ε; the staircase-shaped law where the planner takes it):
@@ -499,25 +528,11 @@ pub fn audit_joint<R: Rng + CryptoRng + ?Sized>(
         .iter()
         .map(|&steps| i64::try_from(steps).unwrap_or(i64::MAX))
         .collect();
-    // The claimed law's exponent: `ε·max_i |z_i|/Δ_i`, or for the staircase `ε·g` with `g`
-    // the largest of the answers' shells.
-    #[allow(clippy::cast_precision_loss)]
-    let norm = |z: &[i64]| match joint.step() {
-        Some(step) => {
-            let shell = z
-                .iter()
-                .zip(joint.sensitivities())
-                .map(|(&z, &steps)| step.shell(z, steps))
-                .max()
-                .unwrap_or(0);
-            shell as f64 * claim.epsilon.get()
-        }
-        None => z
-            .iter()
-            .zip(joint.sensitivities())
-            .map(|(&z, &steps)| z.unsigned_abs() as f64 * claim.epsilon.get() / steps as f64)
-            .fold(0.0, f64::max),
-    };
+    // The claimed law's exponent: the mechanism's own law's (`ε·max_i |z_i|/Δ_i`, `ε·g` for
+    // the staircase's shell `g`, `ε·max_i (|z_i| − W_i)₊/Δ_i` with a plateau) at the
+    // claimed ε.
+    let scale = claim.epsilon.get() / joint.epsilon().get();
+    let norm = |z: &[i64]| joint.exponent(z) * scale;
     #[allow(clippy::cast_precision_loss)]
     let statistic = |values: &[i64], rng: &mut R| {
         let released: Vec<i64> = joint

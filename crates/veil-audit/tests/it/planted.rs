@@ -93,6 +93,11 @@ const CASES: &[Case] = &[
         planted: staircase_at_twice_its_epsilon,
     },
     Case {
+        bug: "joint draw with a plateau falling by e^(2ε) beyond it (built for ε = 2, claiming 1)",
+        correct: plateau_correct,
+        planted: plateau_at_twice_its_epsilon,
+    },
+    Case {
         bug: "threshold on a released row count calibrated to δ = 0.05 while claiming 1e-6 (its δ not paid)",
         correct: count_threshold_correct,
         planted: count_threshold_without_its_delta,
@@ -352,6 +357,24 @@ fn staircase_correct(rng: &mut ChaCha20Rng) -> Verdict {
 
 fn staircase_at_twice_its_epsilon(rng: &mut ChaCha20Rng) -> Verdict {
     staircase_with(2.0, rng)
+}
+
+// ---- The joint draw with a plateau on its second answer out to 2 steps, at ε = 1, each
+// answer moved by 2 steps; the planted version falls by e^(2ε) beyond the plateau.
+
+fn plateau_with(built_for: f64, rng: &mut ChaCha20Rng) -> Verdict {
+    let joint =
+        veil_core::mechanism::JointLaplaceMechanism::plateau(&[2, 2], epsilon(built_for), &[0, 2])
+            .unwrap();
+    joint_verdict(&joint, rng)
+}
+
+fn plateau_correct(rng: &mut ChaCha20Rng) -> Verdict {
+    plateau_with(1.0, rng)
+}
+
+fn plateau_at_twice_its_epsilon(rng: &mut ChaCha20Rng) -> Verdict {
+    plateau_with(2.0, rng)
 }
 
 // ---- Selection on a released row count: units with 5 rows per group, ε = 1, δ = 1e-6;

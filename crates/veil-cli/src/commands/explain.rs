@@ -294,9 +294,22 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
                 _ => None,
             })
         {
-            let shape = joint.mechanism.step().map_or_else(String::new, |step| {
-                format!(", staircase-shaped with step {}", step.get())
+            let plateau = query.measures.iter().find_map(|noisy| match &noisy.noise {
+                veil_engine::plan::MeasureNoise::Joint(member)
+                    if member.keys == joint.keys && member.plateau_reach().unwrap_or(0.0) > 0.0 =>
+                {
+                    Some((noisy.measure.key(), member.plateau_reach().unwrap_or(0.0)))
+                }
+                _ => None,
             });
+            let shape = match (joint.mechanism.step(), plateau) {
+                (Some(step), _) => format!(", staircase-shaped with step {}", step.get()),
+                (None, Some((key, reach))) => format!(
+                    ", flat out to {} of a unit's move on {key}, which takes noise off the rest of the draw",
+                    short(reach)
+                ),
+                (None, None) => String::new(),
+            };
             line(format!(
                 "  joint draw    {} drawn together in each group (ℓ∞ K-norm noise{shape}, ε = {} per group, charged once): less noise on each than separate draws",
                 joint.keys.join(" + "),

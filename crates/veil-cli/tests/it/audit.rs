@@ -61,8 +61,8 @@ fn every_mechanism_passes_and_the_same_seed_gives_the_same_audit() {
     assert_eq!(code, Some(0), "{first}");
     assert_eq!(
         first["audits"].as_array().unwrap().len(),
-        11,
-        "every mechanism, the count thresholds (alone and joint), the quantile and the joint draws (plain and staircase) included"
+        12,
+        "every mechanism, the count thresholds (alone and joint), the quantile and the joint draws (plain, staircase and plateau) included"
     );
     let (_, second) = audit(&arguments);
     assert_eq!(first, second);

@@ -51,6 +51,9 @@ pub enum MechanismKind {
     /// One draw for several answers together from the staircase-shaped ℓ∞ law: flat on
     /// shells of the box norm, falling by `e^ε` from one to the next.
     JointStaircase,
+    /// One draw for several answers together from the ℓ∞ law with a plateau: flat on a box
+    /// of set widths, falling as the plain law beyond it.
+    JointPlateau,
     /// A choice among candidates by exponentially falling weights (permute-and-flip or
     /// the exponential mechanism).
     Exponential,
@@ -63,6 +66,7 @@ impl fmt::Display for MechanismKind {
             Self::DiscreteGaussian => "discrete-gaussian",
             Self::JointLaplace => "joint-laplace",
             Self::JointStaircase => "joint-staircase",
+            Self::JointPlateau => "joint-plateau",
             Self::Exponential => "exponential",
         })
     }

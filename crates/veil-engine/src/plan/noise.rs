@@ -49,6 +49,16 @@ pub struct JointNoise {
 }
 
 impl JointNoise {
+    /// This measure's plateau width under the plateau law, in multiples of one unit's move
+    /// in one group (its per-group bound), or `None` for another law.
+    #[must_use]
+    pub fn plateau_reach(&self) -> Option<f64> {
+        let widths = self.mechanism.plateau_widths()?;
+        #[allow(clippy::cast_precision_loss)]
+        let reach = widths[self.index] as f64 / self.mechanism.sensitivities()[self.index] as f64;
+        Some(reach)
+    }
+
     /// What one unit can lose to the joint draws of every group it is in.
     #[must_use]
     pub fn loss(&self) -> PrivacyLoss {
@@ -196,16 +206,27 @@ impl MeasureNoise {
     }
 
     /// The noise's name in a release manifest: `discrete-laplace`, `discrete-gaussian`,
-    /// `exponential` (quantiles), `joint-laplace`, or `joint-staircase (step 0.8)`.
+    /// `exponential` (quantiles), `joint-laplace`, `joint-staircase (step 0.8)` or
+    /// `joint-plateau (flat to 1.5 of a unit's move on this measure)`.
     #[must_use]
     pub fn mechanism_name(&self) -> String {
         match self {
             Self::Laplace(_) => MechanismKind::DiscreteLaplace.to_string(),
             Self::Gaussian(_) => MechanismKind::DiscreteGaussian.to_string(),
             Self::Quantile(_) => MechanismKind::Exponential.to_string(),
-            Self::Joint(joint) => match joint.mechanism.step() {
-                Some(step) => format!("{} (step {})", joint.mechanism.kind(), step.get()),
-                None => joint.mechanism.kind().to_string(),
+            Self::Joint(joint) => match (joint.mechanism.step(), joint.plateau_reach()) {
+                (Some(step), _) => format!("{} (step {})", joint.mechanism.kind(), step.get()),
+                (None, Some(reach)) if reach > 0.0 => format!(
+                    "{} (flat to {} of a unit's move on this measure)",
+                    joint.mechanism.kind(),
+                    format!("{reach:.2}")
+                        .trim_end_matches('0')
+                        .trim_end_matches('.')
+                ),
+                (None, Some(_)) => {
+                    format!("{} (flat on another measure)", joint.mechanism.kind())
+                }
+                (None, None) => joint.mechanism.kind().to_string(),
             },
         }
     }

@@ -1026,7 +1026,9 @@ fn a_variance_never_starves_the_count_it_divides_by() {
 /// A weighted count of count + sum + mean keeps the joint draw: at `weight = 8` the split
 /// alone gave the count a larger share of a separate draw (its deviation higher than the
 /// joint coordinate's, its median a hair lower) and the sum and mean twice the joint
-/// draw's error. The plan now takes whichever noise the weighted objective prefers.
+/// draw's error. The plan now takes whichever noise the weighted objective prefers: the
+/// plain joint draw at `weight = 2`, and at `weight = 8` the plateau law, flat on the
+/// centred sum, which moves noise off the count; even weights never draw a plateau.
 #[test]
 fn a_weighted_count_keeps_the_joint_draw_that_serves_the_objective() {
     let plan_with = |weight: f64| {
@@ -1051,6 +1053,12 @@ fn a_weighted_count_keeps_the_joint_draw_that_serves_the_objective() {
         .unwrap()
     };
     let even = plan_with(1.0);
+    for noisy in &even.queries[0].measures {
+        let MeasureNoise::Joint(joint) = &noisy.noise else {
+            panic!("{} drawn alone", noisy.measure.key())
+        };
+        assert_eq!(joint.mechanism.plateau_widths(), None);
+    }
     for weight in [2.0, 8.0] {
         let weighted = plan_with(weight);
         // Charged once, at the budget.
@@ -1068,17 +1076,33 @@ fn a_weighted_count_keeps_the_joint_draw_that_serves_the_objective() {
             .iter()
             .zip(&even.queries[0].measures)
         {
-            assert!(
-                matches!(noisy.noise, MeasureNoise::Joint(_)),
-                "weight {weight}: {} drawn alone",
-                noisy.measure.key()
-            );
-            assert!(
-                (noisy.noise.std_dev() - reference.noise.std_dev()).abs()
-                    <= 1e-9 * reference.noise.std_dev(),
-                "weight {weight}: {}",
-                noisy.measure.key()
-            );
+            let MeasureNoise::Joint(joint) = &noisy.noise else {
+                panic!("weight {weight}: {} drawn alone", noisy.measure.key())
+            };
+            let ratio = noisy.noise.std_dev() / reference.noise.std_dev();
+            if weight < 8.0 {
+                assert!((ratio - 1.0).abs() <= 1e-9, "weight {weight}: {ratio}");
+                continue;
+            }
+            // The plateau is on the centred sum: less noise on the rows, more on it.
+            let reach = joint.plateau_reach().expect("a plateau at weight 8");
+            if noisy.measure.key() == "rows" {
+                assert!(reach.abs() < f64::EPSILON, "{reach}");
+                assert!(ratio < 0.95, "{ratio}");
+                assert_eq!(
+                    noisy.noise.mechanism_name(),
+                    "joint-plateau (flat on another measure)"
+                );
+            } else {
+                assert!(reach > 0.0);
+                assert!(ratio > 1.0, "{ratio}");
+                assert!(
+                    noisy
+                        .noise
+                        .mechanism_name()
+                        .starts_with("joint-plateau (flat to ")
+                );
+            }
         }
     }
 }

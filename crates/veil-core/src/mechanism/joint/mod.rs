@@ -8,10 +8,12 @@ use crate::calibrate::{pad_down, pad_up};
 use crate::sample::{DiscreteLaplace, bernoulli_exp_of};
 use crate::{Epsilon, ParamError, PrivacyLoss};
 
+mod plateau;
 mod staircase;
 #[cfg(test)]
 pub(super) mod tests;
 
+use plateau::Plateau;
 use staircase::Profile;
 pub use staircase::{Step, best_step};
 
@@ -46,6 +48,8 @@ pub struct JointLaplaceMechanism {
     half_widths: Vec<f64>,
     /// The staircase's step and its profile, or `None` for the plain law.
     staircase: Option<Staircase>,
+    /// The plateau law's widths, or `None` for the plain law.
+    plateau: Option<Plateau>,
 }
 
 /// A staircase law's step, the exact ε its exponent uses, and its lattice profile.
@@ -118,6 +122,7 @@ impl JointLaplaceMechanism {
             std_devs,
             half_widths,
             staircase: None,
+            plateau: None,
         })
     }
 
@@ -156,18 +161,114 @@ impl JointLaplaceMechanism {
         Ok(mechanism)
     }
 
+    /// The plateau law for the same answers: `P(z) ∝ exp(−ε·max_i (|z_i| − W_i)₊/Δ_i)`, flat
+    /// on the box `|z_i| ≤ W_i` of `widths` (in steps) and falling as the plain law beyond.
+    /// ε-DP like the plain law for any widths (`PRIVACY.md`); a width on one answer moves
+    /// noise from the others onto it, which a plan weighting the others asks for. Widths of
+    /// zero everywhere give the plain law.
+    ///
+    /// # Errors
+    /// As [`JointLaplaceMechanism::new`], and [`ParamError::OutOfRange`] unless there is one
+    /// width per answer, each at most `4/ε` sensitivities (wider, the sampler would keep few
+    /// draws).
+    pub fn plateau(
+        sensitivities: &[u64],
+        epsilon: Epsilon,
+        widths: &[u64],
+    ) -> Result<Self, ParamError> {
+        let mut mechanism = Self::new(sensitivities, epsilon)?;
+        #[allow(clippy::cast_precision_loss)]
+        let too_wide = widths.iter().zip(sensitivities).find(|&(&width, &steps)| {
+            width as f64 * epsilon.get() > plateau::WIDEST * steps as f64
+        });
+        if widths.len() != sensitivities.len() || too_wide.is_some() {
+            #[allow(clippy::cast_precision_loss)]
+            return Err(ParamError::OutOfRange {
+                param: "widths",
+                value: too_wide.map_or(widths.len() as f64, |(&width, _)| width as f64),
+                expected: "one width per answer, each at most 4/ε times its sensitivity",
+            });
+        }
+        if widths.iter().all(|&width| width == 0) {
+            return Ok(mechanism);
+        }
+        let plateau = Plateau::new(widths, sensitivities, epsilon.get());
+        for (index, &steps) in sensitivities.iter().enumerate() {
+            #[allow(clippy::cast_precision_loss)]
+            let steps = steps as f64;
+            mechanism.std_devs[index] = crate::rational::next_up(plateau.unit_std(index) * steps);
+            mechanism.half_widths[index] =
+                libm::ceil(plateau.unit_quantile(index, 1.0 - super::DEFAULT_CONFIDENCE) * steps);
+        }
+        mechanism.plateau = Some(plateau);
+        Ok(mechanism)
+    }
+
+    /// The plateau law's widths, in steps, or `None` for another law.
+    #[must_use]
+    pub fn plateau_widths(&self) -> Option<&[u64]> {
+        self.plateau.as_ref().map(Plateau::widths)
+    }
+
+    /// The law's exponent at noise `z`, in floating point (for audits and tests; the
+    /// sampler's is exact): `ε·max_i |z_i|/Δ_i`, `ε·g` for the staircase's shell `g`, or
+    /// `ε·max_i (|z_i| − W_i)₊/Δ_i` for the plateau law.
+    #[must_use]
+    pub fn exponent(&self, z: &[i64]) -> f64 {
+        let epsilon = self.epsilon.get();
+        if let Some(staircase) = &self.staircase {
+            let shell = z
+                .iter()
+                .zip(&self.sensitivities)
+                .map(|(&z, &steps)| staircase.step.shell(z, steps))
+                .max()
+                .unwrap_or(0);
+            #[allow(clippy::cast_precision_loss)]
+            return shell as f64 * epsilon;
+        }
+        let widths = self.plateau_widths();
+        z.iter()
+            .zip(&self.sensitivities)
+            .enumerate()
+            .map(|(index, (&z, &steps))| {
+                let width = widths.map_or(0, |widths| widths[index]);
+                #[allow(clippy::cast_precision_loss)]
+                let reach = z.unsigned_abs().saturating_sub(width) as f64 / steps as f64;
+                reach * epsilon
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// Answer `index`'s standard deviation over a Laplace draw's of the same answer at the
+    /// same ε (`√2·Δ_i/ε`), for the continuous law: `√((d + 1)(d + 2)/6)` for the plain law
+    /// (and the staircase, which a plan judges as the plain law), less on the answers a
+    /// plateau law favours.
+    #[must_use]
+    pub fn relative_std(&self, index: usize) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let d = self.dimension() as f64;
+        match &self.plateau {
+            Some(plateau) => {
+                plateau.unit_std(index) * self.epsilon.get() / core::f64::consts::SQRT_2
+            }
+            None => libm::sqrt((d + 1.0) * (d + 2.0) / 6.0),
+        }
+    }
+
     /// The staircase's step, or `None` for the plain law.
     #[must_use]
     pub fn step(&self) -> Option<Step> {
         self.staircase.as_ref().map(|staircase| staircase.step)
     }
 
-    /// The law's name in a release: [`MechanismKind::JointLaplace`] or
-    /// [`MechanismKind::JointStaircase`].
+    /// The law's name in a release: [`MechanismKind::JointLaplace`],
+    /// [`MechanismKind::JointStaircase`] or [`MechanismKind::JointPlateau`].
     #[must_use]
     pub fn kind(&self) -> MechanismKind {
         if self.staircase.is_some() {
             MechanismKind::JointStaircase
+        } else if self.plateau.is_some() {
+            MechanismKind::JointPlateau
         } else {
             MechanismKind::JointLaplace
         }
@@ -234,6 +335,12 @@ impl JointLaplaceMechanism {
             return staircase.profile.half_width(index, alpha);
         }
         #[allow(clippy::cast_precision_loss)]
+        if let Some(plateau) = &self.plateau {
+            return libm::ceil(
+                plateau.unit_quantile(index, alpha) * self.sensitivities[index] as f64,
+            );
+        }
+        #[allow(clippy::cast_precision_loss)]
         let d = self.dimension() as f64;
         libm::ceil(
             unit_quantile(self.dimension(), alpha) * self.proposals[index].scale().to_f64_up() / d,
@@ -245,6 +352,9 @@ impl JointLaplaceMechanism {
     pub fn sample<R: Rng + CryptoRng + ?Sized>(&self, rng: &mut R) -> Vec<i64> {
         if let Some(staircase) = &self.staircase {
             return self.sample_staircase(staircase, rng);
+        }
+        if let Some(plateau) = &self.plateau {
+            return self.sample_plateau(plateau.widths(), rng);
         }
         let dimension = UBig::from(self.proposals.len() as u64);
         loop {
@@ -309,6 +419,45 @@ impl JointLaplaceMechanism {
         }
     }
 
+    /// One draw of the plateau law: the plain law's proposals, kept with probability
+    /// `exp(−x)`, `x = ε·max_i p_i/Δ_i − Σ_i (|z_i| − W_i)/t_i` with `p_i = (|z_i| − W_i)₊`
+    /// (`PRIVACY.md`): `x ≥ 0`, since `Σ_i (|z_i| − W_i)/t_i ≤ (ε/d)·Σ_i p_i/Δ_i ≤ ε·max_i
+    /// p_i/Δ_i`, and a kept draw has probability `∝ exp(−ε·max_i p_i/Δ_i)`.
+    fn sample_plateau<R: Rng + CryptoRng + ?Sized>(&self, widths: &[u64], rng: &mut R) -> Vec<i64> {
+        let (epsilon_numer, epsilon_denom) =
+            exact_ratio(self.epsilon.get()).expect("the mechanism was built from this ε");
+        loop {
+            let noise = self.propose(rng);
+            // The largest p_i/Δ_i, compared exactly (p_i·Δ_j against p_j·Δ_i).
+            let (mut reach, mut steps) = (0_u128, 1_u128);
+            // Σ_i (|z_i| − W_i)/t_i over `denominator`, in its two signs.
+            let (mut above, mut inside) = (UBig::ZERO, UBig::ZERO);
+            for ((&z, &width), (&sensitivity, weight)) in noise
+                .iter()
+                .zip(widths)
+                .zip(self.sensitivities.iter().zip(&self.weights))
+            {
+                let size = z.unsigned_abs();
+                if size >= width {
+                    let past = u128::from(size - width);
+                    if past * steps > reach * u128::from(sensitivity) {
+                        (reach, steps) = (past, u128::from(sensitivity));
+                    }
+                    above += UBig::from(size - width) * weight;
+                } else {
+                    inside += UBig::from(width - size) * weight;
+                }
+            }
+            // x over the denominator ε_den·Δ*·Π a_j.
+            let scale = &epsilon_denom * UBig::from(steps);
+            let exponent = &epsilon_numer * UBig::from(reach) * &self.denominator + &scale * inside
+                - &scale * above;
+            if bernoulli_exp_of(rng, &exponent, &(scale * &self.denominator)) {
+                return noise;
+            }
+        }
+    }
+
     /// Adds one draw of the joint noise to `values`, answer by answer.
     ///
     /// # Panics
@@ -355,7 +504,8 @@ impl JointLaplaceMechanism {
     ///
     /// # Errors
     /// [`ParamError::Invalid`] unless the mechanism draws two answers, `index` is one of
-    /// them, and the answer's scale is at most `2^17` steps (beyond, the sums grow long).
+    /// them, and the answer's scale is at most `2^17` steps (beyond, the sums grow long);
+    /// also for the plateau law, whose tail no threshold is calibrated on.
     pub fn marginal_tail_bound(
         &self,
         index: usize,
@@ -367,6 +517,12 @@ impl JointLaplaceMechanism {
                     "a threshold reads one of exactly two joint answers (answer {index} of {})",
                     self.dimension()
                 ),
+            });
+        }
+        if self.plateau.is_some() {
+            return Err(ParamError::Invalid {
+                param: "joint noise",
+                reason: "a threshold is not calibrated on the plateau law's tail".into(),
             });
         }
         if let Some(staircase) = &self.staircase {
@@ -420,9 +576,18 @@ impl JointLaplaceMechanism {
                 1.0 - 0.5 * staircase.profile.tail(index, -m)
             };
         }
+        let m = libm::ceil(m - 1e-9);
+        if let Some(plateau) = &self.plateau {
+            #[allow(clippy::cast_precision_loss)]
+            let steps = self.sensitivities[index] as f64;
+            return if m > 0.0 {
+                0.5 * plateau.unit_tail(index, (m - 0.5) / steps)
+            } else {
+                1.0 - 0.5 * plateau.unit_tail(index, (0.5 - m) / steps)
+            };
+        }
         #[allow(clippy::cast_precision_loss)]
         let scale = self.proposals[index].scale().to_f64() / self.dimension() as f64;
-        let m = libm::ceil(m - 1e-9);
         if m > 0.0 {
             0.5 * unit_tail(self.dimension(), (m - 0.5) / scale)
         } else {

@@ -369,16 +369,34 @@ fn staircase_fit(
     epsilon: f64,
     step: f64,
 ) -> veil_testkit::GoodnessOfFit {
+    exponent_fit(draws, window(sensitivities, &[0, 0], epsilon), |z| {
+        staircase_exponent(z, sensitivities, epsilon, step)
+    })
+}
+
+/// The reach per answer of a window holding all but about `e^-40` of a two-answer law of
+/// these sensitivities and plateau widths at `epsilon`.
+fn window(sensitivities: &[u64], widths: &[u64], epsilon: f64) -> [i64; 2] {
     #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-    let reach: Vec<i64> = sensitivities
-        .iter()
-        .map(|&steps| ((42.0 / epsilon + 2.0) * steps as f64).ceil() as i64)
-        .collect();
+    let reach = |index: usize| {
+        ((42.0 / epsilon + 2.0) * sensitivities[index] as f64).ceil() as i64
+            + i64::try_from(widths[index]).unwrap()
+    };
+    [reach(0), reach(1)]
+}
+
+/// The fit of `draws` to the two-answer lattice law `∝ exp(−exponent(z))` on the window
+/// `|z_i| ≤ reach[i]`.
+fn exponent_fit(
+    draws: &[Vec<i64>],
+    reach: [i64; 2],
+    exponent: impl Fn(&[i64]) -> f64,
+) -> veil_testkit::GoodnessOfFit {
     let width = 2 * reach[1] + 1;
     let mut weights = Vec::new();
     for z0 in -reach[0]..=reach[0] {
         for z1 in -reach[1]..=reach[1] {
-            weights.push((-staircase_exponent(&[z0, z1], sensitivities, epsilon, step)).exp());
+            weights.push((-exponent(&[z0, z1])).exp());
         }
     }
     let total: f64 = weights.iter().sum();
@@ -614,4 +632,155 @@ fn the_staircase_states_its_lattice_spread_at_a_large_epsilon() {
     #[allow(clippy::cast_precision_loss)]
     let seen = draws.iter().filter(|z| z[0] >= 3).count() as f64 / draws.len() as f64;
     assert!((estimate / seen - 1.0).abs() < 0.05, "{estimate} vs {seen}");
+}
+
+fn plateau(sensitivities: &[u64], epsilon: f64, widths: &[u64]) -> JointLaplaceMechanism {
+    JointLaplaceMechanism::plateau(sensitivities, Epsilon::new(epsilon).unwrap(), widths).unwrap()
+}
+
+/// The plateau law's exponent at `z`, from its definition: `ε·max_i (|z_i| − W_i)₊/Δ_i`.
+#[allow(clippy::cast_precision_loss)]
+fn plateau_exponent(z: &[i64], sensitivities: &[u64], widths: &[u64], epsilon: f64) -> f64 {
+    z.iter()
+        .zip(sensitivities.iter().zip(widths))
+        .map(|(&z, (&steps, &width))| {
+            (z.unsigned_abs() as f64 - width as f64).max(0.0) / steps as f64
+        })
+        .fold(0.0, f64::max)
+        * epsilon
+}
+
+fn plateau_fit(
+    draws: &[Vec<i64>],
+    sensitivities: &[u64],
+    widths: &[u64],
+    epsilon: f64,
+) -> veil_testkit::GoodnessOfFit {
+    exponent_fit(draws, window(sensitivities, widths, epsilon), |z| {
+        plateau_exponent(z, sensitivities, widths, epsilon)
+    })
+}
+
+/// Draws of the plateau law fit its lattice law: a plateau on either answer, on both, at
+/// whole and fractional scales.
+#[test]
+fn plateau_draws_fit_the_lattice_law() {
+    for (seed, sensitivities, widths, epsilon) in [
+        (61, [1_u64, 2], [0_u64, 3], 1.0),
+        (62, [2, 3], [2, 0], 0.75),
+        (63, [3, 5], [1, 4], 2.0),
+    ] {
+        let mechanism = plateau(&sensitivities, epsilon, &widths);
+        assert_eq!(mechanism.kind(), MechanismKind::JointPlateau);
+        assert_eq!(mechanism.plateau_widths(), Some(&widths[..]));
+        let mut rng = seeded_rng(seed);
+        let draws: Vec<Vec<i64>> = (0..60_000).map(|_| mechanism.sample(&mut rng)).collect();
+        let fit = plateau_fit(&draws, &sensitivities, &widths, epsilon);
+        assert!(
+            fit.passes(),
+            "{sensitivities:?} {widths:?} ε = {epsilon}: {fit:?}"
+        );
+    }
+}
+
+/// The fit has the power to see a planted bug: the plain law's draws, and a plateau on the
+/// wrong answer, do not fit.
+#[test]
+fn plain_or_misplaced_draws_fail_the_plateau_fit() {
+    let (sensitivities, epsilon) = ([2_u64, 3], 0.75);
+    let mut rng = seeded_rng(64);
+    let plain = joint(&sensitivities, epsilon);
+    let draws: Vec<Vec<i64>> = (0..60_000).map(|_| plain.sample(&mut rng)).collect();
+    assert!(!plateau_fit(&draws, &sensitivities, &[0, 3], epsilon).passes());
+    let misplaced = plateau(&sensitivities, epsilon, &[3, 0]);
+    let draws: Vec<Vec<i64>> = (0..60_000).map(|_| misplaced.sample(&mut rng)).collect();
+    assert!(!plateau_fit(&draws, &sensitivities, &[0, 3], epsilon).passes());
+}
+
+/// The privacy argument's one step, checked over a window of noise and every move of a
+/// small box: the exponent rises by at most ε (with a hair for floating point).
+#[test]
+fn a_move_inside_the_box_raises_the_plateau_exponent_by_at_most_epsilon() {
+    for (sensitivities, widths) in [([3_u64, 5], [0_u64, 7]), ([1, 2], [2, 2]), ([4, 7], [5, 0])] {
+        let epsilon = 0.9;
+        let mut largest = 0.0_f64;
+        let reach = [
+            3 * sensitivities[0] as i64 + 8,
+            3 * sensitivities[1] as i64 + 8,
+        ];
+        for z0 in -reach[0]..=reach[0] {
+            for z1 in -reach[1]..=reach[1] {
+                let at = plateau_exponent(&[z0, z1], &sensitivities, &widths, epsilon);
+                for v0 in -(sensitivities[0] as i64)..=sensitivities[0] as i64 {
+                    for v1 in -(sensitivities[1] as i64)..=sensitivities[1] as i64 {
+                        let moved = [z0 + v0, z1 + v1];
+                        let after = plateau_exponent(&moved, &sensitivities, &widths, epsilon);
+                        largest = largest.max(after - at);
+                    }
+                }
+            }
+        }
+        assert!(
+            largest <= epsilon + 1e-12,
+            "{sensitivities:?} {widths:?}: {largest}"
+        );
+        assert!(
+            largest >= epsilon - 1e-12,
+            "the bound is reached: {largest}"
+        );
+    }
+}
+
+/// The stated deviation and 95% half-width hold on draws, and the plateau moves noise: a
+/// plateau on the second answer lowers the first's deviation and median below the plain
+/// law's and raises the second's.
+#[test]
+fn the_plateau_states_its_spread_and_moves_noise_between_answers() {
+    let (sensitivities, epsilon) = ([50_u64, 2_500], 1.0);
+    let mechanism = plateau(&sensitivities, epsilon, &[0, 1_250]);
+    let mut rng = seeded_rng(65);
+    let draws: Vec<Vec<i64>> = (0..40_000).map(|_| mechanism.sample(&mut rng)).collect();
+    for index in 0..2 {
+        assert_stated_spread(&mechanism, &draws, index);
+    }
+    let plain = joint(&sensitivities, epsilon);
+    assert!(mechanism.std_dev(0) < 0.95 * plain.std_dev(0));
+    assert!(mechanism.ci_half_width(0, 0.5) < 0.95 * plain.ci_half_width(0, 0.5));
+    assert!(mechanism.std_dev(1) > plain.std_dev(1));
+    assert!(mechanism.relative_std(0) < plain.relative_std(0));
+    assert!((plain.relative_std(0) - 2.0_f64.sqrt()).abs() < 1e-12);
+    // The stated figures against the continuous law at a plateau of zero: the plain law's.
+    let flat = Plateau::new(&[0, 0], &sensitivities, epsilon);
+    assert!((flat.unit_std(0) * 50.0 / plain.std_dev(0) - 1.0).abs() < 1e-9);
+    let half = flat.unit_quantile(1, 0.05) * 2_500.0;
+    assert!((half - plain.ci_half_width(1, DEFAULT_CONFIDENCE)).abs() <= 1.0);
+    // The tail estimate: half the two-sided tail.
+    let estimate = mechanism.marginal_tail_estimate(1, mechanism.ci_half_width(1, 0.9));
+    assert!((estimate - 0.05).abs() < 0.002, "{estimate}");
+}
+
+/// No threshold is calibrated on the plateau law, widths are checked, and zero widths are
+/// the plain law.
+#[test]
+fn a_plateau_refuses_thresholds_and_bad_widths() {
+    let mechanism = plateau(&[5, 250], 1.0, &[0, 100]);
+    assert!(mechanism.marginal_tail_bound(0).is_err());
+    let epsilon = Epsilon::new(1.0).unwrap();
+    assert!(JointLaplaceMechanism::plateau(&[5, 250], epsilon, &[0]).is_err());
+    assert!(JointLaplaceMechanism::plateau(&[5, 250], epsilon, &[0, 1_001]).is_err());
+    assert!(JointLaplaceMechanism::plateau(&[5, 250], epsilon, &[0, 1_000]).is_ok());
+    assert_eq!(
+        JointLaplaceMechanism::plateau(&[5, 250], epsilon, &[0, 0]).unwrap(),
+        joint(&[5, 250], 1.0)
+    );
+}
+
+/// The exponent the audit reads is each law's own.
+#[test]
+fn the_exponent_is_each_laws_own() {
+    let z = [7_i64, -400];
+    assert!((joint(&[5, 250], 1.0).exponent(&z) - 1.6).abs() < 1e-12);
+    assert!((plateau(&[5, 250], 1.0, &[0, 150]).exponent(&z) - 1.4).abs() < 1e-12);
+    let staircase = staircase(&[5, 250], 1.0, (1, 2));
+    assert!((staircase.exponent(&z) - 2.0).abs() < 1e-12);
 }
