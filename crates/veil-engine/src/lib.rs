@@ -468,13 +468,7 @@ fn manifest(
         .map(|(query, table)| {
             let selection = query.selection.as_ref().map(|selection| {
                 json!({
-                    "mechanism": format!("{} thresholding", match selection.noise() {
-                        veil_core::mechanism::ThresholdNoise::Laplace(_) => "laplace",
-                        veil_core::mechanism::ThresholdNoise::Gaussian(_) => "gaussian",
-                        veil_core::mechanism::ThresholdNoise::Joint { mechanism, .. } => {
-                            if mechanism.step().is_some() { "joint staircase" } else { "joint laplace" }
-                        }
-                    }),
+                    "mechanism": format!("{} thresholding", selection.noise_name()),
                     "threshold": selection.threshold(),
                     "noise_truncated_to": selection.truncation(),
                     "on": query.selection_count.clone().unwrap_or_else(|| "units (drawn for the selection alone)".to_string()),

@@ -711,7 +711,7 @@ fn join_measures(
 
 /// The plateau widths tried on one answer of a joint draw, in units of its per-group
 /// bound over the ε per group (`JointLaplaceMechanism::plateau` allows up to 4).
-const PLATEAU_REACH: [f64; 5] = [0.125, 0.25, 0.5, 1.0, 2.0];
+const PLATEAU_REACH: [f64; 7] = [0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0];
 
 /// The least relative fall of the objective a plateau must bring to be drawn: below, the
 /// plain law's stated figures are kept (its gain is within what the objective can judge).
@@ -721,9 +721,10 @@ const PLATEAU_GAIN: f64 = 0.01;
 /// weights its aggregates unevenly and a plateau on one measure lowers the planner's
 /// objective by [`PLATEAU_GAIN`]: the plain law's box serves every answer alike, and a
 /// plateau moves noise off the others onto that measure, as a job that weights them asks.
-/// With `weight = 8` on the count of count + sum + mean at ε = 1 and three groups per unit,
-/// a plateau on the centred sum out to `Δ/ε` takes the count's deviation from 30 rows to
-/// 27.4 and the sum's from 2,121 to 2,222.
+/// With `weight = 5` on the count of count + sum + mean at ε = 1 and three groups per unit,
+/// a plateau on the centred sum out to `Δ/(2ε)` takes the count's deviation from 30 rows to
+/// 28.5 and the sum's from 2,121 to 2,150 (at `weight = 8`, out to `3Δ/(4ε)`: 27.9 and
+/// 2,181).
 ///
 /// Even weights keep the plain law, a balanced choice: there the typical group's sum and
 /// mean have about three times the count's relative error, so the objective would buy them

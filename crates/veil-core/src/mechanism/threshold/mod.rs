@@ -306,10 +306,23 @@ impl ThresholdMechanism {
             }
             (ThresholdNoise::Laplace(_), None) => "Laplace noise".into(),
             (ThresholdNoise::Gaussian(_), _) => "Gaussian noise".into(),
-            (ThresholdNoise::Joint { mechanism, .. }, _) if mechanism.step().is_some() => {
-                "joint staircase noise".into()
+            (ThresholdNoise::Joint { .. }, _) => {
+                alloc::format!("{} noise", self.noise_name().replace("laplace", "Laplace"))
             }
-            (ThresholdNoise::Joint { .. }, _) => "joint Laplace noise".into(),
+        }
+    }
+
+    /// The noise's short name, as a release manifest gives it: `laplace`, `gaussian`,
+    /// `joint laplace` or `joint staircase`.
+    #[must_use]
+    pub fn noise_name(&self) -> &'static str {
+        match &self.noise {
+            ThresholdNoise::Laplace(_) => "laplace",
+            ThresholdNoise::Gaussian(_) => "gaussian",
+            ThresholdNoise::Joint { mechanism, .. } if mechanism.step().is_some() => {
+                "joint staircase"
+            }
+            ThresholdNoise::Joint { .. } => "joint laplace",
         }
     }
 
