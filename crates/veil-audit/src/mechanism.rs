@@ -531,8 +531,7 @@ pub fn audit_joint<R: Rng + CryptoRng + ?Sized>(
     // The claimed law's exponent: the mechanism's own law's (`ε·max_i |z_i|/Δ_i`, `ε·g` for
     // the staircase's shell `g`, `ε·max_i (|z_i| − W_i)₊/Δ_i` with a plateau) at the
     // claimed ε.
-    let scale = claim.epsilon.get() / joint.epsilon().get();
-    let norm = |z: &[i64]| joint.exponent(z) * scale;
+    let norm = |z: &[i64]| joint.exponent(z, claim.epsilon.get());
     #[allow(clippy::cast_precision_loss)]
     let statistic = |values: &[i64], rng: &mut R| {
         let released: Vec<i64> = joint

@@ -110,6 +110,23 @@ fn joint(c: &mut Criterion) {
             black_box(sum)
         });
     });
+    // The plateau law a weighted count's plan draws (`weight = 6` on the count of count +
+    // sum + mean): flat on the centred sum out to 3/4 of its bound over ε.
+    let epsilon = Epsilon::new(1.0 / 3.0).expect("ε");
+    let width = sensitivities[1] * 9 / 4;
+    let plateau = JointLaplaceMechanism::plateau(&sensitivities, epsilon, &[0, width])
+        .expect("valid plateau");
+    let mut rng = veil_testkit::seeded_rng(1);
+    group.bench_function("veil-joint-plateau", |b| {
+        b.iter(|| {
+            let mut sum = 0_i64;
+            for _ in 0..BATCH {
+                let z = plateau.sample(&mut rng);
+                sum = sum.wrapping_add(z[0]).wrapping_add(z[1]);
+            }
+            black_box(sum)
+        });
+    });
     // The staircase-shaped law where the planner takes it (ε = 4/3 and 4 per group): more
     // proposals per kept draw.
     for epsilon in [4.0 / 3.0, 4.0] {

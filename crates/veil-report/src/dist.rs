@@ -41,6 +41,10 @@ pub(crate) fn cdf(shape: NoiseShape, std: f64, z: f64) -> f64 {
                 0.5 * joint_unit_tail(usize::from(dimension), z.abs() / joint_unit(dimension, std));
             if z < 0.0 { tail } else { 1.0 - tail }
         }
+        NoiseShape::JointPlateau(plateau) => {
+            let tail = 0.5 * plateau.tail(z.abs() / std);
+            if z < 0.0 { tail } else { 1.0 - tail }
+        }
     }
 }
 
@@ -75,6 +79,13 @@ pub(crate) fn quantile(shape: NoiseShape, std: f64, p: f64) -> f64 {
                 unit * joint_unit_quantile(dimension, 2.0 * (1.0 - p))
             }
         }
+        NoiseShape::JointPlateau(plateau) => {
+            if p < 0.5 {
+                -std * plateau.quantile(2.0 * p)
+            } else {
+                std * plateau.quantile(2.0 * (1.0 - p))
+            }
+        }
     }
 }
 
@@ -98,6 +109,22 @@ pub(crate) fn draw<R: Rng + ?Sized>(shape: NoiseShape, std: f64, rng: &mut R) ->
             let radius: f64 = (0..=dimension).map(|_| -> f64 { Exp1.sample(rng) }).sum();
             let uniform: f64 = StandardUniform.sample(rng);
             joint_unit(dimension, std) * radius * (2.0 * uniform - 1.0)
+        }
+        NoiseShape::JointPlateau(plateau) => {
+            // z = (ω + unit·G)·U, G ~ Gamma(k + 1) with k drawn from the mixture's weights.
+            let (own, unit, weights) = plateau.mixture();
+            let pick: f64 = StandardUniform.sample(rng);
+            let mut cumulative = 0.0;
+            let shape = weights
+                .iter()
+                .position(|weight| {
+                    cumulative += weight;
+                    pick < cumulative
+                })
+                .unwrap_or(weights.len() - 1);
+            let gamma: f64 = (0..=shape).map(|_| -> f64 { Exp1.sample(rng) }).sum();
+            let uniform: f64 = StandardUniform.sample(rng);
+            std * (own + unit * gamma) * (2.0 * uniform - 1.0)
         }
     }
 }
@@ -273,6 +300,41 @@ mod tests {
         let laplace = invert(0.5, 1.0, |x| abs_cdf(NoiseShape::Laplace, 1.0, 0.0, x));
         let ratio = joint / laplace;
         assert!((ratio - 1.17).abs() < 0.01, "{ratio}");
+    }
+
+    /// A plateau law's answers: the quantile inverts the CDF, draws have the law's
+    /// deviation and 95% reach, and the answers differ from a plain coordinate where the
+    /// plateau moved noise (the plateau's answer flatter, the other more peaked).
+    #[test]
+    fn the_plateau_law_inverts_and_draws_its_own_shape() {
+        let reach = [0.0, 0.5];
+        let plain = NoiseShape::Joint { dimension: 2 };
+        let median = |shape| invert(0.5, 1.0, |x| abs_cdf(shape, 1.0, 0.0, x));
+        let mut rng = veil_testkit::seeded_rng(6);
+        for index in 0..2 {
+            let shape = NoiseShape::JointPlateau(
+                veil_core::mechanism::PlateauShape::new(&reach, index).unwrap(),
+            );
+            for p in [0.01, 0.2, 0.5, 0.8, 0.975] {
+                let z = quantile(shape, 3.0, p);
+                assert!((cdf(shape, 3.0, z) - p).abs() < 1e-9, "{index}: {p}");
+            }
+            let n = 200_000;
+            let draws: Vec<f64> = (0..n).map(|_| draw(shape, 2.0, &mut rng)).collect();
+            let variance = draws.iter().map(|z| z * z).sum::<f64>() / f64::from(n);
+            assert!((variance.sqrt() - 2.0).abs() < 0.02, "{index}: {variance}");
+            let reach95 = quantile(shape, 2.0, 0.975);
+            let inside = draws.iter().filter(|z| z.abs() <= reach95).count();
+            #[allow(clippy::cast_precision_loss)]
+            let share = inside as f64 / f64::from(n);
+            assert!((share - 0.95).abs() < 0.003, "{index}: {share}");
+            let ratio = median(shape) / median(plain);
+            if index == 0 {
+                assert!(ratio < 0.97, "the other answer, more peaked: {ratio}");
+            } else {
+                assert!(ratio > 1.03, "the plateau's answer, flatter: {ratio}");
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use veil_core::mechanism::ThresholdMechanism;
+use veil_core::mechanism::{PlateauShape, ThresholdMechanism};
 use veil_core::{Bounds, Epsilon};
 
 use crate::ReportError;
@@ -235,7 +235,7 @@ pub struct ReportInput {
 }
 
 /// The shape of a noise distribution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoiseShape {
     /// (Discrete) Laplace.
@@ -248,6 +248,9 @@ pub enum NoiseShape {
         /// How many answers the draw holds.
         dimension: u8,
     },
+    /// One answer of a joint draw from the plateau law
+    /// (`veil_core::mechanism::JointLaplaceMechanism::plateau`), of this shape.
+    JointPlateau(#[serde(skip)] PlateauShape),
 }
 
 /// The noise on one measure: its shape and standard deviation in the measure's own units

@@ -302,16 +302,24 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
                 }
                 _ => None,
             });
-            let shape = match (joint.mechanism.step(), plateau) {
-                (Some(step), _) => format!(", staircase-shaped with step {}", step.get()),
-                (None, Some((key, reach))) => format!(
-                    ", flat out to {} of a unit's move on {key}, which takes noise off the rest of the draw",
-                    short(reach)
+            let (shape, outcome) = match (joint.mechanism.step(), plateau) {
+                (Some(step), _) => (
+                    format!(", staircase-shaped with step {}", step.get()),
+                    "a lower predicted error than separate draws".to_string(),
                 ),
-                (None, None) => String::new(),
+                (None, Some((key, reach))) => (
+                    format!(", flat out to {} of a unit's move on {key}", short(reach)),
+                    format!(
+                        "more noise on {key} and less on the rest than the plain draw, as the aggregates' weights ask"
+                    ),
+                ),
+                (None, None) => (
+                    String::new(),
+                    "a lower predicted error than separate draws".to_string(),
+                ),
             };
             line(format!(
-                "  joint draw    {} drawn together in each group (ℓ∞ K-norm noise{shape}, ε = {} per group, charged once): less noise on each than separate draws",
+                "  joint draw    {} drawn together in each group (ℓ∞ K-norm noise{shape}, ε = {} per group, charged once): {outcome}",
                 joint.keys.join(" + "),
                 short(joint.mechanism.epsilon().get()),
             ));

@@ -27,7 +27,7 @@ mod threshold;
 
 pub use gaussian::GaussianMechanism;
 pub use joint::{
-    JointLaplaceMechanism, Step as StaircaseStep, best_step as best_staircase_step,
+    JointLaplaceMechanism, PlateauShape, Step as StaircaseStep, best_step as best_staircase_step,
     unit_quantile as joint_unit_quantile, unit_tail as joint_unit_tail,
 };
 pub use laplace::LaplaceMechanism;

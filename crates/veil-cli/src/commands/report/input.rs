@@ -47,12 +47,13 @@ impl EnginePlanner {
         })?;
         let mut measures = BTreeMap::new();
         for (key, noise) in aggregate_noise(&planned) {
-            let shape = match (noise.family, noise.joint) {
-                (_, Some(dimension)) => NoiseShape::Joint {
+            let shape = match (noise.family, noise.joint, noise.plateau) {
+                (_, _, Some(plateau)) => NoiseShape::JointPlateau(plateau),
+                (_, Some(dimension), None) => NoiseShape::Joint {
                     dimension: u8::try_from(dimension).unwrap_or(u8::MAX),
                 },
-                (NoiseFamily::Laplace, None) => NoiseShape::Laplace,
-                (NoiseFamily::Gaussian, None) => NoiseShape::Gaussian,
+                (NoiseFamily::Laplace, None, None) => NoiseShape::Laplace,
+                (NoiseFamily::Gaussian, None, None) => NoiseShape::Gaussian,
             };
             measures.insert(key, Noise::new(shape, noise.std)?);
         }

@@ -14,6 +14,7 @@ mod staircase;
 pub(super) mod tests;
 
 use plateau::Plateau;
+pub use plateau::PlateauShape;
 use staircase::Profile;
 pub use staircase::{Step, best_step};
 
@@ -204,18 +205,31 @@ impl JointLaplaceMechanism {
         Ok(mechanism)
     }
 
+    /// Answer `index`'s scale-free shape under the plateau law (for accuracy models), or
+    /// `None` for another law or beyond four answers.
+    #[must_use]
+    pub fn plateau_shape(&self, index: usize) -> Option<PlateauShape> {
+        let plateau = self.plateau.as_ref()?;
+        let reach: Vec<f64> = plateau
+            .reach()
+            .iter()
+            .map(|&reach| reach * self.epsilon.get())
+            .collect();
+        PlateauShape::new(&reach, index)
+    }
+
     /// The plateau law's widths, in steps, or `None` for another law.
     #[must_use]
     pub fn plateau_widths(&self) -> Option<&[u64]> {
         self.plateau.as_ref().map(Plateau::widths)
     }
 
-    /// The law's exponent at noise `z`, in floating point (for audits and tests; the
-    /// sampler's is exact): `ε·max_i |z_i|/Δ_i`, `ε·g` for the staircase's shell `g`, or
+    /// The law's exponent at noise `z` for a given `epsilon` (the mechanism's own, or an
+    /// audit's claimed one), in floating point (for audits and tests; the sampler's is
+    /// exact): `ε·max_i |z_i|/Δ_i`, `ε·g` for the staircase's shell `g`, or
     /// `ε·max_i (|z_i| − W_i)₊/Δ_i` for the plateau law.
     #[must_use]
-    pub fn exponent(&self, z: &[i64]) -> f64 {
-        let epsilon = self.epsilon.get();
+    pub fn exponent(&self, z: &[i64], epsilon: f64) -> f64 {
         if let Some(staircase) = &self.staircase {
             let shell = z
                 .iter()
@@ -233,8 +247,9 @@ impl JointLaplaceMechanism {
             .map(|(index, (&z, &steps))| {
                 let width = widths.map_or(0, |widths| widths[index]);
                 #[allow(clippy::cast_precision_loss)]
-                let reach = z.unsigned_abs().saturating_sub(width) as f64 / steps as f64;
-                reach * epsilon
+                let exponent =
+                    z.unsigned_abs().saturating_sub(width) as f64 * epsilon / steps as f64;
+                exponent
             })
             .fold(0.0, f64::max)
     }

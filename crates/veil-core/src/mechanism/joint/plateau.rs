@@ -43,6 +43,11 @@ impl Plateau {
         &self.widths
     }
 
+    /// `ω_i = W_i/Δ_i`.
+    pub(super) fn reach(&self) -> &[f64] {
+        &self.reach
+    }
+
     /// `E[Π_j (ω_j + r)]` over `r ~ Exp(ε)`: the normaliser (up to constants).
     fn normaliser(&self) -> f64 {
         let factors: Vec<(f64, f64)> = self.reach.iter().map(|&reach| (reach, 1.0)).collect();
@@ -107,4 +112,102 @@ fn expect_product(factors: &[(f64, f64)], epsilon: f64) -> f64 {
         total += coefficient * moment;
     }
     total
+}
+
+/// The most answers a [`PlateauShape`] describes (the engine's joint draws hold up to four).
+const SHAPE_ANSWERS: usize = 4;
+
+/// One answer's noise under the plateau law, scale-free, for models of accuracy (a report's
+/// predictions; floating point, never a release): the law of `z_index` in units where its
+/// standard deviation is one. At ε = 1 and `Δ_j = 1` the law is a mixture, over
+/// `r ~ Exp(1)` weighted by `Π_j (ω_j + r)`, of uniform laws on `[−(ω_i + r), ω_i + r]`,
+/// with `ω_j = W_j·ε/Δ_j` (the widths in units of `Δ_j/ε`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlateauShape {
+    reach: [f64; SHAPE_ANSWERS],
+    dimension: u8,
+    index: u8,
+    /// The answer's standard deviation at ε = 1 and `Δ = 1`.
+    unit_std: f64,
+}
+
+impl PlateauShape {
+    /// The shape of answer `index` of a plateau law of `widths` in units of `Δ_j/ε`, or
+    /// `None` beyond four answers or for an `index` outside them.
+    #[must_use]
+    pub fn new(reach: &[f64], index: usize) -> Option<Self> {
+        if reach.len() > SHAPE_ANSWERS || index >= reach.len() {
+            return None;
+        }
+        let mut fixed = [0.0; SHAPE_ANSWERS];
+        fixed[..reach.len()].copy_from_slice(reach);
+        let plateau = Self::law(&fixed[..reach.len()]);
+        Some(Self {
+            reach: fixed,
+            dimension: u8::try_from(reach.len()).ok()?,
+            index: u8::try_from(index).ok()?,
+            unit_std: plateau.unit_std(index),
+        })
+    }
+
+    fn law(reach: &[f64]) -> Plateau {
+        Plateau {
+            widths: Vec::new(),
+            reach: reach.to_vec(),
+            epsilon: 1.0,
+        }
+    }
+
+    fn reach(&self) -> &[f64] {
+        &self.reach[..usize::from(self.dimension)]
+    }
+
+    /// `P(|z| > x)` with `x` in standard deviations.
+    #[must_use]
+    pub fn tail(&self, x: f64) -> f64 {
+        Self::law(self.reach()).unit_tail(usize::from(self.index), x * self.unit_std)
+    }
+
+    /// The `x` (in standard deviations) with `P(|z| > x) = alpha`.
+    #[must_use]
+    pub fn quantile(&self, alpha: f64) -> f64 {
+        Self::law(self.reach()).unit_quantile(usize::from(self.index), alpha) / self.unit_std
+    }
+
+    /// For draws in a simulation: `(ω, unit, weights)` such that `z = (ω + unit·G)·U`, with
+    /// `U` uniform on `[−1, 1]` and `G ~ Gamma(k + 1, 1)` with probability `weights[k]`,
+    /// has this shape (`ω` the answer's own plateau and `unit` the law's scale, both in
+    /// standard deviations).
+    #[must_use]
+    pub fn mixture(&self) -> (f64, f64, Vec<f64>) {
+        let mut coefficients = vec![1.0];
+        for &reach in self.reach() {
+            let mut next = vec![0.0; coefficients.len() + 1];
+            for (power, &coefficient) in coefficients.iter().enumerate() {
+                next[power] += coefficient * reach;
+                next[power + 1] += coefficient;
+            }
+            coefficients = next;
+        }
+        // E[r^k] = k! at ε = 1: Gamma(k + 1) with weight c_k·k!.
+        let mut factorial = 1.0;
+        let mut weights: Vec<f64> = coefficients
+            .iter()
+            .enumerate()
+            .map(|(power, &coefficient)| {
+                if power > 0 {
+                    #[allow(clippy::cast_precision_loss)]
+                    let power = power as f64;
+                    factorial *= power;
+                }
+                coefficient * factorial
+            })
+            .collect();
+        let total: f64 = weights.iter().sum();
+        for weight in &mut weights {
+            *weight /= total;
+        }
+        let own = self.reach[usize::from(self.index)] / self.unit_std;
+        (own, 1.0 / self.unit_std, weights)
+    }
 }

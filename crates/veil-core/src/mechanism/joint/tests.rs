@@ -779,8 +779,57 @@ fn a_plateau_refuses_thresholds_and_bad_widths() {
 #[test]
 fn the_exponent_is_each_laws_own() {
     let z = [7_i64, -400];
-    assert!((joint(&[5, 250], 1.0).exponent(&z) - 1.6).abs() < 1e-12);
-    assert!((plateau(&[5, 250], 1.0, &[0, 150]).exponent(&z) - 1.4).abs() < 1e-12);
+    assert!((joint(&[5, 250], 1.0).exponent(&z, 1.0) - 1.6).abs() < 1e-12);
+    assert!((plateau(&[5, 250], 1.0, &[0, 150]).exponent(&z, 2.0) - 2.8).abs() < 1e-12);
     let staircase = staircase(&[5, 250], 1.0, (1, 2));
-    assert!((staircase.exponent(&z) - 2.0).abs() < 1e-12);
+    assert!((staircase.exponent(&z, 1.0) - 2.0).abs() < 1e-12);
+}
+
+/// The scale-free shape a report models a plateau answer with is the mechanism's law: its
+/// quantiles times the stated deviation are the stated half-widths, and draws from its
+/// mixture have unit deviation and the same 95% reach.
+#[test]
+fn the_plateau_shape_is_the_laws_own() {
+    use rand_core::Rng;
+    let mechanism = plateau(&[5, 250], 1.0 / 3.0, &[0, 375]);
+    for index in 0..2 {
+        let shape = mechanism.plateau_shape(index).unwrap();
+        for confidence in [0.5, DEFAULT_CONFIDENCE] {
+            let scaled = shape.quantile(1.0 - confidence) * mechanism.std_dev(index);
+            let stated = mechanism.ci_half_width(index, confidence);
+            assert!(
+                stated - scaled >= 0.0 && stated - scaled <= 1.0 + 1e-6,
+                "{scaled} {stated}"
+            );
+            let tail = shape.tail(shape.quantile(1.0 - confidence));
+            assert!((tail - (1.0 - confidence)).abs() < 1e-9, "{tail}");
+        }
+        let (own, unit, weights) = shape.mixture();
+        let mut rng = seeded_rng(66 + index as u64);
+        #[allow(clippy::cast_precision_loss)]
+        let uniform = |rng: &mut rand::rngs::ChaCha20Rng| {
+            (rng.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
+        };
+        let draws: Vec<f64> = (0..100_000)
+            .map(|_| {
+                let pick = uniform(&mut rng);
+                let (mut at, mut cumulative) = (0, weights[0]);
+                while pick > cumulative && at + 1 < weights.len() {
+                    at += 1;
+                    cumulative += weights[at];
+                }
+                let gamma: f64 = (0..=at).map(|_| -(1.0 - uniform(&mut rng)).ln()).sum();
+                (own + unit * gamma) * (2.0 * uniform(&mut rng) - 1.0)
+            })
+            .collect();
+        let variance = draws.iter().map(|z| z * z).sum::<f64>() / draws.len() as f64;
+        assert!((variance.sqrt() - 1.0).abs() < 0.02, "{variance}");
+        let reach = shape.quantile(0.05);
+        let inside = draws.iter().filter(|z| z.abs() <= reach).count() as u64;
+        assert!(
+            binomial_consistent(inside, draws.len() as u64, 0.95),
+            "{inside}"
+        );
+    }
+    assert_eq!(joint(&[5, 250], 1.0).plateau_shape(0), None);
 }
