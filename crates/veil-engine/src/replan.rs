@@ -119,9 +119,10 @@ pub struct AggregateNoise {
     /// For a measure drawn jointly with others (`MeasureNoise::Joint`), how many answers
     /// the draw holds: its law is then one coordinate of the ℓ∞ K-norm law, not a Laplace.
     pub joint: Option<usize>,
-    /// For a measure of a plateau law's draw, its answer's shape (a plain joint
-    /// coordinate's differs: flatter on the plateau's answer, more peaked on the rest).
-    pub plateau: Option<veil_core::mechanism::PlateauShape>,
+    /// For a measure of a plateau or staircase law's draw, its answer's shape (a plain
+    /// joint coordinate's differs: a plateau's answer is flatter and the rest more peaked;
+    /// a staircase's medians are lower at the same deviation).
+    pub shape: Option<veil_core::mechanism::AnswerShape>,
     /// Its standard deviation (counts in rows, sums in the column's units).
     pub std: f64,
 }
@@ -152,8 +153,8 @@ pub fn aggregate_noise(query: &QueryPlan) -> BTreeMap<String, AggregateNoise> {
                 MeasureNoise::Joint(joint) => Some(joint.keys.len()),
                 _ => None,
             },
-            plateau: match noise {
-                MeasureNoise::Joint(joint) => joint.mechanism.plateau_shape(joint.index),
+            shape: match noise {
+                MeasureNoise::Joint(joint) => joint.mechanism.answer_shape(joint.index),
                 _ => None,
             },
             std: real_std(query, key)?,
@@ -185,7 +186,7 @@ pub fn aggregate_noise(query: &QueryPlan) -> BTreeMap<String, AggregateNoise> {
                             family: centered.family,
                             joint: centered.joint,
                             // Two answers' noises added: modelled as one plain coordinate.
-                            plateau: None,
+                            shape: None,
                             std: (middle * count.std).hypot(centered.std),
                         },
                     );
@@ -221,7 +222,7 @@ pub fn aggregate_noise(query: &QueryPlan) -> BTreeMap<String, AggregateNoise> {
                         AggregateNoise {
                             family: family(&noisy.noise),
                             joint: None,
-                            plateau: None,
+                            shape: None,
                             std: rank_std / per_node,
                         },
                     );

@@ -41,8 +41,8 @@ pub(crate) fn cdf(shape: NoiseShape, std: f64, z: f64) -> f64 {
                 0.5 * joint_unit_tail(usize::from(dimension), z.abs() / joint_unit(dimension, std));
             if z < 0.0 { tail } else { 1.0 - tail }
         }
-        NoiseShape::JointPlateau(plateau) => {
-            let tail = 0.5 * plateau.tail(z.abs() / std);
+        NoiseShape::JointShaped(shape) => {
+            let tail = 0.5 * shape.tail(z.abs() / std);
             if z < 0.0 { tail } else { 1.0 - tail }
         }
     }
@@ -79,11 +79,11 @@ pub(crate) fn quantile(shape: NoiseShape, std: f64, p: f64) -> f64 {
                 unit * joint_unit_quantile(dimension, 2.0 * (1.0 - p))
             }
         }
-        NoiseShape::JointPlateau(plateau) => {
+        NoiseShape::JointShaped(shape) => {
             if p < 0.5 {
-                -std * plateau.quantile(2.0 * p)
+                -std * shape.quantile(2.0 * p)
             } else {
-                std * plateau.quantile(2.0 * (1.0 - p))
+                std * shape.quantile(2.0 * (1.0 - p))
             }
         }
     }
@@ -110,21 +110,30 @@ pub(crate) fn draw<R: Rng + ?Sized>(shape: NoiseShape, std: f64, rng: &mut R) ->
             let uniform: f64 = StandardUniform.sample(rng);
             joint_unit(dimension, std) * radius * (2.0 * uniform - 1.0)
         }
-        NoiseShape::JointPlateau(plateau) => {
-            // z = (ω + unit·G)·U, G ~ Gamma(k + 1) with k drawn from the mixture's weights.
-            let (own, unit, weights) = plateau.mixture();
+        NoiseShape::JointShaped(shape) => {
+            // z = (shift + scale·G)·U for a component drawn by its weight.
+            let components = shape.mixture();
             let pick: f64 = StandardUniform.sample(rng);
             let mut cumulative = 0.0;
-            let shape = weights
+            let component = components
                 .iter()
-                .position(|weight| {
-                    cumulative += weight;
+                .find(|component| {
+                    cumulative += component.weight;
                     pick < cumulative
                 })
-                .unwrap_or(weights.len() - 1);
-            let gamma: f64 = (0..=shape).map(|_| -> f64 { Exp1.sample(rng) }).sum();
+                .or(components.last())
+                .copied()
+                .unwrap_or(veil_core::mechanism::Component {
+                    weight: 1.0,
+                    shift: 0.0,
+                    scale: 0.0,
+                    gamma_shape: 0,
+                });
+            let gamma: f64 = (0..component.gamma_shape)
+                .map(|_| -> f64 { Exp1.sample(rng) })
+                .sum();
             let uniform: f64 = StandardUniform.sample(rng);
-            std * (own + unit * gamma) * (2.0 * uniform - 1.0)
+            std * (component.shift + component.scale * gamma) * (2.0 * uniform - 1.0)
         }
     }
 }
@@ -302,6 +311,39 @@ mod tests {
         assert!((ratio - 1.17).abs() < 0.01, "{ratio}");
     }
 
+    /// A staircase's answer (ε = 4/3 per group, a count of 5 rows and a centred sum): the
+    /// quantile inverts the CDF, draws have the law's deviation, and at the same deviation
+    /// its median is below a plain joint coordinate's (what the staircase is drawn for).
+    #[test]
+    fn the_staircase_law_inverts_and_has_the_lower_median() {
+        use veil_core::Epsilon;
+        use veil_core::mechanism::{JointLaplaceMechanism, StaircaseStep};
+        let mechanism = JointLaplaceMechanism::staircase(
+            &[5, 25_000],
+            Epsilon::new(4.0 / 3.0).unwrap(),
+            StaircaseStep::new(7, 10).unwrap(),
+        )
+        .unwrap();
+        let median = |shape| invert(0.5, 1.0, |x| abs_cdf(shape, 1.0, 0.0, x));
+        let plain = median(NoiseShape::Joint { dimension: 2 });
+        let mut rng = veil_testkit::seeded_rng(7);
+        for index in 0..2 {
+            let shape = NoiseShape::JointShaped(mechanism.answer_shape(index).unwrap());
+            for p in [0.01, 0.2, 0.5, 0.8, 0.975] {
+                let z = quantile(shape, 3.0, p);
+                assert!((cdf(shape, 3.0, z) - p).abs() < 1e-9, "{index}: {p}");
+            }
+            let n = 100_000;
+            let variance: f64 = (0..n)
+                .map(|_| draw(shape, 2.0, &mut rng).powi(2))
+                .sum::<f64>()
+                / f64::from(n);
+            assert!((variance.sqrt() - 2.0).abs() < 0.03, "{index}: {variance}");
+            let ratio = median(shape) / plain;
+            assert!(ratio < 0.97, "{index}: {ratio}");
+        }
+    }
+
     /// A plateau law's answers: the quantile inverts the CDF, draws have the law's
     /// deviation and 95% reach, and the answers differ from a plain coordinate where the
     /// plateau moved noise (the plateau's answer flatter, the other more peaked).
@@ -312,9 +354,9 @@ mod tests {
         let median = |shape| invert(0.5, 1.0, |x| abs_cdf(shape, 1.0, 0.0, x));
         let mut rng = veil_testkit::seeded_rng(6);
         for index in 0..2 {
-            let shape = NoiseShape::JointPlateau(
+            let shape = NoiseShape::JointShaped(veil_core::mechanism::AnswerShape::Plateau(
                 veil_core::mechanism::PlateauShape::new(&reach, index).unwrap(),
-            );
+            ));
             for p in [0.01, 0.2, 0.5, 0.8, 0.975] {
                 let z = quantile(shape, 3.0, p);
                 assert!((cdf(shape, 3.0, z) - p).abs() < 1e-9, "{index}: {p}");

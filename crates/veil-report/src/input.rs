@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use veil_core::mechanism::{PlateauShape, ThresholdMechanism};
+use veil_core::mechanism::{AnswerShape, ThresholdMechanism};
 use veil_core::{Bounds, Epsilon};
 
 use crate::ReportError;
@@ -248,9 +248,10 @@ pub enum NoiseShape {
         /// How many answers the draw holds.
         dimension: u8,
     },
-    /// One answer of a joint draw from the plateau law
-    /// (`veil_core::mechanism::JointLaplaceMechanism::plateau`), of this shape.
-    JointPlateau(#[serde(skip)] PlateauShape),
+    /// One answer of a joint draw from the plateau or the staircase law
+    /// (`veil_core::mechanism::JointLaplaceMechanism::plateau`, `::staircase`), of this
+    /// shape.
+    JointShaped(#[serde(skip)] AnswerShape),
 }
 
 /// The noise on one measure: its shape and standard deviation in the measure's own units

@@ -405,9 +405,12 @@ pub(crate) fn selection_noise(selection: &ThresholdMechanism) -> (NoiseShape, f6
     let shape = match selection.noise() {
         ThresholdNoise::Laplace(_) => NoiseShape::Laplace,
         ThresholdNoise::Gaussian(_) => NoiseShape::Gaussian,
-        ThresholdNoise::Joint { mechanism, .. } => NoiseShape::Joint {
-            dimension: u8::try_from(mechanism.dimension()).unwrap_or(u8::MAX),
-        },
+        ThresholdNoise::Joint { mechanism, index } => mechanism.answer_shape(*index).map_or(
+            NoiseShape::Joint {
+                dimension: u8::try_from(mechanism.dimension()).unwrap_or(u8::MAX),
+            },
+            NoiseShape::JointShaped,
+        ),
     };
     (shape, selection.std_dev())
 }

@@ -27,8 +27,9 @@ mod threshold;
 
 pub use gaussian::GaussianMechanism;
 pub use joint::{
-    JointLaplaceMechanism, PlateauShape, Step as StaircaseStep, best_step as best_staircase_step,
-    unit_quantile as joint_unit_quantile, unit_tail as joint_unit_tail,
+    AnswerShape, Component, JointLaplaceMechanism, PlateauShape, StaircaseShape,
+    Step as StaircaseStep, best_step as best_staircase_step, unit_quantile as joint_unit_quantile,
+    unit_tail as joint_unit_tail,
 };
 pub use laplace::LaplaceMechanism;
 pub use quantile::{LEVEL_DENOMINATOR, QuantileLevel, QuantileMechanism, QuantileSelection};

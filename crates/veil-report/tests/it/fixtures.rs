@@ -37,7 +37,7 @@ impl NoisePlanner for Planner {
         let std = |per_group: f64| match self.shape {
             // ρ = ε²/2 per part (a simple stand-in for the engine's conversion).
             NoiseShape::Gaussian => l0.sqrt() * per_group / part,
-            NoiseShape::Laplace | NoiseShape::Joint { .. } | NoiseShape::JointPlateau(_) => {
+            NoiseShape::Laplace | NoiseShape::Joint { .. } | NoiseShape::JointShaped(_) => {
                 std::f64::consts::SQRT_2 * l0 * per_group / part
             }
         };

@@ -47,8 +47,8 @@ impl EnginePlanner {
         })?;
         let mut measures = BTreeMap::new();
         for (key, noise) in aggregate_noise(&planned) {
-            let shape = match (noise.family, noise.joint, noise.plateau) {
-                (_, _, Some(plateau)) => NoiseShape::JointPlateau(plateau),
+            let shape = match (noise.family, noise.joint, noise.shape) {
+                (_, _, Some(shape)) => NoiseShape::JointShaped(shape),
                 (_, Some(dimension), None) => NoiseShape::Joint {
                     dimension: u8::try_from(dimension).unwrap_or(u8::MAX),
                 },

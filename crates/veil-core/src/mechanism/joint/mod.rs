@@ -9,13 +9,16 @@ use crate::sample::{DiscreteLaplace, bernoulli_exp_of};
 use crate::{Epsilon, ParamError, PrivacyLoss};
 
 mod plateau;
+mod shape;
 mod staircase;
 #[cfg(test)]
 pub(super) mod tests;
 
 use plateau::Plateau;
 pub use plateau::PlateauShape;
+pub use shape::{AnswerShape, Component};
 use staircase::Profile;
+pub use staircase::StaircaseShape;
 pub use staircase::{Step, best_step};
 
 #[doc = include_str!("PRIVACY.md")]
@@ -205,17 +208,27 @@ impl JointLaplaceMechanism {
         Ok(mechanism)
     }
 
-    /// Answer `index`'s scale-free shape under the plateau law (for accuracy models), or
-    /// `None` for another law or beyond four answers.
+    /// Answer `index`'s scale-free shape under the plateau or the staircase law (for
+    /// accuracy models), or `None` for the plain law (whose answers have the closed form
+    /// [`unit_tail`]) or beyond four answers.
     #[must_use]
-    pub fn plateau_shape(&self, index: usize) -> Option<PlateauShape> {
+    pub fn answer_shape(&self, index: usize) -> Option<AnswerShape> {
+        if let Some(staircase) = &self.staircase {
+            return StaircaseShape::new(
+                &self.sensitivities,
+                self.epsilon.get(),
+                staircase.step,
+                index,
+            )
+            .map(AnswerShape::Staircase);
+        }
         let plateau = self.plateau.as_ref()?;
         let reach: Vec<f64> = plateau
             .reach()
             .iter()
             .map(|&reach| reach * self.epsilon.get())
             .collect();
-        PlateauShape::new(&reach, index)
+        PlateauShape::new(&reach, index).map(AnswerShape::Plateau)
     }
 
     /// The plateau law's widths, in steps, or `None` for another law.

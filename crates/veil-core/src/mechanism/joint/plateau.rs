@@ -93,15 +93,7 @@ impl Plateau {
 /// `E[Π_j (a_j + b_j·s)]` over `s ~ Exp(ε)` (density `ε·e^(−εs)`), for `a_j, b_j ≥ 0`: the
 /// product's coefficients against the moments `E[s^k] = k!/ε^k`, every term non-negative.
 fn expect_product(factors: &[(f64, f64)], epsilon: f64) -> f64 {
-    let mut coefficients = vec![1.0];
-    for &(constant, slope) in factors {
-        let mut next = vec![0.0; coefficients.len() + 1];
-        for (power, &coefficient) in coefficients.iter().enumerate() {
-            next[power] += coefficient * constant;
-            next[power + 1] += coefficient * slope;
-        }
-        coefficients = next;
-    }
+    let coefficients = product_coefficients(factors);
     let (mut moment, mut total) = (1.0, 0.0);
     for (power, coefficient) in coefficients.iter().enumerate() {
         if power > 0 {
@@ -112,6 +104,20 @@ fn expect_product(factors: &[(f64, f64)], epsilon: f64) -> f64 {
         total += coefficient * moment;
     }
     total
+}
+
+/// The coefficients of `Π_j (a_j + b_j·s)` in `s`, lowest power first.
+fn product_coefficients(factors: &[(f64, f64)]) -> Vec<f64> {
+    let mut coefficients = vec![1.0];
+    for &(constant, slope) in factors {
+        let mut next = vec![0.0; coefficients.len() + 1];
+        for (power, &coefficient) in coefficients.iter().enumerate() {
+            next[power] += coefficient * constant;
+            next[power + 1] += coefficient * slope;
+        }
+        coefficients = next;
+    }
+    coefficients
 }
 
 /// The most answers a [`PlateauShape`] describes (the engine's joint draws hold up to four).
@@ -174,24 +180,16 @@ impl PlateauShape {
         Self::law(self.reach()).unit_quantile(usize::from(self.index), alpha) / self.unit_std
     }
 
-    /// For draws in a simulation: `(ω, unit, weights)` such that `z = (ω + unit·G)·U`, with
-    /// `U` uniform on `[−1, 1]` and `G ~ Gamma(k + 1, 1)` with probability `weights[k]`,
-    /// has this shape (`ω` the answer's own plateau and `unit` the law's scale, both in
-    /// standard deviations).
+    /// The law as a mixture for draws in a simulation (see [`super::Component`]): with
+    /// `G ~ Gamma(k + 1)` in component `k`, `z = (ω_i + G)·U` at ε = 1, in standard
+    /// deviations.
     #[must_use]
-    pub fn mixture(&self) -> (f64, f64, Vec<f64>) {
-        let mut coefficients = vec![1.0];
-        for &reach in self.reach() {
-            let mut next = vec![0.0; coefficients.len() + 1];
-            for (power, &coefficient) in coefficients.iter().enumerate() {
-                next[power] += coefficient * reach;
-                next[power + 1] += coefficient;
-            }
-            coefficients = next;
-        }
+    pub fn mixture(&self) -> Vec<super::Component> {
+        let factors: Vec<(f64, f64)> = self.reach().iter().map(|&reach| (reach, 1.0)).collect();
+        let coefficients = product_coefficients(&factors);
         // E[r^k] = k! at ε = 1: Gamma(k + 1) with weight c_k·k!.
         let mut factorial = 1.0;
-        let mut weights: Vec<f64> = coefficients
+        let weights: Vec<f64> = coefficients
             .iter()
             .enumerate()
             .map(|(power, &coefficient)| {
@@ -204,10 +202,16 @@ impl PlateauShape {
             })
             .collect();
         let total: f64 = weights.iter().sum();
-        for weight in &mut weights {
-            *weight /= total;
-        }
         let own = self.reach[usize::from(self.index)] / self.unit_std;
-        (own, 1.0 / self.unit_std, weights)
+        weights
+            .iter()
+            .enumerate()
+            .map(|(power, weight)| super::Component {
+                weight: weight / total,
+                shift: own,
+                scale: 1.0 / self.unit_std,
+                gamma_shape: power + 1,
+            })
+            .collect()
     }
 }

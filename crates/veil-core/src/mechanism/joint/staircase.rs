@@ -368,3 +368,91 @@ pub(super) fn tail_bound(
         pad_up(libm::exp(log_tail) * (1.0 + 1e-9)).min(1.0)
     }
 }
+
+/// The most answers a [`StaircaseShape`] describes (the engine's joint draws hold up to
+/// four).
+const SHAPE_ANSWERS: usize = 4;
+
+/// One answer's noise under the staircase law, for accuracy models: the lattice law with
+/// each value spread over its cell (box `j` uniform on `±(n(j) + ½)`), in units where its
+/// standard deviation is one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StaircaseShape {
+    sensitivities: [u64; SHAPE_ANSWERS],
+    dimension: u8,
+    index: u8,
+    step: Step,
+    epsilon: f64,
+    /// The spread law's standard deviation in steps.
+    std: f64,
+}
+
+impl StaircaseShape {
+    pub(super) fn new(
+        sensitivities: &[u64],
+        epsilon: f64,
+        step: Step,
+        index: usize,
+    ) -> Option<Self> {
+        if sensitivities.len() > SHAPE_ANSWERS || index >= sensitivities.len() {
+            return None;
+        }
+        let mut fixed = [1; SHAPE_ANSWERS];
+        fixed[..sensitivities.len()].copy_from_slice(sensitivities);
+        let mut shape = Self {
+            sensitivities: fixed,
+            dimension: u8::try_from(sensitivities.len()).ok()?,
+            index: u8::try_from(index).ok()?,
+            step,
+            epsilon,
+            std: 1.0,
+        };
+        let variance: f64 = shape
+            .boxes()
+            .iter()
+            .map(|(weight, half)| weight * half * half / 3.0)
+            .sum();
+        shape.std = libm::sqrt(variance);
+        Some(shape)
+    }
+
+    /// `(weight, n + ½)` per box, in steps.
+    fn boxes(&self) -> Vec<(f64, f64)> {
+        let profile = Profile::new(
+            &self.sensitivities[..usize::from(self.dimension)],
+            self.epsilon,
+            self.step,
+        );
+        let index = usize::from(self.index);
+        profile
+            .boxes
+            .iter()
+            .map(|(weight, reach)| (*weight, reach[index] + 0.5))
+            .collect()
+    }
+
+    /// `P(|z| > x)`, `x` in standard deviations.
+    #[must_use]
+    pub fn tail(&self, x: f64) -> f64 {
+        let h = x * self.std;
+        self.boxes()
+            .iter()
+            .filter(|(_, half)| *half > h)
+            .map(|(weight, half)| weight * (1.0 - h / half))
+            .sum()
+    }
+
+    /// The law as a mixture of uniforms, one per box, for draws in a simulation.
+    #[must_use]
+    pub fn mixture(&self) -> Vec<super::Component> {
+        self.boxes()
+            .iter()
+            .map(|&(weight, half)| super::Component {
+                weight,
+                shift: half / self.std,
+                scale: 0.0,
+                gamma_shape: 0,
+            })
+            .collect()
+    }
+}

@@ -785,51 +785,69 @@ fn the_exponent_is_each_laws_own() {
     assert!((staircase.exponent(&z, 1.0) - 2.0).abs() < 1e-12);
 }
 
-/// The scale-free shape a report models a plateau answer with is the mechanism's law: its
-/// quantiles times the stated deviation are the stated half-widths, and draws from its
-/// mixture have unit deviation and the same 95% reach.
-#[test]
-fn the_plateau_shape_is_the_laws_own() {
+/// Draws from a shape's mixture (floating point, as a report simulates).
+fn mixture_draws(shape: &AnswerShape, n: usize, seed: u64) -> Vec<f64> {
     use rand_core::Rng;
-    let mechanism = plateau(&[5, 250], 1.0 / 3.0, &[0, 375]);
-    for index in 0..2 {
-        let shape = mechanism.plateau_shape(index).unwrap();
-        for confidence in [0.5, DEFAULT_CONFIDENCE] {
-            let scaled = shape.quantile(1.0 - confidence) * mechanism.std_dev(index);
-            let stated = mechanism.ci_half_width(index, confidence);
+    let mut rng = seeded_rng(seed);
+    #[allow(clippy::cast_precision_loss)]
+    let mut uniform = move || (rng.next_u64() >> 11) as f64 / (1_u64 << 53) as f64;
+    let components = shape.mixture();
+    (0..n)
+        .map(|_| {
+            let pick = uniform();
+            let mut cumulative = 0.0;
+            let component = components
+                .iter()
+                .find(|component| {
+                    cumulative += component.weight;
+                    pick < cumulative
+                })
+                .unwrap_or(&components[components.len() - 1]);
+            let gamma: f64 = (0..component.gamma_shape)
+                .map(|_| -(1.0 - uniform()).ln())
+                .sum();
+            (component.shift + component.scale * gamma) * (2.0 * uniform() - 1.0)
+        })
+        .collect()
+}
+
+/// The scale-free shapes a report models the plateau's and the staircase's answers with
+/// are the mechanisms' laws: their quantiles times the stated deviation are the stated
+/// half-widths (within the lattice's step), and draws from their mixtures have unit
+/// deviation and the same 95% reach.
+#[test]
+fn the_answer_shapes_are_the_laws_own() {
+    let mechanisms = [
+        plateau(&[5, 250], 1.0 / 3.0, &[0, 375]),
+        staircase(&[5, 25_000], 4.0 / 3.0, (7, 10)),
+    ];
+    for (at, mechanism) in mechanisms.iter().enumerate() {
+        for index in 0..2 {
+            let shape = mechanism.answer_shape(index).unwrap();
+            for confidence in [0.5, DEFAULT_CONFIDENCE] {
+                let scaled = shape.quantile(1.0 - confidence) * mechanism.std_dev(index);
+                let stated = mechanism.ci_half_width(index, confidence);
+                assert!(
+                    (stated - scaled).abs() <= 1.0 + 1e-3 * stated,
+                    "{at}/{index}: {scaled} against {stated}"
+                );
+                let tail = shape.tail(shape.quantile(1.0 - confidence));
+                assert!((tail - (1.0 - confidence)).abs() < 1e-9, "{tail}");
+            }
+            let draws = mixture_draws(&shape, 100_000, 66 + index as u64);
+            #[allow(clippy::cast_precision_loss)]
+            let variance = draws.iter().map(|z| z * z).sum::<f64>() / draws.len() as f64;
             assert!(
-                stated - scaled >= 0.0 && stated - scaled <= 1.0 + 1e-6,
-                "{scaled} {stated}"
+                (variance.sqrt() - 1.0).abs() < 0.02,
+                "{at}/{index}: {variance}"
             );
-            let tail = shape.tail(shape.quantile(1.0 - confidence));
-            assert!((tail - (1.0 - confidence)).abs() < 1e-9, "{tail}");
+            let reach = shape.quantile(0.05);
+            let inside = draws.iter().filter(|z| z.abs() <= reach).count() as u64;
+            assert!(
+                binomial_consistent(inside, draws.len() as u64, 0.95),
+                "{inside}"
+            );
         }
-        let (own, unit, weights) = shape.mixture();
-        let mut rng = seeded_rng(66 + index as u64);
-        #[allow(clippy::cast_precision_loss)]
-        let uniform = |rng: &mut rand::rngs::ChaCha20Rng| {
-            (rng.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
-        };
-        let draws: Vec<f64> = (0..100_000)
-            .map(|_| {
-                let pick = uniform(&mut rng);
-                let (mut at, mut cumulative) = (0, weights[0]);
-                while pick > cumulative && at + 1 < weights.len() {
-                    at += 1;
-                    cumulative += weights[at];
-                }
-                let gamma: f64 = (0..=at).map(|_| -(1.0 - uniform(&mut rng)).ln()).sum();
-                (own + unit * gamma) * (2.0 * uniform(&mut rng) - 1.0)
-            })
-            .collect();
-        let variance = draws.iter().map(|z| z * z).sum::<f64>() / draws.len() as f64;
-        assert!((variance.sqrt() - 1.0).abs() < 0.02, "{variance}");
-        let reach = shape.quantile(0.05);
-        let inside = draws.iter().filter(|z| z.abs() <= reach).count() as u64;
-        assert!(
-            binomial_consistent(inside, draws.len() as u64, 0.95),
-            "{inside}"
-        );
     }
-    assert_eq!(joint(&[5, 250], 1.0).plateau_shape(0), None);
+    assert_eq!(joint(&[5, 250], 1.0).answer_shape(0), None);
 }
