@@ -120,8 +120,9 @@ pub struct AggregateNoise {
     /// the draw holds: its law is then one coordinate of the ℓ∞ K-norm law, not a Laplace.
     pub joint: Option<usize>,
     /// For a measure of a plateau or staircase law's draw, its answer's shape (a plain
-    /// joint coordinate's differs: a plateau's answer is flatter and the rest more peaked;
-    /// a staircase's medians are lower at the same deviation).
+    /// joint coordinate of the same deviation differs: a plateau's answer is flatter and
+    /// the rest more peaked; a staircase's median is lower where the planner draws it at a
+    /// count of 5 rows, and its lattice coarser).
     pub shape: Option<veil_core::mechanism::AnswerShape>,
     /// Its standard deviation (counts in rows, sums in the column's units).
     pub std: f64,

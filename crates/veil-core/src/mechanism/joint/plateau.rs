@@ -180,14 +180,14 @@ impl PlateauShape {
         Self::law(self.reach()).unit_quantile(usize::from(self.index), alpha) / self.unit_std
     }
 
-    /// The law as a mixture for draws in a simulation (see [`super::Component`]): with
-    /// `G ~ Gamma(k + 1)` in component `k`, `z = (ω_i + G)·U` at ε = 1, in standard
-    /// deviations.
+    /// The mixture's component at cumulative probability `u` (see [`super::Component`]):
+    /// with `G ~ Gamma(k + 1)` in component `k`, `z = (ω_i + G)·U` at ε = 1, in standard
+    /// deviations; component `k` weighs `c_k·k!` for the coefficients `c_k` of
+    /// `Π_j (ω_j + r)`.
     #[must_use]
-    pub fn mixture(&self) -> Vec<super::Component> {
+    pub fn component(&self, u: f64) -> super::Component {
         let factors: Vec<(f64, f64)> = self.reach().iter().map(|&reach| (reach, 1.0)).collect();
         let coefficients = product_coefficients(&factors);
-        // E[r^k] = k! at ε = 1: Gamma(k + 1) with weight c_k·k!.
         let mut factorial = 1.0;
         let weights: Vec<f64> = coefficients
             .iter()
@@ -202,16 +202,19 @@ impl PlateauShape {
             })
             .collect();
         let total: f64 = weights.iter().sum();
-        let own = self.reach[usize::from(self.index)] / self.unit_std;
-        weights
+        let mut cumulative = 0.0;
+        let chosen = weights
             .iter()
-            .enumerate()
-            .map(|(power, weight)| super::Component {
-                weight: weight / total,
-                shift: own,
-                scale: 1.0 / self.unit_std,
-                gamma_shape: power + 1,
+            .position(|weight| {
+                cumulative += weight / total;
+                cumulative > u
             })
-            .collect()
+            .unwrap_or(weights.len() - 1);
+        super::Component {
+            weight: weights[chosen] / total,
+            shift: self.reach[usize::from(self.index)] / self.unit_std,
+            scale: 1.0 / self.unit_std,
+            gamma_shape: chosen + 1,
+        }
     }
 }

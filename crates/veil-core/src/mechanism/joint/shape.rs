@@ -2,8 +2,6 @@
 //! for accuracy models: a report's predictions and simulations, in floating point, never a
 //! release. The plain law's answers have a closed form of their own (`unit_tail`).
 
-use alloc::vec::Vec;
-
 use super::plateau::PlateauShape;
 use super::staircase::StaircaseShape;
 
@@ -48,12 +46,13 @@ impl AnswerShape {
         super::staircase::quantile(|x| self.tail(x), alpha)
     }
 
-    /// The law as a mixture, for draws in a simulation.
+    /// The law as a mixture, for draws in a simulation: the component at cumulative
+    /// probability `u ∈ [0, 1)` (a uniform `u` picks one by its weight).
     #[must_use]
-    pub fn mixture(&self) -> Vec<Component> {
+    pub fn component(&self, u: f64) -> Component {
         match self {
-            Self::Plateau(shape) => shape.mixture(),
-            Self::Staircase(shape) => shape.mixture(),
+            Self::Plateau(shape) => shape.component(u),
+            Self::Staircase(shape) => shape.component(u),
         }
     }
 }

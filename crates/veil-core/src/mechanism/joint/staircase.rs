@@ -374,16 +374,25 @@ pub(super) fn tail_bound(
 const SHAPE_ANSWERS: usize = 4;
 
 /// One answer's noise under the staircase law, for accuracy models: the lattice law with
-/// each value spread over its cell (box `j` uniform on `±(n(j) + ½)`), in units where its
-/// standard deviation is one.
+/// each value spread over its cell (box `j` uniform on `±(n(j) + ½)`, which is the lattice
+/// law plus an independent uniform on `±½`), in units of the lattice law's standard
+/// deviation `σ`: rounding `σ·z` to a whole number of steps gives the lattice law back. Its
+/// own variance in these units is `1 + 1/(12σ²)`.
+///
+/// Every figure is in closed form: with `q = e^(−ε)` and `f_k(j) = 2n_k(j) + 1 =
+/// 2Δ_k·j + 2⌈γΔ_k⌉ − 1`, box `j` weighs `q^j·Π_k f_k(j)`, and sums over boxes are
+/// `Σ_j q^j·P(j)` for polynomials `P` with non-negative coefficients (no allocation, no
+/// cancellation).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StaircaseShape {
-    sensitivities: [u64; SHAPE_ANSWERS],
+    /// `(2⌈γΔ_k⌉ − 1, 2Δ_k)` per answer: `f_k(j)` as a line in `j`.
+    lines: [(f64, f64); SHAPE_ANSWERS],
     dimension: u8,
     index: u8,
-    step: Step,
-    epsilon: f64,
-    /// The spread law's standard deviation in steps.
+    q: f64,
+    /// `Σ_j q^j·Π_k f_k(j)`.
+    normaliser: f64,
+    /// The lattice law's standard deviation, in steps.
     std: f64,
 }
 
@@ -397,62 +406,122 @@ impl StaircaseShape {
         if sensitivities.len() > SHAPE_ANSWERS || index >= sensitivities.len() {
             return None;
         }
-        let mut fixed = [1; SHAPE_ANSWERS];
-        fixed[..sensitivities.len()].copy_from_slice(sensitivities);
+        let mut lines = [(1.0, 0.0); SHAPE_ANSWERS];
+        for (line, &steps) in lines.iter_mut().zip(sensitivities) {
+            #[allow(clippy::cast_precision_loss)]
+            let (first, steps) = (step.first_reach(steps) as f64, steps as f64);
+            *line = (2.0 * first - 1.0, 2.0 * steps);
+        }
         let mut shape = Self {
-            sensitivities: fixed,
+            lines,
             dimension: u8::try_from(sensitivities.len()).ok()?,
             index: u8::try_from(index).ok()?,
-            step,
-            epsilon,
+            q: libm::exp(-epsilon),
+            normaliser: 1.0,
             std: 1.0,
         };
-        let variance: f64 = shape
-            .boxes()
-            .iter()
-            .map(|(weight, half)| weight * half * half / 3.0)
-            .sum();
-        shape.std = libm::sqrt(variance);
+        shape.normaliser = geometric_product(shape.factors(), shape.q);
+        // n(n + 1)/3 = (f² − 1)/12 per box.
+        let own = shape.lines[index];
+        let mut squared = [(0.0, 0.0); SHAPE_ANSWERS + 2];
+        squared[..shape.factors().len()].copy_from_slice(shape.factors());
+        squared[shape.factors().len()] = own;
+        squared[shape.factors().len() + 1] = own;
+        let moment = geometric_product(&squared[..shape.factors().len() + 2], shape.q);
+        shape.std = libm::sqrt((moment / shape.normaliser - 1.0) / 12.0);
         Some(shape)
     }
 
-    /// `(weight, n + ½)` per box, in steps.
-    fn boxes(&self) -> Vec<(f64, f64)> {
-        let profile = Profile::new(
-            &self.sensitivities[..usize::from(self.dimension)],
-            self.epsilon,
-            self.step,
-        );
-        let index = usize::from(self.index);
-        profile
-            .boxes
-            .iter()
-            .map(|(weight, reach)| (*weight, reach[index] + 0.5))
-            .collect()
+    fn factors(&self) -> &[(f64, f64)] {
+        &self.lines[..usize::from(self.dimension)]
     }
 
-    /// `P(|z| > x)`, `x` in standard deviations.
+    /// `P(|z| > x)`, `x` in units of `σ`: `Σ_{j ≥ j₀} q^j·Π_{k≠i} f_k(j)·(f_i(j) − 2h)` over
+    /// the normaliser, `h = x·σ` and `j₀` the first box reaching past `h`.
     #[must_use]
     pub fn tail(&self, x: f64) -> f64 {
-        let h = x * self.std;
-        self.boxes()
-            .iter()
-            .filter(|(_, half)| *half > h)
-            .map(|(weight, half)| weight * (1.0 - h / half))
-            .sum()
+        let h = x.max(0.0) * self.std;
+        let index = usize::from(self.index);
+        let (own, slope) = self.lines[index];
+        // f_i(j)/2 > h from j₀ on.
+        let first = libm::floor((h - 0.5 * own) / (0.5 * slope)) + 1.0;
+        let first = first.max(0.0);
+        let mut shifted = [(0.0, 0.0); SHAPE_ANSWERS];
+        for (at, &(constant, slope)) in self.factors().iter().enumerate() {
+            let constant = constant + slope * first;
+            shifted[at] = if at == index {
+                ((constant - 2.0 * h).max(0.0), slope)
+            } else {
+                (constant, slope)
+            };
+        }
+        let factors = &shifted[..self.factors().len()];
+        (libm::pow(self.q, first) * geometric_product(factors, self.q) / self.normaliser)
+            .clamp(0.0, 1.0)
     }
 
-    /// The law as a mixture of uniforms, one per box, for draws in a simulation.
+    /// The mixture's component at cumulative probability `u` (see [`super::Component`]):
+    /// the first box whose boxes up to it weigh more than `u`, as a uniform on
+    /// `±(n(j) + ½)/σ`.
     #[must_use]
-    pub fn mixture(&self) -> Vec<super::Component> {
-        self.boxes()
-            .iter()
-            .map(|&(weight, half)| super::Component {
-                weight,
-                shift: half / self.std,
-                scale: 0.0,
-                gamma_shape: 0,
-            })
-            .collect()
+    pub fn component(&self, u: f64) -> super::Component {
+        let (own, slope) = self.lines[usize::from(self.index)];
+        let (mut cumulative, mut j, mut power) = (0.0, 0.0, 1.0);
+        loop {
+            let weight = power
+                * self
+                    .factors()
+                    .iter()
+                    .map(|(constant, slope)| constant + slope * j)
+                    .product::<f64>()
+                / self.normaliser;
+            cumulative += weight;
+            if cumulative > u || weight < 1e-300 || j > 1e7 {
+                return super::Component {
+                    weight,
+                    shift: 0.5 * (own + slope * j) / self.std,
+                    scale: 0.0,
+                    gamma_shape: 0,
+                };
+            }
+            j += 1.0;
+            power *= self.q;
+        }
     }
+}
+
+/// `Σ_{t ≥ 0} q^t·Π_m (a_m + b_m·t)` for up to six lines with non-negative coefficients:
+/// the product's coefficients `c_p` against `S_p = Σ_t t^p·q^t`, which satisfy
+/// `S_0 = 1/(1 − q)` and `(1 − q)·S_p = q·Σ_{k<p} C(p, k)·S_k`.
+fn geometric_product(lines: &[(f64, f64)], q: f64) -> f64 {
+    const MOST: usize = SHAPE_ANSWERS + 3;
+    let mut coefficients = [0.0; MOST];
+    coefficients[0] = 1.0;
+    for (degree, &(constant, slope)) in lines.iter().enumerate() {
+        for power in (0..=degree).rev() {
+            coefficients[power + 1] += coefficients[power] * slope;
+            coefficients[power] *= constant;
+        }
+    }
+    let mut sums = [0.0; MOST];
+    sums[0] = 1.0 / (1.0 - q);
+    let mut binomials = [0.0; MOST];
+    for power in 1..=lines.len() {
+        // Row `power` of Pascal's triangle, k < power.
+        binomials[power] = 1.0;
+        for k in (1..power).rev() {
+            binomials[k] += binomials[k - 1];
+        }
+        binomials[0] = 1.0;
+        let mut total = 0.0;
+        for k in 0..power {
+            total += binomials[k] * sums[k];
+        }
+        sums[power] = q * total / (1.0 - q);
+    }
+    coefficients[..=lines.len()]
+        .iter()
+        .zip(&sums)
+        .map(|(coefficient, sum)| coefficient * sum)
+        .sum()
 }

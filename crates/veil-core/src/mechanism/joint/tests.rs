@@ -791,18 +791,9 @@ fn mixture_draws(shape: &AnswerShape, n: usize, seed: u64) -> Vec<f64> {
     let mut rng = seeded_rng(seed);
     #[allow(clippy::cast_precision_loss)]
     let mut uniform = move || (rng.next_u64() >> 11) as f64 / (1_u64 << 53) as f64;
-    let components = shape.mixture();
     (0..n)
         .map(|_| {
-            let pick = uniform();
-            let mut cumulative = 0.0;
-            let component = components
-                .iter()
-                .find(|component| {
-                    cumulative += component.weight;
-                    pick < cumulative
-                })
-                .unwrap_or(&components[components.len() - 1]);
+            let component = shape.component(uniform());
             let gamma: f64 = (0..component.gamma_shape)
                 .map(|_| -(1.0 - uniform()).ln())
                 .sum();
@@ -827,8 +818,12 @@ fn the_answer_shapes_are_the_laws_own() {
             for confidence in [0.5, DEFAULT_CONFIDENCE] {
                 let scaled = shape.quantile(1.0 - confidence) * mechanism.std_dev(index);
                 let stated = mechanism.ci_half_width(index, confidence);
+                // The plateau's stated half-width is its continuous quantile rounded up;
+                // the staircase's is the lattice law's, which the spread law holds to half
+                // a step either side.
+                let (below, above) = if at == 0 { (0.0, 1.0) } else { (0.5, 0.5) };
                 assert!(
-                    (stated - scaled).abs() <= 1.0 + 1e-3 * stated,
+                    stated - scaled >= -below - 1e-6 && stated - scaled <= above + 1e-6,
                     "{at}/{index}: {scaled} against {stated}"
                 );
                 let tail = shape.tail(shape.quantile(1.0 - confidence));
@@ -850,4 +845,27 @@ fn the_answer_shapes_are_the_laws_own() {
         }
     }
     assert_eq!(joint(&[5, 250], 1.0).answer_shape(0), None);
+}
+
+/// A staircase answer's shape is its lattice law spread over cells, in units of the
+/// lattice law's deviation, even where the lattice is coarse (one row per unit at ε = 4):
+/// `P(|z| > (k + ½)/σ)` of the shape is the lattice law's `P(|z| ≥ k + 1)`.
+#[test]
+fn the_staircase_shape_holds_the_lattice_tail_on_a_coarse_lattice() {
+    for (sensitivities, epsilon) in [([1_u64, 25_000], 4.0), ([5, 25_000], 4.0), ([1, 250], 2.0)] {
+        let step = best_step(&sensitivities, epsilon).unwrap_or(Step::new(1, 2).unwrap());
+        let mechanism = staircase(&sensitivities, epsilon, step.parts());
+        for index in 0..2 {
+            let shape = mechanism.answer_shape(index).unwrap();
+            let sigma = mechanism.std_dev(index);
+            for k in [0_u32, 1, 2, 5, 40] {
+                let spread = shape.tail((f64::from(k) + 0.5) / sigma);
+                let lattice = 2.0 * mechanism.marginal_tail_estimate(index, f64::from(k + 1));
+                assert!(
+                    (spread - lattice).abs() <= 1e-9 + 1e-6 * lattice,
+                    "{sensitivities:?} ε = {epsilon} [{index}] k = {k}: {spread} against {lattice}"
+                );
+            }
+        }
+    }
 }
