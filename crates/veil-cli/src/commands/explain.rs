@@ -294,11 +294,11 @@ pub(crate) fn describe(path: &std::path::Path, loaded: &LoadedJob, plan: &Plan) 
                 _ => None,
             })
         {
+            // The member that holds the plateau, and how far it reaches.
             let plateau = query.measures.iter().find_map(|noisy| match &noisy.noise {
-                veil_engine::plan::MeasureNoise::Joint(member)
-                    if member.keys == joint.keys && member.plateau_reach().unwrap_or(0.0) > 0.0 =>
-                {
-                    Some((noisy.measure.key(), member.plateau_reach().unwrap_or(0.0)))
+                veil_engine::plan::MeasureNoise::Joint(member) if member.keys == joint.keys => {
+                    let reach = member.plateau_reach()?;
+                    (reach > 0.0).then(|| (noisy.measure.key(), reach))
                 }
                 _ => None,
             });

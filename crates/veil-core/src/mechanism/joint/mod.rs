@@ -46,6 +46,10 @@ pub struct JointLaplaceMechanism {
     denominator: UBig,
     sensitivities: Vec<u64>,
     epsilon: Epsilon,
+    /// ε as the exact ratio `numer/denom` of its `f64` (a dyadic rational): the scales are
+    /// rounded from it, and the shaped laws' exponents use it as it is.
+    epsilon_numer: UBig,
+    epsilon_denom: UBig,
     /// Per answer: the noise's standard deviation and the half-width of its interval at
     /// `DEFAULT_CONFIDENCE`, in steps.
     std_devs: Vec<f64>,
@@ -56,12 +60,10 @@ pub struct JointLaplaceMechanism {
     plateau: Option<Plateau>,
 }
 
-/// A staircase law's step, the exact ε its exponent uses, and its lattice profile.
+/// A staircase law's step and its lattice profile.
 #[derive(Debug, Clone, PartialEq)]
 struct Staircase {
     step: Step,
-    epsilon_numer: UBig,
-    epsilon_denom: UBig,
     profile: Profile,
 }
 
@@ -123,6 +125,8 @@ impl JointLaplaceMechanism {
             denominator,
             sensitivities: sensitivities.to_vec(),
             epsilon,
+            epsilon_numer,
+            epsilon_denom,
             std_devs,
             half_widths,
             staircase: None,
@@ -149,19 +153,13 @@ impl JointLaplaceMechanism {
             });
         }
         let mut mechanism = Self::new(sensitivities, epsilon)?;
-        let (epsilon_numer, epsilon_denom) = exact_ratio(epsilon.get())?;
         let profile = Profile::new(sensitivities, epsilon.get(), step);
         for index in 0..sensitivities.len() {
             mechanism.std_devs[index] = crate::rational::next_up(profile.std_dev(index));
             mechanism.half_widths[index] =
                 profile.half_width(index, 1.0 - super::DEFAULT_CONFIDENCE);
         }
-        mechanism.staircase = Some(Staircase {
-            step,
-            epsilon_numer,
-            epsilon_denom,
-            profile,
-        });
+        mechanism.staircase = Some(Staircase { step, profile });
         Ok(mechanism)
     }
 
@@ -421,7 +419,7 @@ impl JointLaplaceMechanism {
         let (step_numer, step_denom) = staircase.step.parts();
         let (step_numer, step_denom) = (UBig::from(step_numer), UBig::from(step_denom));
         // ε·(g + γ) − Σ|z_i|/t_i over the denominator ε_den·γ_den·Π a_j.
-        let denominator = &staircase.epsilon_denom * &step_denom * &self.denominator;
+        let denominator = &self.epsilon_denom * &step_denom * &self.denominator;
         loop {
             let noise = self.propose(rng);
             let shell = noise
@@ -436,11 +434,11 @@ impl JointLaplaceMechanism {
                 .fold(UBig::ZERO, |sum, (&z, weight)| {
                     sum + UBig::from(z.unsigned_abs()) * weight
                 });
-            let target = &staircase.epsilon_numer
+            let target = &self.epsilon_numer
                 * (UBig::from(shell) * &step_denom + &step_numer)
                 * &self.denominator;
             // target ≥ the proposal's exponent: Σ|z_i|/t_i ≤ ε·max_i |z_i|/Δ_i < ε·(g + γ).
-            let exponent = target - &staircase.epsilon_denom * &step_denom * proposed;
+            let exponent = target - &self.epsilon_denom * &step_denom * proposed;
             if bernoulli_exp_of(rng, &exponent, &denominator) {
                 return noise;
             }
@@ -452,8 +450,6 @@ impl JointLaplaceMechanism {
     /// (`PRIVACY.md`): `x ≥ 0`, since `Σ_i (|z_i| − W_i)/t_i ≤ (ε/d)·Σ_i p_i/Δ_i ≤ ε·max_i
     /// p_i/Δ_i`, and a kept draw has probability `∝ exp(−ε·max_i p_i/Δ_i)`.
     fn sample_plateau<R: Rng + CryptoRng + ?Sized>(&self, widths: &[u64], rng: &mut R) -> Vec<i64> {
-        let (epsilon_numer, epsilon_denom) =
-            exact_ratio(self.epsilon.get()).expect("the mechanism was built from this ε");
         loop {
             let noise = self.propose(rng);
             // The largest p_i/Δ_i, compared exactly (p_i·Δ_j against p_j·Δ_i).
@@ -477,8 +473,9 @@ impl JointLaplaceMechanism {
                 }
             }
             // x over the denominator ε_den·Δ*·Π a_j.
-            let scale = &epsilon_denom * UBig::from(steps);
-            let exponent = &epsilon_numer * UBig::from(reach) * &self.denominator + &scale * inside
+            let scale = &self.epsilon_denom * UBig::from(steps);
+            let exponent = &self.epsilon_numer * UBig::from(reach) * &self.denominator
+                + &scale * inside
                 - &scale * above;
             if bernoulli_exp_of(rng, &exponent, &(scale * &self.denominator)) {
                 return noise;

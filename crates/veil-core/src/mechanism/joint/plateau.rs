@@ -174,12 +174,6 @@ impl PlateauShape {
         Self::law(self.reach()).unit_tail(usize::from(self.index), x * self.unit_std)
     }
 
-    /// The `x` (in standard deviations) with `P(|z| > x) = alpha`.
-    #[must_use]
-    pub fn quantile(&self, alpha: f64) -> f64 {
-        Self::law(self.reach()).unit_quantile(usize::from(self.index), alpha) / self.unit_std
-    }
-
     /// The mixture's component at cumulative probability `u` (see [`super::Component`]):
     /// with `G ~ Gamma(k + 1)` in component `k`, `z = (ω_i + G)·U` at ε = 1, in standard
     /// deviations; component `k` weighs `c_k·k!` for the coefficients `c_k` of
