@@ -97,36 +97,29 @@ fn joint(c: &mut Criterion) {
     let mut group = c.benchmark_group("joint");
     group.throughput(Throughput::Elements(2 * BATCH));
     let sensitivities = [5_u64, 250 << 20];
-    let joint = JointLaplaceMechanism::new(&sensitivities, Epsilon::new(1.0 / 3.0).expect("ε"))
-        .expect("valid joint draw");
-    let mut rng = veil_testkit::seeded_rng(1);
-    group.bench_function("veil-joint", |b| {
-        b.iter(|| {
-            let mut sum = 0_i64;
-            for _ in 0..BATCH {
-                let z = joint.sample(&mut rng);
-                sum = sum.wrapping_add(z[0]).wrapping_add(z[1]);
-            }
-            black_box(sum)
+    // A batch of draws of `mechanism`, both answers summed so none is optimised away.
+    let mut draws = |name: String, mechanism: &JointLaplaceMechanism| {
+        let mut rng = veil_testkit::seeded_rng(1);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut sum = 0_i64;
+                for _ in 0..BATCH {
+                    let z = mechanism.sample(&mut rng);
+                    sum = sum.wrapping_add(z[0]).wrapping_add(z[1]);
+                }
+                black_box(sum)
+            });
         });
-    });
+    };
+    let epsilon = Epsilon::new(1.0 / 3.0).expect("ε");
+    let joint = JointLaplaceMechanism::new(&sensitivities, epsilon).expect("valid joint draw");
+    draws("veil-joint".into(), &joint);
     // The plateau law a weighted count's plan draws (`weight = 6` on the count of count +
     // sum + mean): flat on the centred sum out to 3/4 of its bound over ε.
-    let epsilon = Epsilon::new(1.0 / 3.0).expect("ε");
     let width = sensitivities[1] * 9 / 4;
     let plateau = JointLaplaceMechanism::plateau(&sensitivities, epsilon, &[0, width])
         .expect("valid plateau");
-    let mut rng = veil_testkit::seeded_rng(1);
-    group.bench_function("veil-joint-plateau", |b| {
-        b.iter(|| {
-            let mut sum = 0_i64;
-            for _ in 0..BATCH {
-                let z = plateau.sample(&mut rng);
-                sum = sum.wrapping_add(z[0]).wrapping_add(z[1]);
-            }
-            black_box(sum)
-        });
-    });
+    draws("veil-joint-plateau".into(), &plateau);
     // The staircase-shaped law where the planner takes it (ε = 4/3 and 4 per group): more
     // proposals per kept draw.
     for epsilon in [4.0 / 3.0, 4.0] {
@@ -136,17 +129,10 @@ fn joint(c: &mut Criterion) {
         let staircase = JointLaplaceMechanism::staircase(&sensitivities, epsilon, step)
             .expect("valid staircase");
         for (name, mechanism) in [("plain", &plain), ("staircase", &staircase)] {
-            let mut rng = veil_testkit::seeded_rng(1);
-            group.bench_function(format!("veil-joint-{name}-eps{:.2}", epsilon.get()), |b| {
-                b.iter(|| {
-                    let mut sum = 0_i64;
-                    for _ in 0..BATCH {
-                        let z = mechanism.sample(&mut rng);
-                        sum = sum.wrapping_add(z[0]).wrapping_add(z[1]);
-                    }
-                    black_box(sum)
-                });
-            });
+            draws(
+                format!("veil-joint-{name}-eps{:.2}", epsilon.get()),
+                mechanism,
+            );
         }
     }
     let separate: Vec<DiscreteLaplace> = sensitivities
